@@ -1,0 +1,534 @@
+"""The control schema ``cutover`` in PostgreSQL, and a small typed API over it.
+
+It holds what makes runs resumable and reviewable: runs and their units (state, rows, checksums,
+timings), checkpoints / watermarks, the backend switch of every unit with its full history,
+consistency results, quality-gate results, backups of set-aside objects, name mappings and dead
+letters. The UI plugin reads it.
+
+:func:`ensure_schema` is idempotent (``CREATE … IF NOT EXISTS``, guarded by an advisory lock so that
+parallel mapped tasks do not race). Functions take an open psycopg connection and never commit:
+the caller commits, so that a chunk of data and its checkpoint land in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+SCHEMA = "cutover"
+SCHEMA_VERSION = 1
+_LOCK_KEY = 0x6375746F  # "cuto": advisory lock held while the schema is created
+
+DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+
+CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_version (
+    version     integer PRIMARY KEY,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS {SCHEMA}.runs (
+    run_id      text PRIMARY KEY,
+    pipeline    text NOT NULL,
+    state       text NOT NULL DEFAULT 'running',
+    params      jsonb NOT NULL DEFAULT '{{}}',
+    evidence    jsonb NOT NULL DEFAULT '{{}}',
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+);
+
+CREATE TABLE IF NOT EXISTS {SCHEMA}.units (
+    run_id          text NOT NULL,
+    pipeline        text NOT NULL,
+    unit_key        text NOT NULL,
+    state           text NOT NULL DEFAULT 'planned',
+    rows_total      bigint,
+    rows_done       bigint NOT NULL DEFAULT 0,
+    checksum_source text,
+    checksum_target text,
+    detail          jsonb NOT NULL DEFAULT '{{}}',
+    error           text,
+    started_at      timestamptz,
+    finished_at     timestamptz,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, unit_key)
+);
+CREATE INDEX IF NOT EXISTS units_pipeline_unit ON {SCHEMA}.units (pipeline, unit_key, updated_at DESC);
+
+CREATE TABLE IF NOT EXISTS {SCHEMA}.checkpoints (
+    pipeline    text NOT NULL,
+    unit_key    text NOT NULL,
+    watermark   jsonb NOT NULL,
+    rows_done   bigint NOT NULL DEFAULT 0,
+    run_id      text,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pipeline, unit_key)
+);
+
+CREATE TABLE IF NOT EXISTS {SCHEMA}.switches (
+    pipeline    text NOT NULL,
+    unit_key    text NOT NULL,
+    backend     text NOT NULL,
+    canary_pct  smallint NOT NULL DEFAULT 100 CHECK (canary_pct BETWEEN 0 AND 100),
+    run_id      text,
+    actor       text,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pipeline, unit_key)
+);
+
+CREATE TABLE IF NOT EXISTS {SCHEMA}.switch_history (
+    id           bigserial PRIMARY KEY,
+    pipeline     text NOT NULL,
+    unit_key     text NOT NULL,
+    from_backend text,
+    to_backend   text NOT NULL,
+    canary_pct   smallint NOT NULL,
+    run_id       text,
+    actor        text,
+    reason       text,
+    at           timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS switch_history_unit ON {SCHEMA}.switch_history (pipeline, unit_key, at);
+
+CREATE TABLE IF NOT EXISTS {SCHEMA}.consistency_results (
+    id           bigserial PRIMARY KEY,
+    pair_name    text NOT NULL,
+    checked_at   timestamptz NOT NULL DEFAULT now(),
+    window_start text,
+    window_end   text,
+    status       text NOT NULL,
+    rows_checked bigint NOT NULL DEFAULT 0,
+    missing      bigint NOT NULL DEFAULT 0,
+    extra        bigint NOT NULL DEFAULT 0,
+    changed      bigint NOT NULL DEFAULT 0,
+    duration_s   double precision,
+    details      jsonb NOT NULL DEFAULT '{{}}',
+    run_id       text
+);
+CREATE INDEX IF NOT EXISTS consistency_pair ON {SCHEMA}.consistency_results (pair_name, checked_at DESC);
+
+CREATE TABLE IF NOT EXISTS {SCHEMA}.quality_results (
+    id          bigserial PRIMARY KEY,
+    suite       text NOT NULL,
+    asset       text NOT NULL,
+    success     boolean NOT NULL,
+    evaluated   integer NOT NULL DEFAULT 0,
+    failed      integer NOT NULL DEFAULT 0,
+    statistics  jsonb NOT NULL DEFAULT '{{}}',
+    docs_path   text,
+    run_id      text,
+    checked_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS {SCHEMA}.dead_letters (
+    id          bigserial PRIMARY KEY,
+    pipeline    text NOT NULL,
+    run_id      text,
+    unit_key    text,
+    source      text NOT NULL,
+    record_key  text,
+    reason      text NOT NULL,
+    payload     jsonb,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS dead_letters_unit ON {SCHEMA}.dead_letters (pipeline, unit_key);
+
+CREATE TABLE IF NOT EXISTS {SCHEMA}.object_backups (
+    pipeline    text NOT NULL,
+    unit_key    text NOT NULL,
+    kind        text NOT NULL,
+    name        text NOT NULL,
+    definition  text NOT NULL,
+    restored_at timestamptz,
+    saved_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pipeline, unit_key, kind, name)
+);
+
+CREATE TABLE IF NOT EXISTS {SCHEMA}.name_map (
+    pipeline    text NOT NULL,
+    scope       text NOT NULL,
+    original    text NOT NULL,
+    mapped      text NOT NULL,
+    detail      jsonb NOT NULL DEFAULT '{{}}',
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pipeline, scope, original),
+    UNIQUE (pipeline, scope, mapped)
+);
+
+INSERT INTO {SCHEMA}.schema_version (version) VALUES ({SCHEMA_VERSION}) ON CONFLICT DO NOTHING;
+"""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a unit's copy stopped: an opaque JSON watermark plus the rows done so far."""
+
+    pipeline: str
+    unit_key: str
+    watermark: dict[str, Any]
+    rows_done: int
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Switch:
+    """Which backend serves a unit's readers, and to what share (canary)."""
+
+    pipeline: str
+    unit_key: str
+    backend: str
+    canary_pct: int
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record that could not be loaded, with the reason and enough to find it again."""
+
+    source: str
+    record_key: str
+    reason: str
+    payload: dict[str, Any] | None = None
+
+
+def ensure_schema(conn: Connection[Any]) -> None:
+    """Create the control schema if it is missing (idempotent, safe to call from parallel tasks)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        conn.execute(DDL)
+
+
+# --- runs and units -------------------------------------------------------------------------------
+
+
+def start_run(conn: Connection[Any], run_id: str, pipeline: str, params: dict[str, Any] | None = None) -> None:
+    """Record that a run started (a rerun of the same run id keeps its row and becomes running again)."""
+    conn.execute(
+        f"""INSERT INTO {SCHEMA}.runs (run_id, pipeline, params) VALUES (%s, %s, %s)
+            ON CONFLICT (run_id) DO UPDATE SET state = 'running', params = EXCLUDED.params, finished_at = NULL""",
+        (run_id, pipeline, Jsonb(params or {})),
+    )
+
+
+def finish_run(conn: Connection[Any], run_id: str, state: str, evidence: dict[str, Any] | None = None) -> None:
+    """Close a run with its final state, merging ``evidence`` into the run's evidence bundle."""
+    conn.execute(
+        f"""UPDATE {SCHEMA}.runs SET state = %s, finished_at = now(), evidence = evidence || %s
+            WHERE run_id = %s""",
+        (state, Jsonb(evidence or {}), run_id),
+    )
+
+
+def add_evidence(conn: Connection[Any], run_id: str, evidence: dict[str, Any]) -> None:
+    """Merge keys into a run's evidence bundle (counts, checksums, diff report, docs, approvals)."""
+    conn.execute(
+        f"UPDATE {SCHEMA}.runs SET evidence = evidence || %s WHERE run_id = %s", (Jsonb(evidence), run_id)
+    )
+
+
+def get_run(conn: Connection[Any], run_id: str) -> dict[str, Any] | None:
+    """One run's row (state, params, evidence, timings) or None."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(f"SELECT * FROM {SCHEMA}.runs WHERE run_id = %s", (run_id,)).fetchone()
+
+
+def set_unit(
+    conn: Connection[Any],
+    run_id: str,
+    pipeline: str,
+    unit_key: str,
+    state: str,
+    *,
+    rows_total: int | None = None,
+    rows_done: int | None = None,
+    checksum_source: str | None = None,
+    checksum_target: str | None = None,
+    detail: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    """Create or update a unit of a run; fields left as None keep their stored value."""
+    conn.execute(
+        f"""INSERT INTO {SCHEMA}.units AS u (run_id, pipeline, unit_key, state, rows_total, rows_done,
+                checksum_source, checksum_target, detail, error, started_at, finished_at)
+            VALUES (%(run_id)s, %(pipeline)s, %(unit_key)s, %(state)s, %(rows_total)s, coalesce(%(rows_done)s, 0),
+                %(cs)s, %(ct)s, %(detail)s, %(error)s,
+                CASE WHEN %(state)s <> 'planned' THEN now() END,
+                CASE WHEN %(state)s IN ('done', 'failed', 'verified', 'skipped') THEN now() END)
+            ON CONFLICT (run_id, unit_key) DO UPDATE SET
+                state = EXCLUDED.state,
+                rows_total = coalesce(EXCLUDED.rows_total, u.rows_total),
+                rows_done = coalesce(%(rows_done)s, u.rows_done),
+                checksum_source = coalesce(EXCLUDED.checksum_source, u.checksum_source),
+                checksum_target = coalesce(EXCLUDED.checksum_target, u.checksum_target),
+                detail = u.detail || EXCLUDED.detail,
+                error = EXCLUDED.error,
+                started_at = coalesce(u.started_at, EXCLUDED.started_at),
+                finished_at = EXCLUDED.finished_at,
+                updated_at = now()""",
+        {
+            "run_id": run_id,
+            "pipeline": pipeline,
+            "unit_key": unit_key,
+            "state": state,
+            "rows_total": rows_total,
+            "rows_done": rows_done,
+            "cs": checksum_source,
+            "ct": checksum_target,
+            "detail": Jsonb(detail or {}),
+            "error": error,
+        },
+    )
+
+
+def list_units(conn: Connection[Any], run_id: str) -> list[dict[str, Any]]:
+    """Every unit of a run, ordered by key."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"SELECT * FROM {SCHEMA}.units WHERE run_id = %s ORDER BY unit_key", (run_id,)
+        ).fetchall()
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+
+def get_checkpoint(conn: Connection[Any], pipeline: str, unit_key: str) -> Checkpoint | None:
+    """The stored watermark of a unit, or None when it never ran."""
+    row = conn.execute(
+        f"""SELECT pipeline, unit_key, watermark, rows_done, updated_at FROM {SCHEMA}.checkpoints
+            WHERE pipeline = %s AND unit_key = %s""",
+        (pipeline, unit_key),
+    ).fetchone()
+    return Checkpoint(*row) if row else None
+
+
+def set_checkpoint(
+    conn: Connection[Any],
+    pipeline: str,
+    unit_key: str,
+    watermark: dict[str, Any],
+    *,
+    rows_done: int | None = None,
+    run_id: str | None = None,
+) -> None:
+    """Store a unit's watermark; call it inside the transaction that wrote the chunk it describes."""
+    conn.execute(
+        f"""INSERT INTO {SCHEMA}.checkpoints AS c (pipeline, unit_key, watermark, rows_done, run_id)
+            VALUES (%s, %s, %s, coalesce(%s, 0), %s)
+            ON CONFLICT (pipeline, unit_key) DO UPDATE SET watermark = EXCLUDED.watermark,
+                rows_done = coalesce(%s, c.rows_done), run_id = EXCLUDED.run_id, updated_at = now()""",
+        (pipeline, unit_key, Jsonb(watermark), rows_done, run_id, rows_done),
+    )
+
+
+def clear_checkpoint(conn: Connection[Any], pipeline: str, unit_key: str) -> None:
+    """Forget a unit's watermark (rollback that removes what was built)."""
+    conn.execute(f"DELETE FROM {SCHEMA}.checkpoints WHERE pipeline = %s AND unit_key = %s", (pipeline, unit_key))
+
+
+# --- backend switches ----------------------------------------------------------------------------
+
+
+def get_switch(conn: Connection[Any], pipeline: str, unit_key: str) -> Switch | None:
+    """The current backend of a unit's readers, or None when never switched."""
+    row = conn.execute(
+        f"""SELECT pipeline, unit_key, backend, canary_pct, updated_at FROM {SCHEMA}.switches
+            WHERE pipeline = %s AND unit_key = %s""",
+        (pipeline, unit_key),
+    ).fetchone()
+    return Switch(*row) if row else None
+
+
+def switch_backend(
+    conn: Connection[Any],
+    pipeline: str,
+    unit_key: str,
+    backend: str,
+    *,
+    canary_pct: int = 100,
+    run_id: str | None = None,
+    actor: str | None = None,
+    reason: str | None = None,
+) -> Switch:
+    """Point a unit's readers at ``backend`` (for ``canary_pct`` % of them) and record it in the history."""
+    if not 0 <= canary_pct <= 100:
+        raise ValueError(f"canary_pct must be between 0 and 100, got {canary_pct}")
+    # Lock the row so two concurrent switches record a consistent from → to history.
+    prev = conn.execute(
+        f"SELECT backend FROM {SCHEMA}.switches WHERE pipeline = %s AND unit_key = %s FOR UPDATE",
+        (pipeline, unit_key),
+    ).fetchone()
+    row = conn.execute(
+        f"""INSERT INTO {SCHEMA}.switches (pipeline, unit_key, backend, canary_pct, run_id, actor)
+            VALUES (%s, %s, %s, %s, %s, %s)
+            ON CONFLICT (pipeline, unit_key) DO UPDATE SET backend = EXCLUDED.backend,
+                canary_pct = EXCLUDED.canary_pct, run_id = EXCLUDED.run_id, actor = EXCLUDED.actor,
+                updated_at = now()
+            RETURNING pipeline, unit_key, backend, canary_pct, updated_at""",
+        (pipeline, unit_key, backend, canary_pct, run_id, actor),
+    ).fetchone()
+    conn.execute(
+        f"""INSERT INTO {SCHEMA}.switch_history
+                (pipeline, unit_key, from_backend, to_backend, canary_pct, run_id, actor, reason)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+        (pipeline, unit_key, prev[0] if prev else None, backend, canary_pct, run_id, actor, reason),
+    )
+    assert row is not None
+    return Switch(*row)
+
+
+def switch_history(conn: Connection[Any], pipeline: str, unit_key: str | None = None) -> list[dict[str, Any]]:
+    """Every recorded switch of a pipeline (or one unit), oldest first."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        if unit_key is None:
+            return cur.execute(
+                f"SELECT * FROM {SCHEMA}.switch_history WHERE pipeline = %s ORDER BY id", (pipeline,)
+            ).fetchall()
+        return cur.execute(
+            f"SELECT * FROM {SCHEMA}.switch_history WHERE pipeline = %s AND unit_key = %s ORDER BY id",
+            (pipeline, unit_key),
+        ).fetchall()
+
+
+# --- dead letters, quality, consistency ----------------------------------------------------------
+
+
+def add_dead_letters(
+    conn: Connection[Any], pipeline: str, run_id: str | None, unit_key: str | None, letters: list[DeadLetter]
+) -> int:
+    """Store records that could not be loaded; returns how many were stored."""
+    if not letters:
+        return 0
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"""INSERT INTO {SCHEMA}.dead_letters (pipeline, run_id, unit_key, source, record_key, reason, payload)
+                VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+            [
+                (pipeline, run_id, unit_key, d.source, d.record_key, d.reason, Jsonb(d.payload) if d.payload else None)
+                for d in letters
+            ],
+        )
+    return len(letters)
+
+
+def list_dead_letters(conn: Connection[Any], pipeline: str, unit_key: str | None = None) -> list[dict[str, Any]]:
+    """Dead letters of a pipeline (or one unit), oldest first."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        q = f"SELECT * FROM {SCHEMA}.dead_letters WHERE pipeline = %s"
+        args: list[Any] = [pipeline]
+        if unit_key is not None:
+            q += " AND unit_key = %s"
+            args.append(unit_key)
+        return cur.execute(q + " ORDER BY id", args).fetchall()
+
+
+def record_quality(
+    conn: Connection[Any],
+    suite: str,
+    asset: str,
+    success: bool,
+    *,
+    evaluated: int,
+    failed: int,
+    statistics: dict[str, Any],
+    docs_path: str | None,
+    run_id: str | None,
+) -> int:
+    """Store one quality-gate result; returns its id."""
+    row = conn.execute(
+        f"""INSERT INTO {SCHEMA}.quality_results (suite, asset, success, evaluated, failed, statistics, docs_path, run_id)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (suite, asset, success, evaluated, failed, Jsonb(statistics), docs_path, run_id),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def record_consistency(
+    conn: Connection[Any],
+    pair_name: str,
+    status: str,
+    *,
+    rows_checked: int = 0,
+    missing: int = 0,
+    extra: int = 0,
+    changed: int = 0,
+    window_start: str | None = None,
+    window_end: str | None = None,
+    duration_s: float | None = None,
+    details: dict[str, Any] | None = None,
+    run_id: str | None = None,
+) -> int:
+    """Store one consistency-check result; returns its id."""
+    row = conn.execute(
+        f"""INSERT INTO {SCHEMA}.consistency_results (pair_name, status, rows_checked, missing, extra, changed,
+                window_start, window_end, duration_s, details, run_id)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (pair_name, status, rows_checked, missing, extra, changed, window_start, window_end, duration_s,
+         Jsonb(details or {}), run_id),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+# --- set-aside objects and name maps -------------------------------------------------------------
+
+
+def backup_object(conn: Connection[Any], pipeline: str, unit_key: str, kind: str, name: str, definition: str) -> None:
+    """Keep the exact definition of a trigger / index set aside for a bulk load (first backup wins)."""
+    conn.execute(
+        f"""INSERT INTO {SCHEMA}.object_backups (pipeline, unit_key, kind, name, definition)
+            VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+        (pipeline, unit_key, kind, name, definition),
+    )
+
+
+def pending_backups(conn: Connection[Any], pipeline: str, unit_key: str) -> list[tuple[str, str, str]]:
+    """(kind, name, definition) of objects set aside and not yet restored."""
+    return [
+        (r[0], r[1], r[2])
+        for r in conn.execute(
+            f"""SELECT kind, name, definition FROM {SCHEMA}.object_backups
+                WHERE pipeline = %s AND unit_key = %s AND restored_at IS NULL ORDER BY kind, name""",
+            (pipeline, unit_key),
+        ).fetchall()
+    ]
+
+
+def mark_restored(conn: Connection[Any], pipeline: str, unit_key: str, kind: str, name: str) -> None:
+    """Record that a set-aside object was recreated."""
+    conn.execute(
+        f"""UPDATE {SCHEMA}.object_backups SET restored_at = now()
+            WHERE pipeline = %s AND unit_key = %s AND kind = %s AND name = %s""",
+        (pipeline, unit_key, kind, name),
+    )
+
+
+def load_name_map(conn: Connection[Any], pipeline: str, scope: str) -> dict[str, str]:
+    """original → mapped names stored for a scope (e.g. one ship's channel → column map)."""
+    rows = conn.execute(
+        f"SELECT original, mapped FROM {SCHEMA}.name_map WHERE pipeline = %s AND scope = %s ORDER BY created_at, original",
+        (pipeline, scope),
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def save_name_map(
+    conn: Connection[Any], pipeline: str, scope: str, mapping: dict[str, str], detail: dict[str, dict[str, Any]] | None = None
+) -> None:
+    """Store original → mapped names for a scope (existing entries are kept as they are)."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"""INSERT INTO {SCHEMA}.name_map (pipeline, scope, original, mapped, detail) VALUES (%s, %s, %s, %s, %s)
+                ON CONFLICT (pipeline, scope, original) DO NOTHING""",
+            [(pipeline, scope, k, v, Jsonb((detail or {}).get(k, {}))) for k, v in mapping.items()],
+        )
+
+
+def clear_name_map(conn: Connection[Any], pipeline: str, scope: str) -> None:
+    """Forget a scope's name map (rollback that drops what was built)."""
+    conn.execute(f"DELETE FROM {SCHEMA}.name_map WHERE pipeline = %s AND scope = %s", (pipeline, scope))

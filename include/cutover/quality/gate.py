@@ -1,0 +1,254 @@
+"""The quality gate: validate a SQL table or query against a named GX suite, record, rebuild docs, stop.
+
+GX Core 1.x objects are created idempotently from here (``add_or_update``), in the file context
+``great_expectations/`` at the project root:
+
+* **suites** are files in ``great_expectations/expectations/<suite>.json`` (committed); a pipeline may
+  pass ``expectations`` to build a suite at run time (named ``generated__…``, not committed);
+* **data sources** hold no secret: their connection string is a ``${CUTOVER_GX_<CONN_ID>}`` template
+  that this module fills from the Airflow connection just before it runs;
+* **checkpoints** run the validation and the ``UpdateDataDocsAction``, so the data docs under
+  ``great_expectations/uncommitted/data_docs/local_site/`` are rebuilt on every gate.
+
+:func:`run_gate` records every result in ``cutover.quality_results`` and raises
+:class:`QualityGateFailed` when the suite fails, so that in a DAG the downstream cutover never runs.
+GX is imported lazily: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cutover import control
+from cutover.connections import PROJECT_ROOT, POSTGRES_TARGET, pg_connect, resolve
+
+log = logging.getLogger(__name__)
+
+GX_ROOT = Path(os.environ.get("CUTOVER_GX_ROOT", PROJECT_ROOT / "great_expectations"))
+DOCS_SITE = "local_site"
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class QualityGateFailed(RuntimeError):
+    """A suite failed: the run must stop before cutover. ``result`` holds the details."""
+
+    def __init__(self, result: GateResult):
+        self.result = result
+        failures = "; ".join(result.failures[:10]) or "see data docs"
+        super().__init__(
+            f"quality gate failed: suite {result.suite!r} on {result.asset!r}: "
+            f"{result.failed} of {result.evaluated} expectations failed ({failures}). "
+            f"Data docs: {result.docs_index}"
+        )
+
+
+@dataclass
+class GateResult:
+    """What one gate found: success, counts, failed expectations and where the data docs are."""
+
+    suite: str
+    asset: str
+    success: bool
+    evaluated: int
+    failed: int
+    statistics: dict[str, Any]
+    failures: list[str] = field(default_factory=list)
+    docs_index: str | None = None
+    result_id: int | None = None
+
+
+def docs_dir() -> Path:
+    """The folder of the rebuilt data docs site (served by the Airflow plugin)."""
+    return GX_ROOT / "uncommitted" / "data_docs" / DOCS_SITE
+
+
+# The context's config is kept here, not in git: GX rewrites great_expectations.yml whenever a data
+# source or asset is added, so the file is written from this text on first use and ignored by git.
+GX_CONFIG = """# GX Core 1.x file context for Cutover. Suites are committed in expectations/; data sources,
+# validation definitions and checkpoints are (re)created idempotently by include/cutover/quality/.
+config_version: 4.0
+config_variables_file_path: uncommitted/config_variables.yml
+plugins_directory: plugins/
+stores:
+  expectations_store:
+    class_name: ExpectationsStore
+    store_backend:
+      class_name: TupleFilesystemStoreBackend
+      base_directory: expectations/
+  validation_results_store:
+    class_name: ValidationResultsStore
+    store_backend:
+      class_name: TupleFilesystemStoreBackend
+      base_directory: uncommitted/validations/
+  checkpoint_store:
+    class_name: CheckpointStore
+    store_backend:
+      class_name: TupleFilesystemStoreBackend
+      suppress_store_backend_id: true
+      base_directory: checkpoints/
+  validation_definition_store:
+    class_name: ValidationDefinitionStore
+    store_backend:
+      class_name: TupleFilesystemStoreBackend
+      base_directory: validation_definitions/
+expectations_store_name: expectations_store
+validation_results_store_name: validation_results_store
+checkpoint_store_name: checkpoint_store
+data_docs_sites:
+  local_site:
+    class_name: SiteBuilder
+    show_how_to_buttons: false
+    store_backend:
+      class_name: TupleFilesystemStoreBackend
+      base_directory: uncommitted/data_docs/local_site/
+    site_index_builder:
+      class_name: DefaultSiteIndexBuilder
+analytics_enabled: false
+progress_bars:
+  globally: false
+  metric_calculations: false
+fluent_datasources: {}
+"""
+
+
+def get_context() -> Any:
+    """The GX file context in ``great_expectations/`` (its config written on first use)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    config = GX_ROOT / "great_expectations.yml"
+    if not config.exists():
+        GX_ROOT.mkdir(parents=True, exist_ok=True)
+        config.write_text(GX_CONFIG)
+    import great_expectations as gx
+
+    return gx.get_context(mode="file", context_root_dir=str(GX_ROOT))
+
+
+def _datasource(context: Any, conn_id: str) -> Any:
+    info = resolve(conn_id)
+    env_name = f"CUTOVER_GX_{_SAFE.sub('_', conn_id).upper()}"
+    os.environ[env_name] = info.sqlalchemy_url()  # the secret stays in the env, never in the yml
+    name = f"cutover_{conn_id}"
+    template = "${" + env_name + "}"
+    if info.is_postgres:
+        return context.data_sources.add_or_update_postgres(name=name, connection_string=template)
+    return context.data_sources.add_or_update_sql(name=name, connection_string=template)
+
+
+def _suite(context: Any, suite_name: str, expectations: list[dict[str, Any]] | None) -> Any:
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    if expectations is None:
+        try:
+            return context.suites.get(suite_name)
+        except Exception as exc:
+            raise FileNotFoundError(
+                f"no GX suite named {suite_name!r} in {GX_ROOT / 'expectations'}; add {suite_name}.json there"
+            ) from exc
+    suite = gx.ExpectationSuite(name=suite_name)
+    for exp in expectations:
+        cfg = ExpectationConfiguration(type=exp["type"], kwargs=exp.get("kwargs", {}), meta=exp.get("meta", {}))
+        suite.add_expectation_configuration(cfg)
+    return context.suites.add_or_update(suite)
+
+
+def _describe(result: Any) -> str:
+    cfg = result.expectation_config
+    kwargs = {k: v for k, v in cfg.kwargs.items() if k not in ("batch_id",)}
+    observed = (result.result or {}).get("observed_value")
+    unexpected = (result.result or {}).get("unexpected_count")
+    extra = f", observed {observed!r}" if observed is not None else ""
+    extra += f", {unexpected} unexpected" if unexpected else ""
+    return f"{cfg.type}({kwargs}){extra}"
+
+
+def run_gate(
+    suite_name: str,
+    *,
+    conn_id: str = POSTGRES_TARGET,
+    table: str | None = None,
+    schema: str | None = None,
+    query: str | None = None,
+    asset_name: str | None = None,
+    expectations: list[dict[str, Any]] | None = None,
+    run_id: str | None = None,
+    raise_on_failure: bool = True,
+) -> GateResult:
+    """Validate ``schema.table`` (or ``query``) on ``conn_id`` against ``suite_name``; record; rebuild docs.
+
+    ``expectations`` (``[{"type": "expect_…", "kwargs": {…}}]``) builds the suite at run time instead
+    of reading the committed file. Raises :class:`QualityGateFailed` on failure unless told not to.
+    """
+    import great_expectations as gx
+
+    if (table is None) == (query is None):
+        raise ValueError("run_gate needs exactly one of table= or query=")
+    context = get_context()
+    ds = _datasource(context, conn_id)
+    asset_name = _SAFE.sub("_", asset_name or (f"{schema}.{table}" if schema else (table or suite_name)))
+    try:
+        ds.delete_asset(asset_name)  # the table or query may have changed since last time
+    except Exception:
+        pass
+    if query is not None:
+        asset = ds.add_query_asset(name=asset_name, query=query)
+    else:
+        asset = ds.add_table_asset(name=asset_name, table_name=table, schema_name=schema)
+    batch = asset.add_batch_definition_whole_table("whole")
+    suite = _suite(context, suite_name, expectations)
+    gate_name = _SAFE.sub("_", f"gate__{suite_name}__{conn_id}__{asset_name}")
+    vd = context.validation_definitions.add_or_update(gx.ValidationDefinition(name=gate_name, data=batch, suite=suite))
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=gate_name,
+            validation_definitions=[vd],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
+            result_format="SUMMARY",
+        )
+    )
+    run = checkpoint.run(run_id=gx.RunIdentifier(run_name=run_id) if run_id else None)
+    evaluated = failed = 0
+    failures: list[str] = []
+    stats: dict[str, Any] = {}
+    for vr in run.run_results.values():
+        s = vr.statistics
+        stats = dict(s)
+        evaluated += int(s.get("evaluated_expectations", 0))
+        failed += int(s.get("unsuccessful_expectations", 0))
+        failures.extend(_describe(r) for r in vr.results if not r.success)
+    index = docs_dir() / "index.html"
+    result = GateResult(
+        suite=suite_name,
+        asset=f"{conn_id}:{asset_name}",
+        success=bool(run.success),
+        evaluated=evaluated,
+        failed=failed,
+        statistics=stats,
+        failures=failures,
+        docs_index=str(index) if index.exists() else None,
+    )
+    with pg_connect() as conn:
+        control.ensure_schema(conn)
+        result.result_id = control.record_quality(
+            conn, suite_name, result.asset, result.success, evaluated=evaluated, failed=failed,
+            statistics={**stats, "failures": failures}, docs_path=result.docs_index, run_id=run_id,
+        )
+    log.info(
+        "quality gate %s on %s: %s (%d/%d expectations passed); data docs: %s",
+        suite_name, result.asset, "PASSED" if result.success else "FAILED",
+        evaluated - failed, evaluated, result.docs_index,
+    )
+    if not result.success and raise_on_failure:
+        raise QualityGateFailed(result)
+    return result
+
+
+def rebuild_docs() -> Path:
+    """Rebuild the data docs site from stored validation results; returns its index.html."""
+    get_context().build_data_docs()
+    return docs_dir() / "index.html"

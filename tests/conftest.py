@@ -1,0 +1,46 @@
+"""Shared fixtures: the same dev connections as `make demo` (AIRFLOW_CONN_* env vars, embedded defaults).
+
+Set any AIRFLOW_CONN_<ID> before running pytest to run the same suite against another server, e.g.
+``AIRFLOW_CONN_POSTGRES_TARGET=postgresql://postgres@127.0.0.1:5432/test make test``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+# Airflow must not touch a user's ~/airflow from the tests: a throw-away home per session.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="cutover-airflow-test-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+from cutover import connections, control  # noqa: E402
+
+connections.apply_default_env()
+
+
+@pytest.fixture(scope="session")
+def pg_info() -> connections.ConnInfo:
+    """The resolved postgres_target connection."""
+    return connections.resolve(connections.POSTGRES_TARGET)
+
+
+@pytest.fixture
+def pg() -> Iterator[Any]:
+    """A psycopg connection to postgres_target (autocommit off; rolled back if the test fails)."""
+    with connections.pg_connect(connections.POSTGRES_TARGET) as conn:
+        control.ensure_schema(conn)
+        conn.commit()
+        yield conn
+
+
+@pytest.fixture
+def mysql() -> Iterator[Any]:
+    """A MySQLdb connection to the local MariaDB/MySQL server (no default database)."""
+    with connections.mysql_connect(connections.MYSQL_TARGET) as conn:
+        yield conn
