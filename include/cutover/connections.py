@@ -21,6 +21,7 @@ The control schema ``cutover`` lives in ``postgres_target`` unless ``cutover_con
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 from collections.abc import Iterator
@@ -179,6 +180,8 @@ def start_embedded_postgres() -> ConnInfo:
     pgdata = embedded_postgres_dir()
     pgdata.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pgdata, cleanup_mode=None)
+    # cleanup_mode=None never stops the server; its exit hook would only log into closed streams.
+    atexit.unregister(server._cleanup)
     info = parse_airflow_conn(POSTGRES_TARGET, server.get_uri())
     return ConnInfo(conn_id=POSTGRES_TARGET, conn_type="postgres", host=info.host, login="postgres", schema="postgres")
 

@@ -17,15 +17,18 @@ GX is imported lazily: importing this module is cheap.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cutover import control
-from cutover.connections import PROJECT_ROOT, POSTGRES_TARGET, pg_connect, resolve
+from cutover.connections import POSTGRES_TARGET, PROJECT_ROOT, pg_connect, resolve
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +191,38 @@ def run_gate(
 
     if (table is None) == (query is None):
         raise ValueError("run_gate needs exactly one of table= or query=")
+    with _gx_lock():
+        return _run_gate_locked(
+            gx, suite_name, conn_id=conn_id, table=table, schema=schema, query=query, asset_name=asset_name,
+            expectations=expectations, run_id=run_id, raise_on_failure=raise_on_failure,
+        )
+
+
+@contextmanager
+def _gx_lock() -> Iterator[None]:
+    """Serialise GX work across processes: parallel mapped tasks share one file context and docs site."""
+    GX_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(GX_ROOT / ".cutover.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run_gate_locked(
+    gx: Any,
+    suite_name: str,
+    *,
+    conn_id: str,
+    table: str | None,
+    schema: str | None,
+    query: str | None,
+    asset_name: str | None,
+    expectations: list[dict[str, Any]] | None,
+    run_id: str | None,
+    raise_on_failure: bool,
+) -> GateResult:
     context = get_context()
     ds = _datasource(context, conn_id)
     asset_name = _SAFE.sub("_", asset_name or (f"{schema}.{table}" if schema else (table or suite_name)))
@@ -250,5 +285,6 @@ def run_gate(
 
 def rebuild_docs() -> Path:
     """Rebuild the data docs site from stored validation results; returns its index.html."""
-    get_context().build_data_docs()
+    with _gx_lock():
+        get_context().build_data_docs()
     return docs_dir() / "index.html"

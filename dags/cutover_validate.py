@@ -1,0 +1,93 @@
+"""
+### Validate a table against a Great Expectations suite (the Cutover quality gate, on demand)
+
+Runs the same quality gate every Cutover migration passes before its cutover, on any table you
+name: **validate → publish**. Only an all-success validation reaches `publish`, which records the
+approval in the run's evidence bundle (control schema `cutover.runs`); a failed suite fails the run
+and `publish` is never executed.
+
+**Params** (the trigger form):
+
+| param | meaning |
+|---|---|
+| `conn_id` | Airflow connection of the database (`postgres_target`, `postgres_source`, `mysql_source`, `mysql_target`) |
+| `schema` | schema (PostgreSQL) or database (MySQL) of the table |
+| `table` | the table to validate |
+| `suite` | a suite from `great_expectations/expectations/` (e.g. `table_not_empty`, `cutover_keyed_table`) |
+
+**Read the result**: every run rebuilds the GX data docs; open *Cutover → Data docs* in the Airflow
+menu (or `great_expectations/uncommitted/data_docs/local_site/index.html`). *Cutover → Migration
+status* lists the latest gate results.
+
+Nothing is written to the validated table; rerunning is always safe.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import Param, dag, task
+
+default_args = {
+    "owner": "cutover",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=10),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=5),
+}
+
+
+@dag(
+    dag_id="cutover_validate",
+    schedule=None,
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args,
+    doc_md=__doc__,
+    tags=["cutover", "quality", "verify"],
+    params={
+        "conn_id": Param(
+            "postgres_target",
+            type="string",
+            enum=["postgres_target", "postgres_source", "mysql_source", "mysql_target"],
+            description="Airflow connection of the database holding the table.",
+        ),
+        "schema": Param("public", type="string", minLength=1, description="Schema (PostgreSQL) or database (MySQL)."),
+        "table": Param("table_name", type="string", minLength=1, description="Table to validate."),
+        "suite": Param("table_not_empty", type="string", minLength=1, description="GX suite name."),
+    },
+)
+def cutover_validate() -> None:
+    @task
+    def validate(params: dict | None = None, run_id: str | None = None) -> dict:
+        """Run the quality gate; a failed suite fails the task at once (no retry) and blocks `publish`."""
+        from airflow.exceptions import AirflowFailException
+
+        from cutover.quality import QualityGateFailed, run_gate
+
+        assert params is not None
+        try:
+            result = run_gate(
+                params["suite"], conn_id=params["conn_id"], schema=params["schema"], table=params["table"],
+                run_id=run_id,
+            )
+        except QualityGateFailed as exc:  # data is wrong: retrying cannot help
+            raise AirflowFailException(str(exc)) from exc
+        return {"suite": result.suite, "asset": result.asset, "evaluated": result.evaluated, "docs": result.docs_index}
+
+    @task
+    def publish(gate: dict, run_id: str | None = None) -> None:
+        """Record the passed gate in the run's evidence bundle (only reached when validation passed)."""
+        from cutover import control
+        from cutover.connections import pg_connect
+
+        assert run_id is not None
+        with pg_connect() as conn:
+            control.ensure_schema(conn)
+            control.start_run(conn, run_id, "cutover_validate", gate)
+            control.finish_run(conn, run_id, "success", {"quality_gate": gate, "published": True})
+
+    publish(validate())
+
+
+cutover_validate()
