@@ -1,0 +1,135 @@
+"""The FastAPI sub-application behind the Cutover pages of the Airflow UI (mounted at ``/cutover``).
+
+Routes (relative to the mount point):
+
+* ``/status`` — migration status page (HTML; ``?pipeline=<name>`` narrows it, ``?refresh=<s>`` reloads);
+* ``/api/status`` — the same data as JSON;
+* ``/docs/<path>`` — the Great Expectations data docs site, served as static files; a page that says
+  how to build them when they do not exist yet.
+
+:func:`create_app` builds it; the docs folder and the control connection are parameters so tests can
+point them elsewhere. With ``require_auth`` the routes need an Airflow login (the API server's JWT
+cookie, or a bearer token), exactly like the Airflow UI itself.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from cutover.ui import status as status_mod
+
+DocsDir = Path | str | Callable[[], Path] | None
+
+
+def default_docs_dir() -> Path:
+    """The GX data docs site of this project (``great_expectations/uncommitted/data_docs/local_site``)."""
+    from cutover.quality.gate import docs_dir
+
+    return docs_dir()
+
+
+async def _airflow_user(request: Request) -> None:
+    """Require an authenticated Airflow user (imported lazily: Airflow's API stack is heavy)."""
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi.security import HTTPAuthorizationCredentials
+
+    header = request.headers.get("authorization", "")
+    creds = None
+    if header.lower().startswith("bearer "):
+        creds = HTTPAuthorizationCredentials(scheme="Bearer", credentials=header[7:].strip())
+    await get_user(request, None, creds)
+
+
+def _prefix(request: Request) -> str:
+    return str(request.scope.get("root_path") or "").rstrip("/")
+
+
+def create_app(
+    *,
+    docs_dir: DocsDir = None,
+    conn_id: str | None = None,
+    require_auth: bool = False,
+) -> FastAPI:
+    """Build the Cutover UI app; ``docs_dir`` defaults to the project's data docs, ``conn_id`` to the control DB."""
+
+    def resolve_docs() -> Path:
+        if docs_dir is None:
+            return default_docs_dir()
+        if callable(docs_dir):
+            return Path(docs_dir())
+        return Path(docs_dir)
+
+    deps = [Depends(_airflow_user)] if require_auth else []
+    app = FastAPI(title="Cutover", docs_url=None, redoc_url=None, openapi_url=None, dependencies=deps)
+
+    def read_status(pipeline: str | None) -> tuple[dict[str, Any], str | None]:
+        from cutover.connections import CONTROL, pg_connect
+
+        docs = resolve_docs()
+        try:
+            with pg_connect(conn_id or CONTROL, autocommit=True) as conn:
+                return status_mod.collect_status(conn, pipeline=pipeline or None, docs_dir=docs), None
+        except Exception as exc:  # the page says what went wrong instead of a bare 500
+            return {"pipeline": pipeline, "schema_exists": False}, f"{type(exc).__name__}: {exc}"
+
+    @app.get("/", include_in_schema=False)
+    def root(request: Request) -> RedirectResponse:
+        return RedirectResponse(f"{_prefix(request)}/status")
+
+    @app.get("/status", response_class=HTMLResponse)
+    def status_page(
+        request: Request, pipeline: str | None = None, refresh: int | None = None
+    ) -> HTMLResponse:
+        """Migration status: runs, units, quality gates, switches, consistency, dead letters."""
+        data, error = read_status(pipeline)
+        docs = resolve_docs()
+        page = status_mod.render_status_html(
+            data,
+            prefix=_prefix(request),
+            docs_available=(docs / "index.html").is_file(),
+            error=error,
+            refresh_s=max(5, refresh) if refresh else None,
+        )
+        return HTMLResponse(page, status_code=503 if error else 200)
+
+    @app.get("/api/status")
+    def status_json(pipeline: str | None = None) -> Response:
+        """The status page's data as JSON."""
+        data, error = read_status(pipeline)
+        if error:
+            return JSONResponse({"error": error}, status_code=503)
+        return Response(status_mod.dumps(data), media_type="application/json")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs_root(request: Request) -> RedirectResponse:
+        return RedirectResponse(f"{_prefix(request)}/docs/index.html")
+
+    @app.get("/docs/{path:path}", include_in_schema=False)
+    def docs_file(request: Request, path: str) -> Response:
+        """A file of the data docs site; never anything outside it."""
+        root = resolve_docs()
+        if path in ("", "/"):
+            path = "index.html"
+        prefix = _prefix(request)
+        if not (root / "index.html").is_file():
+            return HTMLResponse(status_mod.no_docs_html(root, prefix=prefix), status_code=404)
+        try:
+            base = root.resolve()
+            target = (base / path).resolve()
+            target.relative_to(base)
+        except (OSError, ValueError):
+            return HTMLResponse("not found", status_code=404)
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_file():
+            return HTMLResponse(status_mod.no_docs_html(root, prefix=prefix, missing=path), status_code=404)
+        media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        return FileResponse(target, media_type=media_type)
+
+    return app

@@ -1,0 +1,567 @@
+"""Migration status: read the control schema into plain data, and render it as one HTML page.
+
+:func:`collect_status` runs a handful of read-only queries against the ``cutover`` control schema and
+returns JSON-ready dicts: recent runs with their units, the latest quality-gate result per suite and
+asset (with a link into the data docs when a page exists), the current backend switch of every unit
+and the switch history, the latest consistency result per pair with its lag, and dead-letter counts.
+:func:`render_status_html` turns that into a self-contained page. Every value that reaches the page
+is HTML-escaped: names (tenants, tables, ships, pairs) come from data.
+
+Nothing here touches a database at import time; psycopg is imported by the caller's connection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import html
+import json
+import os
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+SCHEMA = "cutover"  # same as cutover.control.SCHEMA, kept here so importing this module stays cheap
+RUNS_LIMIT = 20
+UNITS_PER_RUN = 200
+HISTORY_LIMIT = 50
+QUALITY_LIMIT = 50
+CONSISTENCY_LIMIT = 200
+STALE_AFTER_S = 3600  # a consistency result older than this is flagged as stale on the page
+
+
+# --- reading the control schema ------------------------------------------------------------------
+
+
+def _rows(conn: Any, query: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        names = [d.name for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def schema_exists(conn: Any) -> bool:
+    """True when the control schema has been created (no run has ever started otherwise)."""
+    row = conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.runs",)).fetchone()
+    return bool(row and row[0])
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def checksums_match(source: str | None, target: str | None) -> bool | None:
+    """True / False when both checksums are known, None while one is missing."""
+    if source is None or target is None:
+        return None
+    return source == target
+
+
+def summarize_evidence(evidence: Mapping[str, Any] | None, *, max_items: int = 8) -> list[str]:
+    """A few short ``key: value`` lines from a run's evidence bundle (nested values are counted)."""
+    lines: list[str] = []
+    for key, value in (evidence or {}).items():
+        if len(lines) >= max_items:
+            lines.append(f"… {len(evidence or {}) - max_items} more")
+            break
+        if isinstance(value, dict):
+            text = f"{len(value)} entries"
+        elif isinstance(value, list):
+            text = f"{len(value)} items"
+        else:
+            text = str(value)
+            if len(text) > 80:
+                text = text[:77] + "…"
+        lines.append(f"{key}: {text}")
+    return lines
+
+
+def find_docs_page(
+    docs_dir: Path | None, suite: str, asset: str, run_id: str | None, docs_path: str | None
+) -> str | None:
+    """The data-docs page of one quality result, as a path relative to ``docs_dir`` (or None).
+
+    GX writes validation pages to ``validations/<suite>/<run name>/<time>/<datasource>-<asset>.html``;
+    the newest one of the run (matching the asset when it can) wins, then the suite's page, then the
+    recorded ``docs_path`` if it lies inside ``docs_dir``.
+    """
+    if docs_dir is None or not docs_dir.is_dir():
+        return None
+    root = docs_dir.resolve()
+    asset_name = asset.split(":", 1)[-1]
+    run_part = glob.escape(run_id) if run_id else "*"
+    pattern = os.path.join(glob.escape(str(root)), "validations", glob.escape(suite), run_part, "*", "*.html")
+    pages = sorted(glob.glob(pattern), key=lambda p: os.path.getmtime(p), reverse=True)
+    preferred = [p for p in pages if os.path.basename(p).endswith(f"-{asset_name}.html")]
+    candidates = [Path(p) for p in preferred + pages]
+    candidates.append(root / "expectations" / f"{suite}.html")
+    if docs_path:
+        candidates.append(Path(docs_path))
+    for page in candidates:
+        try:
+            resolved = page.resolve()
+            rel = resolved.relative_to(root)
+        except (OSError, ValueError):
+            continue
+        if resolved.is_file():
+            return rel.as_posix()
+    return None
+
+
+def collect_status(
+    conn: Any,
+    *,
+    pipeline: str | None = None,
+    runs_limit: int = RUNS_LIMIT,
+    docs_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Read everything the status page shows (read-only); ``pipeline`` narrows it to one pipeline."""
+    status: dict[str, Any] = {
+        "pipeline": pipeline,
+        "schema_exists": False,
+        "runs": [],
+        "quality": [],
+        "switches": [],
+        "switch_history": [],
+        "consistency": [],
+        "dead_letters": [],
+    }
+    status["generated_at"] = conn.execute("SELECT now()").fetchone()[0]
+    if not schema_exists(conn):
+        return _jsonable(status)
+    status["schema_exists"] = True
+    p = {"pipeline": pipeline, "limit": runs_limit, "units_per_run": UNITS_PER_RUN}
+    by_pipeline = "(%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)"
+    runs = _rows(
+        conn,
+        f"""SELECT run_id, pipeline, state, params, evidence, started_at, finished_at,
+                   extract(epoch FROM coalesce(finished_at, now()) - started_at) AS duration_s
+            FROM {SCHEMA}.runs WHERE {by_pipeline}
+            ORDER BY started_at DESC, run_id LIMIT %(limit)s""",
+        p,
+    )
+    units = _rows(
+        conn,
+        f"""SELECT * FROM (
+                SELECT run_id, unit_key, state, rows_total, rows_done, checksum_source, checksum_target,
+                       error, started_at, finished_at, updated_at,
+                       row_number() OVER (PARTITION BY run_id ORDER BY unit_key) AS n
+                FROM {SCHEMA}.units WHERE run_id = ANY(%(run_ids)s)) u
+            WHERE n <= %(units_per_run)s ORDER BY run_id, unit_key""",
+        {**p, "run_ids": [r["run_id"] for r in runs]},
+    )
+    totals = _rows(
+        conn,
+        f"""SELECT run_id, count(*) AS units, sum(rows_done) AS rows_done, sum(rows_total) AS rows_total,
+                   count(*) FILTER (WHERE checksum_source IS NOT NULL AND checksum_target IS NOT NULL
+                                    AND checksum_source <> checksum_target) AS checksum_mismatches,
+                   jsonb_object_agg(state, n) AS states
+            FROM (SELECT run_id, state, rows_done, rows_total, checksum_source, checksum_target,
+                         count(*) OVER (PARTITION BY run_id, state) AS n
+                  FROM {SCHEMA}.units WHERE run_id = ANY(%(run_ids)s)) s
+            GROUP BY run_id""",
+        {"run_ids": [r["run_id"] for r in runs]},
+    )
+    totals_by_run = {t["run_id"]: t for t in totals}
+    units_by_run: dict[str, list[dict[str, Any]]] = {}
+    for u in units:
+        u.pop("n", None)
+        u["checksums_match"] = checksums_match(u["checksum_source"], u["checksum_target"])
+        units_by_run.setdefault(u["run_id"], []).append(u)
+    for r in runs:
+        t = totals_by_run.get(r["run_id"], {})
+        r["units"] = units_by_run.get(r["run_id"], [])
+        r["unit_totals"] = {
+            "units": int(t.get("units") or 0),
+            "rows_done": int(t.get("rows_done") or 0),
+            "rows_total": int(t["rows_total"]) if t.get("rows_total") is not None else None,
+            "checksum_mismatches": int(t.get("checksum_mismatches") or 0),
+            "states": t.get("states") or {},
+        }
+        r["evidence_summary"] = summarize_evidence(r["evidence"])
+    status["runs"] = runs
+
+    pipeline_runs = f"(%(pipeline)s::text IS NULL OR run_id IN (SELECT run_id FROM {SCHEMA}.runs WHERE pipeline = %(pipeline)s))"
+    quality = _rows(
+        conn,
+        f"""SELECT * FROM (
+                SELECT DISTINCT ON (suite, asset) id, suite, asset, success, evaluated, failed, docs_path,
+                       run_id, checked_at, statistics -> 'failures' AS failures
+                FROM {SCHEMA}.quality_results WHERE {pipeline_runs}
+                ORDER BY suite, asset, checked_at DESC, id DESC) q
+            ORDER BY checked_at DESC, id DESC LIMIT {QUALITY_LIMIT}""",
+        p,
+    )
+    for q in quality:
+        q["docs_page"] = find_docs_page(docs_dir, q["suite"], q["asset"], q["run_id"], q["docs_path"])
+        failures = q.get("failures")
+        q["failures"] = [str(f) for f in failures[:5]] if isinstance(failures, list) else []
+    status["quality"] = quality
+
+    status["switches"] = _rows(
+        conn,
+        f"""SELECT pipeline, unit_key, backend, canary_pct, run_id, actor, updated_at
+            FROM {SCHEMA}.switches WHERE {by_pipeline} ORDER BY pipeline, unit_key""",
+        p,
+    )
+    status["switch_history"] = _rows(
+        conn,
+        f"""SELECT id, pipeline, unit_key, from_backend, to_backend, canary_pct, run_id, actor, reason, at
+            FROM {SCHEMA}.switch_history WHERE {by_pipeline} ORDER BY id DESC LIMIT {HISTORY_LIMIT}""",
+        p,
+    )
+    status["consistency"] = _rows(
+        conn,
+        f"""SELECT DISTINCT ON (pair_name) pair_name, checked_at, status, rows_checked, missing, extra, changed,
+                   window_start, window_end, duration_s, run_id,
+                   extract(epoch FROM now() - checked_at) AS lag_s
+            FROM {SCHEMA}.consistency_results
+            WHERE %(pipeline)s::text IS NULL OR starts_with(pair_name, %(pipeline)s)
+               OR run_id IN (SELECT run_id FROM {SCHEMA}.runs WHERE pipeline = %(pipeline)s)
+            ORDER BY pair_name, checked_at DESC, id DESC LIMIT {CONSISTENCY_LIMIT}""",
+        p,
+    )
+    for c in status["consistency"]:
+        c["lag_s"] = float(c["lag_s"]) if c["lag_s"] is not None else None
+        c["stale"] = c["lag_s"] is not None and c["lag_s"] > STALE_AFTER_S
+    status["dead_letters"] = _rows(
+        conn,
+        f"""SELECT pipeline, unit_key, count(*) AS count, max(created_at) AS last_at
+            FROM {SCHEMA}.dead_letters WHERE {by_pipeline}
+            GROUP BY pipeline, unit_key ORDER BY pipeline, unit_key NULLS FIRST""",
+        p,
+    )
+    return _jsonable(status)
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+
+def _e(value: Any) -> str:
+    """HTML-escape any value (None shows as an empty cell)."""
+    if value is None:
+        return ""
+    return html.escape(str(value), quote=True)
+
+
+def format_duration(seconds: float | None) -> str:
+    """``95`` → ``1m 35s``; ``None`` → empty."""
+    if seconds is None:
+        return ""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m {s:02d}s"
+    h, m = divmod(m, 60)
+    if h < 48:
+        return f"{h}h {m:02d}m"
+    d, h = divmod(h, 24)
+    return f"{d}d {h:02d}h"
+
+
+def _ts(value: Any) -> str:
+    if not value:
+        return ""
+    text = str(value).replace("T", " ")
+    return _e(text[:19])
+
+
+def _state(value: Any) -> str:
+    cls = {
+        "success": "ok",
+        "done": "ok",
+        "verified": "ok",
+        "passed": "ok",
+        "ok": "ok",
+        "consistent": "ok",
+        "failed": "bad",
+        "error": "bad",
+        "inconsistent": "bad",
+        "mismatch": "bad",
+        "running": "run",
+        "copying": "run",
+        "planned": "muted",
+        "skipped": "muted",
+    }.get(str(value).lower(), "")
+    return f'<span class="state {cls}">{_e(value)}</span>'
+
+
+def _bool(value: bool | None, yes: str = "yes", no: str = "NO") -> str:
+    if value is None:
+        return '<span class="muted">–</span>'
+    return f'<span class="state ok">{yes}</span>' if value else f'<span class="state bad">{no}</span>'
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return ""
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return _e(value)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> str:
+    if not rows:
+        return f'<p class="muted">{_e(empty)}</p>'
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def docs_url(prefix: str, page: str) -> str:
+    """URL of a data-docs page under the app mounted at ``prefix`` (each path segment quoted)."""
+    return f"{prefix}/docs/" + "/".join(quote(part, safe="") for part in page.split("/"))
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.2rem;color:#1f2933;font-size:14px}
+h1{font-size:1.4rem;margin:0 0 .3rem}h2{font-size:1.1rem;margin:1.6rem 0 .4rem;border-bottom:1px solid #d9e2ec}
+h3{font-size:.95rem;margin:.8rem 0 .3rem}
+table{border-collapse:collapse;margin:.3rem 0 .8rem;width:100%}
+th,td{border:1px solid #d9e2ec;padding:.25rem .45rem;text-align:left;vertical-align:top}
+th{background:#f0f4f8;font-weight:600}td.n{text-align:right}
+.state{padding:0 .35rem;border-radius:3px;background:#e4e7eb}.ok{background:#c6f7e2;color:#05400a}
+.bad{background:#ffd0d0;color:#610404;font-weight:600}.run{background:#d1eefc;color:#0b4f71}
+.muted{color:#7b8794}.warn{background:#fff3c4;color:#513c06}
+ul.ev{margin:0;padding-left:1rem}details{margin:.2rem 0}
+code{font-size:.85em}nav a{margin-right:1rem}
+"""
+
+
+def render_status_html(
+    status: Mapping[str, Any],
+    *,
+    prefix: str = "",
+    docs_available: bool = False,
+    error: str | None = None,
+    refresh_s: int | None = None,
+) -> str:
+    """The status page as one HTML document; ``prefix`` is where the app is mounted (``/cutover``)."""
+    parts: list[str] = []
+    pipeline = status.get("pipeline")
+    title = "Cutover — migration status" + (f" — {pipeline}" if pipeline else "")
+    parts.append(f"<h1>{_e(title)}</h1>")
+    api_q = ("?" + urlencode({"pipeline": pipeline})) if pipeline else ""
+    nav = [
+        f'<a href="{_e(prefix)}/status">all pipelines</a>',
+        f'<a href="{_e(prefix)}/api/status{_e(api_q)}">JSON</a>',
+        f'<a href="{_e(prefix)}/docs/index.html">data docs</a>'
+        if docs_available
+        else '<span class="muted">data docs not built yet</span>',
+    ]
+    parts.append(
+        f'<nav>{"".join(nav)} <span class="muted">as of {_ts(status.get("generated_at"))}</span></nav>'
+    )
+    if error:
+        parts.append(f'<p class="state bad">Cannot read the control schema: {_e(error)}</p>')
+    elif not status.get("schema_exists"):
+        parts.append(
+            '<p class="muted">The control schema <code>cutover</code> does not exist yet: '
+            "no Cutover run has started. Trigger a pipeline DAG and come back.</p>"
+        )
+
+    def plink(name: Any) -> str:
+        return f'<a href="{_e(prefix)}/status?{_e(urlencode({"pipeline": str(name)}))}">{_e(name)}</a>'
+
+    # runs and their units
+    parts.append("<h2>Recent runs</h2>")
+    runs = status.get("runs") or []
+    if not runs:
+        parts.append('<p class="muted">No runs recorded.</p>')
+    for run in runs:
+        t = run.get("unit_totals") or {}
+        states = ", ".join(f"{_e(k)} {_num(v)}" for k, v in sorted((t.get("states") or {}).items()))
+        rows_total = t.get("rows_total")
+        rows = _num(t.get("rows_done")) + (f" / {_num(rows_total)}" if rows_total is not None else "")
+        mism = t.get("checksum_mismatches") or 0
+        ev = "".join(f"<li>{_e(line)}</li>" for line in run.get("evidence_summary") or [])
+        parts.append(
+            f"<h3>{plink(run.get('pipeline'))} · <code>{_e(run.get('run_id'))}</code> {_state(run.get('state'))}</h3>"
+            f"<p>started {_ts(run.get('started_at'))} · finished {_ts(run.get('finished_at')) or '—'} · "
+            f"took {_e(format_duration(run.get('duration_s')))} · {_num(t.get('units'))} units ({states}) · "
+            f"rows {rows} · "
+            + (
+                f'<span class="state bad">{_num(mism)} checksum mismatches</span>'
+                if mism
+                else "checksums: no mismatch"
+            )
+            + "</p>"
+        )
+        if ev:
+            parts.append(f'<details open><summary>Evidence</summary><ul class="ev">{ev}</ul></details>')
+        unit_rows = [
+            [
+                _e(u.get("unit_key")),
+                _state(u.get("state")),
+                f'<span class="n">{_num(u.get("rows_done"))}</span>',
+                _num(u.get("rows_total")),
+                _bool(u.get("checksums_match"), "match", "MISMATCH"),
+                _ts(u.get("updated_at")),
+                _e(u.get("error")),
+            ]
+            for u in run.get("units") or []
+        ]
+        if unit_rows:
+            shown = len(unit_rows)
+            more = f" (first {shown} of {_num(t.get('units'))})" if t.get("units", 0) > shown else ""
+            parts.append(
+                f"<details {'open' if shown <= 20 else ''}><summary>Units{more}</summary>"
+                + _table(
+                    ["unit", "state", "rows done", "rows total", "checksums", "updated", "error"],
+                    unit_rows,
+                    "",
+                )
+                + "</details>"
+            )
+
+    # quality gates
+    parts.append("<h2>Quality gates (latest per suite and asset)</h2>")
+    q_rows = []
+    for q in status.get("quality") or []:
+        page = q.get("docs_page")
+        link = (
+            f'<a href="{_e(docs_url(prefix, page))}">data docs</a>'
+            if page
+            else '<span class="muted">no page</span>'
+        )
+        fails = "".join(f"<li>{_e(f)}</li>" for f in q.get("failures") or [])
+        q_rows.append(
+            [
+                _e(q.get("suite")),
+                _e(q.get("asset")),
+                _bool(q.get("success"), "passed", "FAILED"),
+                f"{_num(int(q.get('evaluated') or 0) - int(q.get('failed') or 0))} / {_num(q.get('evaluated'))}"
+                + (f'<ul class="ev">{fails}</ul>' if fails else ""),
+                f"<code>{_e(q.get('run_id'))}</code>",
+                _ts(q.get("checked_at")),
+                link,
+            ]
+        )
+    parts.append(
+        _table(
+            ["suite", "asset", "result", "passed / evaluated", "run", "checked", "docs"],
+            q_rows,
+            "No quality gate has run yet.",
+        )
+    )
+
+    # switches
+    parts.append("<h2>Current switches</h2>")
+    s_rows = [
+        [
+            plink(s.get("pipeline")),
+            _e(s.get("unit_key")),
+            f"<b>{_e(s.get('backend'))}</b>",
+            f"{_e(s.get('canary_pct'))} %",
+            _e(s.get("actor")),
+            f"<code>{_e(s.get('run_id'))}</code>",
+            _ts(s.get("updated_at")),
+        ]
+        for s in status.get("switches") or []
+    ]
+    parts.append(
+        _table(
+            ["pipeline", "unit", "backend", "canary", "by", "run", "since"],
+            s_rows,
+            "No unit has been switched.",
+        )
+    )
+    parts.append("<h3>Switch history (newest first)</h3>")
+    h_rows = [
+        [
+            _ts(h.get("at")),
+            plink(h.get("pipeline")),
+            _e(h.get("unit_key")),
+            f"{_e(h.get('from_backend')) or '<span class=muted>—</span>'} → <b>{_e(h.get('to_backend'))}</b>",
+            f"{_e(h.get('canary_pct'))} %",
+            _e(h.get("actor")),
+            _e(h.get("reason")),
+            f"<code>{_e(h.get('run_id'))}</code>",
+        ]
+        for h in status.get("switch_history") or []
+    ]
+    parts.append(
+        _table(
+            ["at", "pipeline", "unit", "switch", "canary", "by", "reason", "run"],
+            h_rows,
+            "No switch recorded.",
+        )
+    )
+
+    # consistency
+    parts.append("<h2>Consistency (latest per pair)</h2>")
+    c_rows = []
+    for c in status.get("consistency") or []:
+        lag = format_duration(c.get("lag_s"))
+        lag_html = f'<span class="state warn">{_e(lag)} (stale)</span>' if c.get("stale") else _e(lag)
+        c_rows.append(
+            [
+                _e(c.get("pair_name")),
+                _ts(c.get("checked_at")),
+                _state(c.get("status")),
+                _num(c.get("rows_checked")),
+                _num(c.get("missing")),
+                _num(c.get("extra")),
+                _num(c.get("changed")),
+                lag_html,
+            ]
+        )
+    parts.append(
+        _table(
+            ["pair", "last checked", "status", "rows checked", "missing", "extra", "changed", "lag"],
+            c_rows,
+            "No consistency check has run yet.",
+        )
+    )
+
+    # dead letters
+    parts.append("<h2>Dead letters</h2>")
+    d_rows = [
+        [
+            plink(d.get("pipeline")),
+            _e(d.get("unit_key")) or '<span class="muted">(run level)</span>',
+            _num(d.get("count")),
+            _ts(d.get("last_at")),
+        ]
+        for d in status.get("dead_letters") or []
+    ]
+    parts.append(_table(["pipeline", "unit", "records", "last"], d_rows, "No dead letters."))
+    refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s else ""
+    return (
+        '<!doctype html><html><head><meta charset="utf-8">'
+        f"<title>{_e(title)}</title>{refresh}<style>{_CSS}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>"
+    )
+
+
+def no_docs_html(docs_dir: Path, *, prefix: str = "", missing: str | None = None) -> str:
+    """The page shown when the data docs (or one page of them) do not exist yet: how to build them."""
+    what = f"<p>The page <code>{_e(missing)}</code> does not exist in the data docs.</p>" if missing else ""
+    return (
+        '<!doctype html><html><head><meta charset="utf-8"><title>Cutover — data docs not built yet</title>'
+        f"<style>{_CSS}</style></head><body><h1>Great Expectations data docs</h1>{what}"
+        f"<p>No data docs were found in <code>{_e(docs_dir)}</code>.</p>"
+        "<p>They are built by every quality gate: run a pipeline DAG (its <i>verify</i> step) or the "
+        "<code>cutover_validate</code> DAG, or rebuild them from stored validation results with</p>"
+        '<pre>.venv/bin/python -c "from cutover.quality.gate import rebuild_docs; print(rebuild_docs())"</pre>'
+        f'<p><a href="{_e(prefix)}/status">Migration status</a></p></body></html>'
+    )
+
+
+def dumps(status: Mapping[str, Any]) -> str:
+    """The status as JSON text (what ``/cutover/api/status`` returns)."""
+    return json.dumps(_jsonable(status), indent=1, default=str)
