@@ -14,7 +14,10 @@ from typing import Any
 import pytest
 
 # Airflow must not touch a user's ~/airflow from the tests: a throw-away home per session.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="cutover-airflow-test-"))
+# (`make` exports the demo's AIRFLOW_HOME; CUTOVER_TEST_AIRFLOW_HOME picks a fixed one.)
+os.environ["AIRFLOW_HOME"] = os.environ.get("CUTOVER_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(
+    prefix="cutover-airflow-test-"
+)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
