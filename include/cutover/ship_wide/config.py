@@ -1,0 +1,113 @@
+"""Configuration and the value rules every stage of ``ship_wide_build`` shares.
+
+The rules live here once, in Python *and* SQL, so the copy (which filters rows in Python) and the
+verification (which recomputes the narrow side in SQL) can never disagree:
+
+* **valid row** — ``value_format`` is one of ``Decimal``, ``Integer``, ``String``, ``Boolean``; the value
+  column of that format (``double_v``, ``long_v``, ``str_v``, ``bool_v``) is set and the three others
+  are NULL; the channel id is neither NULL nor empty. Anything else is a dead letter, with the reason.
+* **compatible row** — a typed column only takes its own format (a ``double precision`` channel does
+  not take an ``Integer`` row that arrives later: that row is a dead letter, the column is not
+  rewritten); a ``text`` column takes every format.
+* **value text** — ``coalesce(double_v::text, long_v::text, str_v, bool_v::text)``, which for a valid
+  row is exactly the one value it carries, in PostgreSQL's own text form (shortest exact float form,
+  ``t``/``f`` for booleans). Text columns hold this text.
+* **duplicates** — when one ``(ship, channel, created_time)`` appears more than once, the valid row
+  with the highest ingest sequence (``seq_column``, default ``id``) wins: the one written last.
+  Invalid rows are removed first, so a bad later row never hides a good earlier one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cutover.connections import POSTGRES_SOURCE, POSTGRES_TARGET
+from cutover.identifiers import PG_MAX_COLUMNS
+
+PIPELINE = "ship_wide_build"
+SYNC_PIPELINE = "ship_wide_sync"
+
+FORMAT_COLUMN: dict[str, str] = {"Decimal": "double_v", "Integer": "long_v", "String": "str_v", "Boolean": "bool_v"}
+FORMAT_TYPE: dict[str, str] = {"Decimal": "double precision", "Integer": "bigint", "String": "text", "Boolean": "boolean"}
+VALUE_COLUMNS = ("double_v", "long_v", "str_v", "bool_v")
+TIME_COLUMN = "created_time"
+#: the wide table's key column takes one of PostgreSQL's 1600 columns
+MAX_CHANNELS = PG_MAX_COLUMNS - 1
+
+
+@dataclass(frozen=True)
+class ShipWideConfig:
+    """Where the narrow table is, where the wide tables go, and how to build them."""
+
+    schema: str = "tenant"
+    narrow_table: str = "tbl_data_timeseries"
+    seq_column: str = "id"
+    source_conn_id: str = POSTGRES_SOURCE
+    target_conn_id: str = POSTGRES_TARGET
+    text_columns: bool = False
+    chunk_rows: int = 200_000
+    max_channels: int = MAX_CHANNELS
+    sync_overlap: int = 10_000
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be positive, got {self.chunk_rows}")
+        if not 1 <= self.max_channels <= MAX_CHANNELS:
+            raise ValueError(f"max_channels must be between 1 and {MAX_CHANNELS}, got {self.max_channels}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (for XCom and the control schema)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ShipWideConfig:
+        """The inverse of :meth:`to_dict` (unknown keys are ignored)."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def column_type(formats: set[str] | frozenset[str], *, text_columns: bool) -> str:
+    """The PostgreSQL type of a channel's column: its format's type, or ``text`` when formats conflict."""
+    known = {f for f in formats if f in FORMAT_TYPE}
+    if text_columns or len(known) != 1:
+        return "text"
+    return FORMAT_TYPE[next(iter(known))]
+
+
+def accepted_format(pg_type: str) -> str | None:
+    """The one format a typed column accepts (None: a text column accepts every format)."""
+    for fmt, typ in FORMAT_TYPE.items():
+        if typ == pg_type and typ != "text":
+            return fmt
+    return None
+
+
+VALID_SQL = (
+    "(data_channel_id IS NOT NULL AND data_channel_id <> '' AND created_time IS NOT NULL AND CASE value_format"
+    " WHEN 'Decimal' THEN double_v IS NOT NULL AND long_v IS NULL AND str_v IS NULL AND bool_v IS NULL"
+    " WHEN 'Integer' THEN long_v IS NOT NULL AND double_v IS NULL AND str_v IS NULL AND bool_v IS NULL"
+    " WHEN 'String' THEN str_v IS NOT NULL AND double_v IS NULL AND long_v IS NULL AND bool_v IS NULL"
+    " WHEN 'Boolean' THEN bool_v IS NOT NULL AND double_v IS NULL AND long_v IS NULL AND str_v IS NULL"
+    " ELSE false END)"
+)
+VALUE_TEXT_SQL = "coalesce(double_v::text, long_v::text, str_v, bool_v::text)"
+
+
+def invalid_reason(
+    channel: str | None, value_format: str | None, present: dict[str, bool]
+) -> str | None:
+    """Why a narrow row cannot load (None when it is valid). ``present`` says which value columns are set."""
+    if channel is None or channel == "":
+        return "data_channel_id is empty"
+    if value_format not in FORMAT_COLUMN:
+        return f"unknown value_format {value_format!r}"
+    want = FORMAT_COLUMN[value_format]
+    others = [c for c in VALUE_COLUMNS if c != want and present.get(c)]
+    if not present.get(want):
+        got = f" ({', '.join(others)} set)" if others else " (no value column set)"
+        return f"value_format {value_format} but {want} is NULL{got}"
+    if others:
+        return f"value_format {value_format} but {', '.join(others)} also set"
+    return None

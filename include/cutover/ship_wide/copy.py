@@ -1,0 +1,201 @@
+"""Copy: a ship's history, narrow → wide, in bounded chunks, each committed with its watermark.
+
+A chunk is a ``created_time`` range ``(watermark, hi]`` where ``hi`` is the time of the
+``chunk_rows``-th narrow row after the watermark (one index probe), so a timestamp is never split
+between chunks and every wide row is written exactly once. Per chunk: ``COPY (SELECT …) TO STDOUT``
+from the source, pivot in the client (:mod:`cutover.ship_wide.pivot`), ``COPY … FROM STDIN`` into the
+wide table, dead letters, and the new watermark — one transaction on the target. A task killed at any
+point resumes after the last committed chunk: no duplicate, no gap. Memory is bounded by one chunk.
+
+The wide table has no primary key while it is loaded (prepare sets it aside, :func:`finalize_ship`
+restores it). The state of a ship is one checkpoint (unit key = ship id) whose watermark is::
+
+    {"phase": "copying" | "copied" | "built", "created_time": <last copied time>,
+     "seq_start": <max ingest sequence when the copy started>, "sync_seq": <last synced sequence>}
+
+Rows that arrive while the copy runs (new, late, or a new channel) are picked up by the sync, which
+starts from ``seq_start`` (minus its overlap): the copy does not need to see them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from psycopg import Connection, sql
+
+from cutover import control
+from cutover.connections import pg_connect
+from cutover.identifiers import pg_ident
+from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, ShipWideConfig
+from cutover.ship_wide.ddl import WideTable, add_channels, load_wide, restore_primary_key
+from cutover.ship_wide.pivot import PivotResult, channels_of, pivot, read_chunk
+from cutover.ship_wide.plan import session_setup
+from cutover.streaming import CopyCountMismatch, Progress
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[[str, int], None]
+
+
+class ShipNotPrepared(RuntimeError):
+    """The ship's wide table does not exist yet (run prepare first)."""
+
+
+def get_state(conn: Connection[Any], ship_id: str) -> dict[str, Any] | None:
+    """The ship's stored state (phase and watermarks), or None when it was never copied."""
+    cp = control.get_checkpoint(conn, PIPELINE, ship_id)
+    return dict(cp.watermark) if cp else None
+
+
+def narrow_select(cfg: ShipWideConfig) -> sql.Composed:
+    """``SELECT seq, created_time, channel, format, values FROM narrow`` (to add a WHERE to)."""
+    return sql.SQL(
+        "SELECT {seq} AS seq, created_time, data_channel_id, value_format, double_v, long_v, str_v, bool_v FROM {tbl}"
+    ).format(seq=pg_ident(cfg.seq_column), tbl=pg_ident(cfg.schema, cfg.narrow_table))
+
+
+def copy_out(conn: Connection[Any], query: sql.Composable, params: list[Any]) -> bytes:
+    """``COPY (query) TO STDOUT (FORMAT csv)`` into one bytes buffer (one chunk)."""
+    buf = bytearray()
+    with conn.cursor() as cur:
+        with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query), params) as cp:
+            for block in cp:
+                buf += block
+    return bytes(buf)
+
+
+def copy_in(conn: Connection[Any], table: sql.Composable, res: PivotResult) -> int:
+    """``COPY table (columns) FROM STDIN (FORMAT csv)`` the pivoted rows; checks the count."""
+    if not res.wide_rows:
+        return 0
+    cols = sql.SQL(", ").join(pg_ident(c) for c in res.columns)
+    view = memoryview(res.csv)
+    with conn.cursor() as cur:
+        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(table, cols)) as cp:
+            for off in range(0, len(view), 1 << 20):
+                cp.write(view[off : off + (1 << 20)])
+        loaded = cur.rowcount
+    if loaded != res.wide_rows:
+        raise CopyCountMismatch(f"COPY into {table!r} loaded {loaded} wide rows, sent {res.wide_rows}")
+    return loaded
+
+
+def store_dead_letters(conn: Connection[Any], ship_id: str, run_id: str | None, letters: list[control.DeadLetter]) -> int:
+    """Store dead letters not stored before for this ship (a re-read row is reported once)."""
+    if not letters:
+        return 0
+    seen = {
+        r[0] for r in conn.execute(
+            f"SELECT record_key FROM {control.SCHEMA}.dead_letters WHERE pipeline = %s AND unit_key = %s "
+            "AND record_key = ANY(%s)",
+            (PIPELINE, ship_id, [d.record_key for d in letters]),
+        ).fetchall()
+    }
+    fresh = [d for d in letters if d.record_key not in seen]
+    return control.add_dead_letters(conn, PIPELINE, run_id, ship_id, fresh)
+
+
+def pivot_chunk(
+    conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, data: bytes, on_new_columns: Callable[[], None] | None = None,
+) -> tuple[PivotResult, dict[str, str]]:
+    """Parse and pivot a chunk, adding columns for channels seen for the first time (same transaction)."""
+    chunk = read_chunk(data)
+    seen = channels_of(chunk)
+    added = add_channels(conn, cfg, wide, {ch: f for ch, f in seen.items() if ch not in wide.columns})
+    if added:
+        log.info("ship %s: new channels → columns %s", wide.ship_id, added)
+        if on_new_columns is not None:
+            on_new_columns()
+    res = pivot(chunk, wide.columns, wide.types, ship_id=wide.ship_id,
+                source=f"{cfg.schema}.{cfg.narrow_table}", seq_name=cfg.seq_column)
+    return res, added
+
+
+def copy_history(
+    cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None, rows_total: int | None = None,
+    hook: Hook | None = None,
+) -> dict[str, Any]:
+    """Copy a ship's narrow history into its wide table, resuming after the last committed chunk.
+
+    ``hook(stage, chunk_number)`` is called with ``"loaded"`` (before the commit) and ``"committed"``;
+    tests raise from it to simulate a task killed mid-copy. Returns counts for the task log / XCom.
+    """
+    with pg_connect(cfg.source_conn_id, autocommit=True) as src, pg_connect(cfg.target_conn_id) as tgt:
+        session_setup(src)
+        session_setup(tgt)
+        wide = load_wide(tgt, cfg, ship_id)
+        if wide is None:
+            raise ShipNotPrepared(f"ship {ship_id!r}: wide table missing, run prepare first")
+        cp = control.get_checkpoint(tgt, PIPELINE, ship_id)
+        state = dict(cp.watermark) if cp else None
+        rows_done = cp.rows_done if cp else 0
+        if state is not None and state.get("phase") != "copying":
+            log.info("ship %s: history already copied (%s), nothing to do", ship_id, state.get("phase"))
+            return {"ship_id": ship_id, "skipped": True, "phase": state.get("phase"), "rows_done": rows_done}
+        if state is None:
+            top = src.execute(sql.SQL("SELECT coalesce(max({}), 0) FROM {}").format(
+                pg_ident(cfg.seq_column), pg_ident(cfg.schema, cfg.narrow_table))).fetchone()
+            state = {"phase": "copying", "created_time": None, "seq_start": int(top[0]) if top else 0,
+                     "sync_seq": None, "chunks": 0}
+            control.set_checkpoint(tgt, PIPELINE, ship_id, state, rows_done=0, run_id=run_id)
+        tgt.commit()
+        base = narrow_select(cfg)
+        progress = Progress(f"ship {ship_id} history copy", rows_total - rows_done if rows_total else None)
+        stats = {"chunks": 0, "narrow_rows": 0, "wide_rows": 0, "dead_letters": 0, "superseded": 0, "new_columns": 0}
+        while True:
+            lo = state["created_time"]
+            cond = sql.SQL(" WHERE ship_id = %s") + (sql.SQL(" AND created_time > %s") if lo else sql.SQL(""))
+            params: list[Any] = [ship_id] + ([lo] if lo else [])
+            row = src.execute(
+                sql.SQL("SELECT created_time::text FROM {}{} ORDER BY created_time OFFSET %s LIMIT 1").format(
+                    pg_ident(cfg.schema, cfg.narrow_table), cond),
+                [*params, cfg.chunk_rows - 1],
+            ).fetchone()
+            hi = row[0] if row else None
+            q = base + cond + (sql.SQL(" AND created_time <= %s") if hi else sql.SQL("")) + sql.SQL(" ORDER BY created_time")
+            data = copy_out(src, q, params + ([hi] if hi else []))
+            res, added = pivot_chunk(tgt, cfg, wide, data)
+            del data
+            copy_in(tgt, wide.ident, res)
+            dead = store_dead_letters(tgt, ship_id, run_id, res.dead)
+            done = hi is None
+            state["created_time"] = hi or res.last_time or lo
+            state["chunks"] = int(state.get("chunks", 0)) + 1
+            if done:
+                state["phase"] = "copied"
+            rows_done += res.narrow_rows
+            control.set_checkpoint(tgt, PIPELINE, ship_id, state, rows_done=rows_done, run_id=run_id)
+            stats["chunks"] += 1
+            if hook:
+                hook("loaded", stats["chunks"])
+            tgt.commit()
+            for k, v in (("narrow_rows", res.narrow_rows), ("wide_rows", res.wide_rows), ("dead_letters", dead),
+                         ("superseded", res.superseded), ("new_columns", len(added))):
+                stats[k] += v
+            progress.add(res.narrow_rows)
+            if hook:
+                hook("committed", stats["chunks"])
+            if done:
+                break
+        progress.finish()
+        return {"ship_id": ship_id, "skipped": False, "rows_done": rows_done, **stats}
+
+
+def finalize_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None) -> dict[str, Any]:
+    """Restore the set-aside primary key exactly as backed up, ANALYZE, and mark the ship built."""
+    with pg_connect(cfg.target_conn_id) as tgt:
+        wide = load_wide(tgt, cfg, ship_id)
+        state = get_state(tgt, ship_id)
+        if wide is None or state is None:
+            raise ShipNotPrepared(f"ship {ship_id!r}: nothing copied yet")
+        if state.get("phase") == "copying":
+            raise RuntimeError(f"ship {ship_id!r}: history copy has not finished (watermark {state.get('created_time')})")
+        restored = restore_primary_key(tgt, wide)
+        if state.get("phase") != "built":
+            state["phase"] = "built"
+            control.set_checkpoint(tgt, PIPELINE, ship_id, state, run_id=run_id)
+        rows = tgt.execute(sql.SQL("SELECT count(*) FROM {}").format(wide.ident)).fetchone()
+        return {"ship_id": ship_id, "restored": restored, "wide_rows": int(rows[0]) if rows else 0,
+                "key": TIME_COLUMN}

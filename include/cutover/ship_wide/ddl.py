@@ -1,0 +1,205 @@
+"""Prepare: the wide table of a ship, its channel → column map, its set-aside primary key, its reader view.
+
+**Names.** Channel ids are data: any case, spaces, quotes, reserved words, unicode, any length. A
+channel keeps its id as column name whenever PostgreSQL can hold it (always quoted, so ``select``,
+``Mixed Case`` and ``quo"te`` are fine). A channel whose id is over 63 bytes, holds a control
+character, or is ``created_time`` (the key) gets ``<cut id>_<sha1 prefix>`` instead (see
+:class:`cutover.identifiers.NameMapper`). Every mapping is stored in ``cutover.name_map`` (scope
+``columns:<ship>``), with the channel's formats and column type in its detail: nothing is truncated
+silently. Table and view names (``<narrow>_<ship>``, ``ts_reader_<ship>``) go through the same mapper
+(scope ``tables:<schema>.<narrow>``).
+
+**Limits.** PostgreSQL allows 1600 columns per table, dropped ones included; the key takes one, so a
+ship holds at most 1599 channels (``max_channels`` lowers it). A ship past the limit is refused at
+prepare with :class:`ChannelLimitExceeded` naming the ship and its count (the other ships go on); a
+new channel that would pass it during copy or sync fails that ship's task the same way, before any
+of its rows is committed, so nothing is lost: the narrow table stays the readers' source.
+Columns are never dropped, so the count only grows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import Connection, sql
+
+from cutover import control
+from cutover.identifiers import NameMapper, pg_ident
+from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, ShipWideConfig, column_type
+from cutover.ship_wide.plan import ShipPlan
+
+
+class ChannelLimitExceeded(RuntimeError):
+    """A ship has more channels than one PostgreSQL table can hold as columns."""
+
+
+@dataclass
+class WideTable:
+    """A ship's wide table: where it is, and its channel → column map with the column types."""
+
+    ship_id: str
+    schema: str
+    table: str
+    view: str
+    columns: dict[str, str] = field(default_factory=dict)  # channel -> column name
+    types: dict[str, str] = field(default_factory=dict)  # column name -> PostgreSQL type
+
+    @property
+    def ident(self) -> sql.Composable:
+        """The schema-qualified, quoted table name."""
+        return pg_ident(self.schema, self.table)
+
+    @property
+    def pk_name(self) -> str:
+        """The name of the primary-key constraint (mapped to fit 63 bytes)."""
+        return NameMapper().map(f"{self.table}_pkey")
+
+    def ordered_channels(self) -> list[str]:
+        """Channels in column order."""
+        order = {c: i for i, c in enumerate(self.types)}
+        return sorted(self.columns, key=lambda ch: order.get(self.columns[ch], 1 << 30))
+
+
+def table_scope(cfg: ShipWideConfig) -> str:
+    """The name-map scope of the wide-table and view names of one narrow table."""
+    return f"tables:{cfg.schema}.{cfg.narrow_table}"
+
+
+def column_scope(ship_id: str) -> str:
+    """The name-map scope of one ship's channel → column map."""
+    return f"columns:{ship_id}"
+
+
+def object_names(conn: Connection[Any], cfg: ShipWideConfig, ship_id: str, *, save: bool = True) -> tuple[str, str]:
+    """(wide table, reader view) names of a ship, assigned once and stored."""
+    scope = table_scope(cfg)
+    mapper = NameMapper(existing=control.load_name_map(conn, PIPELINE, scope), reserved=[cfg.narrow_table])
+    table = mapper.map(f"{cfg.narrow_table}_{ship_id}")
+    view = mapper.map(f"ts_reader_{ship_id}")
+    if save:
+        control.save_name_map(conn, PIPELINE, scope, {f"{cfg.narrow_table}_{ship_id}": table, f"ts_reader_{ship_id}": view})
+    return table, view
+
+
+def map_channels(
+    existing: dict[str, str], channels: dict[str, str], *, max_channels: int, ship_id: str
+) -> dict[str, str]:
+    """Column names for new ``channels`` (channel → type), given the ``existing`` map; checks the limit."""
+    new = [ch for ch in channels if ch not in existing]
+    total = len(existing) + len(new)
+    if total > max_channels:
+        raise ChannelLimitExceeded(
+            f"ship {ship_id!r} has {total} channels; a PostgreSQL table holds at most {max_channels} "
+            f"besides {TIME_COLUMN} (1600 columns in all). The ship is not built; split its channels "
+            "or keep its readers on the narrow table."
+        )
+    mapper = NameMapper(existing=existing, reserved=[TIME_COLUMN])
+    return {ch: mapper.map(ch) for ch in sorted(new)}
+
+
+def _catalog_types(conn: Connection[Any], schema: str, table: str) -> dict[str, str]:
+    rows = conn.execute(
+        """SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+           JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum""",
+        (schema, table),
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def load_wide(conn: Connection[Any], cfg: ShipWideConfig, ship_id: str) -> WideTable | None:
+    """The ship's wide table as it is now (None when it does not exist)."""
+    table, view = object_names(conn, cfg, ship_id, save=False)
+    types = _catalog_types(conn, cfg.schema, table)
+    if not types:
+        return None
+    columns = control.load_name_map(conn, PIPELINE, column_scope(ship_id))
+    types.pop(TIME_COLUMN, None)
+    return WideTable(ship_id, cfg.schema, table, view, columns, types)
+
+
+def create_wide_table(conn: Connection[Any], cfg: ShipWideConfig, plan: ShipPlan, *, time_type: str = "timestamptz") -> WideTable:
+    """Create the ship's wide table (or add what is missing), store the map, set the primary key aside.
+
+    The key is created after the bulk load (:func:`restore_primary_key`); its exact definition is kept
+    in ``cutover.object_backups`` meanwhile. Idempotent. The caller commits.
+    """
+    table, view = object_names(conn, cfg, plan.ship_id)
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pg_ident(cfg.schema)))
+    existing = load_wide(conn, cfg, plan.ship_id)
+    if existing is None:
+        conn.execute(
+            sql.SQL("CREATE TABLE {} ({} {} NOT NULL)").format(
+                pg_ident(cfg.schema, table), pg_ident(TIME_COLUMN), sql.SQL(time_type)
+            )
+        )
+        existing = WideTable(plan.ship_id, cfg.schema, table, view,
+                             control.load_name_map(conn, PIPELINE, column_scope(plan.ship_id)), {})
+        wide = existing
+        definition = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
+            wide.ident, pg_ident(wide.pk_name), pg_ident(TIME_COLUMN)
+        ).as_string(conn)
+        conn.execute(
+            f"DELETE FROM {control.SCHEMA}.object_backups WHERE pipeline = %s AND unit_key = %s",
+            (PIPELINE, plan.ship_id),
+        )
+        control.backup_object(conn, PIPELINE, plan.ship_id, "constraint", wide.pk_name, definition)
+    add_channels(conn, cfg, existing, {ch: set(f) for ch, f in plan.channels.items()})
+    return existing
+
+
+def add_channels(conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, channels: dict[str, set[str]]) -> dict[str, str]:
+    """Add a column per channel not yet in the table (typed from its formats); returns the new ones.
+
+    ``ALTER TABLE … ADD COLUMN`` of a nullable column without default only touches the catalog, so
+    readers and writers wait for a moment, not for a rewrite. The map is saved in the same transaction.
+    """
+    missing = {
+        ch: column_type(f, text_columns=cfg.text_columns)
+        for ch, f in channels.items()
+        if ch not in wide.columns or wide.columns[ch] not in wide.types
+    }
+    if not missing:
+        return {}
+    fresh = map_channels(wide.columns, {ch: t for ch, t in missing.items() if ch not in wide.columns},
+                         max_channels=cfg.max_channels, ship_id=wide.ship_id)
+    names = {ch: wide.columns.get(ch) or fresh[ch] for ch in missing}
+    if len(wide.types) + len(names) > cfg.max_channels:
+        raise ChannelLimitExceeded(
+            f"ship {wide.ship_id!r} would have {len(wide.types) + len(names)} channel columns; "
+            f"at most {cfg.max_channels} fit (1600 columns in all)"
+        )
+    for ch in sorted(names, key=lambda c: names[c]):
+        col, typ = names[ch], missing[ch]
+        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(wide.ident, pg_ident(col), sql.SQL(typ)))
+        wide.types[col] = typ
+    control.save_name_map(
+        conn, PIPELINE, column_scope(wide.ship_id), fresh,
+        {ch: {"type": missing[ch], "formats": sorted(channels[ch])} for ch in fresh},
+    )
+    wide.columns.update(names)
+    return names
+
+
+def has_primary_key(conn: Connection[Any], wide: WideTable) -> bool:
+    """Whether the wide table has its primary key (i.e. it was finalized)."""
+    row = conn.execute(
+        """SELECT 1 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = %s AND c.relname = %s AND k.contype = 'p'""",
+        (wide.schema, wide.table),
+    ).fetchone()
+    return row is not None
+
+
+def restore_primary_key(conn: Connection[Any], wide: WideTable) -> list[str]:
+    """Recreate what prepare set aside, exactly as backed up, then ANALYZE; returns what was restored."""
+    restored: list[str] = []
+    for kind, name, definition in control.pending_backups(conn, PIPELINE, wide.ship_id):
+        if not (kind == "constraint" and has_primary_key(conn, wide)):
+            conn.execute(definition)
+        control.mark_restored(conn, PIPELINE, wide.ship_id, kind, name)
+        restored.append(f"{kind} {name}")
+    conn.execute(sql.SQL("ANALYZE {}").format(wide.ident))
+    return restored
