@@ -207,20 +207,25 @@ class Side:
         schema, table = self.table_parts()
         if self.d.name == "postgres":
             rows = self.query(
-                """SELECT column_name, data_type, numeric_scale, data_type FROM information_schema.columns
+                """SELECT column_name, data_type, numeric_scale, data_type, '', datetime_precision
+                   FROM information_schema.columns
                    WHERE table_schema = coalesce(%s, current_schema()) AND table_name = %s ORDER BY ordinal_position""",
                 (schema, table),
             )
         else:
             rows = self.query(
-                """SELECT COLUMN_NAME, DATA_TYPE, NUMERIC_SCALE, COLUMN_TYPE FROM information_schema.COLUMNS
+                """SELECT COLUMN_NAME, DATA_TYPE, NUMERIC_SCALE, COLUMN_TYPE, CHARACTER_SET_NAME, DATETIME_PRECISION
+                   FROM information_schema.COLUMNS
                    WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION""",
                 (schema, table),
             )
         if not rows:
             raise PairSpecError(f"table {self.endpoint.label} does not exist or has no columns")
         return {
-            str(r[0]): PhysicalType(str(r[1]), int(r[2]) if r[2] is not None else None, str(r[3] or ""))
+            str(r[0]): PhysicalType(
+                str(r[1]), int(r[2]) if r[2] is not None else None, str(r[3] or ""), str(r[4] or ""),
+                int(r[5]) if r[5] is not None else None,
+            )
             for r in rows
         }
 

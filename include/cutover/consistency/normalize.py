@@ -12,7 +12,8 @@ NULL           ``~`` (no canonical non-NULL text is ``~``, text values are lengt
 ``decimal:S``  fixed scale ``S`` (``12.30`` whether stored as numeric(12,2) or decimal(14,4))
 ``float``      rounded to the kind's scale (default 6) as a fixed-scale decimal
 ``bool``       ``1`` / ``0`` (PostgreSQL boolean, MySQL tinyint(1) or any integer ≠ 0)
-``timestamp``  ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC (sessions run in UTC; naive values are UTC)
+``timestamp``  ``YYYY-MM-DD HH:MM:SS[.ffffff]`` in UTC, trailing fraction zeros dropped (PostgreSQL's
+               ``timestamp::text``; sessions run in UTC; naive values are UTC)
 ``date``       ``YYYY-MM-DD``
 ``text``       ``<characters>:<text>`` in UTF-8, trailing spaces kept (``'a '`` ≠ ``'a'``)
 ``bytes``      lower-case hex
@@ -43,6 +44,8 @@ class PhysicalType:
     data_type: str
     scale: int | None = None
     column_type: str = ""
+    charset: str = ""
+    precision: int | None = None  # fractional seconds digits of a time type
 
 
 def infer_kind(src: PhysicalType | None, tgt: PhysicalType | None) -> Kind:
@@ -137,7 +140,7 @@ class PostgresDialect(Dialect):
             else:
                 e = f"round({col}::numeric, {kind.scale})::text"
         elif k == "timestamp":
-            e = f"to_char({col}, 'YYYY-MM-DD HH24:MI:SS.US')"
+            e = f"{col}::text" if dt == "timestamp without time zone" else f"{col}::timestamp::text"
         elif k == "date":
             e = f"to_char({col}, 'YYYY-MM-DD')"
         elif k == "bytes":
@@ -182,13 +185,17 @@ class MySQLDialect(Dialect):
             else:
                 e = f"CAST({col} AS DECIMAL(65, {kind.scale}))"
         elif k == "timestamp":
-            e = f"DATE_FORMAT({col}, '%%Y-%%m-%%d %%H:%%i:%%s.%%f')"
+            if dt not in ("datetime", "timestamp") or phys is None or not phys.precision:
+                col = f"CAST({col} AS DATETIME(6))"
+            # a DATETIME(n>0) renders n fraction digits: drop trailing zeros, then a bare '.'
+            e = f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM CAST({col} AS CHAR)))"
         elif k == "date":
             e = f"DATE_FORMAT({col}, '%%Y-%%m-%%d')"
         elif k == "bytes":
             e = f"LOWER(HEX({col}))"
         else:
-            t = f"CONVERT({col} USING utf8mb4)"
+            utf8 = phys is not None and phys.charset.lower() in ("utf8mb4", "utf8mb3", "utf8", "ascii")
+            t = col if utf8 else f"CONVERT({col} USING utf8mb4)"
             return f"COALESCE(CONCAT(CHAR_LENGTH({t}), ':', {t}), '{NULL_MARK}')"
         return f"COALESCE({e}, '{NULL_MARK}')"
 
@@ -246,7 +253,8 @@ def python_canonical(value: object, kind: Kind) -> str:
         assert isinstance(value, dt.datetime)
         if value.tzinfo is not None:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        text = value.strftime("%Y-%m-%d %H:%M:%S.%f").rstrip("0")
+        return text.rstrip(".")
     if k == "date":
         return value.isoformat()  # type: ignore[attr-defined]
     if k == "bytes":
