@@ -56,7 +56,7 @@ test-dags: install services
 # Local UI: SQLite metadata under .data/airflow, LocalExecutor, every user an admin (local use only).
 airflow: install services
 	eval "$$($(PY) -m cutover env)"; \
-	export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True; \
+	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH" AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True; \
 	$(VENV)/bin/airflow standalone
 
 bench: install services
