@@ -57,6 +57,10 @@ class ShipWideConfig:
         if not 1 <= self.max_channels <= MAX_CHANNELS:
             raise ValueError(f"max_channels must be between 1 and {MAX_CHANNELS}, got {self.max_channels}")
 
+    def unit(self, ship_id: str) -> str:
+        """The unit key of a ship in the control schema (scoped by the narrow table it comes from)."""
+        return f"{self.schema}.{self.narrow_table}:{ship_id}"
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form (for XCom and the control schema)."""
         return asdict(self)

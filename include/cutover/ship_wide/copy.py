@@ -43,9 +43,9 @@ class ShipNotPrepared(RuntimeError):
     """The ship's wide table does not exist yet (run prepare first)."""
 
 
-def get_state(conn: Connection[Any], ship_id: str) -> dict[str, Any] | None:
+def get_state(conn: Connection[Any], cfg: ShipWideConfig, ship_id: str) -> dict[str, Any] | None:
     """The ship's stored state (phase and watermarks), or None when it was never copied."""
-    cp = control.get_checkpoint(conn, PIPELINE, ship_id)
+    cp = control.get_checkpoint(conn, PIPELINE, cfg.unit(ship_id))
     return dict(cp.watermark) if cp else None
 
 
@@ -82,7 +82,7 @@ def copy_in(conn: Connection[Any], table: sql.Composable, res: PivotResult) -> i
     return loaded
 
 
-def store_dead_letters(conn: Connection[Any], ship_id: str, run_id: str | None, letters: list[control.DeadLetter]) -> int:
+def store_dead_letters(conn: Connection[Any], unit: str, run_id: str | None, letters: list[control.DeadLetter]) -> int:
     """Store dead letters not stored before for this ship (a re-read row is reported once)."""
     if not letters:
         return 0
@@ -90,11 +90,11 @@ def store_dead_letters(conn: Connection[Any], ship_id: str, run_id: str | None, 
         r[0] for r in conn.execute(
             f"SELECT record_key FROM {control.SCHEMA}.dead_letters WHERE pipeline = %s AND unit_key = %s "
             "AND record_key = ANY(%s)",
-            (PIPELINE, ship_id, [d.record_key for d in letters]),
+            (PIPELINE, unit, [d.record_key for d in letters]),
         ).fetchall()
     }
     fresh = [d for d in letters if d.record_key not in seen]
-    return control.add_dead_letters(conn, PIPELINE, run_id, ship_id, fresh)
+    return control.add_dead_letters(conn, PIPELINE, run_id, unit, fresh)
 
 
 def pivot_chunk(
@@ -128,7 +128,8 @@ def copy_history(
         wide = load_wide(tgt, cfg, ship_id)
         if wide is None:
             raise ShipNotPrepared(f"ship {ship_id!r}: wide table missing, run prepare first")
-        cp = control.get_checkpoint(tgt, PIPELINE, ship_id)
+        unit = cfg.unit(ship_id)
+        cp = control.get_checkpoint(tgt, PIPELINE, unit)
         state = dict(cp.watermark) if cp else None
         rows_done = cp.rows_done if cp else 0
         if state is not None and state.get("phase") != "copying":
@@ -139,7 +140,7 @@ def copy_history(
                 pg_ident(cfg.seq_column), pg_ident(cfg.schema, cfg.narrow_table))).fetchone()
             state = {"phase": "copying", "created_time": None, "seq_start": int(top[0]) if top else 0,
                      "sync_seq": None, "chunks": 0}
-            control.set_checkpoint(tgt, PIPELINE, ship_id, state, rows_done=0, run_id=run_id)
+            control.set_checkpoint(tgt, PIPELINE, unit, state, rows_done=0, run_id=run_id)
         tgt.commit()
         base = narrow_select(cfg)
         progress = Progress(f"ship {ship_id} history copy", rows_total - rows_done if rows_total else None)
@@ -159,14 +160,14 @@ def copy_history(
             res, added = pivot_chunk(tgt, cfg, wide, data)
             del data
             copy_in(tgt, wide.ident, res)
-            dead = store_dead_letters(tgt, ship_id, run_id, res.dead)
+            dead = store_dead_letters(tgt, unit, run_id, res.dead)
             done = hi is None
             state["created_time"] = hi or res.last_time or lo
             state["chunks"] = int(state.get("chunks", 0)) + 1
             if done:
                 state["phase"] = "copied"
             rows_done += res.narrow_rows
-            control.set_checkpoint(tgt, PIPELINE, ship_id, state, rows_done=rows_done, run_id=run_id)
+            control.set_checkpoint(tgt, PIPELINE, unit, state, rows_done=rows_done, run_id=run_id)
             stats["chunks"] += 1
             if hook:
                 hook("loaded", stats["chunks"])
@@ -187,7 +188,7 @@ def finalize_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = Non
     """Restore the set-aside primary key exactly as backed up, ANALYZE, and mark the ship built."""
     with pg_connect(cfg.target_conn_id) as tgt:
         wide = load_wide(tgt, cfg, ship_id)
-        state = get_state(tgt, ship_id)
+        state = get_state(tgt, cfg, ship_id)
         if wide is None or state is None:
             raise ShipNotPrepared(f"ship {ship_id!r}: nothing copied yet")
         if state.get("phase") == "copying":
@@ -195,7 +196,7 @@ def finalize_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = Non
         restored = restore_primary_key(tgt, wide)
         if state.get("phase") != "built":
             state["phase"] = "built"
-            control.set_checkpoint(tgt, PIPELINE, ship_id, state, run_id=run_id)
+            control.set_checkpoint(tgt, PIPELINE, cfg.unit(ship_id), state, run_id=run_id)
         rows = tgt.execute(sql.SQL("SELECT count(*) FROM {}").format(wide.ident)).fetchone()
         return {"ship_id": ship_id, "restored": restored, "wide_rows": int(rows[0]) if rows else 0,
                 "key": TIME_COLUMN}

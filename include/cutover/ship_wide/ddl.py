@@ -39,6 +39,7 @@ class WideTable:
     """A ship's wide table: where it is, and its channel → column map with the column types."""
 
     ship_id: str
+    unit: str
     schema: str
     table: str
     view: str
@@ -66,9 +67,9 @@ def table_scope(cfg: ShipWideConfig) -> str:
     return f"tables:{cfg.schema}.{cfg.narrow_table}"
 
 
-def column_scope(ship_id: str) -> str:
-    """The name-map scope of one ship's channel → column map."""
-    return f"columns:{ship_id}"
+def column_scope(unit: str) -> str:
+    """The name-map scope of one ship's channel → column map (``unit`` from ``cfg.unit(ship)``)."""
+    return f"columns:{unit}"
 
 
 def object_names(conn: Connection[Any], cfg: ShipWideConfig, ship_id: str, *, save: bool = True) -> tuple[str, str]:
@@ -114,9 +115,9 @@ def load_wide(conn: Connection[Any], cfg: ShipWideConfig, ship_id: str) -> WideT
     types = _catalog_types(conn, cfg.schema, table)
     if not types:
         return None
-    columns = control.load_name_map(conn, PIPELINE, column_scope(ship_id))
+    columns = control.load_name_map(conn, PIPELINE, column_scope(cfg.unit(ship_id)))
     types.pop(TIME_COLUMN, None)
-    return WideTable(ship_id, cfg.schema, table, view, columns, types)
+    return WideTable(ship_id, cfg.unit(ship_id), cfg.schema, table, view, columns, types)
 
 
 def create_wide_table(conn: Connection[Any], cfg: ShipWideConfig, plan: ShipPlan, *, time_type: str = "timestamptz") -> WideTable:
@@ -134,17 +135,18 @@ def create_wide_table(conn: Connection[Any], cfg: ShipWideConfig, plan: ShipPlan
                 pg_ident(cfg.schema, table), pg_ident(TIME_COLUMN), sql.SQL(time_type)
             )
         )
-        existing = WideTable(plan.ship_id, cfg.schema, table, view,
-                             control.load_name_map(conn, PIPELINE, column_scope(plan.ship_id)), {})
+        unit = cfg.unit(plan.ship_id)
+        existing = WideTable(plan.ship_id, unit, cfg.schema, table, view,
+                             control.load_name_map(conn, PIPELINE, column_scope(unit)), {})
         wide = existing
         definition = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
             wide.ident, pg_ident(wide.pk_name), pg_ident(TIME_COLUMN)
         ).as_string(conn)
         conn.execute(
             f"DELETE FROM {control.SCHEMA}.object_backups WHERE pipeline = %s AND unit_key = %s",
-            (PIPELINE, plan.ship_id),
+            (PIPELINE, unit),
         )
-        control.backup_object(conn, PIPELINE, plan.ship_id, "constraint", wide.pk_name, definition)
+        control.backup_object(conn, PIPELINE, unit, "constraint", wide.pk_name, definition)
     add_channels(conn, cfg, existing, {ch: set(f) for ch, f in plan.channels.items()})
     return existing
 
@@ -175,7 +177,7 @@ def add_channels(conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, ch
         conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(wide.ident, pg_ident(col), sql.SQL(typ)))
         wide.types[col] = typ
     control.save_name_map(
-        conn, PIPELINE, column_scope(wide.ship_id), fresh,
+        conn, PIPELINE, column_scope(wide.unit), fresh,
         {ch: {"type": missing[ch], "formats": sorted(channels[ch])} for ch in fresh},
     )
     wide.columns.update(names)
@@ -196,10 +198,10 @@ def has_primary_key(conn: Connection[Any], wide: WideTable) -> bool:
 def restore_primary_key(conn: Connection[Any], wide: WideTable) -> list[str]:
     """Recreate what prepare set aside, exactly as backed up, then ANALYZE; returns what was restored."""
     restored: list[str] = []
-    for kind, name, definition in control.pending_backups(conn, PIPELINE, wide.ship_id):
+    for kind, name, definition in control.pending_backups(conn, PIPELINE, wide.unit):
         if not (kind == "constraint" and has_primary_key(conn, wide)):
             conn.execute(definition)
-        control.mark_restored(conn, PIPELINE, wide.ship_id, kind, name)
+        control.mark_restored(conn, PIPELINE, wide.unit, kind, name)
         restored.append(f"{kind} {name}")
     conn.execute(sql.SQL("ANALYZE {}").format(wide.ident))
     return restored

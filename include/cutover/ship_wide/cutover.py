@@ -1,0 +1,151 @@
+"""Cutover and rollback: readers read a view per ship, ``ts_reader_<ship>``, whose definition is switched.
+
+The view always has the wide shape (``created_time`` + one column per channel, same names and
+types either way):
+
+* backend ``narrow`` — the pivot done by PostgreSQL over the narrow table (valid rows only, the
+  latest row of each channel and time): what readers use before the cutover and after a rollback;
+* backend ``wide`` — ``SELECT … FROM`` the wide table: after the cutover.
+
+A switch is ``CREATE OR REPLACE VIEW`` plus a routing entry (``control.switch_backend``, pipeline
+``ship_wide_build``, unit = ship id) in one transaction, so the view and the recorded backend never
+disagree and every switch is in ``cutover.switch_history``. When the source and target connections
+are different databases the narrow-backed view cannot exist: readers follow the routing entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import Connection, sql
+
+from cutover import control
+from cutover.connections import pg_connect, resolve
+from cutover.identifiers import pg_ident
+from cutover.ship_wide.config import (
+    FORMAT_COLUMN,
+    PIPELINE,
+    TIME_COLUMN,
+    VALID_SQL,
+    VALUE_TEXT_SQL,
+    ShipWideConfig,
+    accepted_format,
+)
+from cutover.ship_wide.ddl import WideTable, column_scope, load_wide
+
+
+def same_database(cfg: ShipWideConfig) -> bool:
+    """Whether narrow and wide tables live in one database (so a view can read either)."""
+    return resolve(cfg.source_conn_id).pg_conninfo() == resolve(cfg.target_conn_id).pg_conninfo()
+
+
+def compat_sql(wide: WideTable) -> sql.Composed:
+    """SQL true when a narrow row's format fits its channel's column (typed columns take one format)."""
+    whens: list[sql.Composable] = []
+    for fmt in FORMAT_COLUMN:
+        chans = [ch for ch, col in wide.columns.items() if accepted_format(wide.types.get(col, "text")) == fmt]
+        if chans:
+            whens.append(sql.SQL("WHEN data_channel_id = ANY({}::text[]) THEN value_format = {}").format(
+                sql.Literal(chans), sql.Literal(fmt)))
+    if not whens:
+        return sql.SQL("true")
+    return sql.SQL("(CASE {} ELSE true END)").format(sql.SQL(" ").join(whens))
+
+
+def view_sql(cfg: ShipWideConfig, wide: WideTable, backend: str) -> sql.Composed:
+    """The reader view's definition for ``backend`` (``narrow`` or ``wide``)."""
+    by_col = {col: ch for ch, col in wide.columns.items()}
+    cols = [c for c in wide.types if c in by_col]
+    if backend == "wide":
+        body = sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(", ").join(pg_ident(c) for c in [TIME_COLUMN, *cols]), wide.ident
+        )
+    elif backend == "narrow":
+        items: list[sql.Composable] = [pg_ident(TIME_COLUMN)]
+        for col in cols:
+            typ = wide.types[col]
+            fmt = accepted_format(typ)
+            value = sql.SQL(FORMAT_COLUMN[fmt] if fmt else VALUE_TEXT_SQL)
+            cond = sql.SQL("data_channel_id = {}").format(sql.Literal(by_col[col]))
+            if fmt:
+                cond = cond + sql.SQL(" AND value_format = {}").format(sql.Literal(fmt))
+            items.append(sql.SQL("(array_agg({v}) FILTER (WHERE {c}))[1]::{t} AS {n}").format(
+                v=value, c=cond, t=sql.SQL(typ), n=pg_ident(col)))
+        body = sql.SQL(
+            "SELECT {items} FROM (SELECT DISTINCT ON (created_time, data_channel_id) * FROM {narrow} "
+            "WHERE ship_id = {ship} AND {valid} AND {compat} ORDER BY created_time, data_channel_id, {seq} DESC) n "
+            "GROUP BY created_time"
+        ).format(
+            items=sql.SQL(", ").join(items), narrow=pg_ident(cfg.schema, cfg.narrow_table),
+            ship=sql.Literal(wide.ship_id), valid=sql.SQL(VALID_SQL), compat=compat_sql(wide), seq=pg_ident(cfg.seq_column),
+        )
+    else:
+        raise ValueError(f"unknown backend {backend!r} (narrow or wide)")
+    return body
+
+
+def current_backend(conn: Connection[Any], unit: str) -> str:
+    """Where the ship's readers are now (``narrow`` until a cutover); ``unit`` is ``cfg.unit(ship)``."""
+    sw = control.get_switch(conn, PIPELINE, unit)
+    return sw.backend if sw else "narrow"
+
+
+def refresh_reader_view(conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, backend: str | None = None) -> bool:
+    """(Re)create the reader view for ``backend`` (default: the current one); False when it cannot exist."""
+    backend = backend or current_backend(conn, wide.unit)
+    view = pg_ident(wide.schema, wide.view)
+    if backend == "narrow" and not same_database(cfg):
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(view))
+        return False
+    body = view_sql(cfg, wide, backend)
+    try:
+        with conn.transaction():  # a savepoint: replace keeps grants when the columns still line up
+            conn.execute(sql.SQL("CREATE OR REPLACE VIEW {} AS ").format(view) + body)
+    except Exception:
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(view))
+        conn.execute(sql.SQL("CREATE VIEW {} AS ").format(view) + body)
+    return True
+
+
+def switch_ship(
+    cfg: ShipWideConfig, ship_id: str, backend: str, *, run_id: str | None = None, actor: str | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """Point a ship's readers at ``backend``: the view and the routing entry, in one transaction."""
+    with pg_connect(cfg.target_conn_id) as conn:
+        wide = load_wide(conn, cfg, ship_id)
+        if wide is None:
+            raise RuntimeError(f"ship {ship_id!r} has no wide table: nothing to switch")
+        before = current_backend(conn, wide.unit)
+        has_view = refresh_reader_view(conn, cfg, wide, backend)
+        control.switch_backend(conn, PIPELINE, wide.unit, backend, run_id=run_id, actor=actor, reason=reason)
+        return {"ship_id": ship_id, "from": before, "to": backend, "view": f"{wide.schema}.{wide.view}" if has_view else None}
+
+
+def cutover_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None, actor: str | None = None) -> dict[str, Any]:
+    """Readers → the wide table (call only after a passed verification)."""
+    return switch_ship(cfg, ship_id, "wide", run_id=run_id, actor=actor, reason="verified: counts, checksum, GX gate")
+
+
+def rollback_ship(
+    cfg: ShipWideConfig, ship_id: str, *, drop: bool = False, run_id: str | None = None, actor: str | None = None,
+) -> dict[str, Any]:
+    """Readers → the narrow table; with ``drop`` also remove the wide table, its map and its state."""
+    with pg_connect(cfg.target_conn_id) as conn:
+        wide = load_wide(conn, cfg, ship_id)
+        out: dict[str, Any] = {"ship_id": ship_id, "dropped": False}
+        if wide is not None:
+            before = current_backend(conn, wide.unit)
+            has_view = refresh_reader_view(conn, cfg, wide, "narrow")
+            control.switch_backend(conn, PIPELINE, wide.unit, "narrow", run_id=run_id, actor=actor, reason="rollback")
+            out.update({"from": before, "to": "narrow", "view": f"{wide.schema}.{wide.view}" if has_view else None})
+        if drop:
+            if wide is not None:
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(wide.ident))
+            unit = cfg.unit(ship_id)
+            control.clear_checkpoint(conn, PIPELINE, unit)
+            control.clear_name_map(conn, PIPELINE, column_scope(unit))
+            conn.execute(f"DELETE FROM {control.SCHEMA}.object_backups WHERE pipeline = %s AND unit_key = %s",
+                         (PIPELINE, unit))
+            out["dropped"] = True
+        return out

@@ -1,0 +1,78 @@
+"""The life cycle of ``ship_wide_build`` as plain functions the DAGs call (each one task's body)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from psycopg import sql
+
+from cutover import control
+from cutover.connections import pg_connect
+from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, ShipWideConfig
+from cutover.ship_wide.copy import get_state
+from cutover.ship_wide.cutover import current_backend, refresh_reader_view
+from cutover.ship_wide.ddl import ChannelLimitExceeded, create_wide_table, load_wide
+from cutover.ship_wide.plan import ShipPlan, check_narrow, plan_ships
+
+log = logging.getLogger(__name__)
+
+
+def plan_run(cfg: ShipWideConfig, ships: list[str] | None = None, *, run_id: str | None = None,
+             params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Plan the ships (smallest first), log the report, record the run and its planned units."""
+    with pg_connect(cfg.source_conn_id) as src:
+        plans = plan_ships(src, cfg, ships)
+    for p in plans:
+        s = p.summary()
+        log.info("ship %s: %s rows, %s channels (%s conflicting → text), %s … %s", s["ship_id"], f"{s['rows']:,}",
+                 s["channels"], s["conflicting_channels"], s["first_time"], s["last_time"])
+        if len(p.channels) > cfg.max_channels:
+            log.warning("ship %s has %d channels, over the %d a table holds: its prepare will fail",
+                        p.ship_id, len(p.channels), cfg.max_channels)
+    if run_id:
+        with pg_connect(cfg.target_conn_id) as tgt:
+            control.ensure_schema(tgt)
+            control.start_run(tgt, run_id, PIPELINE, {**(params or {}), "config": cfg.to_dict()})
+            for p in plans:
+                control.set_unit(tgt, run_id, PIPELINE, cfg.unit(p.ship_id), "planned", rows_total=p.rows,
+                                 detail={"plan": p.summary()})
+            control.add_evidence(tgt, run_id, {"plan": [p.summary() for p in plans]})
+    return [p.to_dict() for p in plans]
+
+
+def prepare_ship(cfg: ShipWideConfig, plan: dict[str, Any], *, run_id: str | None = None) -> dict[str, Any]:
+    """Create the ship's wide table and map, set its key aside, give readers the (narrow) view."""
+    p = ShipPlan.from_dict(plan)
+    with pg_connect(cfg.source_conn_id) as src:
+        time_type = check_narrow(src, cfg)[TIME_COLUMN]
+    with pg_connect(cfg.target_conn_id) as tgt:
+        control.ensure_schema(tgt)
+        leftover = load_wide(tgt, cfg, p.ship_id)
+        if leftover is not None and get_state(tgt, cfg, p.ship_id) is None:
+            if current_backend(tgt, leftover.unit) == "wide":
+                raise RuntimeError(f"ship {p.ship_id!r}: readers are on {leftover.table} but its state is lost; "
+                                   "roll back first")
+            # Built by a prepare whose copy never started (or whose state was removed): start clean.
+            log.warning("ship %s: dropping leftover %s.%s (no copy state)", p.ship_id, leftover.schema, leftover.table)
+            tgt.execute(sql.SQL("DROP TABLE {}").format(leftover.ident))
+        try:
+            wide = create_wide_table(tgt, cfg, p, time_type=time_type)
+        except ChannelLimitExceeded as exc:
+            if run_id:
+                tgt.rollback()
+                control.set_unit(tgt, run_id, PIPELINE, cfg.unit(p.ship_id), "failed", error=str(exc))
+                tgt.commit()
+            raise
+        backend = current_backend(tgt, wide.unit)
+        has_view = refresh_reader_view(tgt, cfg, wide, backend)
+        if control.get_switch(tgt, PIPELINE, wide.unit) is None:
+            control.switch_backend(tgt, PIPELINE, wide.unit, "narrow", run_id=run_id, reason="prepare: readers on narrow")
+        renamed = {ch: col for ch, col in wide.columns.items() if ch != col}
+        if run_id:
+            control.set_unit(tgt, run_id, PIPELINE, wide.unit, "prepared",
+                             detail={"table": f"{wide.schema}.{wide.table}", "renamed_channels": renamed})
+    for ch, col in renamed.items():
+        log.info("ship %s: channel %r → column %r (stored in cutover.name_map)", p.ship_id, ch, col)
+    return {**plan, "table": wide.table, "view": wide.view if has_view else None, "columns": len(wide.types),
+            "renamed_channels": len(renamed), "backend": backend}

@@ -1,0 +1,144 @@
+"""Verify a ship: counts, a full checksum of every (created_time, channel, value), and a GX suite.
+
+Under the ship's lock (no sync interleaves), after a catch-up sync whose watermark ``S`` bounds the
+comparison (narrow rows with ``seq <= S``):
+
+* **count** — distinct ``created_time`` of the narrow side's loadable rows = rows of the wide table;
+* **checksum** — every cell, not a sample: the sum of a 64-bit hash (md5 prefix) of
+  ``created_time | channel | value text`` over the narrow side's loadable rows (valid, fitting their
+  column, the latest per channel and time — the rules of :mod:`cutover.ship_wide.config`, in SQL) and
+  over the wide table unpivoted (``CROSS JOIN LATERAL (VALUES …)``), plus the number of cells;
+* **GX** (through :func:`cutover.quality.run_gate`, data docs rebuilt) — ``created_time`` not null
+  and unique, each column of its mapped type, no row outside the narrow time range, the row count.
+
+Any failure raises :class:`ShipVerificationFailed`, which stops the run before the cutover.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import Connection, sql
+
+from cutover import control
+from cutover.connections import pg_connect
+from cutover.identifiers import pg_ident, slugify
+from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, VALID_SQL, VALUE_TEXT_SQL, ShipWideConfig
+from cutover.ship_wide.cutover import compat_sql
+from cutover.ship_wide.ddl import WideTable, load_wide
+from cutover.ship_wide.plan import session_setup
+from cutover.ship_wide.sync import _sync_locked, ship_lock
+
+#: how GX (SQLAlchemy's PostgreSQL dialect) names the column types
+GX_TYPES = {
+    "double precision": "DOUBLE PRECISION", "bigint": "BIGINT", "text": "TEXT", "boolean": "BOOLEAN",
+    "timestamp with time zone": "TIMESTAMP WITH TIME ZONE", "timestamp without time zone": "TIMESTAMP WITHOUT TIME ZONE",
+}
+_HASH = "sum(('x' || substr(md5({t}::text || chr(31) || {c} || chr(31) || {v}), 1, 16))::bit(64)::bigint::numeric)"
+
+
+class ShipVerificationFailed(RuntimeError):
+    """The wide table does not match the narrow one (the message lists every failed check)."""
+
+
+def narrow_stats(conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, upto_seq: int) -> dict[str, Any]:
+    """Times, cells, checksum and time range of the ship's loadable narrow rows with ``seq <= upto_seq``."""
+    q = sql.SQL(
+        """SELECT count(DISTINCT created_time), count(*), coalesce({h}, 0)::text,
+                  min(created_time)::text, max(created_time)::text
+           FROM (SELECT DISTINCT ON (created_time, data_channel_id) created_time, data_channel_id, {val} AS val
+                 FROM {narrow} WHERE ship_id = %s AND {seq} <= %s AND {valid} AND {compat}
+                 ORDER BY created_time, data_channel_id, {seq} DESC) v"""
+    ).format(
+        h=sql.SQL(_HASH.format(t="created_time", c="data_channel_id", v="val")), val=sql.SQL(VALUE_TEXT_SQL),
+        narrow=pg_ident(cfg.schema, cfg.narrow_table), seq=pg_ident(cfg.seq_column), valid=sql.SQL(VALID_SQL),
+        compat=compat_sql(wide),
+    )
+    row = conn.execute(q, (wide.ship_id, upto_seq)).fetchone()
+    assert row is not None
+    return {"times": int(row[0]), "cells": int(row[1]), "checksum": row[2], "first": row[3], "last": row[4]}
+
+
+def wide_stats(conn: Connection[Any], wide: WideTable) -> dict[str, Any]:
+    """Rows, cells, checksum and time range of the wide table (unpivoted back to channel, value)."""
+    pairs = [(ch, col) for ch, col in wide.columns.items() if col in wide.types]
+    values = sql.SQL(", ").join(
+        sql.SQL("({}, w.{}::text)").format(sql.Literal(ch), pg_ident(col)) for ch, col in pairs
+    ) if pairs else sql.SQL("(NULL::text, NULL::text)")
+    q = sql.SQL(
+        """SELECT (SELECT count(*) FROM {t}), count(*), coalesce({h}, 0)::text,
+                  (SELECT min(created_time)::text FROM {t}), (SELECT max(created_time)::text FROM {t})
+           FROM {t} w CROSS JOIN LATERAL (VALUES {values}) v(ch, val) WHERE v.val IS NOT NULL"""
+    ).format(t=wide.ident, h=sql.SQL(_HASH.format(t="w.created_time", c="v.ch", v="v.val")), values=values)
+    row = conn.execute(q).fetchone()
+    assert row is not None
+    return {"rows": int(row[0]), "cells": int(row[1]), "checksum": row[2], "first": row[3], "last": row[4]}
+
+
+def gate_expectations(wide: WideTable, narrow: dict[str, Any], time_type: str) -> list[dict[str, Any]]:
+    """The GX suite of one ship's wide table."""
+    exps: list[dict[str, Any]] = [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": TIME_COLUMN}},
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": TIME_COLUMN}},
+        {"type": "expect_table_row_count_to_equal", "kwargs": {"value": narrow["times"]}},
+        {"type": "expect_column_values_to_be_of_type", "kwargs": {"column": TIME_COLUMN, "type_": GX_TYPES.get(time_type, "TIMESTAMP")}},
+    ]
+    if narrow["first"] is not None:
+        exps.append({"type": "expect_column_values_to_be_between",
+                     "kwargs": {"column": TIME_COLUMN, "min_value": narrow["first"], "max_value": narrow["last"]}})
+    for col, typ in wide.types.items():
+        exps.append({"type": "expect_column_values_to_be_of_type", "kwargs": {"column": col, "type_": GX_TYPES[typ]}})
+    return exps
+
+
+def verify_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None, gate: bool = True) -> dict[str, Any]:
+    """Catch up, compare narrow and wide (counts, checksum) and run the GX gate; raise if anything differs."""
+    with pg_connect(cfg.source_conn_id, autocommit=True) as src, pg_connect(cfg.target_conn_id) as tgt:
+        session_setup(src)
+        session_setup(tgt)
+        tgt.commit()
+        with ship_lock(tgt, cfg, ship_id):
+            synced = _sync_locked(src, tgt, cfg, ship_id, run_id)
+            if synced.get("skipped"):
+                raise ShipVerificationFailed(f"ship {ship_id!r} is not built yet ({synced.get('phase')})")
+            wide = load_wide(tgt, cfg, ship_id)
+            assert wide is not None
+            upto = int(synced["sync_seq"])
+            narrow = narrow_stats(src, cfg, wide, upto)
+            target = wide_stats(tgt, wide)
+            tgt.commit()
+            failures: list[str] = []
+            if narrow["times"] != target["rows"]:
+                failures.append(f"count: {narrow['times']} distinct created_time in narrow, {target['rows']} rows in wide")
+            if narrow["cells"] != target["cells"]:
+                failures.append(f"cells: {narrow['cells']} narrow values, {target['cells']} wide cells")
+            if narrow["checksum"] != target["checksum"]:
+                failures.append(f"checksum: narrow {narrow['checksum']} ≠ wide {target['checksum']}")
+            result: dict[str, Any] = {"ship_id": ship_id, "upto_seq": upto, "narrow": narrow, "wide": target}
+            if gate:
+                from cutover.quality import run_gate
+
+                time_type = tgt.execute(
+                    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s",
+                    (wide.ident.as_string(tgt), TIME_COLUMN),
+                ).fetchone()
+                tgt.commit()
+                g = run_gate(
+                    f"generated__ship_wide__{slugify(wide.unit)}", conn_id=cfg.target_conn_id, schema=wide.schema,
+                    table=wide.table, expectations=gate_expectations(wide, narrow, time_type[0] if time_type else ""),
+                    run_id=run_id, raise_on_failure=False,
+                )
+                result["gate"] = {"success": g.success, "evaluated": g.evaluated, "failed": g.failed, "docs": g.docs_index}
+                if not g.success:
+                    failures.append(f"GX suite {g.suite}: {g.failed}/{g.evaluated} failed ({'; '.join(g.failures[:5])})")
+            result["failures"] = failures
+            if run_id:
+                control.set_unit(
+                    tgt, run_id, PIPELINE, wide.unit, "failed" if failures else "verified",
+                    rows_total=narrow["times"], rows_done=target["rows"], checksum_source=narrow["checksum"],
+                    checksum_target=target["checksum"], detail={"verify": result}, error="; ".join(failures) or None,
+                )
+                tgt.commit()
+            if failures:
+                raise ShipVerificationFailed(f"ship {ship_id!r} ({wide.schema}.{wide.table}): " + " | ".join(failures))
+            return result
