@@ -76,6 +76,8 @@ def summarize_evidence(evidence: Mapping[str, Any] | None, *, max_items: int = 8
             break
         if isinstance(value, dict):
             text = f"{len(value)} entries"
+            if isinstance(value.get("success"), bool):  # a gate or check result: say how it went
+                text = ("passed" if value["success"] else "FAILED") + f" ({text})"
         elif isinstance(value, list):
             text = f"{len(value)} items"
         else:
@@ -391,12 +393,16 @@ def render_status_html(
         parts.append(
             f"<h3>{plink(run.get('pipeline'))} · <code>{_e(run.get('run_id'))}</code> {_state(run.get('state'))}</h3>"
             f"<p>started {_ts(run.get('started_at'))} · finished {_ts(run.get('finished_at')) or '—'} · "
-            f"took {_e(format_duration(run.get('duration_s')))} · {_num(t.get('units'))} units ({states}) · "
-            f"rows {rows} · "
+            f"took {_e(format_duration(run.get('duration_s')))} · "
+            + (
+                f"{_num(t.get('units'))} units ({states}) · rows {rows} · "
+                if t.get("units")
+                else "no units · "
+            )
             + (
                 f'<span class="state bad">{_num(mism)} checksum mismatches</span>'
                 if mism
-                else "checksums: no mismatch"
+                else ("checksums: no mismatch" if t.get("units") else "")
             )
             + "</p>"
         )

@@ -1,0 +1,148 @@
+"""Status page rendering without a database: escaping, summaries, durations, docs links."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cutover.ui import status
+
+EVIL = '<img src=x onerror="alert(1)">'
+
+
+def _status() -> dict:
+    return {
+        "pipeline": EVIL,
+        "schema_exists": True,
+        "generated_at": "2026-01-01T00:00:00+00:00",
+        "runs": [
+            {
+                "run_id": EVIL,
+                "pipeline": EVIL,
+                "state": "failed",
+                "started_at": "2026-01-01T00:00:00+00:00",
+                "finished_at": None,
+                "duration_s": 3725.0,
+                "evidence_summary": status.summarize_evidence({"note": EVIL}),
+                "unit_totals": {
+                    "units": 1,
+                    "rows_done": 5,
+                    "rows_total": 9,
+                    "checksum_mismatches": 1,
+                    "states": {EVIL: 1},
+                },
+                "units": [
+                    {
+                        "unit_key": EVIL,
+                        "state": EVIL,
+                        "rows_done": 5,
+                        "rows_total": 9,
+                        "checksums_match": False,
+                        "updated_at": None,
+                        "error": EVIL,
+                    }
+                ],
+            }
+        ],
+        "quality": [
+            {
+                "suite": EVIL,
+                "asset": EVIL,
+                "success": False,
+                "evaluated": 2,
+                "failed": 1,
+                "failures": [EVIL],
+                "run_id": EVIL,
+                "checked_at": None,
+                "docs_page": "validations/a b/<x>.html",
+            }
+        ],
+        "switches": [
+            {
+                "pipeline": EVIL,
+                "unit_key": EVIL,
+                "backend": EVIL,
+                "canary_pct": 5,
+                "actor": EVIL,
+                "run_id": EVIL,
+                "updated_at": None,
+            }
+        ],
+        "switch_history": [
+            {
+                "at": None,
+                "pipeline": EVIL,
+                "unit_key": EVIL,
+                "from_backend": None,
+                "to_backend": EVIL,
+                "canary_pct": 5,
+                "actor": EVIL,
+                "reason": EVIL,
+                "run_id": EVIL,
+            }
+        ],
+        "consistency": [
+            {
+                "pair_name": EVIL,
+                "checked_at": None,
+                "status": EVIL,
+                "rows_checked": 1,
+                "missing": 0,
+                "extra": 0,
+                "changed": 0,
+                "lag_s": 7200.0,
+                "stale": True,
+            }
+        ],
+        "dead_letters": [{"pipeline": EVIL, "unit_key": EVIL, "count": 3, "last_at": None}],
+    }
+
+
+def test_everything_from_data_is_escaped() -> None:
+    page = status.render_status_html(_status(), prefix="/cutover", docs_available=True)
+    assert "<img" not in page
+    assert page.count("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;") >= 15
+    assert 'href="/cutover/docs/validations/a%20b/%3Cx%3E.html"' in page
+    assert "(stale)" in page and "1h 02m" in page  # lag and run duration
+    assert "MISMATCH" in page and "1 checksum mismatches" in page
+
+
+def test_error_and_missing_schema_pages() -> None:
+    page = status.render_status_html({"schema_exists": False}, error=f"OperationalError: {EVIL}")
+    assert "Cannot read the control schema" in page and "<img" not in page
+    page = status.render_status_html({"schema_exists": False})
+    assert "does not exist yet" in page and "No runs recorded" in page
+
+
+def test_summaries_and_durations() -> None:
+    ev = {"rows": 10, "gate": {"success": False, "failed": 1}, "tables": ["a", "b"], "long": "x" * 200}
+    assert status.summarize_evidence(ev) == [
+        "rows: 10",
+        "gate: FAILED (2 entries)",
+        "tables: 2 items",
+        "long: " + "x" * 77 + "…",
+    ]
+    assert len(status.summarize_evidence({str(i): i for i in range(20)}, max_items=3)) == 4
+    assert [status.format_duration(s) for s in (None, 5, 95, 3725, 200000)] == [
+        "",
+        "5s",
+        "1m 35s",
+        "1h 02m",
+        "2d 07h",
+    ]
+    assert status.checksums_match(None, "a") is None and status.checksums_match("a", "a") is True
+
+
+def test_docs_page_lookup_stays_inside_docs(tmp_path: Path) -> None:
+    docs = tmp_path / "site"
+    run_dir = docs / "validations" / "suite[1]" / "run*1" / "t1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "ds-other.html").write_text("x")
+    (run_dir / "ds-orders.html").write_text("x")
+    (tmp_path / "outside.html").write_text("x")
+    found = status.find_docs_page(docs, "suite[1]", "pg:orders", "run*1", None)
+    assert found == "validations/suite[1]/run*1/t1/ds-orders.html"  # glob characters in names are literal
+    assert (
+        status.find_docs_page(docs, "suite[1]", "pg:orders", "other-run", str(tmp_path / "outside.html"))
+        is None
+    )
+    assert status.find_docs_page(None, "s", "a", None, None) is None
