@@ -28,6 +28,8 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
 
+from cutover.quality.task import quality_gate
+
 default_args = {
     "owner": "cutover",
     "retries": 2,
@@ -59,23 +61,6 @@ default_args = {
 )
 def cutover_validate() -> None:
     @task
-    def validate(params: dict | None = None, run_id: str | None = None) -> dict:
-        """Run the quality gate; a failed suite fails the task at once (no retry) and blocks `publish`."""
-        from airflow.exceptions import AirflowFailException
-
-        from cutover.quality import QualityGateFailed, run_gate
-
-        assert params is not None
-        try:
-            result = run_gate(
-                params["suite"], conn_id=params["conn_id"], schema=params["schema"], table=params["table"],
-                run_id=run_id,
-            )
-        except QualityGateFailed as exc:  # data is wrong: retrying cannot help
-            raise AirflowFailException(str(exc)) from exc
-        return {"suite": result.suite, "asset": result.asset, "evaluated": result.evaluated, "docs": result.docs_index}
-
-    @task
     def publish(gate: dict, run_id: str | None = None) -> None:
         """Record the passed gate in the run's evidence bundle (only reached when validation passed)."""
         from cutover import control
@@ -87,7 +72,13 @@ def cutover_validate() -> None:
             control.start_run(conn, run_id, "cutover_validate", gate)
             control.finish_run(conn, run_id, "success", {"quality_gate": gate, "published": True})
 
-    publish(validate())
+    gate = quality_gate.override(task_id="validate")(
+        suite="{{ params.suite }}",
+        conn_id="{{ params.conn_id }}",
+        schema="{{ params.schema }}",
+        table="{{ params.table }}",
+    )
+    publish(gate)
 
 
 cutover_validate()

@@ -1,5 +1,19 @@
-"""Quality: the Great Expectations gate every cutover passes through (see :mod:`cutover.quality.gate`)."""
+"""Quality: the Great Expectations gate every cutover passes through.
 
-from cutover.quality.gate import GateResult, QualityGateFailed, run_gate
+:mod:`cutover.quality.gate` is the logic (``run_gate``), :mod:`cutover.quality.task` the reusable
+Airflow task. Names are loaded lazily so that DAG files importing the task stay light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["GateResult", "QualityGateFailed", "run_gate"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from cutover.quality import gate
+
+        return getattr(gate, name)
+    raise AttributeError(name)
