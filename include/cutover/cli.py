@@ -63,8 +63,9 @@ def cmd_stop_pg(_: argparse.Namespace) -> int:
     if not (pgdata / "postmaster.pid").exists():
         print("embedded PostgreSQL is not running")
         return 0
-    from pgserver._commands import pg_ctl
+    from pgserver import _commands  # pg_ctl is generated at import time, so look it up by name
 
+    pg_ctl = getattr(_commands, "pg_ctl")  # noqa: B009
     pg_ctl(["-m", "fast", "-w", "stop"], pgdata=pgdata, user="pgserver" if _is_root() else None)
     print(f"embedded PostgreSQL in {pgdata} stopped")
     return 0

@@ -40,7 +40,7 @@ CONTROL = "cutover_control"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("CUTOVER_DATA_DIR", PROJECT_ROOT / ".data"))
 
-_MYSQL_DEFAULTS = {
+_MYSQL_DEFAULTS: dict[str, dict[str, Any]] = {
     MYSQL_SOURCE: {"conn_type": "mysql", "host": "127.0.0.1", "port": 3306, "login": "root", "schema": "cutover_source"},
     MYSQL_TARGET: {"conn_type": "mysql", "host": "127.0.0.1", "port": 3306, "login": "root", "schema": ""},
 }

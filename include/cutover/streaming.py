@@ -27,7 +27,7 @@ class CopyCountMismatch(RuntimeError):
 
 
 def pg_stream(
-    conn: Connection[Any], query: sql.Composable | str, params: Sequence[Any] | dict[str, Any] | None = None,
+    conn: Connection[Any], query: sql.Composed | sql.SQL | str, params: Sequence[Any] | dict[str, Any] | None = None,
     *, chunk_rows: int = 10_000, name: str = "cutover_stream",
 ) -> Iterator[list[tuple[Any, ...]]]:
     """Yield lists of at most ``chunk_rows`` rows from a PostgreSQL server-side (named) cursor.
