@@ -57,6 +57,7 @@ class DiffOptions:
     bucket_rows: int = 256  # target rows per bucket (hash mode)
     max_buckets: int = 65536
     max_reported: int = 100_000  # most keys listed per kind (counts stay exact)
+    parallel: int = 2  # connections per side sharing the first (full-scan) level of a range-mode diff
 
 
 @dataclass
@@ -80,6 +81,21 @@ class DiffResult:
     key_range: tuple[Any, Any] | None = None
     columns: list[str] = field(default_factory=list)
     kinds: dict[str, str] = field(default_factory=dict)
+    source_latest: Any = None  # max(window column) per side, in the same snapshot as the diff
+    target_latest: Any = None
+
+    @property
+    def lag_s(self) -> float | None:
+        """How far the target's newest row trails the source's (window column), in seconds or units."""
+        a, b = self.source_latest, self.target_latest
+        if a is None or b is None:
+            return None
+        if isinstance(a, dt.datetime) and isinstance(b, dt.datetime):
+            return (_utc(a) - _utc(b)).total_seconds()
+        try:
+            return float(a) - float(b)
+        except (TypeError, ValueError):
+            return None
 
     @property
     def equal(self) -> bool:
@@ -125,7 +141,14 @@ class DiffResult:
             "columns": self.columns,
             "kinds": self.kinds,
             "key_range": [_jsonable(v) for v in self.key_range] if self.key_range else None,
+            "lag_s": self.lag_s,
+            "source_latest": _jsonable(self.source_latest),
+            "target_latest": _jsonable(self.target_latest),
         }
+
+
+def _utc(v: dt.datetime) -> dt.datetime:
+    return v.astimezone(dt.UTC).replace(tzinfo=None) if v.tzinfo else v
 
 
 def _jsonable(v: Any) -> Any:
@@ -166,6 +189,8 @@ class Side:
         self.d = dialect
         self._count = counter
         self.queries = 0
+        self.snapshot: str | None = None
+        self.helpers: list[Side] = []  # extra connections for the first level (same snapshot where possible)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run ``sql`` and fetch all rows, counting them into the transfer total."""
@@ -231,8 +256,12 @@ class Side:
 
 
 @contextmanager
-def open_side(endpoint: Endpoint, counter: Callable[[int], None]) -> Iterator[Side]:
-    """Open an endpoint in a read-only consistent snapshot, with UTC / ISO / utf8mb4 sessions."""
+def open_side(endpoint: Endpoint, counter: Callable[[int], None], snapshot: str | None = None) -> Iterator[Side]:
+    """Open an endpoint in a read-only consistent snapshot, with UTC / ISO / utf8mb4 sessions.
+
+    ``snapshot`` (PostgreSQL) joins a snapshot exported by another connection, so helper
+    connections see exactly the same data as the main one.
+    """
     info = resolve(endpoint.conn_id)
     dialect = dialect_for(info.conn_type)
     if dialect.name == "postgres":
@@ -242,7 +271,12 @@ def open_side(endpoint: Endpoint, counter: Callable[[int], None]) -> Iterator[Si
             conn.isolation_level = IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             conn.execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET client_encoding = 'UTF8'")
-            yield Side(endpoint, conn, dialect, counter)
+            if snapshot:
+                conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            side = Side(endpoint, conn, dialect, counter)
+            if snapshot is None:
+                side.snapshot = str(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])
+            yield side
             conn.rollback()
     else:
         with mysql_connect(endpoint.conn_id) as conn:
@@ -263,6 +297,7 @@ class _Plan:
     key_text: str  # canonical key text
     row_hash: str  # 60-bit hash of the canonical row
     window: str | None  # quoted window column
+    family: str  # hash family shared by both sides
 
 
 def _plan(spec: PairSpec, src: Side, tgt: Side) -> tuple[_Plan, _Plan, list[str], dict[str, Kind]]:
@@ -288,6 +323,8 @@ def _plan(spec: PairSpec, src: Side, tgt: Side) -> tuple[_Plan, _Plan, list[str]
         else:
             raise PairSpecError(f"pair {spec.name!r}: column {c!r} needs a kind (query endpoints)")
 
+    family = "pg" if src.d.name == tgt.d.name == "postgres" else "md5"
+
     def build(side: Side, types: dict[str, PhysicalType], name: Callable[[str], str]) -> _Plan:
         q = side.d.quote
         key_can = [side.d.canonical(q(name(c)), kinds[c], types.get(name(c))) for c in spec.key]
@@ -296,8 +333,9 @@ def _plan(spec: PairSpec, src: Side, tgt: Side) -> tuple[_Plan, _Plan, list[str]
         return _Plan(
             key=[q(name(c)) for c in spec.key],
             key_text=key_text,
-            row_hash=side.d.hash60(side.d.row_text(key_can + col_can)),
+            row_hash=side.d.hash60(side.d.row_text(key_can + col_can), family),
             window=q(name(spec.window_column)) if spec.window_column else None,
+            family=family,
         )
 
     return build(src, st, lambda c: c), build(tgt, tt, spec.target_name), columns, kinds
@@ -315,6 +353,12 @@ class _Engine:
         self.ps, self.pt, self.columns, self.kinds = _plan(spec, src, tgt)
         self.result = DiffResult(pair=spec.name, mode="", window_start=window[0], window_end=window[1],
                                  columns=self.columns, kinds={c: str(k) for c, k in self.kinds.items()})
+
+    def fanout(self, jobs: list[tuple[Callable[[Side, _Plan], Any], int]]) -> tuple[list[Any], list[Any]]:
+        """Run ``fn`` on helper connection ``i`` of both sides, all concurrently: (source results, target results)."""
+        fs = [self.pool.submit(fn, ([self.src] + self.src.helpers)[i], self.ps) for fn, i in jobs]
+        ft = [self.pool.submit(fn, ([self.tgt] + self.tgt.helpers)[i], self.pt) for fn, i in jobs]
+        return [f.result() for f in fs], [f.result() for f in ft]
 
     def both(self, fn: Callable[[Side, _Plan], Any]) -> tuple[Any, Any]:
         """Run ``fn`` on both sides concurrently."""
@@ -334,6 +378,11 @@ class _Engine:
         return (" WHERE " + " AND ".join(conds)) if conds else "", params
 
     def run(self) -> DiffResult:
+        if self.spec.window_column:
+            def latest(side: Side, p: _Plan) -> Any:
+                return side.query(f"SELECT max({p.window}) FROM {side.from_clause}")[0][0]
+
+            self.result.source_latest, self.result.target_latest = self.both(latest)
         int_key = len(self.spec.key) == 1 and self.kinds[self.spec.key[0]].name == "int"
         if int_key:
             self.result.mode = "range"
@@ -363,12 +412,15 @@ class _Engine:
             return None
         return min(lows), max(highs)
 
-    def _levels(self, side: Side, p: _Plan, lo: int, hi: int, width: int) -> dict[int, tuple[int, int]]:
+    def _levels(
+        self, side: Side, p: _Plan, lo: int, hi: int, width: int, start: int | None = None
+    ) -> dict[int, tuple[int, int]]:
+        """count and sum of row hashes per segment ``(key - lo) DIV width`` of keys in [start or lo, hi]."""
         seg = side.d.int_div(f"{p.key[0]} - CAST(%s AS {_bigint(side)})", f"CAST(%s AS {_bigint(side)})")
         w, wp = self.where(p, [f"{p.key[0]} >= %s", f"{p.key[0]} <= %s"])
         rows = side.query(
             f"SELECT {seg} AS seg, count(*), sum({p.row_hash}) FROM {side.from_clause}{w} GROUP BY 1",
-            [lo, width, lo, hi, *wp],
+            [lo, width, lo if start is None else start, hi, *wp],
         )
         return {int(r[0]): (int(r[1]), int(r[2] or 0)) for r in rows}
 
@@ -388,7 +440,9 @@ class _Engine:
             nxt: list[tuple[int, int, int]] = []
             for a, b, n in todo:
                 width = max(1, math.ceil((b - a + 1) / n))
-                ss, ts = self.both(lambda side, p, a=a, b=b, width=width: self._levels(side, p, a, b, width))
+                ss, ts = self._level_parallel(a, b, width, n) if first else self.both(
+                    lambda side, p, a=a, b=b, width=width: self._levels(side, p, a, b, width)
+                )
                 if first:
                     self.result.source_rows = sum(c for c, _ in ss.values())
                     self.result.target_rows = sum(c for c, _ in ts.values())
@@ -408,6 +462,30 @@ class _Engine:
             todo = nxt
         for i in range(0, len(leaves), 200):
             self._range_leaves(leaves[i : i + 200])
+
+    def _level_parallel(self, a: int, b: int, width: int, n: int) -> tuple[dict[int, Any], dict[int, Any]]:
+        """One level over [a, b] cut into contiguous slices of whole segments, one per connection."""
+        k = 1 + min(len(self.src.helpers), len(self.tgt.helpers))
+        per = math.ceil(n / k)
+        jobs: list[tuple[Callable[[Side, _Plan], Any], int]] = []
+        for i in range(k):
+            lo_seg, hi_seg = i * per, min(n, (i + 1) * per)
+            if lo_seg >= hi_seg:
+                break
+            sa, sb = a + lo_seg * width, min(b, a + hi_seg * width - 1)
+
+            def job(side: Side, p: _Plan, sa: int = sa, sb: int = sb) -> dict[int, tuple[int, int]]:
+                return {s + 0: v for s, v in self._levels(side, p, a, sb, width, start=sa).items()}
+
+            jobs.append((job, i))
+        src_parts, tgt_parts = self.fanout(jobs)
+        ss: dict[int, Any] = {}
+        ts: dict[int, Any] = {}
+        for part in src_parts:
+            ss.update(part)
+        for part in tgt_parts:
+            ts.update(part)
+        return ss, ts
 
     def _range_leaves(self, ranges: list[tuple[int, int]]) -> None:
         def q(side: Side, p: _Plan) -> dict[Any, int]:
@@ -449,7 +527,7 @@ class _Engine:
         def level(side: Side, p: _Plan) -> dict[int, tuple[int, int]]:
             w, wp = self.where(p)
             rows = side.query(
-                f"SELECT {side.d.bucket(p.key_text, n)} AS b, count(*), sum({p.row_hash}) "
+                f"SELECT {side.d.bucket(p.key_text, n, p.family)} AS b, count(*), sum({p.row_hash}) "
                 f"FROM {side.from_clause}{w} GROUP BY 1",
                 wp,
             )
@@ -466,7 +544,7 @@ class _Engine:
 
             def fetch(side: Side, p: _Plan, chunk: list[int] = chunk) -> dict[str, tuple[int, Key]]:
                 marks = ", ".join(["%s"] * len(chunk))
-                w, wp = self.where(p, [f"{side.d.bucket(p.key_text, n)} IN ({marks})"])
+                w, wp = self.where(p, [f"{side.d.bucket(p.key_text, n, p.family)} IN ({marks})"])
                 rows = side.query(
                     f"SELECT {p.key_text}, {p.row_hash}, {', '.join(p.key)} FROM {side.from_clause}{w}",
                     [*chunk, *wp],
@@ -506,14 +584,19 @@ def diff_pair(
     def counter(n: int) -> None:
         transferred[0] += n  # each side's thread adds its own counts; ints are swapped under the GIL
 
+    opts = options or DiffOptions()
+    helpers = max(0, opts.parallel - 1) if key_range is not None or len(spec.key) == 1 else 0
     with ExitStack() as stack:
-        pool = stack.enter_context(ThreadPoolExecutor(max_workers=2, thread_name_prefix="cutover-diff"))
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=2 * (1 + helpers), thread_name_prefix="cutover-diff"))
         fs = pool.submit(lambda: stack.enter_context(open_side(spec.source, counter)))
-        src = fs.result()
         tgt = stack.enter_context(open_side(spec.target, counter))
-        engine = _Engine(spec, src, tgt, pool, options or DiffOptions(), (window_start, window_end), key_range)
+        src = fs.result()
+        for main in (src, tgt):
+            for _ in range(helpers):
+                main.helpers.append(stack.enter_context(open_side(main.endpoint, counter, main.snapshot)))
+        engine = _Engine(spec, src, tgt, pool, opts, (window_start, window_end), key_range)
         result = engine.run()
-        result.queries = src.queries + tgt.queries
+        result.queries = sum(s.queries for s in (src, tgt, *src.helpers, *tgt.helpers))
     result.bytes_transferred = transferred[0]
     result.duration_s = time.perf_counter() - t0
     log.info("consistency %s", result.summary())

