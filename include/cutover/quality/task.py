@@ -33,7 +33,7 @@ def quality_gate(
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """Validate a table or query against a GX suite; fail the task (and block cutover) when it fails."""
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
 
     from cutover.quality.gate import QualityGateFailed, run_gate
 
