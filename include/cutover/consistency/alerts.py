@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import urllib.request
 from typing import Any
 
@@ -21,6 +22,7 @@ from cutover.connections import CutoverConnectionError, resolve
 
 log = logging.getLogger("cutover.consistency.alert")
 ALERT_CONN_ID = "cutover_alerts"
+_PAIR = re.compile(r"pair '([^']+)'")
 
 
 def webhook_url(conn_id: str = ALERT_CONN_ID) -> str | None:
@@ -44,9 +46,8 @@ def alert_payload(context: dict[str, Any]) -> dict[str, Any]:
     ti = context.get("ti") or context.get("task_instance")
     dag_run = context.get("dag_run")
     err = context.get("exception")
-    pair = None
-    if ti is not None and getattr(ti, "map_index", -1) is not None:
-        pair = (context.get("params") or {}).get("_pair")
+    match = _PAIR.search(str(err or ""))
+    pair = match.group(1) if match else None
     task_id = getattr(ti, "task_id", None)
     map_index = getattr(ti, "map_index", None)
     text = f":rotating_light: Cutover consistency check failed: {err}" if err else "Cutover consistency check failed"
