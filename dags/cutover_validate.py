@@ -24,19 +24,10 @@ Nothing is written to the validated table; rerunning is always safe.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from airflow.sdk import Param, dag, task
 
+from cutover.dag_defaults import default_args
 from cutover.quality.task import quality_gate
-
-default_args = {
-    "owner": "cutover",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=10),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=5),
-}
 
 
 @dag(
@@ -44,7 +35,7 @@ default_args = {
     schedule=None,
     catchup=False,
     max_active_runs=1,
-    default_args=default_args,
+    default_args=default_args(),
     doc_md=__doc__,
     tags=["cutover", "quality", "verify"],
     params={
