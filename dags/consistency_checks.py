@@ -94,14 +94,19 @@ def consistency_checks() -> None:
         except ConsistencyMismatch as exc:  # a difference is not transient: no retry, alert now
             raise AirflowFailException(str(exc)) from exc
 
-    @task(trigger_rule="all_done", retries=0)
+    @task(trigger_rule="all_done")
     def results_gate(run_id=None) -> dict:
         """Validate this run's latest result per pair with the GX suite `consistency_results` (data docs)."""
-        from cutover.consistency.runner import results_gate_query
-        from cutover.quality import run_gate
+        from airflow.sdk.exceptions import AirflowFailException
 
-        result = run_gate("consistency_results", query=results_gate_query(run_id),
-                          asset_name="consistency_results_latest", run_id=run_id)
+        from cutover.consistency.runner import results_gate_query
+        from cutover.quality import QualityGateFailed, run_gate
+
+        try:
+            result = run_gate("consistency_results", query=results_gate_query(run_id),
+                              asset_name="consistency_results_latest", run_id=run_id)
+        except QualityGateFailed as exc:  # a failed suite is a finding, not a transient error
+            raise AirflowFailException(str(exc)) from exc
         return {"success": result.success, "evaluated": result.evaluated, "docs": result.docs_index}
 
     check.expand(pair=list_pairs()) >> results_gate()

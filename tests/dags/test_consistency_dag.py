@@ -72,7 +72,7 @@ def pairs(pg: Any) -> Iterator[None]:
     pg.execute(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE; CREATE SCHEMA {PG_SCHEMA}")
     for t in ("src", "same", "diff"):
         pg.execute(f"CREATE TABLE {PG_SCHEMA}.{t} (id int PRIMARY KEY, v text, ts timestamptz)")
-        pg.execute(f"INSERT INTO {PG_SCHEMA}.{t} SELECT g, 'v' || g, now() - g * interval '1 second' "
+        pg.execute(f"INSERT INTO {PG_SCHEMA}.{t} SELECT g, 'v' || g, now() - interval '1 hour' - g * interval '1 second' "
                    "FROM generate_series(1, 500) g")
     pg.execute(f"UPDATE {PG_SCHEMA}.diff SET v = 'changed' WHERE id = 42")
     registry.ensure_registry(pg)

@@ -1,0 +1,153 @@
+"""
+### ship_wide_build — narrow time series → one wide table per ship, verified, then cut over
+
+Moves `<schema>.tbl_data_timeseries(ship_id, data_channel_id, created_time, value_format, double_v,
+long_v, str_v, bool_v)` into one table per ship, `<schema>.tbl_data_timeseries_<ship>`: primary key
+`created_time`, one column per channel (Decimal → double precision, Integer → bigint, String → text,
+Boolean → boolean; a channel with conflicting formats → text; or every column text). Live data keeps
+arriving: `ship_wide_sync` (every minute) keeps built ships up to date.
+
+**Life cycle**, one mapped task per ship (smallest first): **plan** (rows, channels, time range per
+ship, in the log and the run's evidence) → **prepare** (wide table, channel → column map in
+`cutover.name_map`, key set aside, reader view `ts_reader_<ship>` on the narrow table) → **copy**
+(chunks of `chunk_rows` narrow rows, pivoted and loaded with COPY, each committed with its watermark:
+a killed task resumes with no duplicate and no gap; bad rows → `cutover.dead_letters`) →
+**finalize** (primary key restored, ANALYZE) → **verify** (catch-up sync, distinct times = wide rows,
+checksum of every cell, GX suite; data docs rebuilt) → **cutover** (only when `cutover` is on).
+
+**Params**
+
+| param | meaning |
+|---|---|
+| `ships` | `all`, one ship id, or a comma-separated list |
+| `schema` | schema of the narrow table (and of the wide tables) |
+| `text_columns` | every column `text`, as the legacy readers expect (default: typed) |
+| `chunk_rows` | narrow rows per chunk (memory is bounded by it) |
+| `parallelism` | ships copied at the same time |
+| `dry_run` | plan only: report and stop |
+| `cutover` | switch readers of every verified ship to its wide table |
+
+**Cut over later**: trigger again with `cutover` on (copy is idempotent; verify runs again), or
+switch one ship with `cutover.ship_wide.cutover_ship`. Readers read `<schema>.ts_reader_<ship>`; the
+switch is recorded in `cutover.switches` / `cutover.switch_history`.
+
+**Roll back**: trigger `ship_wide_rollback` (readers back to the narrow table; optionally drop the
+wide table and its state).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+default_args = {
+    "owner": "cutover",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=10),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=5),
+}
+
+
+def _cfg(params: dict) -> object:
+    from cutover.ship_wide import ShipWideConfig
+
+    return ShipWideConfig(schema=params["schema"], text_columns=bool(params["text_columns"]),
+                          chunk_rows=int(params["chunk_rows"]))
+
+
+@dag(
+    dag_id="ship_wide_build",
+    schedule=None,
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args,
+    doc_md=__doc__,
+    tags=["cutover", "ship_wide", "plan", "copy", "verify", "cutover"],
+    params={
+        "ships": Param("all", type="string", minLength=1, title="Ships", description="all, one ship id, or a comma-separated list"),
+        "schema": Param("tenant", type="string", minLength=1, title="Schema", description="Schema of the narrow table."),
+        "text_columns": Param(False, type="boolean", title="Text columns", description="Every wide column text (legacy readers)."),
+        "chunk_rows": Param(200_000, type="integer", minimum=1000, maximum=5_000_000, title="Chunk rows"),
+        "parallelism": Param(4, type="integer", minimum=1, maximum=32, title="Parallelism", description="Ships copied at once."),
+        "dry_run": Param(False, type="boolean", title="Dry run", description="Plan only."),
+        "cutover": Param(False, type="boolean", title="Cut over", description="Switch readers of verified ships."),
+    },
+)
+def ship_wide_build() -> None:
+    @task
+    def plan(params: dict | None = None, run_id: str | None = None) -> list[dict]:
+        """Find the ships (all or the listed ones), smallest first; report rows, channels, time range."""
+        from cutover.ship_wide import plan_run
+
+        assert params is not None
+        ships = None if params["ships"].strip().lower() == "all" else [s.strip() for s in params["ships"].split(",") if s.strip()]
+        plans = plan_run(_cfg(params), ships, run_id=run_id, params=params)
+        return [] if params["dry_run"] else plans
+
+    @task(max_active_tis_per_dagrun=8)
+    def prepare(ship: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+        """Create the ship's wide table and column map; set its key aside; readers on the narrow view."""
+        from cutover.ship_wide import prepare_ship
+
+        assert params is not None
+        return prepare_ship(_cfg(params), ship, run_id=run_id)
+
+    @task(max_active_tis_per_dagrun=32)
+    def copy(ship: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+        """Copy the ship's history in committed chunks (resumes after the last one), then finalize."""
+        from cutover.ship_wide import copy_history, finalize_ship
+        from cutover.ship_wide.pipeline import parallel_slot
+
+        assert params is not None
+        cfg = _cfg(params)
+        ti = get_current_context()["ti"]
+        with parallel_slot(cfg, run_id or "", int(params["parallelism"])):
+            done = copy_history(cfg, ship["ship_id"], run_id=run_id, rows_total=ship["rows"])
+        final = finalize_ship(cfg, ship["ship_id"], run_id=run_id)
+        ti.log.info("ship %s copied: %s; finalized: %s", ship["ship_id"], done, final)
+        return {**ship, "copy": done, "finalize": final}
+
+    @task
+    def verify(ship: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+        """Counts, full checksum and GX suite; a failure stops this ship before its cutover."""
+        from cutover.ship_wide import verify_ship
+
+        assert params is not None
+        res = verify_ship(_cfg(params), ship["ship_id"], run_id=run_id)
+        return {"ship_id": ship["ship_id"], "narrow": res["narrow"], "wide": res["wide"], "gate": res.get("gate")}
+
+    @task
+    def cutover(ship: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+        """Switch the ship's readers to its wide table (only when the `cutover` param is on)."""
+        from cutover.ship_wide import cutover_ship
+
+        assert params is not None
+        if not params["cutover"]:
+            return {"ship_id": ship["ship_id"], "switched": False}
+        return {**cutover_ship(_cfg(params), ship["ship_id"], run_id=run_id, actor="ship_wide_build"), "switched": True}
+
+    @task(trigger_rule="all_done")
+    def report(results: list[dict] | None = None, run_id: str | None = None) -> None:
+        """Close the run in the control schema with its evidence (one page for the reviewer)."""
+        from cutover import control
+        from cutover.connections import pg_connect
+
+        results = list(results or [])
+        with pg_connect() as conn:
+            control.ensure_schema(conn)
+            units = control.list_units(conn, run_id or "")
+            failed = [u["unit_key"] for u in units if u["state"] == "failed"]
+            control.finish_run(conn, run_id or "", "failed" if failed else "success",
+                               {"cutover": results, "failed_units": failed})
+
+    ships = plan()
+    prepared = prepare.expand(ship=ships)
+    copied = copy.expand(ship=prepared)
+    verified = verify.expand(ship=copied)
+    switched = cutover.expand(ship=verified)
+    report(switched)
+
+
+ship_wide_build()
