@@ -26,6 +26,7 @@ applies to reladiff and to the naive diff).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import math
 import time
@@ -412,6 +413,9 @@ class _Engine:
             return None
         return min(lows), max(highs)
 
+    def _sub_level(self, side: Side, p: _Plan, *, a: int, b: int, width: int) -> dict[int, tuple[int, int]]:
+        return self._levels(side, p, a, b, width)
+
     def _levels(
         self, side: Side, p: _Plan, lo: int, hi: int, width: int, start: int | None = None
     ) -> dict[int, tuple[int, int]]:
@@ -440,9 +444,10 @@ class _Engine:
             nxt: list[tuple[int, int, int]] = []
             for a, b, n in todo:
                 width = max(1, math.ceil((b - a + 1) / n))
-                ss, ts = self._level_parallel(a, b, width, n) if first else self.both(
-                    lambda side, p, a=a, b=b, width=width: self._levels(side, p, a, b, width)
-                )
+                if first:
+                    ss, ts = self._level_parallel(a, b, width, n)
+                else:
+                    ss, ts = self.both(functools.partial(self._sub_level, a=a, b=b, width=width))
                 if first:
                     self.result.source_rows = sum(c for c, _ in ss.values())
                     self.result.target_rows = sum(c for c, _ in ts.values())

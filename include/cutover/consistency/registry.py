@@ -135,7 +135,8 @@ def list_pairs(
     conn: Connection[Any], names: list[str] | None = None, *, enabled_only: bool = True, pipeline: str | None = None
 ) -> list[PairSpec]:
     """Registered pairs (enabled ones by default), optionally only ``names`` or one pipeline's, by name."""
-    conds, params = [], []
+    conds: list[str] = []
+    params: list[Any] = []
     if enabled_only:
         conds.append("enabled")
     if names:
