@@ -44,13 +44,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
-default_args = {
-    "owner": "cutover",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=20),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=5),
-}
+from cutover.dag_defaults import default_args
 
 
 def alert(context: dict) -> None:
@@ -66,7 +60,7 @@ def alert(context: dict) -> None:
     start_date=datetime(2025, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
-    default_args=default_args,
+    default_args=default_args(retry_delay=timedelta(seconds=20)),
     doc_md=__doc__,
     tags=["cutover", "consistency", "sync", "sweep"],
     params={

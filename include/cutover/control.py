@@ -21,7 +21,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 SCHEMA = "cutover"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _LOCK_KEY = 0x6375746F  # "cuto": advisory lock held while the schema is created
 
 DDL = f"""
@@ -160,6 +160,50 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.name_map (
     UNIQUE (pipeline, scope, mapped)
 );
 
+-- pairs kept in sync, checked by consistency_checks (see cutover.consistency.registry)
+CREATE TABLE IF NOT EXISTS {SCHEMA}.sync_pairs (
+    name            text PRIMARY KEY,
+    pipeline        text,
+    source_conn     text NOT NULL,
+    source_table    text,
+    source_query    text,
+    target_conn     text NOT NULL,
+    target_table    text,
+    target_query    text,
+    key_columns     text[] NOT NULL,
+    columns         text[] NOT NULL DEFAULT '{{}}',
+    mapping         jsonb NOT NULL DEFAULT '{{}}',
+    kinds           jsonb NOT NULL DEFAULT '{{}}',
+    window_column   text,
+    recent_window_s integer NOT NULL DEFAULT 3600 CHECK (recent_window_s > 0),
+    settle_s        integer NOT NULL DEFAULT 60 CHECK (settle_s >= 0),
+    repair          text NOT NULL DEFAULT 'none' CHECK (repair IN ('none', 'upsert', 'delete_insert')),
+    enabled         boolean NOT NULL DEFAULT true,
+    description     text NOT NULL DEFAULT '',
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    CHECK ((source_table IS NULL) <> (source_query IS NULL)),
+    CHECK ((target_table IS NULL) <> (target_query IS NULL))
+);
+
+CREATE OR REPLACE VIEW {SCHEMA}.consistency_status AS
+SELECT p.name AS pair_name, p.pipeline, p.enabled, p.repair,
+       p.source_conn || ':' || coalesce(p.source_table, '(query)') AS source,
+       p.target_conn || ':' || coalesce(p.target_table, '(query)') AS target,
+       r.checked_at AS last_checked_at, r.status AS last_status,
+       r.rows_checked, r.missing, r.extra, r.changed, r.window_start, r.window_end, r.duration_s,
+       (r.details ->> 'lag_s')::double precision AS lag_s,
+       extract(epoch FROM now() - r.checked_at)::double precision AS check_age_s,
+       d.checked_at AS last_difference_at, r.run_id
+FROM {SCHEMA}.sync_pairs p
+LEFT JOIN LATERAL (
+    SELECT * FROM {SCHEMA}.consistency_results c WHERE c.pair_name = p.name ORDER BY c.checked_at DESC, c.id DESC LIMIT 1
+) r ON true
+LEFT JOIN LATERAL (
+    SELECT c.checked_at FROM {SCHEMA}.consistency_results c
+    WHERE c.pair_name = p.name AND c.status = 'different' ORDER BY c.checked_at DESC LIMIT 1
+) d ON true;
+
 INSERT INTO {SCHEMA}.schema_version (version) VALUES ({SCHEMA_VERSION}) ON CONFLICT DO NOTHING;
 """
 
@@ -198,9 +242,19 @@ class DeadLetter:
 
 def ensure_schema(conn: Connection[Any]) -> None:
     """Create the control schema if it is missing (idempotent, safe to call from parallel tasks)."""
+    if _current_version(conn) >= SCHEMA_VERSION:
+        return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         conn.execute(DDL)
+
+
+def _current_version(conn: Connection[Any]) -> int:
+    with conn.transaction():
+        if conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.schema_version",)).fetchone() == (None,):
+            return 0
+        row = conn.execute(f"SELECT max(version) FROM {SCHEMA}.schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 # --- runs and units -------------------------------------------------------------------------------

@@ -21,65 +21,14 @@ from cutover import control
 from cutover.consistency.spec import Endpoint, PairSpec
 
 SCHEMA = control.SCHEMA
-_LOCK_KEY = 0x63757463  # "cutc": held while the registry objects are created
 
-DDL = f"""
-CREATE TABLE IF NOT EXISTS {SCHEMA}.sync_pairs (
-    name            text PRIMARY KEY,
-    pipeline        text,
-    source_conn     text NOT NULL,
-    source_table    text,
-    source_query    text,
-    target_conn     text NOT NULL,
-    target_table    text,
-    target_query    text,
-    key_columns     text[] NOT NULL,
-    columns         text[] NOT NULL DEFAULT '{{}}',
-    mapping         jsonb NOT NULL DEFAULT '{{}}',
-    kinds           jsonb NOT NULL DEFAULT '{{}}',
-    window_column   text,
-    recent_window_s integer NOT NULL DEFAULT 3600 CHECK (recent_window_s > 0),
-    settle_s        integer NOT NULL DEFAULT 60 CHECK (settle_s >= 0),
-    repair          text NOT NULL DEFAULT 'none' CHECK (repair IN ('none', 'upsert', 'delete_insert')),
-    enabled         boolean NOT NULL DEFAULT true,
-    description     text NOT NULL DEFAULT '',
-    created_at      timestamptz NOT NULL DEFAULT now(),
-    updated_at      timestamptz NOT NULL DEFAULT now(),
-    CHECK ((source_table IS NULL) <> (source_query IS NULL)),
-    CHECK ((target_table IS NULL) <> (target_query IS NULL))
-);
-
-CREATE OR REPLACE VIEW {SCHEMA}.consistency_status AS
-SELECT p.name AS pair_name, p.pipeline, p.enabled, p.repair,
-       p.source_conn || ':' || coalesce(p.source_table, '(query)') AS source,
-       p.target_conn || ':' || coalesce(p.target_table, '(query)') AS target,
-       r.checked_at AS last_checked_at, r.status AS last_status,
-       r.rows_checked, r.missing, r.extra, r.changed, r.window_start, r.window_end, r.duration_s,
-       (r.details ->> 'lag_s')::double precision AS lag_s,
-       extract(epoch FROM now() - r.checked_at)::double precision AS check_age_s,
-       d.checked_at AS last_difference_at, r.run_id
-FROM {SCHEMA}.sync_pairs p
-LEFT JOIN LATERAL (
-    SELECT * FROM {SCHEMA}.consistency_results c WHERE c.pair_name = p.name ORDER BY c.checked_at DESC, c.id DESC LIMIT 1
-) r ON true
-LEFT JOIN LATERAL (
-    SELECT c.checked_at FROM {SCHEMA}.consistency_results c
-    WHERE c.pair_name = p.name AND c.status = 'different' ORDER BY c.checked_at DESC LIMIT 1
-) d ON true;
-"""
 
 STATUS_QUERY = f"SELECT * FROM {SCHEMA}.consistency_status ORDER BY (last_status = 'different') DESC, pair_name"
 
 
 def ensure_registry(conn: Connection[Any]) -> None:
-    """Create the control schema, ``sync_pairs`` and the status view if missing (idempotent)."""
+    """Create the control schema with ``sync_pairs`` and the status view if missing (idempotent)."""
     control.ensure_schema(conn)
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        exists = conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.consistency_status",)).fetchone()
-        if exists and exists[0] is not None:
-            return
-        conn.execute(DDL)
 
 
 def register_pair(conn: Connection[Any], spec: PairSpec, *, pipeline: str | None = None) -> None:

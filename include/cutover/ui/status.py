@@ -222,20 +222,32 @@ def collect_status(
             FROM {SCHEMA}.switch_history WHERE {by_pipeline} ORDER BY id DESC LIMIT {HISTORY_LIMIT}""",
         p,
     )
+    # Registered pairs come from the view cutover.consistency_status (data lag measured at the check);
+    # results of pairs that were never registered (ad hoc checks) are listed after them.
     status["consistency"] = _rows(
         conn,
-        f"""SELECT DISTINCT ON (pair_name) pair_name, checked_at, status, rows_checked, missing, extra, changed,
-                   window_start, window_end, duration_s, run_id,
-                   extract(epoch FROM now() - checked_at) AS lag_s
-            FROM {SCHEMA}.consistency_results
-            WHERE %(pipeline)s::text IS NULL OR starts_with(pair_name, %(pipeline)s)
-               OR run_id IN (SELECT run_id FROM {SCHEMA}.runs WHERE pipeline = %(pipeline)s)
-            ORDER BY pair_name, checked_at DESC, id DESC LIMIT {CONSISTENCY_LIMIT}""",
+        f"""(SELECT pair_name, last_checked_at AS checked_at, last_status AS status, rows_checked, missing, extra,
+                    changed, window_start, window_end, duration_s, run_id, lag_s, check_age_s, last_difference_at,
+                    enabled
+             FROM {SCHEMA}.consistency_status
+             WHERE %(pipeline)s::text IS NULL OR pipeline = %(pipeline)s
+             ORDER BY (last_status = 'different') DESC, pair_name)
+            UNION ALL
+            (SELECT DISTINCT ON (pair_name) pair_name, checked_at, status, rows_checked, missing, extra, changed,
+                    window_start, window_end, duration_s, run_id, (details ->> 'lag_s')::double precision,
+                    extract(epoch FROM now() - checked_at)::double precision, NULL::timestamptz, NULL::boolean
+             FROM {SCHEMA}.consistency_results r
+             WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.sync_pairs p WHERE p.name = r.pair_name)
+               AND (%(pipeline)s::text IS NULL OR starts_with(pair_name, %(pipeline)s)
+                    OR run_id IN (SELECT run_id FROM {SCHEMA}.runs WHERE pipeline = %(pipeline)s))
+             ORDER BY pair_name, checked_at DESC, id DESC)
+            LIMIT {CONSISTENCY_LIMIT}""",
         p,
     )
     for c in status["consistency"]:
-        c["lag_s"] = float(c["lag_s"]) if c["lag_s"] is not None else None
-        c["stale"] = c["lag_s"] is not None and c["lag_s"] > STALE_AFTER_S
+        for key in ("lag_s", "check_age_s"):
+            c[key] = float(c[key]) if c[key] is not None else None
+        c["stale"] = c["check_age_s"] is None or c["check_age_s"] > STALE_AFTER_S
     status["dead_letters"] = _rows(
         conn,
         f"""SELECT pipeline, unit_key, count(*) AS count, max(created_at) AS last_at
@@ -511,23 +523,26 @@ def render_status_html(
     parts.append("<h2>Consistency (latest per pair)</h2>")
     c_rows = []
     for c in status.get("consistency") or []:
-        lag = format_duration(c.get("lag_s"))
-        lag_html = f'<span class="state warn">{_e(lag)} (stale)</span>' if c.get("stale") else _e(lag)
+        age = format_duration(c.get("check_age_s")) if c.get("checked_at") else "never checked"
+        age_html = f'<span class="state warn">{_e(age)} (stale)</span>' if c.get("stale") else _e(age)
         c_rows.append(
             [
                 _e(c.get("pair_name")),
                 _ts(c.get("checked_at")),
-                _state(c.get("status")),
+                _state(c.get("status") or "unchecked"),
                 _num(c.get("rows_checked")),
                 _num(c.get("missing")),
                 _num(c.get("extra")),
                 _num(c.get("changed")),
-                lag_html,
+                _e(format_duration(c.get("lag_s"))),
+                age_html,
+                _ts(c.get("last_difference_at")),
             ]
         )
     parts.append(
         _table(
-            ["pair", "last checked", "status", "rows checked", "missing", "extra", "changed", "lag"],
+            ["pair", "last checked", "status", "rows checked", "missing", "extra", "changed", "sync lag",
+             "checked ago", "last difference"],
             c_rows,
             "No consistency check has run yet.",
         )
