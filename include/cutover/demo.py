@@ -50,18 +50,13 @@ def _seed_validate(scale: float) -> dict[str, Any]:
 def demo_steps() -> list[DemoStep]:
     """The demo's steps, in order; pipelines register theirs here."""
     steps = [DemoStep("cutover_validate", _seed_validate, "quality gate on a sample table")]
-    try:
-        from cutover.ship_wide.demo import demo_step as ship_step
-    except ImportError:
-        pass
-    else:
-        steps.append(DemoStep("ship_wide_build", ship_step, "narrow time series -> per-ship wide tables"))
-    try:
-        from cutover.consistency.demo import demo_step as cc_step
-    except ImportError:
-        pass
-    else:
-        steps.append(DemoStep("consistency_checks", cc_step, "source vs target diff of every registered pair"))
+    from cutover.consistency.demo import demo_step as cc_step
+    from cutover.ship_wide.demo import demo_cutover_step
+    from cutover.ship_wide.demo import demo_step as ship_step
+
+    steps.append(DemoStep("ship_wide_build", ship_step, "narrow time series -> per-ship wide tables"))
+    steps.append(DemoStep("ship_wide_cutover", demo_cutover_step, "readers of verified ships -> wide tables"))
+    steps.append(DemoStep("consistency_checks", cc_step, "source vs target diff of a registered pair"))
     return steps
 
 
