@@ -19,6 +19,7 @@ starts from ``seq_start`` (minus its overlap): the copy does not need to see the
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -30,7 +31,7 @@ from cutover.connections import pg_connect
 from cutover.identifiers import pg_ident
 from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, ShipWideConfig
 from cutover.ship_wide.ddl import WideTable, add_channels, load_wide, restore_primary_key
-from cutover.ship_wide.pivot import PivotResult, channels_of, pivot, read_chunk
+from cutover.ship_wide.pivot import PivotResult, new_channels, pivot, read_chunk
 from cutover.ship_wide.plan import session_setup
 from cutover.streaming import CopyCountMismatch, Progress
 
@@ -57,13 +58,62 @@ def narrow_select(cfg: ShipWideConfig) -> sql.Composed:
 
 
 def copy_out(conn: Connection[Any], query: sql.Composable, params: list[Any]) -> bytes:
-    """``COPY (query) TO STDOUT (FORMAT csv)`` into one bytes buffer (one chunk)."""
-    buf = bytearray()
+    """``COPY (query) TO STDOUT (FORMAT csv)`` into one bytes buffer (one chunk).
+
+    PostgreSQL sends one message per row; psycopg 3 hands each to Python, which costs more than the
+    server spends producing it. psycopg2's ``copy_expert`` collects them in C, about 4x faster, so it
+    is used (on its own connection to the same server, same session settings) when installed.
+    """
+    stmt = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query)
+    fast = _psycopg2_conn(conn)
+    if fast is not None:
+        rendered = _render(conn, stmt, params)
+        buf = io.BytesIO()
+        with fast.cursor() as cur:
+            cur.copy_expert(rendered, buf, size=1 << 20)
+        return buf.getvalue()
+    out = bytearray()
     with conn.cursor() as cur:
-        with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query), params) as cp:
+        with cur.copy(stmt, params) as cp:
             for block in cp:
-                buf += block
-    return bytes(buf)
+                out += block
+    return bytes(out)
+
+
+def _render(conn: Connection[Any], stmt: sql.Composable, params: list[Any]) -> str:
+    """The statement with its parameters merged as literals (client-side, as psycopg 3 does for COPY)."""
+    from psycopg import ClientCursor
+
+    with ClientCursor(conn) as cc:
+        return cc.mogrify(stmt, params)
+
+
+_FAST: dict[int, Any] = {}
+
+
+def _psycopg2_conn(conn: Connection[Any]) -> Any:
+    """A psycopg2 connection to the same server as ``conn`` (kept while ``conn`` is open), or None."""
+    key = id(conn)
+    if key in _FAST and not _FAST[key].closed:
+        return _FAST[key]
+    try:
+        import psycopg2
+    except ImportError:  # pragma: no cover - psycopg2-binary is pinned in requirements.txt
+        return None
+    fast = psycopg2.connect(conn.info.dsn + (f" password={conn.info.password}" if conn.info.password else ""))
+    fast.autocommit = True
+    with fast.cursor() as cur:
+        cur.execute("SET TimeZone = 'UTC'; SET extra_float_digits = 1; SET DateStyle = 'ISO, MDY'")
+    _FAST.clear()
+    _FAST[key] = fast
+    return fast
+
+
+def close_fast() -> None:
+    """Close the psycopg2 side connection, if any."""
+    for fast in _FAST.values():
+        fast.close()
+    _FAST.clear()
 
 
 def copy_in(conn: Connection[Any], table: sql.Composable, res: PivotResult) -> int:
@@ -102,8 +152,7 @@ def pivot_chunk(
 ) -> tuple[PivotResult, dict[str, str]]:
     """Parse and pivot a chunk, adding columns for channels seen for the first time (same transaction)."""
     chunk = read_chunk(data)
-    seen = channels_of(chunk)
-    added = add_channels(conn, cfg, wide, {ch: f for ch, f in seen.items() if ch not in wide.columns})
+    added = add_channels(conn, cfg, wide, new_channels(chunk, wide.columns))
     if added:
         log.info("ship %s: new channels → columns %s", wide.ship_id, added)
         if on_new_columns is not None:
@@ -181,6 +230,7 @@ def copy_history(
             if done:
                 break
         progress.finish()
+        close_fast()
         return {"ship_id": ship_id, "skipped": False, "rows_done": rows_done, **stats}
 
 

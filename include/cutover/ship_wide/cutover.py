@@ -94,6 +94,8 @@ def refresh_reader_view(conn: Connection[Any], cfg: ShipWideConfig, wide: WideTa
     """(Re)create the reader view for ``backend`` (default: the current one); False when it cannot exist."""
     backend = backend or current_backend(conn, wide.unit)
     view = pg_ident(wide.schema, wide.view)
+    # a reader holding a long transaction must not make the switch wait forever (the task retries)
+    conn.execute("SET LOCAL lock_timeout = '30s'")
     if backend == "narrow" and not same_database(cfg):
         conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(view))
         return False
@@ -149,3 +151,17 @@ def rollback_ship(
                          (PIPELINE, unit))
             out["dropped"] = True
         return out
+
+
+def known_ships(cfg: ShipWideConfig) -> list[str]:
+    """Every ship of this narrow table with a routing entry or a copy state (the ones a rollback can touch)."""
+    prefix = cfg.unit("")
+    with pg_connect(cfg.target_conn_id) as conn:
+        control.ensure_schema(conn)
+        rows = conn.execute(
+            f"""SELECT unit_key FROM {control.SCHEMA}.switches WHERE pipeline = %s AND starts_with(unit_key, %s)
+                UNION SELECT unit_key FROM {control.SCHEMA}.checkpoints WHERE pipeline = %s AND starts_with(unit_key, %s)
+                ORDER BY 1""",
+            (PIPELINE, prefix, PIPELINE, prefix),
+        ).fetchall()
+    return [r[0][len(prefix):] for r in rows]

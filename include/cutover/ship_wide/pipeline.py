@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from psycopg import sql
@@ -76,3 +79,26 @@ def prepare_ship(cfg: ShipWideConfig, plan: dict[str, Any], *, run_id: str | Non
         log.info("ship %s: channel %r → column %r (stored in cutover.name_map)", p.ship_id, ch, col)
     return {**plan, "table": wide.table, "view": wide.view if has_view else None, "columns": len(wide.types),
             "renamed_channels": len(renamed), "backend": backend}
+
+
+@contextmanager
+def parallel_slot(cfg: ShipWideConfig, run_id: str, slots: int, *, poll_s: float = 2.0) -> Iterator[int]:
+    """Hold one of ``slots`` advisory locks of this run while the block runs: at most ``slots`` ships copy at once.
+
+    The ``parallelism`` param of the trigger form is applied at run time this way (pools and
+    ``max_active_tis_per_dagrun`` are fixed when the DAG is parsed). The lock is held on its own
+    connection, released when the block ends or the task dies.
+    """
+    with pg_connect(cfg.target_conn_id, autocommit=True) as conn:
+        while True:
+            for slot in range(max(slots, 1)):
+                got = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                                   (f"{PIPELINE}:slot:{run_id}:{slot}",)).fetchone()
+                if got and got[0]:
+                    try:
+                        yield slot
+                    finally:
+                        conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))",
+                                     (f"{PIPELINE}:slot:{run_id}:{slot}",))
+                    return
+            time.sleep(poll_s)

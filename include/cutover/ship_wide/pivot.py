@@ -50,6 +50,8 @@ def read_chunk(data: bytes | memoryview) -> Any:
 
     types = {c: pa.string() for c in CHUNK_COLUMNS}
     types["seq"] = pa.int64()
+    for c in ("data_channel_id", "value_format"):
+        types[c] = pa.dictionary(pa.int32(), pa.string())
     if not len(data):
         return pa.table({c: pa.array([], t) for c, t in types.items()})
     return pacsv.read_csv(
@@ -65,13 +67,15 @@ def read_chunk(data: bytes | memoryview) -> Any:
 def _masks(chunk: Any) -> tuple[Any, Any, Any]:
     """(format code or -1, valid mask, value-present matrix) per row."""
     import numpy as np
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    code = pc.index_in(chunk["value_format"], value_set=pa.array(FORMATS)).fill_null(-1).to_numpy(zero_copy_only=False)
+    fmt = chunk["value_format"].combine_chunks()
+    fmt_code = np.array([FORMATS.index(f) if f in FORMATS else -1 for f in fmt.dictionary.to_pylist()] + [-1])
+    code = fmt_code[fmt.indices.fill_null(len(fmt.dictionary)).to_numpy(zero_copy_only=False)]
     present = np.stack([pc.is_valid(chunk[c]).to_numpy(zero_copy_only=False) for c in VALUE_COLUMNS], axis=1)
-    ch = chunk["data_channel_id"]
-    ch_ok = pc.and_(pc.is_valid(ch), pc.not_equal(ch, "")).fill_null(False).to_numpy(zero_copy_only=False)
+    ch = chunk["data_channel_id"].combine_chunks()
+    ch_ok_dict = np.array([bool(x) for x in ch.dictionary.to_pylist()] + [False])
+    ch_ok = ch_ok_dict[ch.indices.fill_null(len(ch.dictionary)).to_numpy(zero_copy_only=False)]
     # FORMATS and VALUE_COLUMNS are in the same order: a valid row has exactly the column of its format set
     want = np.zeros_like(present)
     rows = np.flatnonzero(code >= 0)
@@ -90,7 +94,7 @@ def channels_of(chunk: Any) -> dict[str, set[str]]:
     if not valid.any():
         return {}
     pairs = pa.table({
-        "ch": pc.filter(chunk["data_channel_id"], pa.array(valid)),
+        "ch": pc.filter(chunk["data_channel_id"].combine_chunks().dictionary_decode(), pa.array(valid)),
         "f": pa.array(code[valid].astype(np.int8)),
     }).group_by(["ch", "f"]).aggregate([])
     out: dict[str, set[str]] = {}
@@ -101,6 +105,24 @@ def channels_of(chunk: Any) -> dict[str, set[str]]:
 
 def _row_payload(chunk: Any, i: int) -> dict[str, Any]:
     return {c: chunk[c][i].as_py() for c in CHUNK_COLUMNS}
+
+
+def new_channels(chunk: Any, columns: dict[str, str]) -> dict[str, set[str]]:
+    """Channel → formats of the chunk's valid rows whose channel has no column yet (cheap when none)."""
+    import numpy as np
+
+    ch = chunk["data_channel_id"].combine_chunks()
+    names = ch.dictionary.to_pylist()
+    unknown = [i for i, n in enumerate(names) if n and n not in columns]
+    if not unknown or not chunk.num_rows:
+        return {}
+    code, valid, _ = _masks(chunk)
+    idx = ch.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    sel = valid & np.isin(idx, unknown)
+    out: dict[str, set[str]] = {}
+    for key in np.unique(idx[sel] * 8 + code[sel]):
+        out.setdefault(names[int(key) // 8], set()).add(FORMATS[int(key) % 8])
+    return out
 
 
 def pivot(
@@ -120,7 +142,7 @@ def pivot(
     n = chunk.num_rows
     seq = chunk["seq"].to_numpy(zero_copy_only=False) if n else np.zeros(0, dtype=np.int64)
     code, valid, present = _masks(chunk)
-    ch_enc = pc.dictionary_encode(chunk["data_channel_id"]).combine_chunks()
+    ch_enc = chunk["data_channel_id"].combine_chunks()
     ch_dict = ch_enc.dictionary.to_pylist()
     ch_code = ch_enc.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64) if n else np.zeros(0, np.int64)
     col_names = list(types)
@@ -165,7 +187,10 @@ def pivot(
     win = g_seq == best[key]
     cell = np.full((n_c, n_t), -1, dtype=np.int64)
     cell[g_pos[win], t_code[win]] = np.arange(len(idx), dtype=np.int64)[win]
-    values = pc.coalesce(*[pc.take(chunk[c], g) for c in VALUE_COLUMNS]) if len(idx) else pa.array([], pa.string())
+    parts = [pc.take(chunk[c], g) for c in VALUE_COLUMNS]
+    # COPY writes booleans as t/f, a text cast as true/false: text columns hold the cast's form
+    parts[-1] = pc.if_else(pc.equal(parts[-1], "t"), "true", "false")
+    values = pc.coalesce(*parts) if len(idx) else pa.array([], pa.string())
     used = np.flatnonzero((cell >= 0).any(axis=1))
     out_cols = {TIME_COLUMN: times.dictionary}
     for j in used:

@@ -1,0 +1,296 @@
+"""ship_wide_build on the real PostgreSQL: build, kill and resume, sync, dead letters, names, gate, rollback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cutover import control
+from cutover import ship_wide as sw
+from cutover.identifiers import PG_MAX_IDENT_BYTES
+from cutover.samples import ship
+from cutover.ship_wide.copy import get_state
+
+pytestmark = pytest.mark.integration
+
+SCHEMA = "sw_it_ship_wide"
+
+
+def _clean(pg: Any, schema: str) -> None:
+    pg.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    like = f"{schema}.%"
+    for table, col in (("checkpoints", "unit_key"), ("switches", "unit_key"), ("switch_history", "unit_key"),
+                       ("object_backups", "unit_key"), ("dead_letters", "unit_key")):
+        pg.execute(f"DELETE FROM cutover.{table} WHERE pipeline = 'ship_wide_build' AND {col} LIKE %s", (like,))
+    pg.execute("DELETE FROM cutover.name_map WHERE pipeline = 'ship_wide_build' AND (scope LIKE %s OR scope LIKE %s)",
+               (f"columns:{like}", f"tables:{like}"))
+    pg.commit()
+
+
+@pytest.fixture
+def schema(pg: Any) -> Iterator[str]:
+    _clean(pg, SCHEMA)
+    yield SCHEMA
+    _clean(pg, SCHEMA)
+
+
+def build(cfg: sw.ShipWideConfig, ships: list[str] | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
+    plans = sw.plan_run(cfg, ships, run_id=run_id)
+    for p in plans:
+        sw.prepare_ship(cfg, p, run_id=run_id)
+        sw.copy_history(cfg, p["ship_id"], run_id=run_id, rows_total=p["rows"])
+        sw.finalize_ship(cfg, p["ship_id"], run_id=run_id)
+    return plans
+
+
+def wide_rows(pg: Any, table: str, schema: str = SCHEMA) -> int:
+    return pg.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()[0]
+
+
+def test_full_build_matches_narrow_by_checksum(pg: Any, schema: str) -> None:
+    sample = ship.generate(pg, schema, ships=3, channels=12, timestamps=30, odd_names=True, conflict_channels=1,
+                           mismatches=2, duplicates=4)
+    pg.commit()
+    cfg = sw.ShipWideConfig(schema=schema, chunk_rows=100)
+    plans = build(cfg, run_id="sw_it_full")
+    assert [p["rows"] for p in plans] == sorted(p["rows"] for p in plans)  # smallest first
+    for s in sample.ships:
+        res = sw.verify_ship(cfg, s, run_id="sw_it_full")
+        assert res["narrow"]["checksum"] == res["wide"]["checksum"]
+        assert res["narrow"]["times"] == res["wide"]["rows"] == 30
+        assert res["gate"]["success"] is True
+    # running the copy again changes nothing
+    again = sw.copy_history(cfg, sample.ships[0])
+    assert again["skipped"] is True
+    units = {u["unit_key"]: u for u in control.list_units(pg, "sw_it_full")}
+    assert all(u["state"] == "verified" for u in units.values())
+
+
+def test_later_duplicate_wins(pg: Any, schema: str) -> None:
+    ship.generate(pg, schema, ships=1, channels=3, timestamps=5)
+    t = ship.time_at(2)
+    ship.insert_rows(pg, schema, [
+        {"ship_id": "9100001", "data_channel_id": "ch_0000", "created_time": t, "value_format": "Decimal", "double_v": 1.5},
+        {"ship_id": "9100001", "data_channel_id": "ch_0000", "created_time": t, "value_format": "Decimal", "double_v": 2.5},
+    ])
+    pg.commit()
+    cfg = sw.ShipWideConfig(schema=schema)
+    build(cfg)
+    assert pg.execute(f'SELECT "ch_0000" FROM {schema}.tbl_data_timeseries_9100001 WHERE created_time = %s', (t,)).fetchone()[0] == 2.5
+    sw.verify_ship(cfg, "9100001")
+
+
+def test_killed_copy_resumes_without_duplicate_or_gap(pg: Any, schema: str) -> None:
+    ship.generate(pg, schema, ships=1, channels=10, timestamps=60, duplicates=5, mismatches=3)
+    pg.commit()
+    cfg = sw.ShipWideConfig(schema=schema, chunk_rows=50)
+    (p,) = sw.plan_run(cfg)
+    sw.prepare_ship(cfg, p)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(stage: str, n: int) -> None:
+        if stage == "committed" and n == 2:
+            raise Killed
+
+    def kill_mid_chunk(stage: str, n: int) -> None:  # dies after the COPY, before the commit
+        if stage == "loaded" and n == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        sw.copy_history(cfg, p["ship_id"], hook=kill_after_two)
+    state = get_state(pg, cfg, p["ship_id"])
+    assert state["phase"] == "copying" and state["chunks"] == 2
+    assert wide_rows(pg, "tbl_data_timeseries_9100001") == 10  # 2 chunks × 5 times of 10 channels
+    with pytest.raises(Killed):
+        sw.copy_history(cfg, p["ship_id"], hook=kill_mid_chunk)
+    pg.rollback()
+    assert get_state(pg, cfg, p["ship_id"])["chunks"] == 4  # the third chunk of that run rolled back
+    done = sw.copy_history(cfg, p["ship_id"])
+    assert done["skipped"] is False
+    sw.finalize_ship(cfg, p["ship_id"])  # the primary key is created: no duplicate created_time
+    res = sw.verify_ship(cfg, p["ship_id"])  # no gap: every narrow time and value is there
+    assert res["wide"]["rows"] == 60
+    dead = control.list_dead_letters(pg, "ship_wide_build", cfg.unit("9100001"))
+    assert len(dead) == 3  # stored once, although chunks were retried
+
+
+def test_new_channel_between_two_syncs(pg: Any, schema: str) -> None:
+    sample = ship.generate(pg, schema, ships=2, channels=4, timestamps=8)
+    pg.commit()
+    cfg = sw.ShipWideConfig(schema=schema)
+    build(cfg)
+    sw.cutover_ship(cfg, "9100001")
+    ship.append_minute(pg, schema, sample.ships, sample.channels, minute=10)
+    pg.commit()
+    first = sw.sync_ship(cfg, "9100001")
+    assert first["new_columns"] == []
+    ship.append_minute(pg, schema, sample.ships, [*sample.channels, "Engine RPM (new)"], minute=11)
+    pg.commit()
+    second = sw.sync_ship(cfg, "9100001")
+    assert second["new_columns"] == ["Engine RPM (new)"]
+    got = pg.execute(
+        f'SELECT count("Engine RPM (new)") FROM {schema}.ts_reader_9100001'
+    ).fetchone()[0]
+    assert got == 4  # readers (on the wide table) see the new column with its 4 readings
+    for s in sample.ships:
+        sw.sync_ship(cfg, s)
+        assert sw.verify_ship(cfg, s)["wide"]["rows"] == 16
+
+
+def test_late_rows_are_not_lost(pg: Any, schema: str) -> None:
+    ship.generate(pg, schema, ships=1, channels=6, timestamps=10, start_index=100)
+    pg.commit()
+    cfg = sw.ShipWideConfig(schema=schema)
+    build(cfg)
+    sw.sync_ship(cfg, "9100001")
+    ship.insert_rows(pg, schema, [
+        # a new reading for a time already copied, and a reading older than anything copied
+        {"ship_id": "9100001", "data_channel_id": "ch_0001", "created_time": ship.time_at(105), "value_format": "Decimal", "double_v": -7.25},
+        {"ship_id": "9100001", "data_channel_id": "ch_0005", "created_time": ship.time_at(3), "value_format": "Integer", "long_v": 42},
+    ])
+    pg.commit()
+    sw.sync_ship(cfg, "9100001")
+    tbl = f"{schema}.tbl_data_timeseries_9100001"
+    assert pg.execute(f'SELECT "ch_0001" FROM {tbl} WHERE created_time = %s', (ship.time_at(105),)).fetchone()[0] == -7.25
+    assert pg.execute(f'SELECT "ch_0005", "ch_0000" FROM {tbl} WHERE created_time = %s', (ship.time_at(3),)).fetchone() == (42, None)
+    assert sw.verify_ship(cfg, "9100001")["wide"]["rows"] == 11
+
+
+def test_format_mismatch_goes_to_dead_letters_rest_loads(pg: Any, schema: str) -> None:
+    ship.generate(pg, schema, ships=1, channels=4, timestamps=6)
+    t = ship.time_at(2)
+    ship.insert_rows(pg, schema, [
+        {"ship_id": "9100001", "data_channel_id": "ch_0000", "created_time": ship.time_at(50), "value_format": "Decimal", "str_v": "12,5"},
+        {"ship_id": "9100001", "data_channel_id": "ch_0001", "created_time": t, "value_format": "Float", "double_v": 1.0},
+    ])
+    pg.commit()
+    cfg = sw.ShipWideConfig(schema=schema)
+    build(cfg, run_id="sw_it_dead")
+    dead = control.list_dead_letters(pg, "ship_wide_build", cfg.unit("9100001"))
+    reasons = sorted(d["reason"] for d in dead)
+    assert reasons == ["unknown value_format 'Float'", "value_format Decimal but double_v is NULL (str_v set)"]
+    assert all("ship=9100001" in d["record_key"] for d in dead)
+    assert wide_rows(pg, "tbl_data_timeseries_9100001") == 6  # time 50 had only the bad row
+    # in sync too, and a typed column refuses another format (the row is a dead letter, the column stays)
+    ship.insert_rows(pg, schema, [
+        {"ship_id": "9100001", "data_channel_id": "ch_0000", "created_time": t, "value_format": "String", "str_v": "oops"},
+    ])
+    pg.commit()
+    sw.sync_ship(cfg, "9100001")
+    dead = control.list_dead_letters(pg, "ship_wide_build", cfg.unit("9100001"))
+    assert len(dead) == 3 and "does not fit column 'ch_0000' of type double precision" in dead[-1]["reason"]
+    sw.verify_ship(cfg, "9100001")
+
+
+def test_odd_channel_names(pg: Any, schema: str) -> None:
+    sample = ship.generate(pg, schema, ships=1, channels=len(ship.ODD_CHANNEL_NAMES) + 1, timestamps=4, odd_names=True)
+    pg.commit()
+    cfg = sw.ShipWideConfig(schema=schema)
+    build(cfg)
+    mapping = control.load_name_map(pg, "ship_wide_build", f"columns:{cfg.unit('9100001')}")
+    assert set(mapping) == set(sample.channels)
+    assert len(set(mapping.values())) == len(mapping)
+    for ch, col in mapping.items():
+        assert len(col.encode()) <= PG_MAX_IDENT_BYTES
+        if len(ch.encode()) > PG_MAX_IDENT_BYTES or ch == "created_time":
+            assert col != ch and col.rsplit("_", 1)[1]  # cut + hash suffix, never silently truncated
+        else:
+            assert col == ch  # reserved words, quotes, case, unicode are kept (quoted)
+    cols = {r[0] for r in pg.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0",
+        (f"{schema}.tbl_data_timeseries_9100001",)).fetchall()}
+    assert set(mapping.values()) | {"created_time"} == cols
+    sw.verify_ship(cfg, "9100001")
+
+
+def test_channel_limit_is_explicit(pg: Any, schema: str) -> None:
+    sample = ship.generate(pg, schema, ships=1, channels=6, timestamps=3)
+    pg.commit()
+    (p,) = sw.plan_run(sw.ShipWideConfig(schema=schema))
+    with pytest.raises(sw.ChannelLimitExceeded, match="6 channels"):
+        sw.prepare_ship(sw.ShipWideConfig(schema=schema, max_channels=5), p)
+    cfg = sw.ShipWideConfig(schema=schema, max_channels=6)
+    build(cfg)
+    ship.append_minute(pg, schema, sample.ships, [*sample.channels, "one too many"], minute=5)
+    pg.commit()
+    before = get_state(pg, cfg, "9100001")
+    pg.commit()
+    with pytest.raises(sw.ChannelLimitExceeded):
+        sw.sync_ship(cfg, "9100001")
+    assert get_state(pg, cfg, "9100001") == before  # nothing committed, nothing lost
+
+
+def test_real_column_limit() -> None:
+    assert sw.ShipWideConfig().max_channels == 1599
+    with pytest.raises(ValueError):
+        sw.ShipWideConfig(max_channels=1600)
+
+
+def test_text_columns_mode(pg: Any, schema: str) -> None:
+    ship.generate(pg, schema, ships=1, channels=10, timestamps=5)
+    pg.commit()
+    cfg = sw.ShipWideConfig(schema=schema, text_columns=True)
+    build(cfg)
+    types = {r[0] for r in pg.execute(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+        "AND attname <> 'created_time'", (f"{schema}.tbl_data_timeseries_9100001",)).fetchall()}
+    assert types == {"text"}
+    sw.verify_ship(cfg, "9100001")
+
+
+def test_gate_blocks_cutover_on_corrupted_wide_table(pg: Any, schema: str) -> None:
+    ship.generate(pg, schema, ships=1, channels=4, timestamps=6)
+    pg.commit()
+    # no sync overlap: the catch-up sync before verifying would otherwise rewrite (repair) the last rows
+    cfg = sw.ShipWideConfig(schema=schema, sync_overlap=0)
+    build(cfg)
+    sw.sync_ship(cfg, "9100001")
+    tbl = f"{schema}.tbl_data_timeseries_9100001"
+    pg.execute(f'UPDATE {tbl} SET "ch_0000" = "ch_0000" + 1 WHERE created_time = %s', (ship.time_at(3),))
+    pg.commit()
+    with pytest.raises(sw.ShipVerificationFailed, match="checksum"):
+        sw.verify_ship(cfg, "9100001", gate=False)
+    pg.execute(f'UPDATE {tbl} SET "ch_0000" = "ch_0000" - 1 WHERE created_time = %s', (ship.time_at(3),))
+    pg.execute(f"INSERT INTO {tbl} (created_time) VALUES ('2030-01-01Z')")  # outside the narrow time range
+    pg.commit()
+    with pytest.raises(sw.ShipVerificationFailed, match="GX suite") as err:
+        sw.verify_ship(cfg, "9100001", run_id="sw_it_gate")
+    assert "expect_column_values_to_be_between" in str(err.value)
+    assert control.get_switch(pg, "ship_wide_build", cfg.unit("9100001")).backend == "narrow"
+
+
+def test_rollback_restores_readers(pg: Any, schema: str) -> None:
+    ship.generate(pg, schema, ships=2, channels=4, timestamps=6)
+    pg.commit()
+    cfg = sw.ShipWideConfig(schema=schema)
+    build(cfg)
+    view = f"{schema}.ts_reader_9100001"
+    before = pg.execute(f"SELECT * FROM {view} ORDER BY created_time").fetchall()
+    pg.commit()  # a reader inside a transaction holds the view: the switch would wait for it
+    sw.cutover_ship(cfg, "9100001", run_id="sw_it_rb")
+    pg.commit()
+    assert "tbl_data_timeseries_9100001" in pg.execute("SELECT pg_get_viewdef(%s::regclass)", (view,)).fetchone()[0]
+    assert pg.execute(f"SELECT * FROM {view} ORDER BY created_time").fetchall() == before
+    pg.commit()
+    sw.rollback_ship(cfg, "9100001")
+    pg.commit()
+    definition = pg.execute("SELECT pg_get_viewdef(%s::regclass)", (view,)).fetchone()[0]
+    assert "tbl_data_timeseries_9100001" not in definition and "tbl_data_timeseries" in definition
+    assert pg.execute(f"SELECT * FROM {view} ORDER BY created_time").fetchall() == before
+    pg.commit()
+    hist = [(h["from_backend"], h["to_backend"]) for h in control.switch_history(pg, "ship_wide_build", cfg.unit("9100001"))]
+    assert hist == [(None, "narrow"), ("narrow", "wide"), ("wide", "narrow")]
+    pg.commit()
+    # roll back with drop: table and state gone, readers still served, a rebuild starts clean
+    sw.rollback_ship(cfg, "9100001", drop=True)
+    pg.commit()
+    assert pg.execute("SELECT to_regclass(%s)", (f"{schema}.tbl_data_timeseries_9100001",)).fetchone()[0] is None
+    assert get_state(pg, cfg, "9100001") is None
+    assert pg.execute(f"SELECT * FROM {view} ORDER BY created_time").fetchall() == before
+    pg.commit()
+    build(cfg, ["9100001"])
+    sw.verify_ship(cfg, "9100001")
