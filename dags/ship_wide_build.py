@@ -37,9 +37,10 @@ wide table and its state).
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, task
 
 default_args = {
     "owner": "cutover",
@@ -102,11 +103,10 @@ def ship_wide_build() -> None:
 
         assert params is not None
         cfg = _cfg(params)
-        ti = get_current_context()["ti"]
         with parallel_slot(cfg, run_id or "", int(params["parallelism"])):
             done = copy_history(cfg, ship["ship_id"], run_id=run_id, rows_total=ship["rows"])
         final = finalize_ship(cfg, ship["ship_id"], run_id=run_id)
-        ti.log.info("ship %s copied: %s; finalized: %s", ship["ship_id"], done, final)
+        logging.getLogger("airflow.task").info("ship %s copied: %s; finalized: %s", ship["ship_id"], done, final)
         return {**ship, "copy": done, "finalize": final}
 
     @task
