@@ -136,15 +136,16 @@ def rollback_ship(
     with pg_connect(cfg.target_conn_id) as conn:
         wide = load_wide(conn, cfg, ship_id)
         out: dict[str, Any] = {"ship_id": ship_id, "dropped": False}
-        if wide is not None:
-            before = current_backend(conn, wide.unit)
-            has_view = refresh_reader_view(conn, cfg, wide, "narrow")
-            control.switch_backend(conn, PIPELINE, wide.unit, "narrow", run_id=run_id, actor=actor, reason="rollback")
-            out.update({"from": before, "to": "narrow", "view": f"{wide.schema}.{wide.view}" if has_view else None})
+        unit = cfg.unit(ship_id)
+        before = current_backend(conn, unit)
+        has_view = refresh_reader_view(conn, cfg, wide, "narrow") if wide is not None else False
+        if wide is not None or before != "narrow":  # the routing entry goes back even when the table is gone
+            control.switch_backend(conn, PIPELINE, unit, "narrow", run_id=run_id, actor=actor, reason="rollback")
+            out.update({"from": before, "to": "narrow",
+                        "view": f"{wide.schema}.{wide.view}" if wide is not None and has_view else None})
         if drop:
             if wide is not None:
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(wide.ident))
-            unit = cfg.unit(ship_id)
             control.clear_checkpoint(conn, PIPELINE, unit)
             control.clear_name_map(conn, PIPELINE, column_scope(unit))
             conn.execute(f"DELETE FROM {control.SCHEMA}.object_backups WHERE pipeline = %s AND unit_key = %s",
