@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from psycopg import Connection, sql
@@ -194,8 +195,9 @@ def copy_history(
         base = narrow_select(cfg)
         progress = Progress(f"ship {ship_id} history copy", rows_total - rows_done if rows_total else None)
         stats = {"chunks": 0, "narrow_rows": 0, "wide_rows": 0, "dead_letters": 0, "superseded": 0, "new_columns": 0}
-        while True:
-            lo = state["created_time"]
+
+        def fetch(lo: str | None) -> tuple[str | None, bytes]:
+            """Read the chunk after ``lo``: its upper time bound and its narrow rows (source side only)."""
             cond = sql.SQL(" WHERE ship_id = %s") + (sql.SQL(" AND created_time > %s") if lo else sql.SQL(""))
             params: list[Any] = [ship_id] + ([lo] if lo else [])
             row = src.execute(
@@ -205,30 +207,44 @@ def copy_history(
             ).fetchone()
             hi = row[0] if row else None
             q = base + cond + (sql.SQL(" AND created_time <= %s") if hi else sql.SQL("")) + sql.SQL(" ORDER BY created_time")
-            data = copy_out(src, q, params + ([hi] if hi else []))
-            res, added = pivot_chunk(tgt, cfg, wide, data)
-            del data
-            copy_in(tgt, wide.ident, res)
-            dead = store_dead_letters(tgt, unit, run_id, res.dead)
-            done = hi is None
-            state["created_time"] = hi or res.last_time or lo
-            state["chunks"] = int(state.get("chunks", 0)) + 1
-            if done:
-                state["phase"] = "copied"
-            rows_done += res.narrow_rows
-            control.set_checkpoint(tgt, PIPELINE, unit, state, rows_done=rows_done, run_id=run_id)
-            stats["chunks"] += 1
-            if hook:
-                hook("loaded", stats["chunks"])
-            tgt.commit()
-            for k, v in (("narrow_rows", res.narrow_rows), ("wide_rows", res.wide_rows), ("dead_letters", dead),
-                         ("superseded", res.superseded), ("new_columns", len(added))):
-                stats[k] += v
-            progress.add(res.narrow_rows)
-            if hook:
-                hook("committed", stats["chunks"])
-            if done:
-                break
+            return hi, copy_out(src, q, params + ([hi] if hi else []))
+
+        # The next chunk is read from the source while this one is pivoted and loaded, so the source
+        # server's COPY OUT overlaps the client's work (two chunks in memory at most). Only the reader
+        # thread touches ``src``; commits and checkpoints stay on this thread, in chunk order.
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ship-{ship_id}-reader")
+        pending = reader.submit(fetch, state["created_time"])
+        try:
+            while True:
+                lo = state["created_time"]
+                hi, data = pending.result()
+                if hi is not None:
+                    pending = reader.submit(fetch, hi)
+                res, added = pivot_chunk(tgt, cfg, wide, data)
+                del data
+                copy_in(tgt, wide.ident, res)
+                dead = store_dead_letters(tgt, unit, run_id, res.dead)
+                done = hi is None
+                state["created_time"] = hi or res.last_time or lo
+                state["chunks"] = int(state.get("chunks", 0)) + 1
+                if done:
+                    state["phase"] = "copied"
+                rows_done += res.narrow_rows
+                control.set_checkpoint(tgt, PIPELINE, unit, state, rows_done=rows_done, run_id=run_id)
+                stats["chunks"] += 1
+                if hook:
+                    hook("loaded", stats["chunks"])
+                tgt.commit()
+                for k, v in (("narrow_rows", res.narrow_rows), ("wide_rows", res.wide_rows), ("dead_letters", dead),
+                             ("superseded", res.superseded), ("new_columns", len(added))):
+                    stats[k] += v
+                progress.add(res.narrow_rows)
+                if hook:
+                    hook("committed", stats["chunks"])
+                if done:
+                    break
+        finally:
+            reader.shutdown(wait=True, cancel_futures=True)
         progress.finish()
         close_fast()
         return {"ship_id": ship_id, "skipped": False, "rows_done": rows_done, **stats}
