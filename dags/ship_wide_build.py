@@ -38,17 +38,10 @@ wide table and its state).
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
 
-default_args = {
-    "owner": "cutover",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=10),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=5),
-}
+from cutover.dag_defaults import default_args
 
 
 def _cfg(params: dict) -> object:
@@ -63,7 +56,7 @@ def _cfg(params: dict) -> object:
     schedule=None,
     catchup=False,
     max_active_runs=1,
-    default_args=default_args,
+    default_args=default_args(),
     doc_md=__doc__,
     tags=["cutover", "ship_wide", "plan", "copy", "verify", "cutover"],
     params={

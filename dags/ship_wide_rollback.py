@@ -14,17 +14,9 @@ Running it twice changes nothing the second time (the switch is recorded again).
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from airflow.sdk import Param, dag, task
 
-default_args = {
-    "owner": "cutover",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=10),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=5),
-}
+from cutover.dag_defaults import default_args
 
 
 @dag(
@@ -32,7 +24,7 @@ default_args = {
     schedule=None,
     catchup=False,
     max_active_runs=1,
-    default_args=default_args,
+    default_args=default_args(),
     doc_md=__doc__,
     tags=["cutover", "ship_wide", "rollback"],
     params={

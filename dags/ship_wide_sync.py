@@ -22,13 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
-default_args = {
-    "owner": "cutover",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=5),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=1),
-}
+from cutover.dag_defaults import default_args
 
 
 @dag(
@@ -37,7 +31,7 @@ default_args = {
     start_date=datetime(2024, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
-    default_args=default_args,
+    default_args=default_args(retry_delay=timedelta(seconds=5), max_retry_delay=timedelta(minutes=1)),
     doc_md=__doc__,
     tags=["cutover", "ship_wide", "sync"],
     params={
