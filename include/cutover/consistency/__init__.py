@@ -6,9 +6,22 @@
 * :mod:`~cutover.consistency.registry` — ``cutover.sync_pairs``, where pipelines register pairs;
 * :mod:`~cutover.consistency.repair` — re-sync the differing keys of a pair that allows it;
 * :mod:`~cutover.consistency.runner` — one scheduled check: window, diff, record, repair, alert.
+
+Names are loaded lazily, so that DAG files importing :mod:`~cutover.consistency.dag` stay light.
 """
 
-from cutover.consistency.diff import DiffOptions, DiffResult, diff_pair
-from cutover.consistency.spec import Endpoint, PairSpec, PairSpecError
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["DiffOptions", "DiffResult", "Endpoint", "PairSpec", "PairSpecError", "diff_pair"]
+_HOME = {"DiffOptions": "diff", "DiffResult": "diff", "diff_pair": "diff",
+         "Endpoint": "spec", "PairSpec": "spec", "PairSpecError": "spec"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        from importlib import import_module
+
+        return getattr(import_module(f"cutover.consistency.{_HOME[name]}"), name)
+    raise AttributeError(name)
