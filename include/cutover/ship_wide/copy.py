@@ -81,7 +81,7 @@ def copy_out(conn: Connection[Any], query: sql.Composable, params: list[Any]) ->
     return bytes(out)
 
 
-def _render(conn: Connection[Any], stmt: sql.Composable, params: list[Any]) -> str:
+def _render(conn: Connection[Any], stmt: sql.Composed, params: list[Any]) -> str:
     """The statement with its parameters merged as literals (client-side, as psycopg 3 does for COPY)."""
     from psycopg import ClientCursor
 

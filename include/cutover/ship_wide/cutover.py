@@ -39,7 +39,7 @@ def same_database(cfg: ShipWideConfig) -> bool:
     return resolve(cfg.source_conn_id).pg_conninfo() == resolve(cfg.target_conn_id).pg_conninfo()
 
 
-def compat_sql(wide: WideTable) -> sql.Composed:
+def compat_sql(wide: WideTable) -> sql.Composable:
     """SQL true when a narrow row's format fits its channel's column (typed columns take one format)."""
     whens: list[sql.Composable] = []
     for fmt in FORMAT_COLUMN:

@@ -99,7 +99,8 @@ def _sync_locked(src: Connection[Any], tgt: Connection[Any], cfg: ShipWideConfig
         return {"ship_id": ship_id, "skipped": True, "phase": "no wide table"}
     since = int(state["sync_seq"] if state.get("sync_seq") is not None else state.get("seq_start", 0))
     lo, top = max(since - cfg.sync_overlap, 0), since
-    stats = {"chunks": 0, "narrow_rows": 0, "wide_rows": 0, "dead_letters": 0, "new_columns": [], "from_seq": lo}
+    stats: dict[str, Any] = {"chunks": 0, "narrow_rows": 0, "wide_rows": 0, "dead_letters": 0, "new_columns": [],
+                             "from_seq": lo}
     progress = Progress(f"ship {ship_id} sync", None)
     base = narrow_select(cfg)
     while True:
