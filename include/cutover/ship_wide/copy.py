@@ -149,10 +149,11 @@ def store_dead_letters(conn: Connection[Any], unit: str, run_id: str | None, let
 
 
 def pivot_chunk(
-    conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, data: bytes, on_new_columns: Callable[[], None] | None = None,
+    conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, data: Any, on_new_columns: Callable[[], None] | None = None,
 ) -> tuple[PivotResult, dict[str, str]]:
-    """Parse and pivot a chunk, adding columns for channels seen for the first time (same transaction)."""
-    chunk = read_chunk(data)
+    """Pivot a chunk (COPY bytes, or already parsed by :func:`read_chunk`), adding columns for channels
+    seen for the first time (same transaction)."""
+    chunk = read_chunk(data) if isinstance(data, bytes | memoryview) else data
     added = add_channels(conn, cfg, wide, new_channels(chunk, wide.columns))
     if added:
         log.info("ship %s: new channels → columns %s", wide.ship_id, added)
@@ -196,8 +197,8 @@ def copy_history(
         progress = Progress(f"ship {ship_id} history copy", rows_total - rows_done if rows_total else None)
         stats = {"chunks": 0, "narrow_rows": 0, "wide_rows": 0, "dead_letters": 0, "superseded": 0, "new_columns": 0}
 
-        def fetch(lo: str | None) -> tuple[str | None, bytes]:
-            """Read the chunk after ``lo``: its upper time bound and its narrow rows (source side only)."""
+        def fetch(lo: str | None) -> tuple[str | None, Any]:
+            """Read and parse the chunk after ``lo``: its upper time bound and its narrow rows (source only)."""
             cond = sql.SQL(" WHERE ship_id = %s") + (sql.SQL(" AND created_time > %s") if lo else sql.SQL(""))
             params: list[Any] = [ship_id] + ([lo] if lo else [])
             row = src.execute(
@@ -207,10 +208,11 @@ def copy_history(
             ).fetchone()
             hi = row[0] if row else None
             q = base + cond + (sql.SQL(" AND created_time <= %s") if hi else sql.SQL("")) + sql.SQL(" ORDER BY created_time")
-            return hi, copy_out(src, q, params + ([hi] if hi else []))
+            return hi, read_chunk(copy_out(src, q, params + ([hi] if hi else [])))
 
-        # The next chunk is read from the source while this one is pivoted and loaded, so the source
-        # server's COPY OUT overlaps the client's work (two chunks in memory at most). Only the reader
+        # The next chunk is read from the source and parsed (pyarrow releases the GIL) while this one is
+        # pivoted and loaded, so the source's COPY OUT and the parse overlap the pivot and the target's
+        # COPY IN (two chunks in memory at most). Only the reader
         # thread touches ``src``; commits and checkpoints stay on this thread, in chunk order.
         reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ship-{ship_id}-reader")
         pending = reader.submit(fetch, state["created_time"])
