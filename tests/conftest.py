@@ -24,6 +24,28 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 from cutover import connections, control  # noqa: E402
 
+TEST_DATABASE = "cutover_test"
+
+
+def _use_test_database() -> None:
+    """Same server as `make demo` (the embedded PostgreSQL), but its own database, so that what the
+    tests leave behind (runs, registered pairs, wide tables) never shows up in the demo's UI or in its
+    scheduled consistency checks. An AIRFLOW_CONN_POSTGRES_TARGET set by the caller is used as it is."""
+    if os.environ.get("AIRFLOW_CONN_POSTGRES_TARGET"):
+        return
+    import psycopg
+
+    server = connections.start_embedded_postgres()
+    with psycopg.connect(server.pg_conninfo(), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (TEST_DATABASE,)).fetchone() is None:
+            conn.execute(f"CREATE DATABASE {TEST_DATABASE}")
+    test = connections.ConnInfo(conn_id=connections.POSTGRES_TARGET, conn_type="postgres", host=server.host,
+                                login=server.login, schema=TEST_DATABASE)
+    os.environ["AIRFLOW_CONN_POSTGRES_TARGET"] = test.to_airflow_json()
+    os.environ.setdefault("AIRFLOW_CONN_POSTGRES_SOURCE", test.to_airflow_json())
+
+
+_use_test_database()
 connections.apply_default_env()
 
 

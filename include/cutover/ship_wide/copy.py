@@ -262,9 +262,12 @@ def finalize_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = Non
         if state.get("phase") == "copying":
             raise RuntimeError(f"ship {ship_id!r}: history copy has not finished (watermark {state.get('created_time')})")
         restored = restore_primary_key(tgt, wide)
+        from cutover.ship_wide.pair import register_ship  # here: pair imports this package's modules
+
+        pair = register_ship(tgt, cfg, wide)  # consistency_checks watches the ship from now on
         if state.get("phase") != "built":
             state["phase"] = "built"
             control.set_checkpoint(tgt, PIPELINE, cfg.unit(ship_id), state, run_id=run_id)
         rows = tgt.execute(sql.SQL("SELECT count(*) FROM {}").format(wide.ident)).fetchone()
         return {"ship_id": ship_id, "restored": restored, "wide_rows": int(rows[0]) if rows else 0,
-                "key": TIME_COLUMN}
+                "key": TIME_COLUMN, "consistency_pair": pair}

@@ -150,6 +150,9 @@ def rollback_ship(
             control.clear_name_map(conn, PIPELINE, column_scope(unit))
             conn.execute(f"DELETE FROM {control.SCHEMA}.object_backups WHERE pipeline = %s AND unit_key = %s",
                          (PIPELINE, unit))
+            from cutover.ship_wide.pair import unregister_ship
+
+            unregister_ship(conn, cfg, ship_id)
             out["dropped"] = True
         return out
 

@@ -112,6 +112,9 @@ def _sync_locked(src: Connection[Any], tgt: Connection[Any], cfg: ShipWideConfig
             break
         if added:
             refresh_reader_view(tgt, cfg, wide)
+            from cutover.ship_wide.pair import register_ship
+
+            register_ship(tgt, cfg, wide)  # the consistency pair compares the new column too
             stats["new_columns"] += list(added.values())
         written = upsert(tgt, wide, res)
         dead = store_dead_letters(tgt, unit, run_id, res.dead)
