@@ -48,24 +48,28 @@ def _reset_ships(cfg: Any, ships: list[str]) -> None:
         sw.rollback_ship(cfg, s, drop=True)
 
 
-def run_pipeline(chunk_rows: int) -> dict[str, Any]:
+def run_pipeline(chunk_rows: int, pivot: str = "auto") -> dict[str, Any]:
     """Plan, prepare, copy and finalize every ship with the pipeline (in this process)."""
     from cutover import connections
     from cutover import ship_wide as sw
 
     connections.apply_default_env()
-    cfg = sw.ShipWideConfig(schema=SCHEMA, chunk_rows=chunk_rows)
+    cfg = sw.ShipWideConfig(schema=SCHEMA, chunk_rows=chunk_rows, pivot=pivot)
     plans = sw.plan_run(cfg)
     _reset_ships(cfg, [p["ship_id"] for p in plans])
     for p in plans:
         sw.prepare_ship(cfg, p)
     t0 = time.perf_counter()
     rows = 0
+    used = set()
     for p in plans:
-        rows += sw.copy_history(cfg, p["ship_id"], rows_total=p["rows"])["narrow_rows"]
+        out = sw.copy_history(cfg, p["ship_id"], rows_total=p["rows"])
+        rows += out["narrow_rows"]
+        used.add(out["pivot"])
         sw.finalize_ship(cfg, p["ship_id"])
     secs = time.perf_counter() - t0
-    return {"rows": rows, "seconds": secs, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"rows": rows, "seconds": secs, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "pivot": ",".join(sorted(used))}
 
 
 def _warm(_: int = 0) -> int:
@@ -122,9 +126,9 @@ def run_pipeline_parallel(chunk_rows: int, workers: int) -> dict[str, Any]:
     return {"rows": rows, "seconds": secs, "workers": len(pids)}
 
 
-def _child(chunk_rows: int) -> dict[str, Any]:
+def _child(chunk_rows: int, pivot: str = "auto") -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(chunk_rows)], check=True, capture_output=True, text=True
+        [sys.executable, __file__, "--child", str(chunk_rows), "--pivot", pivot], check=True, capture_output=True, text=True
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -196,36 +200,44 @@ def main() -> None:
     ap.add_argument("--slow-rows", type=int, default=50_000)
     ap.add_argument("--workers", type=int, default=2, help="parallel copy processes (default 2: one per core here)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--pivot", default="auto", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_pipeline(args.child)))
+        print(json.dumps(run_pipeline(args.child, args.pivot)))
         return
     t = time.perf_counter()
     sample = _setup(args.rows, args.ships, args.channels)
     print(f"generated {sample.rows:,} narrow rows ({len(sample.ships)} ships × {len(sample.channels)} channels × "
           f"{sample.timestamps} times) in {time.perf_counter() - t:.1f} s")
-    small = _child(max(args.chunk_rows // 4, 1000))
+    small_chunk = max(args.chunk_rows // 4, 1000)
     pipe = _child(args.chunk_rows)
     par = run_pipeline_parallel(args.chunk_rows, args.workers)
+    client = _child(args.chunk_rows, "client")
+    client_small = _child(small_chunk, "client")
     indb = run_in_database(sample.ships, sample.channels)
     slow = run_row_at_a_time(sample.ships[0], sample.channels, args.slow_rows)
     rate = {k: v["rows"] / v["seconds"] for k, v in
-            (("pipeline", pipe), ("parallel", par), ("in_db", indb), ("row_at_a_time", slow))}
+            (("pipeline", pipe), ("parallel", par), ("client", client), ("in_db", indb), ("row_at_a_time", slow))}
     print()
-    print(f"{'contender':<42} {'narrow rows':>12} {'seconds':>9} {'rows/s':>12}")
-    print(f"{'ship_wide_build copy (chunk ' + format(args.chunk_rows, ',') + ')':<42} {pipe['rows']:>12,} {pipe['seconds']:>9.2f} {rate['pipeline']:>12,.0f}")
-    print(f"{'  same, ' + str(par['workers']) + ' ships at a time (DAG parallelism)':<42} {par['rows']:>12,} {par['seconds']:>9.2f} {rate['parallel']:>12,.0f}")
-    print(f"{'in-database pivot (INSERT … GROUP BY)':<42} {indb['rows']:>12,} {indb['seconds']:>9.2f} {rate['in_db']:>12,.0f}")
-    print(f"{'row-at-a-time client':<42} {slow['rows']:>12,} {slow['seconds']:>9.2f} {rate['row_at_a_time']:>12,.0f}")
+    print(f"{'contender':<46} {'narrow rows':>12} {'seconds':>9} {'rows/s':>12}")
+    for key, label, res in (
+        ("pipeline", f"ship_wide_build copy ({pipe['pivot']} pivot, chunk {args.chunk_rows:,})", pipe),
+        ("parallel", f"  same, {par['workers']} ships at a time (DAG parallelism)", par),
+        ("client", "  client pivot (source in another database)", client),
+        ("in_db", "in-database pivot (INSERT … GROUP BY)", indb),
+        ("row_at_a_time", "row-at-a-time client", slow),
+    ):
+        print(f"{label:<46} {res['rows']:>12,} {res['seconds']:>9.2f} {rate[key]:>12,.0f}")
     print()
     print(f"pipeline / in-database pivot : {rate['pipeline'] / rate['in_db']:.2f}x one ship at a time, "
-          f"{rate['parallel'] / rate['in_db']:.2f}x with {par['workers']} ships at a time  (target >= 1.0x)")
+          f"{rate['parallel'] / rate['in_db']:.2f}x with {par['workers']} ships at a time; "
+          f"client pivot {rate['client'] / rate['in_db']:.2f}x  (target >= 1.0x)")
     print(f"pipeline / row-at-a-time     : {rate['pipeline'] / rate['row_at_a_time']:.1f}x one ship at a time, "
-          f"{rate['parallel'] / rate['row_at_a_time']:.1f}x with {par['workers']} ships at a time  (target >= 20x)")
-    print(f"peak memory (max RSS of the copy process): {pipe['maxrss_mb']:.0f} MB at chunk {args.chunk_rows:,}, "
-          f"{small['maxrss_mb']:.0f} MB at chunk {max(args.chunk_rows // 4, 1000):,} "
-          f"(that run: {small['rows'] / small['seconds']:,.0f} rows/s)")
-
+          f"{rate['parallel'] / rate['row_at_a_time']:.1f}x with {par['workers']} ships at a time; "
+          f"client pivot {rate['client'] / rate['row_at_a_time']:.1f}x  (target >= 20x)")
+    print(f"peak memory (max RSS of the copy process): {pipe['pivot']} pivot {pipe['maxrss_mb']:.0f} MB; client pivot "
+          f"{client['maxrss_mb']:.0f} MB at chunk {args.chunk_rows:,}, {client_small['maxrss_mb']:.0f} MB at chunk "
+          f"{small_chunk:,} (that run: {client_small['rows'] / client_small['seconds']:,.0f} rows/s)")
 
 if __name__ == "__main__":
     main()

@@ -36,6 +36,12 @@ def schema(pg: Any) -> Iterator[str]:
     _clean(pg, SCHEMA)
 
 
+@pytest.fixture(params=["server", "client"])
+def pivot(request: pytest.FixtureRequest) -> str:
+    """Both history-copy paths: inside PostgreSQL (one database) and in the client (COPY out/in)."""
+    return str(request.param)
+
+
 def build(cfg: sw.ShipWideConfig, ships: list[str] | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
     plans = sw.plan_run(cfg, ships, run_id=run_id)
     for p in plans:
@@ -49,11 +55,11 @@ def wide_rows(pg: Any, table: str, schema: str = SCHEMA) -> int:
     return pg.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()[0]
 
 
-def test_full_build_matches_narrow_by_checksum(pg: Any, schema: str) -> None:
+def test_full_build_matches_narrow_by_checksum(pg: Any, schema: str, pivot: str) -> None:
     sample = ship.generate(pg, schema, ships=3, channels=12, timestamps=30, odd_names=True, conflict_channels=1,
                            mismatches=2, duplicates=4)
     pg.commit()
-    cfg = sw.ShipWideConfig(schema=schema, chunk_rows=100)
+    cfg = sw.ShipWideConfig(schema=schema, chunk_rows=100, pivot=pivot)
     plans = build(cfg, run_id="sw_it_full")
     assert [p["rows"] for p in plans] == sorted(p["rows"] for p in plans)  # smallest first
     for s in sample.ships:
@@ -68,7 +74,7 @@ def test_full_build_matches_narrow_by_checksum(pg: Any, schema: str) -> None:
     assert all(u["state"] == "verified" for u in units.values())
 
 
-def test_later_duplicate_wins(pg: Any, schema: str) -> None:
+def test_later_duplicate_wins(pg: Any, schema: str, pivot: str) -> None:
     ship.generate(pg, schema, ships=1, channels=3, timestamps=5)
     t = ship.time_at(2)
     ship.insert_rows(pg, schema, [
@@ -76,16 +82,16 @@ def test_later_duplicate_wins(pg: Any, schema: str) -> None:
         {"ship_id": "9100001", "data_channel_id": "ch_0000", "created_time": t, "value_format": "Decimal", "double_v": 2.5},
     ])
     pg.commit()
-    cfg = sw.ShipWideConfig(schema=schema)
+    cfg = sw.ShipWideConfig(schema=schema, pivot=pivot)
     build(cfg)
     assert pg.execute(f'SELECT "ch_0000" FROM {schema}.tbl_data_timeseries_9100001 WHERE created_time = %s', (t,)).fetchone()[0] == 2.5
     sw.verify_ship(cfg, "9100001")
 
 
-def test_killed_copy_resumes_without_duplicate_or_gap(pg: Any, schema: str) -> None:
+def test_killed_copy_resumes_without_duplicate_or_gap(pg: Any, schema: str, pivot: str) -> None:
     ship.generate(pg, schema, ships=1, channels=10, timestamps=60, duplicates=5, mismatches=3)
     pg.commit()
-    cfg = sw.ShipWideConfig(schema=schema, chunk_rows=50)
+    cfg = sw.ShipWideConfig(schema=schema, chunk_rows=50, pivot=pivot)
     (p,) = sw.plan_run(cfg)
     sw.prepare_ship(cfg, p)
 
@@ -104,7 +110,11 @@ def test_killed_copy_resumes_without_duplicate_or_gap(pg: Any, schema: str) -> N
         sw.copy_history(cfg, p["ship_id"], hook=kill_after_two)
     state = get_state(pg, cfg, p["ship_id"])
     assert state["phase"] == "copying" and state["chunks"] == 2
-    assert wide_rows(pg, "tbl_data_timeseries_9100001") == 10  # 2 chunks × 5 times of 10 channels
+    # every time up to the watermark is in, once (about 2 chunks × 5 times of 10 channels)
+    upto = pg.execute(f"SELECT count(DISTINCT created_time) FROM {schema}.tbl_data_timeseries WHERE created_time <= %s",
+                      (state["created_time"],)).fetchone()[0]
+    assert 8 <= upto <= 10
+    assert wide_rows(pg, "tbl_data_timeseries_9100001") == upto
     with pytest.raises(Killed):
         sw.copy_history(cfg, p["ship_id"], hook=kill_mid_chunk)
     pg.rollback()
@@ -160,7 +170,7 @@ def test_late_rows_are_not_lost(pg: Any, schema: str) -> None:
     assert sw.verify_ship(cfg, "9100001")["wide"]["rows"] == 11
 
 
-def test_format_mismatch_goes_to_dead_letters_rest_loads(pg: Any, schema: str) -> None:
+def test_format_mismatch_goes_to_dead_letters_rest_loads(pg: Any, schema: str, pivot: str) -> None:
     ship.generate(pg, schema, ships=1, channels=4, timestamps=6)
     t = ship.time_at(2)
     ship.insert_rows(pg, schema, [
@@ -168,7 +178,7 @@ def test_format_mismatch_goes_to_dead_letters_rest_loads(pg: Any, schema: str) -
         {"ship_id": "9100001", "data_channel_id": "ch_0001", "created_time": t, "value_format": "Float", "double_v": 1.0},
     ])
     pg.commit()
-    cfg = sw.ShipWideConfig(schema=schema)
+    cfg = sw.ShipWideConfig(schema=schema, pivot=pivot)
     build(cfg, run_id="sw_it_dead")
     dead = control.list_dead_letters(pg, "ship_wide_build", cfg.unit("9100001"))
     reasons = sorted(d["reason"] for d in dead)
@@ -186,10 +196,10 @@ def test_format_mismatch_goes_to_dead_letters_rest_loads(pg: Any, schema: str) -
     sw.verify_ship(cfg, "9100001")
 
 
-def test_odd_channel_names(pg: Any, schema: str) -> None:
+def test_odd_channel_names(pg: Any, schema: str, pivot: str) -> None:
     sample = ship.generate(pg, schema, ships=1, channels=len(ship.ODD_CHANNEL_NAMES) + 1, timestamps=4, odd_names=True)
     pg.commit()
-    cfg = sw.ShipWideConfig(schema=schema)
+    cfg = sw.ShipWideConfig(schema=schema, pivot=pivot)
     build(cfg)
     mapping = control.load_name_map(pg, "ship_wide_build", f"columns:{cfg.unit('9100001')}")
     assert set(mapping) == set(sample.channels)
@@ -230,10 +240,10 @@ def test_real_column_limit() -> None:
         sw.ShipWideConfig(max_channels=1600)
 
 
-def test_text_columns_mode(pg: Any, schema: str) -> None:
+def test_text_columns_mode(pg: Any, schema: str, pivot: str) -> None:
     ship.generate(pg, schema, ships=1, channels=10, timestamps=5)
     pg.commit()
-    cfg = sw.ShipWideConfig(schema=schema, text_columns=True)
+    cfg = sw.ShipWideConfig(schema=schema, text_columns=True, pivot=pivot)
     build(cfg)
     types = {r[0] for r in pg.execute(
         "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
@@ -294,3 +304,83 @@ def test_rollback_restores_readers(pg: Any, schema: str) -> None:
     pg.commit()
     build(cfg, ["9100001"])
     sw.verify_ship(cfg, "9100001")
+
+
+def _table_text(pg: Any, schema: str, table: str) -> list[tuple[Any, ...]]:
+    """Every row of a table as text, key-ordered (columns in name order, so table layouts may differ)."""
+    cols = sorted(r[0] for r in pg.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+        (f'"{schema}"."{table}"',)).fetchall())
+    sel = ", ".join(f'"{c}"::text' for c in (c.replace('"', '""') for c in cols))
+    return [tuple(cols)] + pg.execute(f'SELECT {sel} FROM "{schema}"."{table}" ORDER BY created_time').fetchall()
+
+
+@pytest.mark.parametrize("text_columns", [False, True])
+def test_server_and_client_pivots_write_the_same_table(pg: Any, schema: str, text_columns: bool) -> None:
+    sample = ship.generate(pg, schema, ships=1, channels=len(ship.ODD_CHANNEL_NAMES) + 4, timestamps=40,
+                           odd_names=True, conflict_channels=2, mismatches=4, duplicates=6)
+    pg.commit()
+    (s,) = sample.ships
+    tables = []
+    for mode in ("server", "client"):
+        cfg = sw.ShipWideConfig(schema=schema, chunk_rows=120, pivot=mode, text_columns=text_columns)
+        (p,) = sw.plan_run(cfg)
+        sw.prepare_ship(cfg, p)
+        out = sw.copy_history(cfg, s, rows_total=p["rows"])
+        assert out["pivot"] == mode and out["narrow_rows"] == sample.rows
+        assert out["superseded"] == sample.duplicates
+        if mode == "server":  # the database took the clean times; the client only those with a problem
+            assert 0 < out["client_rows"] < sample.rows // 4
+        sw.finalize_ship(cfg, s)
+        pg.commit()
+        tables.append(_table_text(pg, schema, f"tbl_data_timeseries_{s}"))
+        assert sw.verify_ship(cfg, s)["gate"]["success"] is True
+        assert len(control.list_dead_letters(pg, "ship_wide_build", cfg.unit(s))) == sample.mismatches
+        pg.commit()  # release this session's locks: the rollback drops the table
+        sw.rollback_ship(cfg, s, drop=True)
+        pg.commit()
+    assert tables[0] == tables[1]
+    assert len(tables[0]) == 41
+
+
+def test_server_pivot_adds_a_channel_that_appears_during_the_copy(pg: Any, schema: str) -> None:
+    sample = ship.generate(pg, schema, ships=1, channels=5, timestamps=20)
+    pg.commit()
+    cfg = sw.ShipWideConfig(schema=schema, chunk_rows=30, pivot="server")
+    (p,) = sw.plan_run(cfg)
+    sw.prepare_ship(cfg, p)
+    t = ship.time_at(7)
+    ship.insert_rows(pg, schema, [  # after prepare: the wide table has no column for it yet
+        {"ship_id": "9100001", "data_channel_id": "late channel", "created_time": t, "value_format": "Integer", "long_v": 42},
+    ])
+    pg.commit()
+    out = sw.copy_history(cfg, "9100001")
+    assert out["new_columns"] == 1 and out["client_rows"] == len(sample.channels) + 1
+    sw.finalize_ship(cfg, "9100001")
+    assert pg.execute(f'SELECT "late channel" FROM {schema}.tbl_data_timeseries_9100001 WHERE created_time = %s',
+                      (t,)).fetchone()[0] == 42
+    assert sw.verify_ship(cfg, "9100001")["wide"]["rows"] == 20
+
+
+def test_server_pivot_is_chosen_only_for_one_database(pg: Any, schema: str) -> None:
+    ship.generate(pg, schema, ships=1, channels=3, timestamps=4)
+    pg.commit()
+    cfg = sw.ShipWideConfig(schema=schema)
+    (p,) = sw.plan_run(cfg)
+    sw.prepare_ship(cfg, p)
+    assert sw.copy_history(cfg, "9100001")["pivot"] == "server"  # the defaults: one embedded database
+    with pytest.raises(ValueError, match="pivot must be one of"):
+        sw.ShipWideConfig(pivot="gpu")
+
+
+def test_a_time_wider_than_a_chunk_is_taken_whole(pg: Any, schema: str, pivot: str) -> None:
+    ship.generate(pg, schema, ships=1, channels=12, timestamps=6, duplicates=2)
+    pg.commit()
+    cfg = sw.ShipWideConfig(schema=schema, chunk_rows=5, pivot=pivot)  # 12+ rows per time > 5 per chunk
+    (p,) = sw.plan_run(cfg)
+    sw.prepare_ship(cfg, p)
+    out = sw.copy_history(cfg, "9100001")
+    assert out["narrow_rows"] == p["rows"] and out["wide_rows"] == 6
+    sw.finalize_ship(cfg, "9100001")
+    res = sw.verify_ship(cfg, "9100001")
+    assert res["narrow"]["checksum"] == res["wide"]["checksum"]

@@ -34,6 +34,7 @@ VALUE_COLUMNS = ("double_v", "long_v", "str_v", "bool_v")
 TIME_COLUMN = "created_time"
 #: the wide table's key column takes one of PostgreSQL's 1600 columns
 MAX_CHANNELS = PG_MAX_COLUMNS - 1
+PIVOT_MODES = ("auto", "server", "client")
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,16 @@ class ShipWideConfig:
     chunk_rows: int = 200_000
     max_channels: int = MAX_CHANNELS
     sync_overlap: int = 10_000
+    #: where the history copy pivots: ``server`` (inside PostgreSQL, source and target must be one
+    #: database), ``client`` (COPY out, pivot in pyarrow, COPY in) or ``auto`` (server when it can)
+    pivot: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.chunk_rows < 1:
             raise ValueError(f"chunk_rows must be positive, got {self.chunk_rows}")
+        if self.pivot not in PIVOT_MODES:
+            raise ValueError(f"pivot must be one of {', '.join(PIVOT_MODES)}, got {self.pivot!r}")
         if not 1 <= self.max_channels <= MAX_CHANNELS:
             raise ValueError(f"max_channels must be between 1 and {MAX_CHANNELS}, got {self.max_channels}")
 

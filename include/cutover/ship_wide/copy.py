@@ -34,6 +34,13 @@ from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, ShipWideConfig
 from cutover.ship_wide.ddl import WideTable, add_channels, load_wide, restore_primary_key
 from cutover.ship_wide.pivot import PivotResult, new_channels, pivot, read_chunk
 from cutover.ship_wide.plan import session_setup
+from cutover.ship_wide.server_pivot import (
+    ServerChunk,
+    pivot_in_database,
+    problem_filter,
+    same_database,
+    supported,
+)
 from cutover.streaming import CopyCountMismatch, Progress
 
 log = logging.getLogger(__name__)
@@ -193,54 +200,96 @@ def copy_history(
                      "sync_seq": None, "chunks": 0}
             control.set_checkpoint(tgt, PIPELINE, unit, state, rows_done=0, run_id=run_id)
         tgt.commit()
+        server = use_server_pivot(cfg, src, tgt, wide)
+        log.info("ship %s: history copy, pivot in the %s, chunks of %s narrow rows", ship_id,
+                 "database (same server as the narrow table)" if server else "client (COPY out → pyarrow → COPY in)",
+                 f"{cfg.chunk_rows:,}")
         base = narrow_select(cfg)
+        table = pg_ident(cfg.schema, cfg.narrow_table)
         progress = Progress(f"ship {ship_id} history copy", rows_total - rows_done if rows_total else None)
-        stats = {"chunks": 0, "narrow_rows": 0, "wide_rows": 0, "dead_letters": 0, "superseded": 0, "new_columns": 0}
+        stats = {"chunks": 0, "narrow_rows": 0, "wide_rows": 0, "dead_letters": 0, "superseded": 0, "new_columns": 0,
+                 "client_rows": 0}
 
-        def fetch(lo: str | None) -> tuple[str | None, Any]:
-            """Read and parse the chunk after ``lo``: its upper time bound and its narrow rows (source only)."""
+        def bounds(lo: str | None) -> tuple[str | None, sql.Composable, list[Any]]:
+            """The chunk after ``lo``: its upper time bound (None: the rest) and its WHERE clause."""
             cond = sql.SQL(" WHERE ship_id = %s") + (sql.SQL(" AND created_time > %s") if lo else sql.SQL(""))
             params: list[Any] = [ship_id] + ([lo] if lo else [])
             row = src.execute(
-                sql.SQL("SELECT created_time::text FROM {}{} ORDER BY created_time OFFSET %s LIMIT 1").format(
-                    pg_ident(cfg.schema, cfg.narrow_table), cond),
+                sql.SQL("SELECT created_time::text FROM {}{} ORDER BY created_time OFFSET %s LIMIT 1").format(table, cond),
                 [*params, cfg.chunk_rows - 1],
             ).fetchone()
             hi = row[0] if row else None
-            q = base + cond + (sql.SQL(" AND created_time <= %s") if hi else sql.SQL("")) + sql.SQL(" ORDER BY created_time")
-            return hi, read_chunk(copy_out(src, q, params + ([hi] if hi else [])))
+            if hi:
+                cond += sql.SQL(" AND created_time <= %s")
+                params.append(hi)
+            return hi, cond, params
 
-        # The next chunk is read from the source and parsed (pyarrow releases the GIL) while this one is
-        # pivoted and loaded, so the source's COPY OUT and the parse overlap the pivot and the target's
-        # COPY IN (two chunks in memory at most). Only the reader
-        # thread touches ``src``; commits and checkpoints stay on this thread, in chunk order.
+        def fetch(lo: str | None) -> tuple[str | None, Any]:
+            """Read and parse the chunk after ``lo``: its upper time bound and its narrow rows (source only)."""
+            hi, cond, params = bounds(lo)
+            return hi, read_chunk(copy_out(src, base + cond + sql.SQL(" ORDER BY created_time"), params))
+
+        def server_chunk(lo: str | None) -> tuple[str | None, ServerChunk]:
+            """Pivot the next ``chunk_rows`` narrow rows in the database; (None when it was the last, result)."""
+            sc = pivot_in_database(tgt, cfg, wide, lo, limit=cfg.chunk_rows)
+            if sc.rows_read >= cfg.chunk_rows and sc.last_time is None and sc.read_until is not None:
+                # one time holds more than a chunk of rows: take that whole time
+                sc = pivot_in_database(tgt, cfg, wide, lo, hi=sc.read_until)
+                return sc.last_time, sc
+            return (sc.last_time if sc.rows_read >= cfg.chunk_rows else None), sc
+
+        def load_client(data: Any) -> tuple[PivotResult, dict[str, str], int]:
+            res, added = pivot_chunk(tgt, cfg, wide, data)
+            copy_in(tgt, wide.ident, res)
+            return res, added, store_dead_letters(tgt, unit, run_id, res.dead)
+
+        # Client path: the next chunk is read from the source and parsed (pyarrow releases the GIL)
+        # while this one is pivoted and loaded, so the source's COPY OUT and the parse overlap the pivot
+        # and the target's COPY IN (two chunks in memory at most). Only the reader thread touches
+        # ``src``; commits and checkpoints stay on this thread, in chunk order.
         reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ship-{ship_id}-reader")
-        pending = reader.submit(fetch, state["created_time"])
+        pending = None if server else reader.submit(fetch, state["created_time"])
         try:
             while True:
                 lo = state["created_time"]
-                hi, data = pending.result()
-                if hi is not None:
-                    pending = reader.submit(fetch, hi)
-                res, added = pivot_chunk(tgt, cfg, wide, data)
-                del data
-                copy_in(tgt, wide.ident, res)
-                dead = store_dead_letters(tgt, unit, run_id, res.dead)
+                if server:
+                    hi, sc = server_chunk(lo)
+                    narrow, wide_rows, superseded, last = sc.narrow_rows, sc.wide_rows, 0, sc.last_time
+                    added: dict[str, str] = {}
+                    dead = 0
+                    if sc.problem_times:  # duplicates, bad rows, new channels: the client's careful pivot
+                        cond = sql.SQL(" WHERE ship_id = %s") + (sql.SQL(" AND created_time > %s") if lo else sql.SQL(""))
+                        extra, more = problem_filter(sc.problem_times)
+                        q = base + cond + sql.SQL(" AND created_time <= %s") + extra + sql.SQL(" ORDER BY created_time")
+                        params = [ship_id] + ([lo] if lo else []) + [sc.last_time] + more
+                        res, added, dead = load_client(read_chunk(copy_out(src, q, params)))
+                        narrow += res.narrow_rows
+                        wide_rows += res.wide_rows
+                        superseded = res.superseded
+                        stats["client_rows"] += res.narrow_rows
+                else:
+                    assert pending is not None
+                    hi, data = pending.result()
+                    if hi is not None:
+                        pending = reader.submit(fetch, hi)
+                    res, added, dead = load_client(data)
+                    del data
+                    narrow, wide_rows, superseded, last = res.narrow_rows, res.wide_rows, res.superseded, res.last_time
                 done = hi is None
-                state["created_time"] = hi or res.last_time or lo
+                state["created_time"] = hi or last or lo
                 state["chunks"] = int(state.get("chunks", 0)) + 1
                 if done:
                     state["phase"] = "copied"
-                rows_done += res.narrow_rows
+                rows_done += narrow
                 control.set_checkpoint(tgt, PIPELINE, unit, state, rows_done=rows_done, run_id=run_id)
                 stats["chunks"] += 1
                 if hook:
                     hook("loaded", stats["chunks"])
                 tgt.commit()
-                for k, v in (("narrow_rows", res.narrow_rows), ("wide_rows", res.wide_rows), ("dead_letters", dead),
-                             ("superseded", res.superseded), ("new_columns", len(added))):
+                for k, v in (("narrow_rows", narrow), ("wide_rows", wide_rows), ("dead_letters", dead),
+                             ("superseded", superseded), ("new_columns", len(added))):
                     stats[k] += v
-                progress.add(res.narrow_rows)
+                progress.add(narrow)
                 if hook:
                     hook("committed", stats["chunks"])
                 if done:
@@ -249,7 +298,19 @@ def copy_history(
             reader.shutdown(wait=True, cancel_futures=True)
         progress.finish()
         close_fast()
-        return {"ship_id": ship_id, "skipped": False, "rows_done": rows_done, **stats}
+        return {"ship_id": ship_id, "skipped": False, "rows_done": rows_done,
+                "pivot": "server" if server else "client", **stats}
+
+
+def use_server_pivot(cfg: ShipWideConfig, src: Connection[Any], tgt: Connection[Any], wide: WideTable) -> bool:
+    """Whether the history copy pivots inside PostgreSQL (see :mod:`cutover.ship_wide.server_pivot`)."""
+    if cfg.pivot == "client":
+        return False
+    same = same_database(src, tgt)
+    if cfg.pivot == "server" and not same:
+        raise ValueError("pivot='server' needs the narrow table and the wide tables in one database: "
+                         f"{cfg.source_conn_id} and {cfg.target_conn_id} differ (use pivot='auto' or 'client')")
+    return same and supported(wide)
 
 
 def finalize_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None) -> dict[str, Any]:

@@ -196,12 +196,17 @@ def has_primary_key(conn: Connection[Any], wide: WideTable) -> bool:
 
 
 def restore_primary_key(conn: Connection[Any], wide: WideTable) -> list[str]:
-    """Recreate what prepare set aside, exactly as backed up, then ANALYZE; returns what was restored."""
+    """Recreate what prepare set aside, exactly as backed up, then ANALYZE the key; returns what was restored.
+
+    Only the key column is analyzed here (what readers filter on; it also sets the row count): the
+    statistics of every channel column cost more than the copy of a ship, and autovacuum gathers them
+    after a load of this size anyway.
+    """
     restored: list[str] = []
     for kind, name, definition in control.pending_backups(conn, PIPELINE, wide.unit):
         if not (kind == "constraint" and has_primary_key(conn, wide)):
             conn.execute(definition)
         control.mark_restored(conn, PIPELINE, wide.unit, kind, name)
         restored.append(f"{kind} {name}")
-    conn.execute(sql.SQL("ANALYZE {}").format(wide.ident))
+    conn.execute(sql.SQL("ANALYZE {} ({})").format(wide.ident, pg_ident(TIME_COLUMN)))
     return restored
