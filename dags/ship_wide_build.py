@@ -10,9 +10,11 @@ arriving: `ship_wide_sync` (every minute) keeps built ships up to date.
 **Life cycle**, one mapped task per ship (smallest first): **plan** (rows, channels, time range per
 ship, in the log and the run's evidence) → **prepare** (wide table, channel → column map in
 `cutover.name_map`, key set aside, reader view `ts_reader_<ship>` on the narrow table) → **copy**
-(chunks of `chunk_rows` narrow rows, pivoted and loaded with COPY, each committed with its watermark:
-a killed task resumes with no duplicate and no gap; bad rows → `cutover.dead_letters`) →
-**finalize** (primary key restored, ANALYZE) → **verify** (catch-up sync, distinct times = wide rows,
+(chunks of `chunk_rows` narrow rows, each committed with its watermark: a killed task resumes with no
+duplicate and no gap; bad rows → `cutover.dead_letters`. When the narrow and the wide tables share a
+database, PostgreSQL pivots each chunk in one statement; otherwise rows are streamed out with COPY,
+pivoted with pyarrow and loaded with COPY) →
+**finalize** (primary key restored, key ANALYZEd) → **verify** (catch-up sync, distinct times = wide rows,
 checksum of every cell, GX suite; data docs rebuilt) → **cutover** (only when `cutover` is on).
 
 **Params**
@@ -23,6 +25,7 @@ checksum of every cell, GX suite; data docs rebuilt) → **cutover** (only when 
 | `schema` | schema of the narrow table (and of the wide tables) |
 | `text_columns` | every column `text`, as the legacy readers expect (default: typed) |
 | `chunk_rows` | narrow rows per chunk (memory is bounded by it) |
+| `pivot` | `auto` (in the database when source and target are one database), `server`, or `client` |
 | `parallelism` | ships copied at the same time |
 | `dry_run` | plan only: report and stop |
 | `cutover` | switch readers of every verified ship to its wide table |
@@ -48,7 +51,7 @@ def _cfg(params: dict) -> object:
     from cutover.ship_wide import ShipWideConfig
 
     return ShipWideConfig(schema=params["schema"], text_columns=bool(params["text_columns"]),
-                          chunk_rows=int(params["chunk_rows"]))
+                          chunk_rows=int(params["chunk_rows"]), pivot=str(params.get("pivot", "auto")))
 
 
 @dag(
@@ -64,6 +67,8 @@ def _cfg(params: dict) -> object:
         "schema": Param("tenant", type="string", minLength=1, title="Schema", description="Schema of the narrow table."),
         "text_columns": Param(False, type="boolean", title="Text columns", description="Every wide column text (legacy readers)."),
         "chunk_rows": Param(200_000, type="integer", minimum=1000, maximum=5_000_000, title="Chunk rows"),
+        "pivot": Param("auto", type="string", enum=["auto", "server", "client"], title="Pivot",
+                       description="Where chunks are pivoted: auto = inside PostgreSQL when narrow and wide share a database."),
         "parallelism": Param(4, type="integer", minimum=1, maximum=32, title="Parallelism", description="Ships copied at once."),
         "dry_run": Param(False, type="boolean", title="Dry run", description="Plan only."),
         "cutover": Param(False, type="boolean", title="Cut over", description="Switch readers of verified ships."),

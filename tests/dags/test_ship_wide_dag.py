@@ -41,7 +41,7 @@ def narrow(pg: Any) -> Any:
 def test_dags_are_wired_as_documented(airflow_db: None) -> None:
     build = _dag("ship_wide_build")
     assert {t.task_id for t in build.tasks} == {"plan", "prepare", "copy", "verify", "cutover", "report"}
-    assert set(build.params) == {"ships", "schema", "text_columns", "chunk_rows", "parallelism", "dry_run", "cutover"}
+    assert set(build.params) == {"ships", "schema", "text_columns", "chunk_rows", "pivot", "parallelism", "dry_run", "cutover"}
     assert build.max_active_runs == 1 and build.default_args["retries"] >= 2
     sync = _dag("ship_wide_sync")
     assert sync.max_active_runs == 1
@@ -52,7 +52,7 @@ def test_build_dag_run_cuts_over_with_wide_equal_to_narrow(airflow_db: None, nar
     from cutover import control
 
     dr = _dag("ship_wide_build").test(run_conf={
-        "ships": "all", "schema": SCHEMA, "text_columns": False, "chunk_rows": 1000, "parallelism": 2,
+        "ships": "all", "schema": SCHEMA, "text_columns": False, "chunk_rows": 1000, "pivot": "auto", "parallelism": 2,
         "dry_run": False, "cutover": True,
     })
     assert str(dr.state) == "success", _states(dr)
