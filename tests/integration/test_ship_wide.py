@@ -384,3 +384,21 @@ def test_a_time_wider_than_a_chunk_is_taken_whole(pg: Any, schema: str, pivot: s
     sw.finalize_ship(cfg, "9100001")
     res = sw.verify_ship(cfg, "9100001")
     assert res["narrow"]["checksum"] == res["wide"]["checksum"]
+
+
+def test_a_row_without_time_is_a_dead_letter_not_lost(pg: Any, schema: str, pivot: str) -> None:
+    ship.generate(pg, schema, ships=1, channels=4, timestamps=10)
+    pg.execute(f"ALTER TABLE {schema}.tbl_data_timeseries ALTER COLUMN created_time DROP NOT NULL")
+    ship.insert_rows(pg, schema, [
+        {"ship_id": "9100001", "data_channel_id": "ch_0000", "created_time": None, "value_format": "Decimal", "double_v": 1.0},
+    ])
+    pg.commit()
+    cfg = sw.ShipWideConfig(schema=schema, chunk_rows=12, pivot=pivot)  # several chunks
+    (p,) = sw.plan_run(cfg)
+    sw.prepare_ship(cfg, p)
+    out = sw.copy_history(cfg, "9100001")
+    assert out["dead_letters"] == 1 and out["narrow_rows"] == 41 and out["wide_rows"] == 10
+    (dead,) = control.list_dead_letters(pg, "ship_wide_build", cfg.unit("9100001"))
+    assert dead["reason"] == "created_time is NULL"
+    sw.finalize_ship(cfg, "9100001")
+    assert sw.verify_ship(cfg, "9100001")["wide"]["rows"] == 10

@@ -20,7 +20,13 @@ def test_built_ship_is_watched_by_consistency_checks(pg: Any) -> None:
     from cutover.consistency.runner import run_check
     from cutover.samples import ship as samples
     from cutover.ship_wide import (
-        ShipWideConfig, copy_history, finalize_ship, plan_run, prepare_ship, rollback_ship, verify_ship,
+        ShipWideConfig,
+        copy_history,
+        finalize_ship,
+        plan_run,
+        prepare_ship,
+        rollback_ship,
+        verify_ship,
     )
     from cutover.ship_wide.ddl import load_wide
     from cutover.ship_wide.pair import pair_name

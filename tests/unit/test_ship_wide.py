@@ -35,6 +35,7 @@ def test_invalid_reasons() -> None:
     assert invalid_reason("c", "Decimal", {"double_v": True, "long_v": True}) == "value_format Decimal but long_v also set"
     assert invalid_reason("c", "Float", {"double_v": True}) == "unknown value_format 'Float'"
     assert invalid_reason("", "Decimal", {"double_v": True}) == "data_channel_id is empty"
+    assert invalid_reason("c", "Decimal", {"double_v": True}, time_missing=True) == "created_time is NULL"
 
 
 def test_map_channels_keeps_names_maps_long_ones_and_refuses_past_the_limit() -> None:

@@ -5,7 +5,7 @@ verification (which recomputes the narrow side in SQL) can never disagree:
 
 * **valid row** — ``value_format`` is one of ``Decimal``, ``Integer``, ``String``, ``Boolean``; the value
   column of that format (``double_v``, ``long_v``, ``str_v``, ``bool_v``) is set and the three others
-  are NULL; the channel id is neither NULL nor empty. Anything else is a dead letter, with the reason.
+  are NULL; the channel id is neither NULL nor empty; ``created_time`` is set. Anything else is a dead letter, with the reason.
 * **compatible row** — a typed column only takes its own format (a ``double precision`` channel does
   not take an ``Integer`` row that arrives later: that row is a dead letter, the column is not
   rewritten); a ``text`` column takes every format.
@@ -106,9 +106,11 @@ VALUE_TEXT_SQL = "coalesce(double_v::text, long_v::text, str_v, bool_v::text)"
 
 
 def invalid_reason(
-    channel: str | None, value_format: str | None, present: dict[str, bool]
+    channel: str | None, value_format: str | None, present: dict[str, bool], *, time_missing: bool = False
 ) -> str | None:
     """Why a narrow row cannot load (None when it is valid). ``present`` says which value columns are set."""
+    if time_missing:
+        return "created_time is NULL"
     if channel is None or channel == "":
         return "data_channel_id is empty"
     if value_format not in FORMAT_COLUMN:

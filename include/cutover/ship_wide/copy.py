@@ -212,7 +212,8 @@ def copy_history(
 
         def bounds(lo: str | None) -> tuple[str | None, sql.Composable, list[Any]]:
             """The chunk after ``lo``: its upper time bound (None: the rest) and its WHERE clause."""
-            cond = sql.SQL(" WHERE ship_id = %s") + (sql.SQL(" AND created_time > %s") if lo else sql.SQL(""))
+            cond = sql.SQL(" WHERE ship_id = %s") + (
+                sql.SQL(" AND created_time > %s") if lo else sql.SQL(" AND created_time IS NOT NULL"))
             params: list[Any] = [ship_id] + ([lo] if lo else [])
             row = src.execute(
                 sql.SQL("SELECT created_time::text FROM {}{} ORDER BY created_time OFFSET %s LIMIT 1").format(table, cond),
@@ -258,7 +259,8 @@ def copy_history(
                     added: dict[str, str] = {}
                     dead = 0
                     if sc.problem_times:  # duplicates, bad rows, new channels: the client's careful pivot
-                        cond = sql.SQL(" WHERE ship_id = %s") + (sql.SQL(" AND created_time > %s") if lo else sql.SQL(""))
+                        cond = sql.SQL(" WHERE ship_id = %s") + (
+                            sql.SQL(" AND created_time > %s") if lo else sql.SQL(" AND created_time IS NOT NULL"))
                         extra, more = problem_filter(sc.problem_times)
                         q = base + cond + sql.SQL(" AND created_time <= %s") + extra + sql.SQL(" ORDER BY created_time")
                         params = [ship_id] + ([lo] if lo else []) + [sc.last_time] + more
@@ -276,6 +278,11 @@ def copy_history(
                     del data
                     narrow, wide_rows, superseded, last = res.narrow_rows, res.wide_rows, res.superseded, res.last_time
                 done = hi is None
+                if done:  # rows without a time fall in no chunk: they are dead letters, not lost
+                    untimed = base + sql.SQL(" WHERE ship_id = %s AND created_time IS NULL")
+                    res, _, d = load_client(read_chunk(copy_out(src, untimed, [ship_id])))
+                    narrow += res.narrow_rows
+                    dead += d
                 state["created_time"] = hi or last or lo
                 state["chunks"] = int(state.get("chunks", 0)) + 1
                 if done:

@@ -80,7 +80,8 @@ def _masks(chunk: Any) -> tuple[Any, Any, Any]:
     want = np.zeros_like(present)
     rows = np.flatnonzero(code >= 0)
     want[rows, code[rows]] = True
-    valid = ch_ok & (code >= 0) & (present == want).all(axis=1)
+    timed = pc.is_valid(chunk[TIME_COLUMN]).to_numpy(zero_copy_only=False)
+    valid = timed & ch_ok & (code >= 0) & (present == want).all(axis=1)
     return code, valid, present
 
 
@@ -165,7 +166,9 @@ def pivot(
     dead: list[DeadLetter] = []
     for i in np.flatnonzero(~good):
         row = _row_payload(chunk, int(i))
-        reason = invalid_reason(row["data_channel_id"], row["value_format"], {c: bool(present[i, k]) for k, c in enumerate(VALUE_COLUMNS)})
+        reason = invalid_reason(row["data_channel_id"], row["value_format"],
+                                {c: bool(present[i, k]) for k, c in enumerate(VALUE_COLUMNS)},
+                                time_missing=row[TIME_COLUMN] is None)
         if reason is None:
             col = columns[row["data_channel_id"]]
             reason = f"value_format {row['value_format']} does not fit column {col!r} of type {types[col]}"

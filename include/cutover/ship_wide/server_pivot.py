@@ -6,13 +6,13 @@ keeps the client path (:mod:`cutover.ship_wide.pivot`) for the few times that ne
 
 **Why it is faster than the textbook in-database pivot.** ``max(CASE WHEN data_channel_id = 'x' …)``
 per channel compares every narrow row's channel *text* with every channel: rows × channels string
-comparisons. Here each row is joined (hash join) to a small map ``(channel, format) → position``
+comparisons. Here each row is joined (hash join) to a small map ``channel → (position, format)``
 once, and each column's aggregate filters on that integer (``FILTER (WHERE pos = k)``), on the typed
 value column, so the per-row work is one hash probe and integer comparisons.
 
 **Same rules as the client path** (:mod:`cutover.ship_wide.config`). A row gets a position only when
 it is valid (``VALID_SQL``), its channel has a column, and its format fits that column (the map holds
-one format for a typed column, all four for a text one). Per ``created_time`` the statement counts
+the one format a typed column takes, NULL for a text column, which takes all four). Per ``created_time`` the statement counts
 the rows, the rows with a position, and the cells it filled; a time where the three agree is
 *clean* — every row valid and mapped, no (channel, time) twice — and is inserted. Any other time (a
 duplicate, an invalid or incompatible row, a channel seen for the first time) is returned, and the
@@ -29,7 +29,6 @@ from psycopg import Connection, sql
 
 from cutover.identifiers import pg_ident
 from cutover.ship_wide.config import (
-    FORMAT_COLUMN,
     TIME_COLUMN,
     VALID_SQL,
     VALUE_TEXT_SQL,
@@ -71,24 +70,21 @@ def supported(wide: WideTable) -> bool:
     return all(t in _AGG for t in wide.types.values())
 
 
-def channel_map(wide: WideTable) -> tuple[list[str], list[str], list[int], list[str]]:
+def channel_map(wide: WideTable) -> tuple[list[str], list[str | None], list[int], list[str]]:
     """(channels, formats, positions) of the map, and the columns in position order.
 
-    A typed column's channel appears once, with the one format it takes; a text column's channel once
-    per format. Channels whose column is not in the table are left out (their rows become problems).
+    The format is the one a typed column takes, NULL for a text column (which takes every format).
+    Channels whose column is not in the table are left out (their rows become problems).
     """
     cols = [c for c in wide.types if c != TIME_COLUMN and c in set(wide.columns.values())]
     pos = {c: i for i, c in enumerate(cols)}
     chs: list[str] = []
-    fmts: list[str] = []
+    fmts: list[str | None] = []
     ps: list[int] = []
     for ch, col in wide.columns.items():
-        if col not in pos:
-            continue
-        acc = accepted_format(wide.types[col])
-        for fmt in [acc] if acc else list(FORMAT_COLUMN):
+        if col in pos:
             chs.append(ch)
-            fmts.append(fmt)
+            fmts.append(accepted_format(wide.types[col]))
             ps.append(pos[col])
     return chs, fmts, ps, cols
 
@@ -118,6 +114,8 @@ def pivot_statement(
     cond: sql.Composable = sql.SQL("ship_id = %s")
     if lower:
         cond += sql.SQL(" AND created_time > %s")
+    else:  # rows without a time belong to no chunk: the copy sends them to dead letters at its end
+        cond += sql.SQL(" AND created_time IS NOT NULL")
     if upper:
         cond += sql.SQL(" AND created_time <= %s")
     narrow = pg_ident(cfg.schema, cfg.narrow_table)
@@ -127,8 +125,8 @@ def pivot_statement(
     return sql.SQL(
         """WITH m AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::int[]) AS m(ch, fmt, pos)),
         r AS (SELECT n.created_time, n.double_v, n.long_v, n.str_v, n.bool_v,
-                     CASE WHEN {valid} THEN m.pos END AS pos
-              FROM {source} LEFT JOIN m ON m.ch = n.data_channel_id AND m.fmt = n.value_format
+                     CASE WHEN (m.fmt IS NULL OR m.fmt = n.value_format) AND {valid} THEN m.pos END AS pos
+              FROM {source} LEFT JOIN m ON m.ch = n.data_channel_id
               OFFSET 0),
         p AS (SELECT created_time, count(*) AS n_all, count(pos) AS n_ok{aggs} FROM r GROUP BY created_time),
         t AS (SELECT coalesce(sum(n_all), 0) AS rows, max(created_time) AS last FROM p),
