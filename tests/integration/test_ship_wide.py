@@ -402,3 +402,46 @@ def test_a_row_without_time_is_a_dead_letter_not_lost(pg: Any, schema: str, pivo
     assert dead["reason"] == "created_time is NULL"
     sw.finalize_ship(cfg, "9100001")
     assert sw.verify_ship(cfg, "9100001")["wide"]["rows"] == 10
+
+
+@pytest.mark.parametrize("types", [
+    ["double precision"] * 1016,  # exactly 8160 bytes
+    ["double precision"] * 1017,
+    ["boolean", "double precision"] * 400,  # alignment padding
+    ["boolean", "double precision"] * 510,
+    ["bigint"] * 1016,
+    ["text"] * 1599,
+])
+def test_row_width_model_matches_postgresql(pg: Any, types: list[str]) -> None:
+    import psycopg
+
+    from cutover.ship_wide.ddl import MAX_ROW_BYTES, min_row_bytes
+
+    cols = ", ".join(f"c{i} {t}" for i, t in enumerate(types))
+    vals = ", ".join({"double precision": "1.5", "bigint": "7", "boolean": "true", "text": "''"}[t] for t in types)
+    pg.execute("DROP TABLE IF EXISTS pg_temp.row_width_probe")
+    pg.execute(f"CREATE TEMP TABLE row_width_probe (created_time timestamptz NOT NULL, {cols})")
+    model = min_row_bytes(types)
+    try:
+        pg.execute(f"INSERT INTO row_width_probe VALUES (now(), {vals})")
+    except psycopg.errors.ProgramLimitExceeded as exc:
+        pg.rollback()
+        assert model > MAX_ROW_BYTES and f"size {model}," in str(exc)
+    else:
+        assert model <= MAX_ROW_BYTES
+        assert pg.execute("SELECT pg_column_size(t.*) FROM row_width_probe t").fetchone()[0] == model
+        pg.rollback()
+
+
+def test_a_row_too_wide_for_a_page_is_refused_at_prepare(pg: Any, schema: str) -> None:
+    ship.generate(pg, schema, ships=1, channels=3, timestamps=2)
+    pg.commit()
+    cfg = sw.ShipWideConfig(schema=schema)
+    (p,) = sw.plan_run(cfg)
+    p["channels"] = {f"sensor {i}": ["Decimal"] for i in range(1017)}  # 1017 doubles: 8168 bytes a row
+    with pytest.raises(sw.ChannelLimitExceeded, match="at least 8168 bytes"):
+        sw.prepare_ship(cfg, p)
+    pg.rollback()
+    assert pg.execute("SELECT to_regclass(%s)", (f"{schema}.tbl_data_timeseries_9100001",)).fetchone()[0] is None
+    p["channels"] = {f"sensor {i}": ["Decimal"] for i in range(1016)}  # fits exactly
+    sw.prepare_ship(cfg, p)

@@ -10,11 +10,13 @@ silently. Table and view names (``<narrow>_<ship>``, ``ts_reader_<ship>``) go th
 (scope ``tables:<schema>.<narrow>``).
 
 **Limits.** PostgreSQL allows 1600 columns per table, dropped ones included; the key takes one, so a
-ship holds at most 1599 channels (``max_channels`` lowers it). A ship past the limit is refused at
-prepare with :class:`ChannelLimitExceeded` naming the ship and its count (the other ships go on); a
-new channel that would pass it during copy or sync fails that ship's task the same way, before any
-of its rows is committed, so nothing is lost: the narrow table stays the readers' source.
-Columns are never dropped, so the count only grows.
+ship holds at most 1599 channels (``max_channels`` lowers it). A row must also fit in a page: at
+most 8160 bytes, and fixed-width values (double precision and bigint: 8 bytes, boolean: 1) cannot
+move out of line, so 1016 typed numeric channels fill a row (:func:`min_row_bytes`). A ship
+past either limit is refused at prepare with :class:`ChannelLimitExceeded` naming the ship, its
+count or its row width (the other ships go on); a new channel that would pass it during copy or
+sync fails that ship's task the same way, before any of its rows is committed, so nothing is lost:
+the narrow table stays the readers' source. Columns are never dropped, so the count only grows.
 """
 
 from __future__ import annotations
@@ -31,7 +33,27 @@ from cutover.ship_wide.plan import ShipPlan
 
 
 class ChannelLimitExceeded(RuntimeError):
-    """A ship has more channels than one PostgreSQL table can hold as columns."""
+    """A ship has more channels than one PostgreSQL table can hold as columns (or in one row)."""
+
+
+#: the largest heap row PostgreSQL stores with 8 kB pages (MaxHeapTupleSize)
+MAX_ROW_BYTES = 8160
+_WIDTH = {"double precision": 8, "bigint": 8, "boolean": 1}  # fixed widths; alignment = width
+
+
+def min_row_bytes(types: list[str]) -> int:
+    """The smallest size of a fully populated wide row with these channel column types, in order.
+
+    Row header (23 bytes, aligned to 8: a row with every value set has no null bitmap), the 8-byte
+    key, then each value with its alignment: 8 for double precision and bigint, 1 for boolean, and at least 1 for a text value
+    (a short text is stored inline with a 1-byte header). Past :data:`MAX_ROW_BYTES` no row with a
+    value in every column can be stored.
+    """
+    size = 24 + 8
+    for t in types:
+        w = _WIDTH.get(t, 1)
+        size = (size + w - 1) // w * w + w
+    return size
 
 
 @dataclass
@@ -171,6 +193,14 @@ def add_channels(conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, ch
         raise ChannelLimitExceeded(
             f"ship {wide.ship_id!r} would have {len(wide.types) + len(names)} channel columns; "
             f"at most {cfg.max_channels} fit (1600 columns in all)"
+        )
+    order = [t for c, t in wide.types.items() if c != TIME_COLUMN] + [missing[ch] for ch in sorted(names, key=lambda c: names[c])]
+    if (need := min_row_bytes(order)) > MAX_ROW_BYTES:
+        raise ChannelLimitExceeded(
+            f"ship {wide.ship_id!r}: {len(order)} channel columns take at least {need} bytes in a row with every "
+            f"channel set; a PostgreSQL row holds at most {MAX_ROW_BYTES} bytes and fixed-width values "
+            "(double precision, bigint) cannot move out of line. The ship is not built; split its channels "
+            "or keep its readers on the narrow table."
         )
     for ch in sorted(names, key=lambda c: names[c]):
         col, typ = names[ch], missing[ch]
