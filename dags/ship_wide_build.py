@@ -7,7 +7,8 @@ long_v, str_v, bool_v)` into one table per ship, `<schema>.tbl_data_timeseries_<
 Boolean → boolean; a channel with conflicting formats → text; or every column text). Live data keeps
 arriving: `ship_wide_sync` (every minute) keeps built ships up to date.
 
-**Life cycle**, one mapped task per ship (smallest first): **plan** (rows, channels, time range per
+**Life cycle**, one mapped task group `ship_chain` per ship (smallest first; a ship that fails stops
+alone, the others go on): **plan** (rows, channels, time range per
 ship, in the log and the run's evidence) → **prepare** (wide table, channel → column map in
 `cutover.name_map`, key set aside, reader view `ts_reader_<ship>` on the narrow table) → **copy**
 (chunks of `chunk_rows` narrow rows, each committed with its watermark: a killed task resumes with no
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import logging
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag, task, task_group
 
 from cutover.dag_defaults import default_args
 
@@ -88,10 +89,15 @@ def ship_wide_build() -> None:
     @task(max_active_tis_per_dagrun=8)
     def prepare(ship: dict, params: dict | None = None, run_id: str | None = None) -> dict:
         """Create the ship's wide table and column map; set its key aside; readers on the narrow view."""
-        from cutover.ship_wide import prepare_ship
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from cutover.ship_wide import ChannelLimitExceeded, prepare_ship
 
         assert params is not None
-        return prepare_ship(_cfg(params), ship, run_id=run_id)
+        try:
+            return prepare_ship(_cfg(params), ship, run_id=run_id)
+        except ChannelLimitExceeded as exc:  # the same on every try: fail now, no retries
+            raise AirflowFailException(str(exc)) from exc
 
     @task(max_active_tis_per_dagrun=32)
     def copy(ship: dict, params: dict | None = None, run_id: str | None = None) -> dict:
@@ -127,25 +133,34 @@ def ship_wide_build() -> None:
         return {**cutover_ship(_cfg(params), ship["ship_id"], run_id=run_id, actor="ship_wide_build"), "switched": True}
 
     @task(trigger_rule="all_done")
-    def report(results: list[dict] | None = None, run_id: str | None = None) -> None:
-        """Close the run in the control schema with its evidence (one page for the reviewer)."""
+    def report(results: list[dict] | None = None, ships: list[dict] | None = None, run_id: str | None = None) -> None:
+        """Close the run in the control schema with its evidence; fail the run when a ship did not make it."""
+        from airflow.sdk.exceptions import AirflowFailException
+
         from cutover import control
         from cutover.connections import pg_connect
 
-        results = list(results or [])
+        # the group's outputs; with a single ship left Airflow may hand over the one dict itself
+        results = [results] if isinstance(results, dict) else [r for r in (results or []) if isinstance(r, dict)]
+        done = {r["ship_id"] for r in results}
         with pg_connect() as conn:
             control.ensure_schema(conn)
             units = control.list_units(conn, run_id or "")
-            failed = [u["unit_key"] for u in units if u["state"] == "failed"]
+            failed = sorted({u["unit_key"] for u in units if u["state"] == "failed"}
+                            | {s["ship_id"] for s in (ships or []) if s["ship_id"] not in done})
             control.finish_run(conn, run_id or "", "failed" if failed else "success",
                                {"cutover": results, "failed_units": failed})
+        if failed:  # the other ships went through; the run is not green
+            raise AirflowFailException(f"{len(failed)} ship(s) did not finish: {', '.join(failed[:20])} "
+                                       "(see each ship_chain's task log; rerun the run to resume them)")
+
+    @task_group
+    def ship_chain(ship: dict) -> object:
+        """One ship's life cycle; a ship that fails stops alone, the other ships go on."""
+        return cutover(verify(copy(prepare(ship))))
 
     ships = plan()
-    prepared = prepare.expand(ship=ships)
-    copied = copy.expand(ship=prepared)
-    verified = verify.expand(ship=copied)
-    switched = cutover.expand(ship=verified)
-    report(switched)
+    report(ship_chain.expand(ship=ships), ships)
 
 
 ship_wide_build()

@@ -40,7 +40,10 @@ def narrow(pg: Any) -> Any:
 
 def test_dags_are_wired_as_documented(airflow_db: None) -> None:
     build = _dag("ship_wide_build")
-    assert {t.task_id for t in build.tasks} == {"plan", "prepare", "copy", "verify", "cutover", "report"}
+    chain = {f"ship_chain.{t}" for t in ("prepare", "copy", "verify", "cutover")}
+    assert {t.task_id for t in build.tasks} == {"plan", "report"} | chain
+    copy = build.get_task("ship_chain.copy")  # one mapped group per ship: a failed ship stops alone
+    assert copy.upstream_task_ids == {"ship_chain.prepare"} and copy.task_group.group_id == "ship_chain"
     assert set(build.params) == {"ships", "schema", "text_columns", "chunk_rows", "pivot", "parallelism", "dry_run", "cutover"}
     assert build.max_active_runs == 1 and build.default_args["retries"] >= 2
     sync = _dag("ship_wide_sync")
@@ -80,4 +83,32 @@ def test_dry_run_plans_only(airflow_db: None, narrow: Any, pg: Any) -> None:
     })
     assert str(dr.state) == "success", _states(dr)
     assert pg.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.tbl_data_timeseries_{narrow.ships[0]}",)).fetchone()[0] is None
+    pg.commit()
+
+
+def test_a_failing_ship_stops_alone(airflow_db: None, narrow: Any, pg: Any) -> None:
+    from cutover import control
+    from cutover.samples import ship
+
+    good = narrow.ships[0]
+    wide_ship = "9199999"  # 1017 Decimal channels: its row cannot fit a page, prepare refuses it
+    ship.insert_rows(pg, SCHEMA, [
+        {"ship_id": wide_ship, "data_channel_id": f"s{i}", "created_time": ship.time_at(0), "value_format": "Decimal",
+         "double_v": float(i)} for i in range(1017)
+    ])
+    pg.commit()
+    dr = _dag("ship_wide_build").test(run_conf={
+        "ships": f"{good},{wide_ship}", "schema": SCHEMA, "text_columns": False, "chunk_rows": 1000,
+        "pivot": "auto", "parallelism": 2, "dry_run": False, "cutover": True,
+    })
+    states = _states(dr)
+    assert str(dr.state) == "failed", states
+    assert sorted(v for k, v in states.items() if k.startswith("ship_chain.prepare")) == ["failed", "success"]
+    assert states["report[-1]"] == "failed"  # it ran (all_done), recorded the run, and turned it red
+    run = control.get_run(pg, dr.run_id)
+    assert run is not None and run["state"] == "failed"
+    units = {u["unit_key"]: u for u in control.list_units(pg, dr.run_id)}
+    assert units[f"{SCHEMA}.tbl_data_timeseries:{good}"]["state"] == "verified"
+    assert units[f"{SCHEMA}.tbl_data_timeseries:{wide_ship}"]["state"] == "failed"
+    assert control.get_switch(pg, "ship_wide_build", f"{SCHEMA}.tbl_data_timeseries:{good}").backend == "wide"
     pg.commit()
