@@ -102,13 +102,18 @@ def ship_wide_build() -> None:
     @task(max_active_tis_per_dagrun=32)
     def copy(ship: dict, params: dict | None = None, run_id: str | None = None) -> dict:
         """Copy the ship's history in committed chunks (resumes after the last one), then finalize."""
-        from cutover.ship_wide import copy_history, finalize_ship
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from cutover.ship_wide import ChannelLimitExceeded, copy_history, finalize_ship
         from cutover.ship_wide.pipeline import parallel_slot
 
         assert params is not None
         cfg = _cfg(params)
         with parallel_slot(cfg, run_id or "", int(params["parallelism"])):
-            done = copy_history(cfg, ship["ship_id"], run_id=run_id, rows_total=ship["rows"])
+            try:
+                done = copy_history(cfg, ship["ship_id"], run_id=run_id, rows_total=ship["rows"])
+            except ChannelLimitExceeded as exc:  # the same on every try: fail now, no retries
+                raise AirflowFailException(str(exc)) from exc
         final = finalize_ship(cfg, ship["ship_id"], run_id=run_id)
         logging.getLogger("airflow.task").info("ship %s copied: %s; finalized: %s", ship["ship_id"], done, final)
         return {**ship, "copy": done, "finalize": final}

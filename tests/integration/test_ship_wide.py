@@ -445,3 +445,19 @@ def test_a_row_too_wide_for_a_page_is_refused_at_prepare(pg: Any, schema: str) -
     assert pg.execute("SELECT to_regclass(%s)", (f"{schema}.tbl_data_timeseries_9100001",)).fetchone()[0] is None
     p["channels"] = {f"sensor {i}": ["Decimal"] for i in range(1016)}  # fits exactly
     sw.prepare_ship(cfg, p)
+
+
+def test_a_text_row_too_big_for_a_page_fails_the_ship_clearly(pg: Any, schema: str, pivot: str) -> None:
+    ship.generate(pg, schema, ships=1, channels=2, timestamps=1)
+    ship.insert_rows(pg, schema, [  # 800 short texts: a ~10 kB row that TOAST cannot shrink
+        {"ship_id": "9100002", "data_channel_id": f"label {i}", "created_time": ship.time_at(0),
+         "value_format": "String", "str_v": f"value {i:06d}"} for i in range(800)
+    ])
+    pg.commit()
+    cfg = sw.ShipWideConfig(schema=schema, pivot=pivot)
+    (p,) = sw.plan_run(cfg, ["9100002"])
+    sw.prepare_ship(cfg, p)  # 800 text columns can fit; these values cannot
+    with pytest.raises(sw.ChannelLimitExceeded, match="does not fit a PostgreSQL page"):
+        sw.copy_history(cfg, "9100002")
+    assert get_state(pg, cfg, "9100002")["chunks"] == 0  # nothing committed, the narrow rows stay the source
+    assert wide_rows(pg, "tbl_data_timeseries_9100002") == 0

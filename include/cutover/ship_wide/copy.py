@@ -25,13 +25,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from psycopg import Connection, sql
+from psycopg import Connection, errors, sql
 
 from cutover import control
 from cutover.connections import pg_connect
 from cutover.identifiers import pg_ident
 from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, ShipWideConfig
-from cutover.ship_wide.ddl import WideTable, add_channels, load_wide, restore_primary_key
+from cutover.ship_wide.ddl import (
+    ChannelLimitExceeded,
+    WideTable,
+    add_channels,
+    load_wide,
+    restore_primary_key,
+)
 from cutover.ship_wide.pivot import PivotResult, new_channels, pivot, read_chunk
 from cutover.ship_wide.plan import session_setup
 from cutover.ship_wide.server_pivot import (
@@ -301,6 +307,12 @@ def copy_history(
                     hook("committed", stats["chunks"])
                 if done:
                     break
+        except errors.ProgramLimitExceeded as exc:  # a text-heavy row over 8160 bytes: the chunk rolled back
+            raise ChannelLimitExceeded(
+                f"ship {ship_id!r}: a wide row does not fit a PostgreSQL page ({str(exc).splitlines()[0]}); "
+                f"nothing of the chunk after {state['created_time']} was committed. Split the ship's channels "
+                "or keep its readers on the narrow table."
+            ) from exc
         finally:
             reader.shutdown(wait=True, cancel_futures=True)
         progress.finish()

@@ -16,7 +16,9 @@ move out of line, so 1016 typed numeric channels fill a row (:func:`min_row_byte
 past either limit is refused at prepare with :class:`ChannelLimitExceeded` naming the ship, its
 count or its row width (the other ships go on); a new channel that would pass it during copy or
 sync fails that ship's task the same way, before any of its rows is committed, so nothing is lost:
-the narrow table stays the readers' source. Columns are never dropped, so the count only grows.
+the narrow table stays the readers' source. Text values are only known when they arrive: a row of
+many short texts that still passes 8160 bytes (TOAST cannot shrink values that small) fails its
+chunk, which rolls back, with the same error. Columns are never dropped, so the count only grows.
 """
 
 from __future__ import annotations
