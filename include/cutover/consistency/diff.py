@@ -30,6 +30,7 @@ import functools
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -43,6 +44,11 @@ from cutover.consistency.spec import Endpoint, Kind, PairSpec, PairSpecError
 from cutover.identifiers import validate_identifier
 
 log = logging.getLogger(__name__)
+
+#: slices of the first level per connection (taken from a queue, so uneven keys still spread)
+SLICES_PER_CONNECTION = 8
+#: most segments one MySQL level query lists as a UNION ALL of range aggregates (instead of GROUP BY)
+MYSQL_UNION_SEGMENTS = 4096
 
 Key = tuple[Any, ...]
 
@@ -355,12 +361,6 @@ class _Engine:
         self.result = DiffResult(pair=spec.name, mode="", window_start=window[0], window_end=window[1],
                                  columns=self.columns, kinds={c: str(k) for c, k in self.kinds.items()})
 
-    def fanout(self, jobs: list[tuple[Callable[[Side, _Plan], Any], int]]) -> tuple[list[Any], list[Any]]:
-        """Run ``fn`` on helper connection ``i`` of both sides, all concurrently: (source results, target results)."""
-        fs = [self.pool.submit(fn, ([self.src] + self.src.helpers)[i], self.ps) for fn, i in jobs]
-        ft = [self.pool.submit(fn, ([self.tgt] + self.tgt.helpers)[i], self.pt) for fn, i in jobs]
-        return [f.result() for f in fs], [f.result() for f in ft]
-
     def both(self, fn: Callable[[Side, _Plan], Any]) -> tuple[Any, Any]:
         """Run ``fn`` on both sides concurrently."""
         fs = self.pool.submit(fn, self.src, self.ps)
@@ -420,6 +420,10 @@ class _Engine:
         self, side: Side, p: _Plan, lo: int, hi: int, width: int, start: int | None = None
     ) -> dict[int, tuple[int, int]]:
         """count and sum of row hashes per segment ``(key - lo) DIV width`` of keys in [start or lo, hi]."""
+        first = ((lo if start is None else start) - lo) // width
+        last = (hi - lo) // width
+        if side.d.name == "mysql" and side.endpoint.query is None and last - first < MYSQL_UNION_SEGMENTS:
+            return self._levels_union(side, p, lo, hi, width, first, last)
         seg = side.d.int_div(f"{p.key[0]} - CAST(%s AS {_bigint(side)})", f"CAST(%s AS {_bigint(side)})")
         w, wp = self.where(p, [f"{p.key[0]} >= %s", f"{p.key[0]} <= %s"])
         rows = side.query(
@@ -427,6 +431,25 @@ class _Engine:
             [lo, width, lo if start is None else start, hi, *wp],
         )
         return {int(r[0]): (int(r[1]), int(r[2] or 0)) for r in rows}
+
+    def _levels_union(
+        self, side: Side, p: _Plan, lo: int, hi: int, width: int, first: int, last: int
+    ) -> dict[int, tuple[int, int]]:
+        """:meth:`_levels` as one ``UNION ALL`` of range aggregates, one per segment (MySQL/MariaDB).
+
+        MariaDB groups ``(key - lo) DIV width`` through a temporary table; a range scan per segment
+        on the primary key needs none, and is about a fifth cheaper. Empty segments are dropped, as
+        a ``GROUP BY`` would.
+        """
+        parts: list[str] = []
+        params: list[Any] = []
+        for s in range(first, last + 1):
+            a, b = lo + s * width, min(hi, lo + (s + 1) * width - 1)
+            w, wp = self.where(p, [f"{p.key[0]} >= {int(a)}", f"{p.key[0]} <= {int(b)}"])
+            parts.append(f"SELECT {int(s)}, count(*), sum({p.row_hash}) FROM {side.from_clause}{w}")
+            params += wp
+        rows = side.query(" UNION ALL ".join(parts), params)
+        return {int(r[0]): (int(r[1]), int(r[2] or 0)) for r in rows if int(r[1])}
 
     def _range_mode(self) -> None:
         bounds = self._bounds()
@@ -469,27 +492,38 @@ class _Engine:
             self._range_leaves(leaves[i : i + 200])
 
     def _level_parallel(self, a: int, b: int, width: int, n: int) -> tuple[dict[int, Any], dict[int, Any]]:
-        """One level over [a, b] cut into contiguous slices of whole segments, one per connection."""
+        """One level over [a, b], cut into contiguous slices of whole segments that the connections of
+        each side take from a shared queue.
+
+        More slices than connections: keys are rarely spread evenly over [a, b] (a few far-away keys
+        leave most of the range empty), and with one slice per connection one of them would get all
+        the rows while the other idles. With a queue an empty slice costs one cheap query.
+        """
         k = 1 + min(len(self.src.helpers), len(self.tgt.helpers))
-        per = math.ceil(n / k)
-        jobs: list[tuple[Callable[[Side, _Plan], Any], int]] = []
-        for i in range(k):
-            lo_seg, hi_seg = i * per, min(n, (i + 1) * per)
-            if lo_seg >= hi_seg:
-                break
-            sa, sb = a + lo_seg * width, min(b, a + hi_seg * width - 1)
+        m = min(n, k * SLICES_PER_CONNECTION)
+        per = math.ceil(n / m)
+        slices = [(a + i * per * width, min(b, a + min(n, (i + 1) * per) * width - 1))
+                  for i in range(m) if i * per < n]
 
-            def job(side: Side, p: _Plan, sa: int = sa, sb: int = sb) -> dict[int, tuple[int, int]]:
-                return {s + 0: v for s, v in self._levels(side, p, a, sb, width, start=sa).items()}
+        def drain(side: Side, p: _Plan, todo: deque[tuple[int, int]]) -> dict[int, tuple[int, int]]:
+            out: dict[int, tuple[int, int]] = {}
+            while True:
+                try:
+                    sa, sb = todo.popleft()  # atomic: each slice goes to one connection
+                except IndexError:
+                    return out
+                out.update(self._levels(side, p, a, sb, width, start=sa))
 
-            jobs.append((job, i))
-        src_parts, tgt_parts = self.fanout(jobs)
+        futures = []
+        for main, plan in ((self.src, self.ps), (self.tgt, self.pt)):
+            todo = deque(slices)  # one queue per side: each side reads every slice once
+            futures.append([self.pool.submit(drain, c, plan, todo) for c in ([main] + main.helpers)[:k]])
         ss: dict[int, Any] = {}
         ts: dict[int, Any] = {}
-        for part in src_parts:
-            ss.update(part)
-        for part in tgt_parts:
-            ts.update(part)
+        for f in futures[0]:
+            ss.update(f.result())
+        for f in futures[1]:
+            ts.update(f.result())
         return ss, ts
 
     def _range_leaves(self, ranges: list[tuple[int, int]]) -> None:
