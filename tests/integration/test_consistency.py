@@ -186,6 +186,32 @@ def test_detects_exactly_the_injected_differences(pair: str, pg15: str) -> None:
     assert deep.levels >= 2  # bisected below the first level
 
 
+@pytest.mark.parametrize("mysql_levels", ["union", "group_by"])
+def test_far_away_keys_and_both_mysql_level_queries(mysql_levels: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys far beyond the rest (most of the range empty) still spread over the connections, and the
+    MariaDB level query (UNION ALL of ranges, or GROUP BY past MYSQL_UNION_SEGMENTS) finds exactly the
+    differences."""
+    from cutover.consistency import diff as engine
+
+    if mysql_levels == "group_by":
+        monkeypatch.setattr(engine, "MYSQL_UNION_SEGMENTS", 0)
+    data = rows()
+    load_mysql("far_src", data)
+    load_pg(connections.POSTGRES_TARGET, "far_tgt", data)
+    expect = inject("far_tgt", "pg")
+    pg_exec(connections.POSTGRES_TARGET,
+            f"INSERT INTO {PG_SCHEMA}.far_tgt VALUES (5000000000, 1.00, 'far', '2024-03-01 12:00:00+00', true, 1)")
+    mysql_exec(f"INSERT INTO {MY_DB}.far_src VALUES (5000000001, 1.00, 'far', '2024-03-01 12:00:00', 1, 1)")
+    expect = {"missing": expect["missing"] | {5000000001}, "extra": expect["extra"] | {5000000000},
+              "changed": expect["changed"]}
+    spec = PairSpec(name="cc_test_far", source=ep_my("far_src"), target=ep_pg("far_tgt"), key=("id",),
+                    kinds={"amount": "decimal:2"})
+    for opts in (SMALL, DiffOptions(), DiffOptions(parallel=1)):
+        r = diff_pair(spec, options=opts)
+        assert found(r) == expect, r.summary()
+        assert r.source_rows == N + 1 and r.target_rows == N - 3 + 2 + 1
+
+
 def test_key_range_limits_the_comparison() -> None:
     data = rows()
     load_mysql("kr_src", data)
