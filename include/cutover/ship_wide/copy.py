@@ -42,6 +42,7 @@ from cutover.ship_wide.pivot import PivotResult, new_channels, pivot, read_chunk
 from cutover.ship_wide.plan import session_setup
 from cutover.ship_wide.server_pivot import (
     ServerChunk,
+    chunk_where,
     pivot_in_database,
     problem_filter,
     same_database,
@@ -218,18 +219,14 @@ def copy_history(
 
         def bounds(lo: str | None) -> tuple[str | None, sql.Composable, list[Any]]:
             """The chunk after ``lo``: its upper time bound (None: the rest) and its WHERE clause."""
-            cond = sql.SQL(" WHERE ship_id = %s") + (
-                sql.SQL(" AND created_time > %s") if lo else sql.SQL(" AND created_time IS NOT NULL"))
             params: list[Any] = [ship_id] + ([lo] if lo else [])
             row = src.execute(
-                sql.SQL("SELECT created_time::text FROM {}{} ORDER BY created_time OFFSET %s LIMIT 1").format(table, cond),
+                sql.SQL("SELECT created_time::text FROM {}{} ORDER BY created_time OFFSET %s LIMIT 1").format(
+                    table, chunk_where(lower=bool(lo), upper=False)),
                 [*params, cfg.chunk_rows - 1],
             ).fetchone()
             hi = row[0] if row else None
-            if hi:
-                cond += sql.SQL(" AND created_time <= %s")
-                params.append(hi)
-            return hi, cond, params
+            return hi, chunk_where(lower=bool(lo), upper=bool(hi)), params + ([hi] if hi else [])
 
         def fetch(lo: str | None) -> tuple[str | None, Any]:
             """Read and parse the chunk after ``lo``: its upper time bound and its narrow rows (source only)."""
@@ -265,10 +262,8 @@ def copy_history(
                     added: dict[str, str] = {}
                     dead = 0
                     if sc.problem_times:  # duplicates, bad rows, new channels: the client's careful pivot
-                        cond = sql.SQL(" WHERE ship_id = %s") + (
-                            sql.SQL(" AND created_time > %s") if lo else sql.SQL(" AND created_time IS NOT NULL"))
                         extra, more = problem_filter(sc.problem_times)
-                        q = base + cond + sql.SQL(" AND created_time <= %s") + extra + sql.SQL(" ORDER BY created_time")
+                        q = base + chunk_where(lower=bool(lo), upper=True) + extra + sql.SQL(" ORDER BY created_time")
                         params = [ship_id] + ([lo] if lo else []) + [sc.last_time] + more
                         res, added, dead = load_client(read_chunk(copy_out(src, q, params)))
                         narrow += res.narrow_rows

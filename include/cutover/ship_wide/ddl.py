@@ -196,7 +196,7 @@ def add_channels(conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, ch
             f"ship {wide.ship_id!r} would have {len(wide.types) + len(names)} channel columns; "
             f"at most {cfg.max_channels} fit (1600 columns in all)"
         )
-    order = [t for c, t in wide.types.items() if c != TIME_COLUMN] + [missing[ch] for ch in sorted(names, key=lambda c: names[c])]
+    order = [*wide.types.values(), *(missing[ch] for ch in sorted(names, key=lambda c: names[c]))]
     if (need := min_row_bytes(order)) > MAX_ROW_BYTES:
         raise ChannelLimitExceeded(
             f"ship {wide.ship_id!r}: {len(order)} channel columns take at least {need} bytes in a row with every "

@@ -52,8 +52,7 @@ class ServerChunk:
 
     wide_rows: int  # clean times inserted
     narrow_rows: int  # narrow rows of those times
-    problem_times: list[str | None]  # times (text) the client must pivot
-    problem_rows: int  # narrow rows of those times
+    problem_times: list[str]  # times (text) the client must pivot
     last_time: str | None  # the greatest created_time taken (the new watermark)
     rows_read: int = 0  # narrow rows the statement read (with a limit: fewer than it means the end)
     read_until: str | None = None  # the greatest created_time it read
@@ -70,13 +69,25 @@ def supported(wide: WideTable) -> bool:
     return all(t in _AGG for t in wide.types.values())
 
 
+def chunk_where(*, lower: bool, upper: bool) -> sql.Composed:
+    """`` WHERE ship_id = %s`` and a chunk's ``created_time`` bounds (``> %s``, ``<= %s`` when given).
+
+    Every chunk read of the copy, in the database or in the client, uses it. Rows without a time fall
+    in no chunk: the copy sends them to dead letters after its last chunk.
+    """
+    cond = sql.SQL(" WHERE ship_id = %s") + (
+        sql.SQL(" AND created_time > %s") if lower else sql.SQL(" AND created_time IS NOT NULL"))
+    return cond + (sql.SQL(" AND created_time <= %s") if upper else sql.SQL(""))
+
+
 def channel_map(wide: WideTable) -> tuple[list[str], list[str | None], list[int], list[str]]:
     """(channels, formats, positions) of the map, and the columns in position order.
 
     The format is the one a typed column takes, NULL for a text column (which takes every format).
     Channels whose column is not in the table are left out (their rows become problems).
     """
-    cols = [c for c in wide.types if c != TIME_COLUMN and c in set(wide.columns.values())]
+    mapped = set(wide.columns.values())
+    cols = [c for c in wide.types if c in mapped]
     pos = {c: i for i, c in enumerate(cols)}
     chs: list[str] = []
     fmts: list[str | None] = []
@@ -111,16 +122,9 @@ def pivot_statement(
         sql.SQL("num_nonnulls({})").format(sql.SQL(", ").join(map(sql.Identifier, names[k:k + 100])))
         for k in range(0, len(names), 100)
     ) if names else sql.SQL("0")
-    cond: sql.Composable = sql.SQL("ship_id = %s")
-    if lower:
-        cond += sql.SQL(" AND created_time > %s")
-    else:  # rows without a time belong to no chunk: the copy sends them to dead letters at its end
-        cond += sql.SQL(" AND created_time IS NOT NULL")
-    if upper:
-        cond += sql.SQL(" AND created_time <= %s")
     narrow = pg_ident(cfg.schema, cfg.narrow_table)
-    source: sql.Composable = sql.SQL("(SELECT * FROM {} WHERE {}{}) n").format(
-        narrow, cond, sql.SQL(" ORDER BY created_time LIMIT %s") if limit else sql.SQL(""))
+    source: sql.Composable = sql.SQL("(SELECT * FROM {}{}{}) n").format(
+        narrow, chunk_where(lower=lower, upper=upper), sql.SQL(" ORDER BY created_time LIMIT %s") if limit else sql.SQL(""))
     whole = sql.SQL("(t.rows < %s OR p.created_time < t.last)") if limit else sql.SQL("true")
     return sql.SQL(
         """WITH m AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::int[]) AS m(ch, fmt, pos)),
@@ -130,13 +134,12 @@ def pivot_statement(
               OFFSET 0),
         p AS (SELECT created_time, count(*) AS n_all, count(pos) AS n_ok{aggs} FROM r GROUP BY created_time),
         t AS (SELECT coalesce(sum(n_all), 0) AS rows, max(created_time) AS last FROM p),
-        c AS (SELECT p.*, p.created_time IS NOT NULL AND n_all = n_ok AND n_ok = {filled} AS clean,
+        c AS (SELECT p.*, n_all = n_ok AND n_ok = {filled} AS clean,
                      coalesce({whole}, false) AS whole FROM p CROSS JOIN t),
         ins AS (INSERT INTO {wide} ({tcol}{cols}) SELECT created_time{anames} FROM c WHERE clean AND whole RETURNING 1)
         SELECT (SELECT count(*) FROM ins),
                coalesce(sum(n_all) FILTER (WHERE clean AND whole), 0),
                coalesce(array_agg(created_time::text) FILTER (WHERE whole AND NOT clean), '{{}}'),
-               coalesce(sum(n_all) FILTER (WHERE whole AND NOT clean), 0),
                max(created_time) FILTER (WHERE whole)::text,
                (SELECT rows FROM t), (SELECT last FROM t)::text
         FROM c"""
@@ -169,14 +172,10 @@ def pivot_in_database(
     row = conn.execute(stmt, params).fetchone()
     assert row is not None
     return ServerChunk(wide_rows=int(row[0]), narrow_rows=int(row[1]), problem_times=list(row[2]),
-                       problem_rows=int(row[3]), last_time=row[4], rows_read=int(row[5]), read_until=row[6])
+                       last_time=row[3], rows_read=int(row[4]), read_until=row[5])
 
 
-def problem_filter(times: list[str | None]) -> tuple[sql.Composable, list[Any]]:
-    """`` AND (created_time::text = ANY(…) [OR created_time IS NULL])``: the client's re-read of the
-    problem times (compared as text, the form the statement returned, whatever the column's type)."""
-    known = [t for t in times if t is not None]
-    cond: sql.Composable = sql.SQL(" AND (created_time::text = ANY(%s::text[])")
-    if len(known) < len(times):
-        cond += sql.SQL(" OR created_time IS NULL")
-    return cond + sql.SQL(")"), [known]
+def problem_filter(times: list[str]) -> tuple[sql.Composable, list[Any]]:
+    """`` AND created_time::text = ANY(…)``: the client's re-read of the problem times (compared as
+    text, the form the statement returned, whatever the column's type)."""
+    return sql.SQL(" AND created_time::text = ANY(%s::text[])"), [times]
