@@ -5,6 +5,7 @@
 * :func:`pg_keyset_chunks` pages a table by its key (``WHERE (k1, k2) > (…) ORDER BY k1, k2 LIMIT n``):
   every chunk is its own short query, so a resumed copy starts right after the last committed key;
 * :func:`copy_rows` loads rows with ``COPY … FROM STDIN`` and checks the count it loaded;
+  :func:`copy_csv` does the same for a CSV buffer already written (pyarrow), in 1 MiB writes;
 * :class:`Progress` logs rows done / total and rows per second to the task log.
 """
 
@@ -124,6 +125,22 @@ def copy_rows(
         loaded = cur.rowcount
     if loaded != sent or (expected is not None and loaded != expected):
         raise CopyCountMismatch(f"COPY into {table!r} loaded {loaded} rows, sent {sent}, expected {expected}")
+    return loaded
+
+
+def copy_csv(
+    conn: Connection[Any], table: sql.Composable, columns: Sequence[str], data: bytes | memoryview, *, expected: int,
+) -> int:
+    """``COPY table (columns) FROM STDIN (FORMAT csv)`` a CSV buffer of ``expected`` rows; checks the count."""
+    cols = sql.SQL(", ").join(pg_ident(c) for c in columns)
+    view = memoryview(data)
+    with conn.cursor() as cur:
+        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(table, cols)) as cp:
+            for off in range(0, len(view), 1 << 20):
+                cp.write(view[off : off + (1 << 20)])
+        loaded = cur.rowcount
+    if loaded != expected:
+        raise CopyCountMismatch(f"COPY into {table!r} loaded {loaded} rows, sent {expected}")
     return loaded
 
 

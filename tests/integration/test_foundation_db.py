@@ -9,7 +9,14 @@ from psycopg import sql
 
 from cutover import control
 from cutover.identifiers import NameMapper, pg_ident, quote_mysql
-from cutover.streaming import CopyCountMismatch, copy_rows, mysql_stream, pg_keyset_chunks, pg_stream
+from cutover.streaming import (
+    CopyCountMismatch,
+    copy_csv,
+    copy_rows,
+    mysql_stream,
+    pg_keyset_chunks,
+    pg_stream,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -149,6 +156,14 @@ def test_streaming_and_copy_bounded_chunks(pg: Any, schema: str) -> None:
     assert pg.execute(sql.SQL("SELECT count(*), count(DISTINCT (k1, k2)) FROM {}").format(dst)).fetchone() == (2500, 2500)
     with pytest.raises(CopyCountMismatch):
         copy_rows(pg, dst, ["k1", "k2", "v"], [(1, 1, "x")], expected=2)
+    pg.rollback()
+
+    # a CSV buffer (what pyarrow writes): quoted text, empty quoted text, NULL left empty
+    assert copy_csv(pg, dst, ["k1", "k2", "v"], b'900,1,"a,b"\n900,2,""\n900,3,\n', expected=3) == 3
+    got = pg.execute(sql.SQL("SELECT k2, v FROM {} WHERE k1 = 900 ORDER BY k2").format(dst)).fetchall()
+    assert got == [(1, "a,b"), (2, ""), (3, None)]
+    with pytest.raises(CopyCountMismatch):
+        copy_csv(pg, dst, ["k1", "k2", "v"], b"901,1,x\n", expected=2)
     pg.rollback()
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from psycopg import Connection, sql
 
 from cutover.identifiers import pg_ident
+from cutover.streaming import copy_csv
 
 START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 STEP_S = 15
@@ -163,16 +164,7 @@ def copy_table(conn: Connection[Any], schema: str, table: str, data: Any) -> int
 
     buf = io.BytesIO()
     pacsv.write_csv(data, buf, pacsv.WriteOptions(include_header=False, batch_size=65_536))
-    cols = sql.SQL(", ").join(pg_ident(c) for c in data.column_names)
-    with conn.cursor() as cur:
-        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(pg_ident(schema, table), cols)) as cp:
-            view = buf.getbuffer()
-            for off in range(0, len(view), 1 << 20):
-                cp.write(view[off : off + (1 << 20)])
-        loaded = cur.rowcount
-    if loaded != data.num_rows:
-        raise RuntimeError(f"COPY into {schema}.{table} loaded {loaded} rows of {data.num_rows}")
-    return loaded
+    return copy_csv(conn, pg_ident(schema, table), data.column_names, buf.getbuffer(), expected=data.num_rows)
 
 
 def generate(

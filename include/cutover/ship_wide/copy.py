@@ -48,7 +48,7 @@ from cutover.ship_wide.server_pivot import (
     same_database,
     supported,
 )
-from cutover.streaming import CopyCountMismatch, Progress
+from cutover.streaming import Progress, copy_csv
 
 log = logging.getLogger(__name__)
 
@@ -135,16 +135,7 @@ def copy_in(conn: Connection[Any], table: sql.Composable, res: PivotResult) -> i
     """``COPY table (columns) FROM STDIN (FORMAT csv)`` the pivoted rows; checks the count."""
     if not res.wide_rows:
         return 0
-    cols = sql.SQL(", ").join(pg_ident(c) for c in res.columns)
-    view = memoryview(res.csv)
-    with conn.cursor() as cur:
-        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(table, cols)) as cp:
-            for off in range(0, len(view), 1 << 20):
-                cp.write(view[off : off + (1 << 20)])
-        loaded = cur.rowcount
-    if loaded != res.wide_rows:
-        raise CopyCountMismatch(f"COPY into {table!r} loaded {loaded} wide rows, sent {res.wide_rows}")
-    return loaded
+    return copy_csv(conn, table, res.columns, res.csv, expected=res.wide_rows)
 
 
 def store_dead_letters(conn: Connection[Any], unit: str, run_id: str | None, letters: list[control.DeadLetter]) -> int:
