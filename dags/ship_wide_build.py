@@ -42,6 +42,8 @@ wide table and its state).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from airflow.sdk import Param, dag, task, task_group
 
@@ -53,6 +55,19 @@ def _cfg(params: dict) -> object:
 
     return ShipWideConfig(schema=params["schema"], text_columns=bool(params["text_columns"]),
                           chunk_rows=int(params["chunk_rows"]), pivot=str(params.get("pivot", "auto")))
+
+
+@contextmanager
+def _limits_fail_at_once() -> Iterator[None]:
+    """A ship over PostgreSQL's column or row limits fails the same on every try: no retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cutover.ship_wide import ChannelLimitExceeded
+
+    try:
+        yield
+    except ChannelLimitExceeded as exc:
+        raise AirflowFailException(str(exc)) from exc
 
 
 @dag(
@@ -89,31 +104,22 @@ def ship_wide_build() -> None:
     @task(max_active_tis_per_dagrun=8)
     def prepare(ship: dict, params: dict | None = None, run_id: str | None = None) -> dict:
         """Create the ship's wide table and column map; set its key aside; readers on the narrow view."""
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from cutover.ship_wide import ChannelLimitExceeded, prepare_ship
+        from cutover.ship_wide import prepare_ship
 
         assert params is not None
-        try:
+        with _limits_fail_at_once():
             return prepare_ship(_cfg(params), ship, run_id=run_id)
-        except ChannelLimitExceeded as exc:  # the same on every try: fail now, no retries
-            raise AirflowFailException(str(exc)) from exc
 
     @task(max_active_tis_per_dagrun=32)
     def copy(ship: dict, params: dict | None = None, run_id: str | None = None) -> dict:
         """Copy the ship's history in committed chunks (resumes after the last one), then finalize."""
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from cutover.ship_wide import ChannelLimitExceeded, copy_history, finalize_ship
+        from cutover.ship_wide import copy_history, finalize_ship
         from cutover.ship_wide.pipeline import parallel_slot
 
         assert params is not None
         cfg = _cfg(params)
-        with parallel_slot(cfg, run_id or "", int(params["parallelism"])):
-            try:
-                done = copy_history(cfg, ship["ship_id"], run_id=run_id, rows_total=ship["rows"])
-            except ChannelLimitExceeded as exc:  # the same on every try: fail now, no retries
-                raise AirflowFailException(str(exc)) from exc
+        with parallel_slot(cfg, run_id or "", int(params["parallelism"])), _limits_fail_at_once():
+            done = copy_history(cfg, ship["ship_id"], run_id=run_id, rows_total=ship["rows"])
         final = finalize_ship(cfg, ship["ship_id"], run_id=run_id)
         logging.getLogger("airflow.task").info("ship %s copied: %s; finalized: %s", ship["ship_id"], done, final)
         return {**ship, "copy": done, "finalize": final}
