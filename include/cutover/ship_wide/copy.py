@@ -30,6 +30,7 @@ from psycopg import Connection, errors, sql
 from cutover import control
 from cutover.connections import pg_connect
 from cutover.identifiers import pg_ident
+from cutover.ship_wide.arrival import ArrivalPatterns
 from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, ShipWideConfig
 from cutover.ship_wide.ddl import (
     ChannelLimitExceeded,
@@ -53,6 +54,9 @@ from cutover.streaming import Progress, copy_csv
 log = logging.getLogger(__name__)
 
 Hook = Callable[[str, int], None]
+
+#: narrow rows read to learn a ship's arrival patterns before its first chunk (the in-database pivot)
+PROBE_ROWS = 20_000
 
 
 class ShipNotPrepared(RuntimeError):
@@ -206,7 +210,11 @@ def copy_history(
         table = pg_ident(cfg.schema, cfg.narrow_table)
         progress = Progress(f"ship {ship_id} history copy", rows_total - rows_done if rows_total else None)
         stats = {"chunks": 0, "narrow_rows": 0, "wide_rows": 0, "dead_letters": 0, "superseded": 0, "new_columns": 0,
-                 "client_rows": 0}
+                 "client_rows": 0, "fast_rows": 0}
+        patterns = ArrivalPatterns(cfg, wide)
+        if server:
+            patterns.probe(tgt, state["created_time"], rows=min(cfg.chunk_rows, PROBE_ROWS))
+            log.info("ship %s: %d arrival patterns learned from its first times", ship_id, len(patterns.entries))
 
         def bounds(lo: str | None) -> tuple[str | None, sql.Composable, list[Any]]:
             """The chunk after ``lo``: its upper time bound (None: the rest) and its WHERE clause."""
@@ -224,14 +232,27 @@ def copy_history(
             hi, cond, params = bounds(lo)
             return hi, read_chunk(copy_out(src, base + cond + sql.SQL(" ORDER BY created_time"), params))
 
-        def server_chunk(lo: str | None) -> tuple[str | None, ServerChunk]:
-            """Pivot the next ``chunk_rows`` narrow rows in the database; (None when it was the last, result)."""
-            sc = pivot_in_database(tgt, cfg, wide, lo, limit=cfg.chunk_rows)
-            if sc.rows_read >= cfg.chunk_rows and sc.last_time is None and sc.read_until is not None:
+        def server_chunk(lo: str | None) -> tuple[str | None, ServerChunk, int]:
+            """Pivot the next ``chunk_rows`` narrow rows in the database: the times that match an arrival
+            pattern by subscripts, the rest with the general statement.
+
+            Returns the chunk's upper bound (None when it was the last), what both statements did, and
+            the narrow rows the fast path took.
+            """
+            fc = patterns.pivot(tgt, lo, limit=cfg.chunk_rows)
+            if patterns.learn(fc.unmatched):
+                log.info("ship %s: %d arrival patterns known", ship_id, len(patterns.entries))
+            if fc.rows_read >= cfg.chunk_rows and fc.last_time is None and fc.read_until is not None:
                 # one time holds more than a chunk of rows: take that whole time
-                sc = pivot_in_database(tgt, cfg, wide, lo, hi=sc.read_until)
-                return sc.last_time, sc
-            return (sc.last_time if sc.rows_read >= cfg.chunk_rows else None), sc
+                sc = pivot_in_database(tgt, cfg, wide, lo, hi=fc.read_until)
+                return sc.last_time, sc, 0
+            sc = pivot_in_database(tgt, cfg, wide, lo, times=fc.leftover) if fc.leftover else None
+            merged = ServerChunk(
+                wide_rows=fc.wide_rows + (sc.wide_rows if sc else 0),
+                narrow_rows=fc.narrow_rows + (sc.narrow_rows if sc else 0),
+                problem_times=sc.problem_times if sc else [], last_time=fc.last_time,
+                rows_read=fc.rows_read, read_until=fc.read_until)
+            return (fc.last_time if fc.rows_read >= cfg.chunk_rows else None), merged, fc.narrow_rows
 
         def load_client(data: Any) -> tuple[PivotResult, dict[str, str], int]:
             res, added = pivot_chunk(tgt, cfg, wide, data)
@@ -248,7 +269,8 @@ def copy_history(
             while True:
                 lo = state["created_time"]
                 if server:
-                    hi, sc = server_chunk(lo)
+                    hi, sc, fast_rows = server_chunk(lo)
+                    stats["fast_rows"] += fast_rows
                     narrow, wide_rows, superseded, last = sc.narrow_rows, sc.wide_rows, 0, sc.last_time
                     added: dict[str, str] = {}
                     dead = 0
@@ -270,9 +292,12 @@ def copy_history(
                     del data
                     narrow, wide_rows, superseded, last = res.narrow_rows, res.wide_rows, res.superseded, res.last_time
                 done = hi is None
-                if done:  # rows without a time fall in no chunk: they are dead letters, not lost
-                    untimed = base + sql.SQL(" WHERE ship_id = %s AND created_time IS NULL")
-                    res, _, d = load_client(read_chunk(copy_out(src, untimed, [ship_id])))
+                # rows without a time fall in no chunk: they are dead letters, not lost (the index on
+                # (ship_id, created_time) answers the probe, so a ship without any costs no COPY)
+                untimed = sql.SQL(" WHERE ship_id = %s AND created_time IS NULL")
+                if done and src.execute(sql.SQL("SELECT EXISTS (SELECT FROM {}{})").format(table, untimed),
+                                        [ship_id]).fetchone() == (True,):
+                    res, _, d = load_client(read_chunk(copy_out(src, base + untimed, [ship_id])))
                     narrow += res.narrow_rows
                     dead += d
                 state["created_time"] = hi or last or lo

@@ -101,12 +101,15 @@ def channel_map(wide: WideTable) -> tuple[list[str], list[str | None], list[int]
 
 
 def pivot_statement(
-    cfg: ShipWideConfig, wide: WideTable, cols: list[str], *, lower: bool, upper: bool, limit: bool
+    cfg: ShipWideConfig, wide: WideTable, cols: list[str], *, lower: bool, upper: bool, limit: bool,
+    times: bool = False,
 ) -> sql.Composed:
     """The chunk statement: pivot, insert the clean times, return the problem times and the counts.
 
     Parameters, in order: channels, formats, positions (arrays), ship id, then the lower and upper
     ``created_time`` bounds when ``lower`` / ``upper``, then the row limit twice when ``limit``.
+    With ``times`` the rows are those of a list of times instead (one array parameter after the
+    ship id, no bounds, no limit): the times the fast path (:mod:`cutover.ship_wide.arrival`) left.
 
     With ``limit`` the chunk is the next ``limit`` narrow rows in time order (one ordered index scan,
     no separate probe for the chunk's end); the last time of a full chunk may be cut short, so it is
@@ -123,8 +126,9 @@ def pivot_statement(
         for k in range(0, len(names), 100)
     ) if names else sql.SQL("0")
     narrow = pg_ident(cfg.schema, cfg.narrow_table)
+    where = sql.SQL(" WHERE ship_id = %s AND created_time = ANY(%s)") if times else chunk_where(lower=lower, upper=upper)
     source: sql.Composable = sql.SQL("(SELECT * FROM {}{}{}) n").format(
-        narrow, chunk_where(lower=lower, upper=upper), sql.SQL(" ORDER BY created_time LIMIT %s") if limit else sql.SQL(""))
+        narrow, where, sql.SQL(" ORDER BY created_time LIMIT %s") if limit else sql.SQL(""))
     whole = sql.SQL("(t.rows < %s OR p.created_time < t.last)") if limit else sql.SQL("true")
     return sql.SQL(
         """WITH m AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::int[]) AS m(ch, fmt, pos)),
@@ -158,17 +162,21 @@ def pivot_statement(
 
 def pivot_in_database(
     conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, lo: str | None, *,
-    hi: str | None = None, limit: int | None = None,
+    hi: str | None = None, limit: int | None = None, times: list[Any] | None = None,
 ) -> ServerChunk:
     """Pivot the ship's narrow rows after ``lo`` (from the start when None) into the wide table,
-    inside ``conn``'s transaction: up to ``hi`` inclusive, or the next ``limit`` rows' whole times
-    (see :func:`pivot_statement`). The times it could not take are returned for the client."""
+    inside ``conn``'s transaction: up to ``hi`` inclusive, or the next ``limit`` rows' whole times,
+    or (``times``) the rows of those times only (see :func:`pivot_statement`). The times it could
+    not take are returned for the client."""
     chs, fmts, ps, cols = channel_map(wide)
-    stmt = pivot_statement(cfg, wide, cols, lower=lo is not None, upper=hi is not None, limit=limit is not None)
     params: list[Any] = [chs, fmts, ps, wide.ship_id]
-    params += [x for x in (lo, hi) if x is not None]
-    if limit is not None:
-        params += [limit, limit]
+    if times is not None:
+        stmt = pivot_statement(cfg, wide, cols, lower=False, upper=False, limit=False, times=True)
+        params.append(times)
+    else:
+        stmt = pivot_statement(cfg, wide, cols, lower=lo is not None, upper=hi is not None, limit=limit is not None)
+        params += [x for x in (lo, hi) if x is not None]
+        params += [limit, limit] if limit is not None else []
     row = conn.execute(stmt, params).fetchone()
     assert row is not None
     return ServerChunk(wide_rows=int(row[0]), narrow_rows=int(row[1]), problem_times=list(row[2]),
