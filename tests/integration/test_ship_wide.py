@@ -343,6 +343,72 @@ def test_server_and_client_pivots_write_the_same_table(pg: Any, schema: str, tex
     assert len(tables[0]) == 41
 
 
+def _reorder_narrow(pg: Any, schema: str, order_sql: str) -> None:
+    """Rewrite the narrow table with its rows stored in another order (ids, i.e. ingest sequence, kept)."""
+    pg.execute(f"CREATE TEMP TABLE narrow_copy AS SELECT * FROM {schema}.tbl_data_timeseries")
+    pg.execute(f"TRUNCATE {schema}.tbl_data_timeseries")
+    pg.execute(f"INSERT INTO {schema}.tbl_data_timeseries SELECT * FROM narrow_copy ORDER BY {order_sql}")
+    pg.execute("DROP TABLE narrow_copy")
+    pg.commit()
+
+
+def _server_vs_client(pg: Any, schema: str, ship_id: str, **cfg: Any) -> tuple[list[Any], dict[str, Any]]:
+    """Build the ship with the in-database pivot, then with the client pivot; both tables must be equal
+    and verified. Returns the table and the server copy's counts."""
+    tables, outs = [], []
+    for mode in ("server", "client"):
+        c = sw.ShipWideConfig(schema=schema, pivot=mode, **cfg)
+        (p,) = sw.plan_run(c)
+        sw.prepare_ship(c, p)
+        outs.append(sw.copy_history(c, ship_id, rows_total=p["rows"]))
+        sw.finalize_ship(c, ship_id)
+        pg.commit()
+        tables.append(_table_text(pg, schema, f"tbl_data_timeseries_{ship_id}"))
+        res = sw.verify_ship(c, ship_id)
+        assert res["gate"]["success"] is True and res["narrow"]["checksum"] == res["wide"]["checksum"]
+        pg.commit()
+        sw.rollback_ship(c, ship_id, drop=True)
+        pg.commit()
+    assert tables[0] == tables[1]
+    assert outs[0]["narrow_rows"] == outs[1]["narrow_rows"]
+    return tables[0], outs[0]
+
+
+def test_fast_path_takes_times_that_arrive_in_a_known_order(pg: Any, schema: str) -> None:
+    sample = ship.generate(pg, schema, ships=1, channels=len(ship.ODD_CHANNEL_NAMES) + 3, timestamps=60,
+                           odd_names=True, conflict_channels=2, mismatches=3, duplicates=3)
+    pg.commit()
+    for text_columns in (False, True):
+        table, out = _server_vs_client(pg, schema, sample.ships[0], chunk_rows=100, text_columns=text_columns)
+        assert len(table) == 61
+        # every time without a bad row or a duplicate matched a pattern and went through the arrays
+        assert out["fast_rows"] + out["client_rows"] >= sample.rows - 4 * len(sample.channels)
+        assert out["fast_rows"] > sample.rows // 2
+
+
+def test_fast_path_with_rows_in_random_order_falls_back_without_error(pg: Any, schema: str) -> None:
+    sample = ship.generate(pg, schema, ships=1, channels=8, timestamps=50, conflict_channels=1, duplicates=2)
+    _reorder_narrow(pg, schema, "created_time, md5(id::text)")  # each time's rows in a scrambled order
+    table, out = _server_vs_client(pg, schema, sample.ships[0], chunk_rows=64)
+    assert len(table) == 51
+    assert out["fast_rows"] < sample.rows  # most orders are never seen twice: the general statement took them
+
+
+def test_fast_path_never_takes_a_time_cut_by_the_chunk(pg: Any, schema: str) -> None:
+    """Odd times carry a prefix of the even times' channels, so the cut end of a full chunk looks like a
+    complete odd time: it must still wait for the next chunk (a wide row is written exactly once)."""
+    sample = ship.generate(pg, schema, ships=1, channels=5, timestamps=40)
+    pg.execute(f"DELETE FROM {schema}.tbl_data_timeseries WHERE data_channel_id IN ('ch_0002', 'ch_0003', 'ch_0004') "
+               "AND extract(epoch FROM created_time)::bigint % 30 = 15")
+    pg.commit()
+    n = pg.execute(f"SELECT count(*) FROM {schema}.tbl_data_timeseries").fetchone()[0]
+    assert n == sample.rows - 3 * 20
+    # 9 rows per chunk (5 + 2 + 2): every chunk ends inside an even time, after the 2 rows an odd time has
+    table, out = _server_vs_client(pg, schema, sample.ships[0], chunk_rows=9)
+    assert len(table) == 41 and out["narrow_rows"] == n
+    assert out["fast_rows"] > n // 2
+
+
 def test_server_pivot_adds_a_channel_that_appears_during_the_copy(pg: Any, schema: str) -> None:
     sample = ship.generate(pg, schema, ships=1, channels=5, timestamps=20)
     pg.commit()

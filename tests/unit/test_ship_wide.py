@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from cutover.ship_wide.arrival import Pattern, pattern_entry
 from cutover.ship_wide.config import ShipWideConfig, column_type, invalid_reason
-from cutover.ship_wide.ddl import ChannelLimitExceeded, map_channels
+from cutover.ship_wide.ddl import ChannelLimitExceeded, WideTable, map_channels
 from cutover.ship_wide.pivot import new_channels, pivot, read_chunk
 
 
@@ -87,3 +88,28 @@ def test_new_channels_lists_unmapped_valid_channels_with_formats() -> None:
     ]))
     assert new_channels(chunk, {"a": "a"}) == {"b": {"Integer", "String"}}
     assert new_channels(read_chunk(b""), {}) == {}
+
+
+def _wide(types: dict[str, str]) -> WideTable:
+    return WideTable("s1", "u", "sch", "t", "v", columns={f"ch {c}": c for c in types}, types=dict(types))
+
+
+def test_arrival_pattern_entry_maps_positions_and_null_layout() -> None:
+    wide = _wide({"a": "double precision", "b": "text", "c": "boolean", "d": "bigint"})
+    # arrival order differs from the column order; column d is absent from this time
+    entry = pattern_entry(wide, Pattern(("ch c", "ch a", "ch b"), ("Boolean", "Decimal", "Integer")))
+    assert entry is not None
+    assert entry["ix"] == [2, 3, 1, None]  # columns a, b, c, d → their row's position (1-based)
+    assert entry["dn"] == [1, 3] and entry["ln"] == [1, 2] and entry["sn"] == [1, 2, 3] and entry["bn"] == [2, 3]
+
+
+@pytest.mark.parametrize("channels, formats", [
+    (("ch a", "ch a"), ("Decimal", "Decimal")),  # a channel twice: a duplicate, the later row must win
+    (("ch a", "new"), ("Decimal", "Integer")),  # a channel without a column yet
+    (("ch a",), ("Integer",)),  # a format the typed column does not take
+    (("ch a",), ("Float",)),  # not a format
+])
+def test_arrival_pattern_refuses_what_a_clean_time_cannot_be(channels: tuple[str, ...], formats: tuple[str, ...]) -> None:
+    assert pattern_entry(_wide({"a": "double precision", "b": "text"}), Pattern(channels, formats)) is None
+    # a text column takes every format
+    assert pattern_entry(_wide({"a": "text"}), Pattern(("ch a",), ("Integer",))) is not None

@@ -130,17 +130,19 @@ def fast_statement(cfg: ShipWideConfig, wide: WideTable, *, lower: bool) -> sql.
     return sql.SQL(
         """WITH p AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(%s::jsonb)
                       AS p(chs text[], fs text[], dn int[], ln int[], sn int[], bn int[], ix int[])),
-        g AS (SELECT created_time, count(*) AS n, {arrays}
+        g AS (SELECT created_time, {arrays}
               FROM (SELECT * FROM {narrow}{where} ORDER BY created_time LIMIT %s) n GROUP BY created_time),
-        t AS (SELECT coalesce(sum(n), 0) AS rows, max(created_time) AS last FROM g),
-        m AS (SELECT g.*, p.ix, p.ix IS NOT NULL AS ok, (t.rows < %s OR g.created_time < t.last) AS whole
-              FROM g CROSS JOIN t LEFT JOIN p ON p.chs = g.chs AND p.fs = g.fs AND {nulls}),
+        t AS (SELECT coalesce(sum(cardinality(chs)), 0) AS rows, max(created_time) AS last FROM g),
+        m AS (SELECT g.*, cardinality(g.chs) AS n, p.ix, p.ix IS NOT NULL AS ok,
+                     (t.rows < %s OR g.created_time < t.last) AS whole
+              FROM g CROSS JOIN t
+              LEFT JOIN LATERAL (SELECT p.ix FROM p WHERE p.chs = g.chs AND p.fs = g.fs AND {nulls} LIMIT 1) p ON true),
         ins AS (INSERT INTO {wide} ({tcol}{cols}) SELECT g.created_time{vals} FROM m g WHERE g.ok AND g.whole
                 RETURNING 1),
         u AS (SELECT chs, fs, count(*) AS times FROM m WHERE whole AND NOT ok GROUP BY chs, fs ORDER BY times DESC LIMIT %s)
         SELECT (SELECT count(*) FROM ins),
                coalesce(sum(n) FILTER (WHERE ok AND whole), 0),
-               coalesce(array_agg(created_time ORDER BY created_time) FILTER (WHERE whole AND NOT ok), '{{}}'),
+               coalesce(array_agg(created_time) FILTER (WHERE whole AND NOT ok), '{{}}'),
                max(created_time) FILTER (WHERE whole)::text,
                (SELECT rows FROM t), (SELECT last FROM t)::text,
                (SELECT coalesce(jsonb_agg(jsonb_build_array(chs, fs, times)), '[]') FROM u)
@@ -155,6 +157,15 @@ def fast_statement(cfg: ShipWideConfig, wide: WideTable, *, lower: bool) -> sql.
         cols=sql.SQL("").join(sql.SQL(", ") + pg_ident(c) for c in cols),
         vals=sql.SQL("").join(sql.SQL(", ") + _value(wide.types[c], k) for k, c in enumerate(cols)),
     )
+
+
+def _index_order(conn: Connection[Any]) -> None:
+    """Read the chunk through the (ship_id, created_time) index for the rest of the transaction.
+
+    On a small table the planner may prefer a scan and a sort, and a sort does not keep the rows of
+    one time in arrival order: every time would look new. (Only speed depends on it, never results.)
+    """
+    conn.execute("SET LOCAL enable_sort = off")
 
 
 class ArrivalPatterns:
@@ -202,9 +213,10 @@ class ArrivalPatterns:
                GROUP BY chs, fs ORDER BY times DESC LIMIT %s"""
         ).format(pg_ident(self.cfg.schema, self.cfg.narrow_table), chunk_where(lower=lo is not None, upper=False))
         params: list[Any] = [self.wide.ship_id, *([lo] if lo is not None else []), rows, MAX_PATTERNS]
+        _index_order(conn)
         found = [(Pattern(tuple(c), tuple(f)), int(n)) for c, f, n in conn.execute(q, params).fetchall()
-                 if c is not None and f is not None and None not in c and None not in f]
-        return self.learn(found, min_times=1)
+                 if None not in c and None not in f]
+        return self.learn(found)  # a pattern seen once may be the last time, cut by the limit
 
     def pivot(self, conn: Connection[Any], lo: str | None, *, limit: int) -> FastChunk:
         """Insert the next ``limit`` rows' whole times that match a pattern (in ``conn``'s transaction)."""
@@ -212,6 +224,7 @@ class ArrivalPatterns:
         stmt = fast_statement(self.cfg, self.wide, lower=lo is not None)
         params: list[Any] = [Jsonb(list(self.entries.values())), self.wide.ship_id,
                              *([lo] if lo is not None else []), limit, limit, MAX_PATTERNS]
+        _index_order(conn)
         row = conn.execute(stmt, params).fetchone()
         assert row is not None
         unmatched = [(Pattern(tuple(c), tuple(f)), int(n)) for c, f, n in row[6]

@@ -213,7 +213,7 @@ def copy_history(
                  "client_rows": 0, "fast_rows": 0}
         patterns = ArrivalPatterns(cfg, wide)
         if server:
-            patterns.probe(tgt, state["created_time"], rows=min(cfg.chunk_rows, PROBE_ROWS))
+            patterns.probe(tgt, state["created_time"], rows=PROBE_ROWS)
             log.info("ship %s: %d arrival patterns learned from its first times", ship_id, len(patterns.entries))
 
         def bounds(lo: str | None) -> tuple[str | None, sql.Composable, list[Any]]:
@@ -246,11 +246,11 @@ def copy_history(
                 # one time holds more than a chunk of rows: take that whole time
                 sc = pivot_in_database(tgt, cfg, wide, lo, hi=fc.read_until)
                 return sc.last_time, sc, 0
-            sc = pivot_in_database(tgt, cfg, wide, lo, times=fc.leftover) if fc.leftover else None
+            rest = pivot_in_database(tgt, cfg, wide, lo, times=fc.leftover) if fc.leftover else None
             merged = ServerChunk(
-                wide_rows=fc.wide_rows + (sc.wide_rows if sc else 0),
-                narrow_rows=fc.narrow_rows + (sc.narrow_rows if sc else 0),
-                problem_times=sc.problem_times if sc else [], last_time=fc.last_time,
+                wide_rows=fc.wide_rows + (rest.wide_rows if rest else 0),
+                narrow_rows=fc.narrow_rows + (rest.narrow_rows if rest else 0),
+                problem_times=rest.problem_times if rest else [], last_time=fc.last_time,
                 rows_read=fc.rows_read, read_until=fc.read_until)
             return (fc.last_time if fc.rows_read >= cfg.chunk_rows else None), merged, fc.narrow_rows
 
