@@ -409,6 +409,23 @@ def test_fast_path_never_takes_a_time_cut_by_the_chunk(pg: Any, schema: str) -> 
     assert out["fast_rows"] > n // 2
 
 
+def test_fast_path_is_not_fooled_by_a_null_channel_beside_a_separator(pg: Any, schema: str) -> None:
+    """The fast path compares a time's channels joined by a separator: a NULL channel id (left out of the
+    join) next to an id holding the separator must not pass for the two channels of a known pattern."""
+    sample = ship.generate(pg, schema, ships=1, channels=2, timestamps=20)  # ch_0000, ch_0001: Decimal
+    t = ship.time_at(5)
+    pg.execute(f"DELETE FROM {schema}.tbl_data_timeseries WHERE created_time = %s", (t,))
+    ship.insert_rows(pg, schema, [
+        {"ship_id": "9100001", "data_channel_id": None, "created_time": t, "value_format": "Decimal", "double_v": 1.0},
+        {"ship_id": "9100001", "data_channel_id": "ch_0000\x1ech_0001", "created_time": t, "value_format": "Decimal",
+         "double_v": 2.0},
+    ])
+    pg.commit()
+    table, out = _server_vs_client(pg, schema, sample.ships[0], chunk_rows=10)
+    assert out["dead_letters"] == 1 and len(table) == 21
+    assert out["fast_rows"] == sample.rows - 2
+
+
 def test_server_pivot_adds_a_channel_that_appears_during_the_copy(pg: Any, schema: str) -> None:
     sample = ship.generate(pg, schema, ships=1, channels=5, timestamps=20)
     pg.commit()

@@ -42,9 +42,13 @@ from cutover.ship_wide.server_pivot import chunk_where
 MAX_PATTERNS = 32
 #: a pattern is learned once it has been seen on this many times of a chunk
 MIN_TIMES_TO_LEARN = 2
-#: the value arrays, in FORMAT_COLUMN's order: array name, narrow column
+#: joins a time's channels (and formats) into one text, compared in one go; a pattern whose channel
+#: ids hold it is never learned, which keeps the join unambiguous (see :func:`fast_statement`)
+SEP = "\x1e"
+_SEP_SQL = "E'\\x1e'"
+#: the value array of each format (from its narrow column), and the pattern's index list into it
 _ARRAYS = {"Decimal": "ds", "Integer": "ls", "String": "ss", "Boolean": "bs"}
-_TYPED_ARRAY = {"double precision": "ds", "bigint": "ls", "boolean": "bs"}
+_TYPED_FORMAT = {"double precision": "Decimal", "bigint": "Integer", "boolean": "Boolean"}
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ class FastChunk:
 
     wide_rows: int  # times inserted
     narrow_rows: int  # narrow rows of those times
-    leftover: list[Any]  # whole times that matched no pattern (native values, for ``= ANY(%s)``)
+    leftover: list[Any]  # whole times it did not take (native values, for ``= ANY(%s)``)
     last_time: str | None  # the greatest whole created_time read (text; the new watermark)
     rows_read: int  # narrow rows read (fewer than the limit: the end of the ship)
     read_until: str | None  # the greatest created_time read (text)
@@ -71,14 +75,15 @@ class FastChunk:
 def pattern_entry(wide: WideTable, pattern: Pattern) -> dict[str, Any] | None:
     """The pattern as a row of the statement's pattern table, or None when it cannot describe a clean time.
 
-    The row holds the channels and formats to compare with, the NULL positions each value array
-    must show (1-based, as ``array_positions(…, NULL)`` returns them) and, per column of the table
-    (in :func:`table_columns` order), the position of its channel (null: not in this pattern).
+    The row holds the joined channels and formats to compare with, their count and, per value array
+    (one per format), the position in the time's rows of each column's value: for every column of
+    the table (in :func:`table_columns` order), the 1-based position of its channel when the channel
+    arrives in this pattern with that format, else null.
     """
     chs, fmts = pattern.channels, pattern.formats
-    if len(set(chs)) != len(chs) or len(chs) != len(fmts):
+    if len(set(chs)) != len(chs) or len(chs) != len(fmts) or any(SEP in ch for ch in chs):
         return None
-    where: dict[str, int] = {}
+    where: dict[str, tuple[int, str]] = {}
     for i, (ch, fmt) in enumerate(zip(chs, fmts, strict=True), start=1):
         col = wide.columns.get(ch)
         if fmt not in FORMAT_COLUMN or col is None or col not in wide.types:
@@ -86,11 +91,11 @@ def pattern_entry(wide: WideTable, pattern: Pattern) -> dict[str, Any] | None:
         want = accepted_format(wide.types[col])
         if want is not None and want != fmt:
             return None
-        where[col] = i
-    entry: dict[str, Any] = {"chs": list(chs), "fs": list(fmts)}
+        where[col] = (i, fmt)
+    entry: dict[str, Any] = {"chs": SEP.join(chs), "fs": SEP.join(fmts), "n": len(chs)}
+    cols = table_columns(wide)
     for fmt, arr in _ARRAYS.items():
-        entry[arr[0] + "n"] = [i for i, f in enumerate(fmts, start=1) if f != fmt]
-    entry["ix"] = [where.get(c) for c in table_columns(wide)]
+        entry[arr[0] + "x"] = [where[c][0] if c in where and where[c][1] == fmt else None for c in cols]
     return entry
 
 
@@ -99,14 +104,29 @@ def table_columns(wide: WideTable) -> list[str]:
     return list(wide.types)
 
 
-def _value(pg_type: str, k: int) -> sql.Composable:
-    """The subscript expression of column ``k`` (0-based) for a time ``g`` matched to a pattern."""
-    j = sql.SQL("g.ix[{}]").format(sql.Literal(k + 1))
-    arr = _TYPED_ARRAY.get(pg_type)
-    if arr is not None:
-        return sql.SQL("g.{}[{}]").format(sql.Identifier(arr), j)
+def _cell(pg_type: str, k: int) -> sql.Composable:
+    """Column ``k``'s value (0-based) for a time ``g`` matched to pattern ``p``: its own format's array
+    at its channel's position (null when the channel is not in the pattern)."""
+    def sub(fmt: str) -> sql.Composable:
+        arr = _ARRAYS[fmt]
+        return sql.SQL("g.{}[p.{}[{}]]").format(sql.Identifier(arr), sql.Identifier(arr[0] + "x"), sql.Literal(k + 1))
+
+    fmt = _TYPED_FORMAT.get(pg_type)
+    if fmt is not None:
+        return sub(fmt)
     # a text column takes every format, as VALUE_TEXT_SQL writes it
-    return sql.SQL("coalesce(g.ds[{j}]::text, g.ls[{j}]::text, g.ss[{j}], g.bs[{j}]::text)").format(j=j)
+    return sql.SQL("coalesce({}::text, {}::text, {}, {}::text)").format(
+        sub("Decimal"), sub("Integer"), sub("String"), sub("Boolean"))
+
+
+def _sum_nonnulls(names: list[str]) -> sql.Composable:
+    """``num_nonnulls`` over many columns (it takes at most 100 arguments: add it up per hundred)."""
+    if not names:
+        return sql.SQL("0")
+    return sql.SQL(" + ").join(
+        sql.SQL("num_nonnulls({})").format(sql.SQL(", ").join(map(sql.Identifier, names[k:k + 100])))
+        for k in range(0, len(names), 100)
+    )
 
 
 def fast_statement(cfg: ShipWideConfig, wide: WideTable, *, lower: bool) -> sql.Composed:
@@ -115,48 +135,72 @@ def fast_statement(cfg: ShipWideConfig, wide: WideTable, *, lower: bool) -> sql.
 
     The chunk is the next ``limit`` narrow rows in time order, as in the general statement; a time
     the limit cuts short is left for the next chunk.
+
+    **Why a taken time is clean.** Its ``n`` rows have no NULL channel or format (``count`` of each
+    is ``n``) and their joined texts equal the pattern's, whose ``n`` channels hold no :data:`SEP`:
+    so the rows carry exactly the pattern's channels and formats, in its order (one more separator
+    inside a value would need one more part). Each of its channels is distinct, has a column and
+    fits it (:func:`pattern_entry`). Every row has a value in its format's column (the ``n``
+    channel cells are all set) and in no other (the four arrays hold ``n`` values in all).
     """
     cols = table_columns(wide)
+    names = [f"a{k}" for k in range(len(cols))]
     narrow = pg_ident(cfg.schema, cfg.narrow_table)
+    sep = sql.SQL(_SEP_SQL)
     arrays = sql.SQL(", ").join(
-        sql.SQL("array_agg({}) AS {}").format(sql.Identifier(col), sql.Identifier(arr))
-        for col, arr in (("data_channel_id", "chs"), ("value_format", "fs"), *(
-            (FORMAT_COLUMN[f], a) for f, a in _ARRAYS.items()))
+        sql.SQL("array_agg({}) AS {}").format(sql.Identifier(FORMAT_COLUMN[f]), sql.Identifier(a)) for f, a in _ARRAYS.items()
     )
-    nulls = sql.SQL(" AND ").join(
-        sql.SQL("array_positions(g.{a}, NULL) = p.{n}").format(a=sql.Identifier(a), n=sql.Identifier(a[0] + "n"))
-        for a in _ARRAYS.values()
-    )
+    total = sql.SQL(" + ").join(sql.SQL("num_nonnulls(VARIADIC g.{})").format(sql.Identifier(a)) for a in _ARRAYS.values())
+    ok = sql.SQL("(matched AND vals = n AND {} = n)").format(_sum_nonnulls(names))
     return sql.SQL(
         """WITH p AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(%s::jsonb)
-                      AS p(chs text[], fs text[], dn int[], ln int[], sn int[], bn int[], ix int[])),
-        g AS (SELECT created_time, {arrays}
+                      AS p(chs text, fs text, n int, dx int[], lx int[], sx int[], bx int[])),
+        g AS (SELECT created_time, count(*) AS n, count(data_channel_id) AS nc, count(value_format) AS nf,
+                     string_agg(data_channel_id, {sep}) AS chs, string_agg(value_format, {sep}) AS fs, {arrays}
               FROM (SELECT * FROM {narrow}{where} ORDER BY created_time LIMIT %s) n GROUP BY created_time),
-        t AS (SELECT coalesce(sum(cardinality(chs)), 0) AS rows, max(created_time) AS last FROM g),
-        m AS (SELECT g.*, cardinality(g.chs) AS n, p.ix, p.ix IS NOT NULL AS ok,
-                     (t.rows < %s OR g.created_time < t.last) AS whole
+        t AS (SELECT coalesce(sum(n), 0) AS rows, max(created_time) AS last FROM g),
+        v AS MATERIALIZED (
+              SELECT g.created_time, g.n, g.chs, g.fs, (t.rows < %s OR g.created_time < t.last) AS whole,
+                     p.n IS NOT NULL AS matched, {total} AS vals{cells}
               FROM g CROSS JOIN t
-              LEFT JOIN LATERAL (SELECT p.ix FROM p WHERE p.chs = g.chs AND p.fs = g.fs AND {nulls} LIMIT 1) p ON true),
-        ins AS (INSERT INTO {wide} ({tcol}{cols}) SELECT g.created_time{vals} FROM m g WHERE g.ok AND g.whole
-                RETURNING 1),
-        u AS (SELECT chs, fs, count(*) AS times FROM m WHERE whole AND NOT ok GROUP BY chs, fs ORDER BY times DESC LIMIT %s)
+              LEFT JOIN LATERAL (SELECT * FROM p WHERE p.n = g.n AND p.chs = g.chs AND p.fs = g.fs LIMIT 1) p
+                ON g.nc = g.n AND g.nf = g.n),
+        ins AS (INSERT INTO {wide} ({tcol}{cols}) SELECT created_time{anames} FROM v WHERE whole AND {ok} RETURNING 1),
+        u AS (SELECT chs, fs, n, count(*) AS times FROM v WHERE whole AND NOT {ok} AND chs IS NOT NULL
+              GROUP BY chs, fs, n ORDER BY times DESC LIMIT %s)
         SELECT (SELECT count(*) FROM ins),
-               coalesce(sum(n) FILTER (WHERE ok AND whole), 0),
-               coalesce(array_agg(created_time) FILTER (WHERE whole AND NOT ok), '{{}}'),
+               coalesce(sum(n) FILTER (WHERE whole AND {ok}), 0),
+               coalesce(array_agg(created_time) FILTER (WHERE whole AND NOT {ok}), '{{}}'),
                max(created_time) FILTER (WHERE whole)::text,
                (SELECT rows FROM t), (SELECT last FROM t)::text,
-               (SELECT coalesce(jsonb_agg(jsonb_build_array(chs, fs, times)), '[]') FROM u)
-        FROM m"""
+               (SELECT coalesce(jsonb_agg(jsonb_build_array(chs, fs, n, times)), '[]') FROM u)
+        FROM v"""
     ).format(
+        sep=sep,
         arrays=arrays,
         narrow=narrow,
         where=chunk_where(lower=lower, upper=False),
-        nulls=nulls,
+        total=total,
+        cells=sql.SQL("").join(
+            sql.SQL(", {} AS {}").format(_cell(wide.types[c], k), sql.Identifier(a))
+            for k, (c, a) in enumerate(zip(cols, names, strict=True))),
         wide=wide.ident,
         tcol=pg_ident(TIME_COLUMN),
         cols=sql.SQL("").join(sql.SQL(", ") + pg_ident(c) for c in cols),
-        vals=sql.SQL("").join(sql.SQL(", ") + _value(wide.types[c], k) for k, c in enumerate(cols)),
+        anames=sql.SQL("").join(sql.SQL(", ") + sql.Identifier(a) for a in names),
+        ok=ok,
     )
+
+
+def _patterns(rows: list[Any]) -> list[tuple[Pattern, int]]:
+    """(pattern, times) from rows of (joined channels, joined formats, count, times); a join that
+    does not split back into ``count`` parts (a channel id holding :data:`SEP`) is skipped."""
+    out = []
+    for chs, fs, n, times in rows:
+        pat = Pattern(tuple(chs.split(SEP)), tuple(fs.split(SEP)))
+        if len(pat.channels) == len(pat.formats) == int(n):
+            out.append((pat, int(times)))
+    return out
 
 
 def _index_order(conn: Connection[Any]) -> None:
@@ -207,15 +251,17 @@ class ArrivalPatterns:
     def probe(self, conn: Connection[Any], lo: str | None, *, rows: int) -> int:
         """Learn the patterns of the times among the next ``rows`` narrow rows after ``lo``."""
         q = sql.SQL(
-            """SELECT chs, fs, count(*) AS times FROM (
-                 SELECT created_time, array_agg(data_channel_id) AS chs, array_agg(value_format) AS fs
-                 FROM (SELECT * FROM {}{} ORDER BY created_time LIMIT %s) n GROUP BY created_time) g
-               GROUP BY chs, fs ORDER BY times DESC LIMIT %s"""
-        ).format(pg_ident(self.cfg.schema, self.cfg.narrow_table), chunk_where(lower=lo is not None, upper=False))
+            """SELECT chs, fs, n, count(*) AS times FROM (
+                 SELECT created_time, count(*) AS n, string_agg(data_channel_id, {sep}) AS chs,
+                        string_agg(value_format, {sep}) AS fs
+                 FROM (SELECT * FROM {narrow}{where} ORDER BY created_time LIMIT %s) n GROUP BY created_time
+                 HAVING count(data_channel_id) = count(*) AND count(value_format) = count(*)) g
+               GROUP BY chs, fs, n ORDER BY times DESC LIMIT %s"""
+        ).format(sep=sql.SQL(_SEP_SQL), narrow=pg_ident(self.cfg.schema, self.cfg.narrow_table),
+                 where=chunk_where(lower=lo is not None, upper=False))
         params: list[Any] = [self.wide.ship_id, *([lo] if lo is not None else []), rows, MAX_PATTERNS]
         _index_order(conn)
-        found = [(Pattern(tuple(c), tuple(f)), int(n)) for c, f, n in conn.execute(q, params).fetchall()
-                 if None not in c and None not in f]
+        found = _patterns(conn.execute(q, params).fetchall())
         return self.learn(found)  # a pattern seen once may be the last time, cut by the limit
 
     def pivot(self, conn: Connection[Any], lo: str | None, *, limit: int) -> FastChunk:
@@ -227,7 +273,5 @@ class ArrivalPatterns:
         _index_order(conn)
         row = conn.execute(stmt, params).fetchone()
         assert row is not None
-        unmatched = [(Pattern(tuple(c), tuple(f)), int(n)) for c, f, n in row[6]
-                     if None not in c and None not in f]
         return FastChunk(wide_rows=int(row[0]), narrow_rows=int(row[1]), leftover=list(row[2]), last_time=row[3],
-                         rows_read=int(row[4]), read_until=row[5], unmatched=unmatched)
+                         rows_read=int(row[4]), read_until=row[5], unmatched=_patterns(row[6]))
