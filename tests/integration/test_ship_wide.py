@@ -358,6 +358,9 @@ def _server_vs_client(pg: Any, schema: str, ship_id: str, **cfg: Any) -> tuple[l
     tables, outs = [], []
     for mode in ("server", "client"):
         c = sw.ShipWideConfig(schema=schema, pivot=mode, **cfg)
+        pg.execute("DELETE FROM cutover.dead_letters WHERE pipeline = 'ship_wide_build' AND unit_key = %s",
+                   (c.unit(ship_id),))
+        pg.commit()
         (p,) = sw.plan_run(c)
         sw.prepare_ship(c, p)
         outs.append(sw.copy_history(c, ship_id, rows_total=p["rows"]))
@@ -370,17 +373,24 @@ def _server_vs_client(pg: Any, schema: str, ship_id: str, **cfg: Any) -> tuple[l
         sw.rollback_ship(c, ship_id, drop=True)
         pg.commit()
     assert tables[0] == tables[1]
-    assert outs[0]["narrow_rows"] == outs[1]["narrow_rows"]
+    assert [o["narrow_rows"] for o in outs] == [outs[1]["narrow_rows"]] * 2
+    assert [o["dead_letters"] for o in outs] == [outs[1]["dead_letters"]] * 2  # the same rows refused, by both
     return tables[0], outs[0]
 
 
 def test_fast_path_takes_times_that_arrive_in_a_known_order(pg: Any, schema: str) -> None:
     sample = ship.generate(pg, schema, ships=1, channels=len(ship.ODD_CHANNEL_NAMES) + 3, timestamps=60,
                            odd_names=True, conflict_channels=2, mismatches=3, duplicates=3)
+    # bad values in times whose channels and formats arrive as usual: only the value checks can refuse them
+    narrow = f"{schema}.tbl_data_timeseries"
+    pg.execute(f"UPDATE {narrow} SET long_v = 7 WHERE data_channel_id = 'ch_0010' AND created_time = %s", (ship.time_at(10),))
+    pg.execute(f"UPDATE {narrow} SET double_v = NULL, long_v = 7 WHERE data_channel_id = 'ch_0011' AND created_time = %s",
+               (ship.time_at(20),))
     pg.commit()
+    _reorder_narrow(pg, schema, "created_time, id")  # the updated rows back in arrival order
     for text_columns in (False, True):
         table, out = _server_vs_client(pg, schema, sample.ships[0], chunk_rows=100, text_columns=text_columns)
-        assert len(table) == 61
+        assert len(table) == 61 and out["dead_letters"] == sample.mismatches + 2
         # every time without a bad row or a duplicate matched a pattern and went through the arrays
         assert out["fast_rows"] + out["client_rows"] >= sample.rows - 4 * len(sample.channels)
         assert out["fast_rows"] > sample.rows // 2
