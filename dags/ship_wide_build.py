@@ -13,8 +13,9 @@ ship, in the log and the run's evidence) → **prepare** (wide table, channel �
 `cutover.name_map`, key set aside, reader view `ts_reader_<ship>` on the narrow table) → **copy**
 (chunks of `chunk_rows` narrow rows, each committed with its watermark: a killed task resumes with no
 duplicate and no gap; bad rows → `cutover.dead_letters`. When the narrow and the wide tables share a
-database, PostgreSQL pivots each chunk in one statement; otherwise rows are streamed out with COPY,
-pivoted with pyarrow and loaded with COPY) →
+database, PostgreSQL pivots the chunks, `copy_connections` at a time: a time whose rows arrive in an
+order already seen goes through arrays and subscripts, any other through the general statement;
+otherwise rows are streamed out with COPY, pivoted with pyarrow and loaded with COPY) →
 **finalize** (primary key restored, key ANALYZEd) → **verify** (catch-up sync, distinct times = wide rows,
 checksum of every cell, GX suite; data docs rebuilt) → **cutover** (only when `cutover` is on).
 
@@ -28,6 +29,7 @@ checksum of every cell, GX suite; data docs rebuilt) → **cutover** (only when 
 | `chunk_rows` | narrow rows per chunk (memory is bounded by it) |
 | `pivot` | `auto` (in the database when source and target are one database), `server`, or `client` |
 | `parallelism` | ships copied at the same time |
+| `copy_connections` | chunks of one ship pivoted at the same time (in-database pivot; a connection each) |
 | `dry_run` | plan only: report and stop |
 | `cutover` | switch readers of every verified ship to its wide table |
 
@@ -54,7 +56,8 @@ def _cfg(params: dict) -> object:
     from cutover.ship_wide import ShipWideConfig
 
     return ShipWideConfig(schema=params["schema"], text_columns=bool(params["text_columns"]),
-                          chunk_rows=int(params["chunk_rows"]), pivot=str(params.get("pivot", "auto")))
+                          chunk_rows=int(params["chunk_rows"]), pivot=str(params.get("pivot", "auto")),
+                          copy_connections=int(params.get("copy_connections", 2)))
 
 
 @contextmanager
@@ -86,6 +89,8 @@ def _limits_fail_at_once() -> Iterator[None]:
         "pivot": Param("auto", type="string", enum=["auto", "server", "client"], title="Pivot",
                        description="Where chunks are pivoted: auto = inside PostgreSQL when narrow and wide share a database."),
         "parallelism": Param(4, type="integer", minimum=1, maximum=32, title="Parallelism", description="Ships copied at once."),
+        "copy_connections": Param(2, type="integer", minimum=1, maximum=16, title="Connections per ship",
+                                  description="Chunks of one ship pivoted at once inside PostgreSQL."),
         "dry_run": Param(False, type="boolean", title="Dry run", description="Plan only."),
         "cutover": Param(False, type="boolean", title="Cut over", description="Switch readers of verified ships."),
     },

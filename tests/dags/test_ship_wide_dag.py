@@ -44,7 +44,7 @@ def test_dags_are_wired_as_documented(airflow_db: None) -> None:
     assert {t.task_id for t in build.tasks} == {"plan", "report"} | chain
     copy = build.get_task("ship_chain.copy")  # one mapped group per ship: a failed ship stops alone
     assert copy.upstream_task_ids == {"ship_chain.prepare"} and copy.task_group.group_id == "ship_chain"
-    assert set(build.params) == {"ships", "schema", "text_columns", "chunk_rows", "pivot", "parallelism", "dry_run", "cutover"}
+    assert set(build.params) == {"ships", "schema", "text_columns", "chunk_rows", "pivot", "parallelism", "copy_connections", "dry_run", "cutover"}
     assert build.max_active_runs == 1 and build.default_args["retries"] >= 2
     sync = _dag("ship_wide_sync")
     assert sync.max_active_runs == 1
@@ -55,7 +55,7 @@ def test_build_dag_run_cuts_over_with_wide_equal_to_narrow(airflow_db: None, nar
     from cutover import control
 
     dr = _dag("ship_wide_build").test(run_conf={
-        "ships": "all", "schema": SCHEMA, "text_columns": False, "chunk_rows": 1000, "pivot": "auto", "parallelism": 2,
+        "ships": "all", "schema": SCHEMA, "text_columns": False, "chunk_rows": 1000, "pivot": "auto", "parallelism": 2, "copy_connections": 2,
         "dry_run": False, "cutover": True,
     })
     assert str(dr.state) == "success", _states(dr)

@@ -88,10 +88,11 @@ def test_later_duplicate_wins(pg: Any, schema: str, pivot: str) -> None:
     sw.verify_ship(cfg, "9100001")
 
 
-def test_killed_copy_resumes_without_duplicate_or_gap(pg: Any, schema: str, pivot: str) -> None:
+@pytest.mark.parametrize("connections", [1, 3])  # in-database pivot: chunks in flight behind the one killed
+def test_killed_copy_resumes_without_duplicate_or_gap(pg: Any, schema: str, pivot: str, connections: int) -> None:
     ship.generate(pg, schema, ships=1, channels=10, timestamps=60, duplicates=5, mismatches=3)
     pg.commit()
-    cfg = sw.ShipWideConfig(schema=schema, chunk_rows=50, pivot=pivot)
+    cfg = sw.ShipWideConfig(schema=schema, chunk_rows=50, pivot=pivot, copy_connections=connections)
     (p,) = sw.plan_run(cfg)
     sw.prepare_ship(cfg, p)
 
@@ -388,8 +389,9 @@ def test_fast_path_takes_times_that_arrive_in_a_known_order(pg: Any, schema: str
                (ship.time_at(20),))
     pg.commit()
     _reorder_narrow(pg, schema, "created_time, id")  # the updated rows back in arrival order
-    for text_columns in (False, True):
-        table, out = _server_vs_client(pg, schema, sample.ships[0], chunk_rows=100, text_columns=text_columns)
+    for text_columns, connections in ((False, 1), (True, 3)):
+        table, out = _server_vs_client(pg, schema, sample.ships[0], chunk_rows=100, text_columns=text_columns,
+                                       copy_connections=connections)
         assert len(table) == 61 and out["dead_letters"] == sample.mismatches + 2
         # every time without a bad row or a duplicate matched a pattern and went through the arrays
         assert out["fast_rows"] + out["client_rows"] >= sample.rows - 4 * len(sample.channels)

@@ -36,7 +36,7 @@ from psycopg.types.json import Jsonb
 from cutover.identifiers import pg_ident
 from cutover.ship_wide.config import FORMAT_COLUMN, TIME_COLUMN, ShipWideConfig, accepted_format
 from cutover.ship_wide.ddl import WideTable
-from cutover.ship_wide.server_pivot import chunk_where
+from cutover.ship_wide.server_pivot import chunk_where, sum_nonnulls
 
 #: patterns kept per ship (each is one row of the statement's pattern table)
 MAX_PATTERNS = 32
@@ -65,10 +65,8 @@ class FastChunk:
 
     wide_rows: int  # times inserted
     narrow_rows: int  # narrow rows of those times
-    leftover: list[Any]  # whole times it did not take (native values, for ``= ANY(%s)``)
-    last_time: str | None  # the greatest whole created_time read (text; the new watermark)
-    rows_read: int  # narrow rows read (fewer than the limit: the end of the ship)
-    read_until: str | None  # the greatest created_time read (text)
+    leftover: list[Any]  # times it did not take (native values, for ``= ANY(%s)``)
+    last_time: str | None  # the chunk's greatest created_time (text)
     unmatched: list[tuple[Pattern, int]] = field(default_factory=list)  # frequent unmatched patterns, times
 
 
@@ -119,22 +117,13 @@ def _cell(pg_type: str, k: int) -> sql.Composable:
         sub("Decimal"), sub("Integer"), sub("String"), sub("Boolean"))
 
 
-def _sum_nonnulls(names: list[str]) -> sql.Composable:
-    """``num_nonnulls`` over many columns (it takes at most 100 arguments: add it up per hundred)."""
-    if not names:
-        return sql.SQL("0")
-    return sql.SQL(" + ").join(
-        sql.SQL("num_nonnulls({})").format(sql.SQL(", ").join(map(sql.Identifier, names[k:k + 100])))
-        for k in range(0, len(names), 100)
-    )
+def fast_statement(cfg: ShipWideConfig, wide: WideTable, *, lower: bool, upper: bool) -> sql.Composed:
+    """The fast chunk statement over one chunk, ``created_time`` in ``(lower, upper]``.
 
-
-def fast_statement(cfg: ShipWideConfig, wide: WideTable, *, lower: bool) -> sql.Composed:
-    """The fast chunk statement. Parameters: patterns (jsonb), ship id, the lower bound when
-    ``lower``, the row limit twice, the number of unmatched patterns to return.
-
-    The chunk is the next ``limit`` narrow rows in time order, as in the general statement; a time
-    the limit cuts short is left for the next chunk.
+    Parameters: patterns (jsonb), ship id, the lower bound when ``lower``, the upper bound when
+    ``upper``, the number of unmatched patterns to return. Returns one row: wide rows inserted, their
+    narrow rows, the times left for the general statement, the most frequent unmatched patterns, the
+    chunk's last time.
 
     **Why a taken time is clean.** Its ``n`` rows have no NULL channel or format (``count`` of each
     is ``n``) and their joined texts equal the pattern's, whose ``n`` channels hold no :data:`SEP`:
@@ -145,41 +134,36 @@ def fast_statement(cfg: ShipWideConfig, wide: WideTable, *, lower: bool) -> sql.
     """
     cols = table_columns(wide)
     names = [f"a{k}" for k in range(len(cols))]
-    narrow = pg_ident(cfg.schema, cfg.narrow_table)
     sep = sql.SQL(_SEP_SQL)
     arrays = sql.SQL(", ").join(
         sql.SQL("array_agg({}) AS {}").format(sql.Identifier(FORMAT_COLUMN[f]), sql.Identifier(a)) for f, a in _ARRAYS.items()
     )
     total = sql.SQL(" + ").join(sql.SQL("num_nonnulls(VARIADIC g.{})").format(sql.Identifier(a)) for a in _ARRAYS.values())
-    ok = sql.SQL("(matched AND vals = n AND {} = n)").format(_sum_nonnulls(names))
+    ok = sql.SQL("(matched AND vals = n AND {} = n)").format(sum_nonnulls(names))
     return sql.SQL(
         """WITH p AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(%s::jsonb)
                       AS p(chs text, fs text, n int, dx int[], lx int[], sx int[], bx int[])),
         g AS (SELECT created_time, count(*) AS n, count(data_channel_id) AS nc, count(value_format) AS nf,
                      string_agg(data_channel_id, {sep}) AS chs, string_agg(value_format, {sep}) AS fs, {arrays}
-              FROM (SELECT * FROM {narrow}{where} ORDER BY created_time LIMIT %s) n GROUP BY created_time),
-        t AS (SELECT coalesce(sum(n), 0) AS rows, max(created_time) AS last FROM g),
+              FROM (SELECT * FROM {narrow}{where} ORDER BY created_time) n GROUP BY created_time),
         v AS MATERIALIZED (
-              SELECT g.created_time, g.n, g.chs, g.fs, (t.rows < %s OR g.created_time < t.last) AS whole,
-                     p.n IS NOT NULL AS matched, {total} AS vals{cells}
-              FROM g CROSS JOIN t
-              LEFT JOIN LATERAL (SELECT * FROM p WHERE p.n = g.n AND p.chs = g.chs AND p.fs = g.fs LIMIT 1) p
+              SELECT g.created_time, g.n, g.chs, g.fs, p.n IS NOT NULL AS matched, {total} AS vals{cells}
+              FROM g LEFT JOIN LATERAL (SELECT * FROM p WHERE p.n = g.n AND p.chs = g.chs AND p.fs = g.fs LIMIT 1) p
                 ON g.nc = g.n AND g.nf = g.n),
-        ins AS (INSERT INTO {wide} ({tcol}{cols}) SELECT created_time{anames} FROM v WHERE whole AND {ok} RETURNING 1),
-        u AS (SELECT chs, fs, n, count(*) AS times FROM v WHERE whole AND NOT {ok} AND chs IS NOT NULL
+        ins AS (INSERT INTO {wide} ({tcol}{cols}) SELECT created_time{anames} FROM v WHERE {ok} RETURNING 1),
+        u AS (SELECT chs, fs, n, count(*) AS times FROM v WHERE NOT {ok} AND chs IS NOT NULL
               GROUP BY chs, fs, n ORDER BY times DESC LIMIT %s)
         SELECT (SELECT count(*) FROM ins),
-               coalesce(sum(n) FILTER (WHERE whole AND {ok}), 0),
-               coalesce(array_agg(created_time) FILTER (WHERE whole AND NOT {ok}), '{{}}'),
-               max(created_time) FILTER (WHERE whole)::text,
-               (SELECT rows FROM t), (SELECT last FROM t)::text,
-               (SELECT coalesce(jsonb_agg(jsonb_build_array(chs, fs, n, times)), '[]') FROM u)
+               coalesce(sum(n) FILTER (WHERE {ok}), 0),
+               coalesce(array_agg(created_time) FILTER (WHERE NOT {ok}), '{{}}'),
+               (SELECT coalesce(jsonb_agg(jsonb_build_array(chs, fs, n, times)), '[]') FROM u),
+               max(created_time)::text
         FROM v"""
     ).format(
         sep=sep,
         arrays=arrays,
-        narrow=narrow,
-        where=chunk_where(lower=lower, upper=False),
+        narrow=pg_ident(cfg.schema, cfg.narrow_table),
+        where=chunk_where(lower=lower, upper=upper),
         total=total,
         cells=sql.SQL("").join(
             sql.SQL(", {} AS {}").format(_cell(wide.types[c], k), sql.Identifier(a))
@@ -264,14 +248,20 @@ class ArrivalPatterns:
         found = _patterns(conn.execute(q, params).fetchall())
         return self.learn(found)  # a pattern seen once may be the last time, cut by the limit
 
-    def pivot(self, conn: Connection[Any], lo: str | None, *, limit: int) -> FastChunk:
-        """Insert the next ``limit`` rows' whole times that match a pattern (in ``conn``'s transaction)."""
+    def statement(self, lo: str | None, hi: str | None) -> tuple[sql.Composed, list[Any]]:
+        """The fast statement of the chunk ``(lo, hi]`` with its parameters, as the patterns are now
+        (built here, so the chunk can run in another thread while the patterns keep learning)."""
         self._sync_columns()
-        stmt = fast_statement(self.cfg, self.wide, lower=lo is not None)
+        stmt = fast_statement(self.cfg, self.wide, lower=lo is not None, upper=hi is not None)
         params: list[Any] = [Jsonb(list(self.entries.values())), self.wide.ship_id,
-                             *([lo] if lo is not None else []), limit, limit, MAX_PATTERNS]
-        _index_order(conn)
-        row = conn.execute(stmt, params).fetchone()
-        assert row is not None
-        return FastChunk(wide_rows=int(row[0]), narrow_rows=int(row[1]), leftover=list(row[2]), last_time=row[3],
-                         rows_read=int(row[4]), read_until=row[5], unmatched=_patterns(row[6]))
+                             *(x for x in (lo, hi) if x is not None), MAX_PATTERNS]
+        return stmt, params
+
+
+def run_fast(conn: Connection[Any], stmt: sql.Composed, params: list[Any]) -> FastChunk:
+    """Run a fast statement from :meth:`ArrivalPatterns.statement` in ``conn``'s transaction."""
+    _index_order(conn)
+    row = conn.execute(stmt, params).fetchone()
+    assert row is not None
+    return FastChunk(wide_rows=int(row[0]), narrow_rows=int(row[1]), leftover=list(row[2]), last_time=row[4],
+                     unmatched=_patterns(row[3]))

@@ -35,6 +35,7 @@ TIME_COLUMN = "created_time"
 #: the wide table's key column takes one of PostgreSQL's 1600 columns
 MAX_CHANNELS = PG_MAX_COLUMNS - 1
 PIVOT_MODES = ("auto", "server", "client")
+MAX_COPY_CONNECTIONS = 16
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,15 @@ class ShipWideConfig:
     #: where the history copy pivots: ``server`` (inside PostgreSQL, source and target must be one
     #: database), ``client`` (COPY out, pivot in pyarrow, COPY in) or ``auto`` (server when it can)
     pivot: str = "auto"
+    #: chunks of one ship the in-database pivot works on at once (one connection each)
+    copy_connections: int = 2
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.chunk_rows < 1:
             raise ValueError(f"chunk_rows must be positive, got {self.chunk_rows}")
+        if not 1 <= self.copy_connections <= MAX_COPY_CONNECTIONS:
+            raise ValueError(f"copy_connections must be between 1 and {MAX_COPY_CONNECTIONS}, got {self.copy_connections}")
         if self.pivot not in PIVOT_MODES:
             raise ValueError(f"pivot must be one of {', '.join(PIVOT_MODES)}, got {self.pivot!r}")
         if not 1 <= self.max_channels <= MAX_CHANNELS:

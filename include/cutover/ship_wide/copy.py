@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import io
 import logging
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import Connection, errors, sql
@@ -30,7 +33,7 @@ from psycopg import Connection, errors, sql
 from cutover import control
 from cutover.connections import pg_connect
 from cutover.identifiers import pg_ident
-from cutover.ship_wide.arrival import ArrivalPatterns
+from cutover.ship_wide.arrival import ArrivalPatterns, FastChunk, run_fast
 from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, ShipWideConfig
 from cutover.ship_wide.ddl import (
     ChannelLimitExceeded,
@@ -158,19 +161,109 @@ def store_dead_letters(conn: Connection[Any], unit: str, run_id: str | None, let
 
 
 def pivot_chunk(
-    conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, data: Any, on_new_columns: Callable[[], None] | None = None,
+    conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, data: Any,
+    before_new_columns: Callable[[], None] | None = None,
 ) -> tuple[PivotResult, dict[str, str]]:
     """Pivot a chunk (COPY bytes, or already parsed by :func:`read_chunk`), adding columns for channels
-    seen for the first time (same transaction)."""
+    seen for the first time (same transaction; ``before_new_columns`` is called first)."""
     chunk = read_chunk(data) if isinstance(data, bytes | memoryview) else data
-    added = add_channels(conn, cfg, wide, new_channels(chunk, wide.columns))
+    fresh = new_channels(chunk, wide.columns)
+    if fresh and before_new_columns is not None:
+        before_new_columns()
+    added = add_channels(conn, cfg, wide, fresh)
     if added:
         log.info("ship %s: new channels → columns %s", wide.ship_id, added)
-        if on_new_columns is not None:
-            on_new_columns()
     res = pivot(chunk, wide.columns, wide.types, ship_id=wide.ship_id,
                 source=f"{cfg.schema}.{cfg.narrow_table}", seq_name=cfg.seq_column)
     return res, added
+
+
+@dataclass
+class _Chunk:
+    """One chunk of the in-database pivot: its bounds, the connection whose transaction holds it, its result."""
+
+    lo: str | None
+    hi: str | None  # None: the last chunk (everything after lo)
+    conn: Connection[Any]
+    future: Future[tuple[FastChunk, ServerChunk | None]]
+
+
+class InDatabaseChunks:
+    """A ship's chunks pivoted inside PostgreSQL, ``cfg.copy_connections`` at a time, handed out in order.
+
+    Each chunk runs in its own transaction on its own connection: first the fast path
+    (:mod:`cutover.ship_wide.arrival`), then the general statement for the times it left. The copy
+    takes the chunks in order, finishes each (problem times, checkpoint) and commits it, so the
+    checkpoint only moves forward over committed chunks; the chunks behind it are still working, or
+    done and waiting for their turn. Adding a column needs every other chunk's transaction out of
+    the way: :meth:`drain` rolls them back and they are pivoted again.
+    """
+
+    def __init__(self, cfg: ShipWideConfig, wide: WideTable, patterns: ArrivalPatterns, src: Connection[Any],
+                 conns: list[Connection[Any]], lo: str | None) -> None:
+        self.cfg, self.wide, self.patterns, self.src = cfg, wide, patterns, src
+        self.free = deque(conns)
+        self.inflight: deque[_Chunk] = deque()
+        self.next_lo, self.more = lo, True
+        self.pool = ThreadPoolExecutor(max_workers=len(conns), thread_name_prefix=f"ship-{wide.ship_id}-pivot")
+
+    def _upper(self, lo: str | None) -> str | None:
+        """The time of the ``chunk_rows``-th narrow row after ``lo`` (None: fewer rows are left)."""
+        row = self.src.execute(
+            sql.SQL("SELECT created_time::text FROM {}{} ORDER BY created_time OFFSET %s LIMIT 1").format(
+                pg_ident(self.cfg.schema, self.cfg.narrow_table), chunk_where(lower=lo is not None, upper=False)),
+            [self.wide.ship_id, *([lo] if lo is not None else []), self.cfg.chunk_rows - 1],
+        ).fetchone()
+        return row[0] if row else None
+
+    def _fill(self) -> None:
+        while self.more and self.free:
+            lo = self.next_lo
+            hi = self._upper(lo)
+            stmt, params = self.patterns.statement(lo, hi)
+            conn = self.free.popleft()
+            self.inflight.append(_Chunk(lo, hi, conn, self.pool.submit(self._pivot, conn, stmt, params)))
+            self.next_lo, self.more = hi, hi is not None
+
+    def _pivot(self, conn: Connection[Any], stmt: sql.Composed, params: list[Any]) -> tuple[FastChunk, ServerChunk | None]:
+        fc = run_fast(conn, stmt, params)
+        return fc, (pivot_in_database(conn, self.cfg, self.wide, fc.leftover) if fc.leftover else None)
+
+    def next(self) -> tuple[_Chunk, FastChunk, ServerChunk | None] | None:
+        """The next chunk in order, pivoted (its transaction open on ``chunk.conn``); None after the last."""
+        self._fill()
+        if not self.inflight:
+            return None
+        chunk = self.inflight[0]
+        fc, rest = chunk.future.result()
+        return chunk, fc, rest
+
+    def done(self, chunk: _Chunk) -> None:
+        """The chunk is committed: its connection takes the next chunk."""
+        assert self.inflight[0] is chunk
+        self.inflight.popleft()
+        self.free.append(chunk.conn)
+        self._fill()
+
+    def drain(self) -> None:
+        """Roll back every chunk in flight after the current one; they are pivoted again after it."""
+        later = list(self.inflight)[1:]
+        for c in later:
+            c.future.exception()  # wait for it, whatever it did
+            c.conn.rollback()
+            self.inflight.remove(c)
+            self.free.append(c.conn)
+        if later:
+            self.next_lo, self.more = later[0].lo, True
+            log.info("ship %s: %d chunk(s) in flight rolled back to add a column; they run again",
+                     self.wide.ship_id, len(later))
+
+    def close(self) -> None:
+        """Stop what is in flight (a failure or a kill): cancel the statements, wait for the threads."""
+        for c in self.inflight:
+            if not c.future.done():
+                c.conn.cancel_safe()
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def copy_history(
@@ -214,7 +307,9 @@ def copy_history(
         patterns = ArrivalPatterns(cfg, wide)
         if server:
             patterns.probe(tgt, state["created_time"], rows=PROBE_ROWS)
-            log.info("ship %s: %d arrival patterns learned from its first times", ship_id, len(patterns.entries))
+            tgt.commit()
+            log.info("ship %s: %d arrival patterns learned from its first times; %d chunk(s) at a time", ship_id,
+                     len(patterns.entries), cfg.copy_connections)
 
         def bounds(lo: str | None) -> tuple[str | None, sql.Composable, list[Any]]:
             """The chunk after ``lo``: its upper time bound (None: the rest) and its WHERE clause."""
@@ -232,100 +327,99 @@ def copy_history(
             hi, cond, params = bounds(lo)
             return hi, read_chunk(copy_out(src, base + cond + sql.SQL(" ORDER BY created_time"), params))
 
-        def server_chunk(lo: str | None) -> tuple[str | None, ServerChunk, int]:
-            """Pivot the next ``chunk_rows`` narrow rows in the database: the times that match an arrival
-            pattern by subscripts, the rest with the general statement.
-
-            Returns the chunk's upper bound (None when it was the last), what both statements did, and
-            the narrow rows the fast path took.
-            """
-            fc = patterns.pivot(tgt, lo, limit=cfg.chunk_rows)
-            if patterns.learn(fc.unmatched):
-                log.info("ship %s: %d arrival patterns known", ship_id, len(patterns.entries))
-            if fc.rows_read >= cfg.chunk_rows and fc.last_time is None and fc.read_until is not None:
-                # one time holds more than a chunk of rows: take that whole time
-                sc = pivot_in_database(tgt, cfg, wide, lo, hi=fc.read_until)
-                return sc.last_time, sc, 0
-            rest = pivot_in_database(tgt, cfg, wide, lo, times=fc.leftover) if fc.leftover else None
-            merged = ServerChunk(
-                wide_rows=fc.wide_rows + (rest.wide_rows if rest else 0),
-                narrow_rows=fc.narrow_rows + (rest.narrow_rows if rest else 0),
-                problem_times=rest.problem_times if rest else [], last_time=fc.last_time,
-                rows_read=fc.rows_read, read_until=fc.read_until)
-            return (fc.last_time if fc.rows_read >= cfg.chunk_rows else None), merged, fc.narrow_rows
-
-        def load_client(data: Any) -> tuple[PivotResult, dict[str, str], int]:
-            res, added = pivot_chunk(tgt, cfg, wide, data)
-            copy_in(tgt, wide.ident, res)
-            return res, added, store_dead_letters(tgt, unit, run_id, res.dead)
+        def load_client(conn: Connection[Any], data: Any,
+                        before_new_columns: Callable[[], None] | None = None) -> tuple[PivotResult, dict[str, str], int]:
+            res, added = pivot_chunk(conn, cfg, wide, data, before_new_columns)
+            copy_in(conn, wide.ident, res)
+            return res, added, store_dead_letters(conn, unit, run_id, res.dead)
 
         # Client path: the next chunk is read from the source and parsed (pyarrow releases the GIL)
         # while this one is pivoted and loaded, so the source's COPY OUT and the parse overlap the pivot
         # and the target's COPY IN (two chunks in memory at most). Only the reader thread touches
         # ``src``; commits and checkpoints stay on this thread, in chunk order.
+        # In-database path: ``copy_connections`` chunks are pivoted at once (InDatabaseChunks); this
+        # thread finishes and commits them in order.
         reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ship-{ship_id}-reader")
         pending = None if server else reader.submit(fetch, state["created_time"])
-        try:
-            while True:
-                lo = state["created_time"]
-                if server:
-                    hi, sc, fast_rows = server_chunk(lo)
-                    stats["fast_rows"] += fast_rows
-                    narrow, wide_rows, superseded, last = sc.narrow_rows, sc.wide_rows, 0, sc.last_time
+        with ExitStack() as extra:
+            conns = [tgt] + [extra.enter_context(pg_connect(cfg.target_conn_id))
+                             for _ in range(cfg.copy_connections - 1 if server else 0)]
+            for c in conns[1:]:
+                session_setup(c)
+                c.commit()
+            chunks = InDatabaseChunks(cfg, wide, patterns, src, conns, state["created_time"]) if server else None
+            try:
+                while True:
+                    lo = state["created_time"]
+                    conn = tgt
                     added: dict[str, str] = {}
-                    dead = 0
-                    if sc.problem_times:  # duplicates, bad rows, new channels: the client's careful pivot
-                        extra, more = problem_filter(sc.problem_times)
-                        q = base + chunk_where(lower=bool(lo), upper=True) + extra + sql.SQL(" ORDER BY created_time")
-                        params = [ship_id] + ([lo] if lo else []) + [sc.last_time] + more
-                        res, added, dead = load_client(read_chunk(copy_out(src, q, params)))
+                    if chunks is not None:
+                        got = chunks.next()
+                        assert got is not None
+                        chunk, fc, rest = got
+                        conn, lo, hi = chunk.conn, chunk.lo, chunk.hi
+                        patterns.learn(fc.unmatched)
+                        stats["fast_rows"] += fc.narrow_rows
+                        narrow = fc.narrow_rows + (rest.narrow_rows if rest else 0)
+                        wide_rows = fc.wide_rows + (rest.wide_rows if rest else 0)
+                        superseded, dead, last = 0, 0, fc.last_time
+                        if rest and rest.problem_times:  # duplicates, bad rows, new channels: the client's careful pivot
+                            extra_where, more = problem_filter(rest.problem_times)
+                            q = base + chunk_where(lower=lo is not None, upper=hi is not None) + extra_where \
+                                + sql.SQL(" ORDER BY created_time")
+                            params = [ship_id] + [x for x in (lo, hi) if x is not None] + more
+                            res, added, dead = load_client(conn, read_chunk(copy_out(src, q, params)), chunks.drain)
+                            narrow += res.narrow_rows
+                            wide_rows += res.wide_rows
+                            superseded = res.superseded
+                            stats["client_rows"] += res.narrow_rows
+                    else:
+                        assert pending is not None
+                        hi, data = pending.result()
+                        if hi is not None:
+                            pending = reader.submit(fetch, hi)
+                        res, added, dead = load_client(tgt, data)
+                        del data
+                        narrow, wide_rows, superseded, last = res.narrow_rows, res.wide_rows, res.superseded, res.last_time
+                    done = hi is None
+                    # rows without a time fall in no chunk: they are dead letters, not lost (the index on
+                    # (ship_id, created_time) answers the probe, so a ship without any costs no COPY)
+                    untimed = sql.SQL(" WHERE ship_id = %s AND created_time IS NULL")
+                    if done and src.execute(sql.SQL("SELECT EXISTS (SELECT FROM {}{})").format(table, untimed),
+                                            [ship_id]).fetchone() == (True,):
+                        res, _, d = load_client(conn, read_chunk(copy_out(src, base + untimed, [ship_id])))
                         narrow += res.narrow_rows
-                        wide_rows += res.wide_rows
-                        superseded = res.superseded
-                        stats["client_rows"] += res.narrow_rows
-                else:
-                    assert pending is not None
-                    hi, data = pending.result()
-                    if hi is not None:
-                        pending = reader.submit(fetch, hi)
-                    res, added, dead = load_client(data)
-                    del data
-                    narrow, wide_rows, superseded, last = res.narrow_rows, res.wide_rows, res.superseded, res.last_time
-                done = hi is None
-                # rows without a time fall in no chunk: they are dead letters, not lost (the index on
-                # (ship_id, created_time) answers the probe, so a ship without any costs no COPY)
-                untimed = sql.SQL(" WHERE ship_id = %s AND created_time IS NULL")
-                if done and src.execute(sql.SQL("SELECT EXISTS (SELECT FROM {}{})").format(table, untimed),
-                                        [ship_id]).fetchone() == (True,):
-                    res, _, d = load_client(read_chunk(copy_out(src, base + untimed, [ship_id])))
-                    narrow += res.narrow_rows
-                    dead += d
-                state["created_time"] = hi or last or lo
-                state["chunks"] = int(state.get("chunks", 0)) + 1
-                if done:
-                    state["phase"] = "copied"
-                rows_done += narrow
-                control.set_checkpoint(tgt, PIPELINE, unit, state, rows_done=rows_done, run_id=run_id)
-                stats["chunks"] += 1
-                if hook:
-                    hook("loaded", stats["chunks"])
-                tgt.commit()
-                for k, v in (("narrow_rows", narrow), ("wide_rows", wide_rows), ("dead_letters", dead),
-                             ("superseded", superseded), ("new_columns", len(added))):
-                    stats[k] += v
-                progress.add(narrow)
-                if hook:
-                    hook("committed", stats["chunks"])
-                if done:
-                    break
-        except errors.ProgramLimitExceeded as exc:  # a text-heavy row over 8160 bytes: the chunk rolled back
-            raise ChannelLimitExceeded(
-                f"ship {ship_id!r}: a wide row does not fit a PostgreSQL page ({str(exc).splitlines()[0]}); "
-                f"nothing of the chunk after {state['created_time']} was committed. Split the ship's channels "
-                "or keep its readers on the narrow table."
-            ) from exc
-        finally:
-            reader.shutdown(wait=True, cancel_futures=True)
+                        dead += d
+                    state["created_time"] = hi or last or lo
+                    state["chunks"] = int(state.get("chunks", 0)) + 1
+                    if done:
+                        state["phase"] = "copied"
+                    rows_done += narrow
+                    control.set_checkpoint(conn, PIPELINE, unit, state, rows_done=rows_done, run_id=run_id)
+                    stats["chunks"] += 1
+                    if hook:
+                        hook("loaded", stats["chunks"])
+                    conn.commit()
+                    if chunks is not None:
+                        chunks.done(chunk)
+                    for k, v in (("narrow_rows", narrow), ("wide_rows", wide_rows), ("dead_letters", dead),
+                                 ("superseded", superseded), ("new_columns", len(added))):
+                        stats[k] += v
+                    progress.add(narrow)
+                    if hook:
+                        hook("committed", stats["chunks"])
+                    if done:
+                        break
+            except errors.ProgramLimitExceeded as exc:  # a text-heavy row over 8160 bytes: the chunk rolled back
+                raise ChannelLimitExceeded(
+                    f"ship {ship_id!r}: a wide row does not fit a PostgreSQL page ({str(exc).splitlines()[0]}); "
+                    f"nothing of the chunk after {state['created_time']} was committed. Split the ship's channels "
+                    "or keep its readers on the narrow table."
+                ) from exc
+            finally:
+                if chunks is not None:
+                    chunks.close()
+                reader.shutdown(wait=True, cancel_futures=True)
         progress.finish()
         close_fast()
         return {"ship_id": ship_id, "skipped": False, "rows_done": rows_done,

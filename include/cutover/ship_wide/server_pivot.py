@@ -53,9 +53,6 @@ class ServerChunk:
     wide_rows: int  # clean times inserted
     narrow_rows: int  # narrow rows of those times
     problem_times: list[str]  # times (text) the client must pivot
-    last_time: str | None  # the greatest created_time taken (the new watermark)
-    rows_read: int = 0  # narrow rows the statement read (with a limit: fewer than it means the end)
-    read_until: str | None = None  # the greatest created_time it read
 
 
 def same_database(a: Connection[Any], b: Connection[Any]) -> bool:
@@ -100,59 +97,46 @@ def channel_map(wide: WideTable) -> tuple[list[str], list[str | None], list[int]
     return chs, fmts, ps, cols
 
 
-def pivot_statement(
-    cfg: ShipWideConfig, wide: WideTable, cols: list[str], *, lower: bool, upper: bool, limit: bool,
-    times: bool = False,
-) -> sql.Composed:
-    """The chunk statement: pivot, insert the clean times, return the problem times and the counts.
+def sum_nonnulls(names: list[str]) -> sql.Composable:
+    """``num_nonnulls`` over many columns (it takes at most 100 arguments: add it up per hundred)."""
+    if not names:
+        return sql.SQL("0")
+    return sql.SQL(" + ").join(
+        sql.SQL("num_nonnulls({})").format(sql.SQL(", ").join(map(sql.Identifier, names[k:k + 100])))
+        for k in range(0, len(names), 100)
+    )
 
-    Parameters, in order: channels, formats, positions (arrays), ship id, then the lower and upper
-    ``created_time`` bounds when ``lower`` / ``upper``, then the row limit twice when ``limit``.
-    With ``times`` the rows are those of a list of times instead (one array parameter after the
-    ship id, no bounds, no limit): the times the fast path (:mod:`cutover.ship_wide.arrival`) left.
 
-    With ``limit`` the chunk is the next ``limit`` narrow rows in time order (one ordered index scan,
-    no separate probe for the chunk's end); the last time of a full chunk may be cut short, so it is
-    left for the next chunk (the ``whole`` flag).
+def pivot_statement(cfg: ShipWideConfig, wide: WideTable, cols: list[str]) -> sql.Composed:
+    """The statement: pivot the rows of some times, insert the clean times, return the problem times.
+
+    Parameters, in order: channels, formats, positions (arrays), ship id, the times (an array): the
+    times of a chunk the fast path (:mod:`cutover.ship_wide.arrival`) left.
     """
     names = [f"a{i}" for i in range(len(cols))]
     aggs = [
         sql.SQL("{} FILTER (WHERE pos = {}) AS {}").format(sql.SQL(_AGG[wide.types[c]]), sql.Literal(i), sql.Identifier(a))
         for i, (c, a) in enumerate(zip(cols, names, strict=True))
     ]
-    # num_nonnulls takes at most 100 arguments: add it up per hundred columns
-    filled: sql.Composable = sql.SQL(" + ").join(
-        sql.SQL("num_nonnulls({})").format(sql.SQL(", ").join(map(sql.Identifier, names[k:k + 100])))
-        for k in range(0, len(names), 100)
-    ) if names else sql.SQL("0")
-    narrow = pg_ident(cfg.schema, cfg.narrow_table)
-    where = sql.SQL(" WHERE ship_id = %s AND created_time = ANY(%s)") if times else chunk_where(lower=lower, upper=upper)
-    source: sql.Composable = sql.SQL("(SELECT * FROM {}{}{}) n").format(
-        narrow, where, sql.SQL(" ORDER BY created_time LIMIT %s") if limit else sql.SQL(""))
-    whole = sql.SQL("(t.rows < %s OR p.created_time < t.last)") if limit else sql.SQL("true")
     return sql.SQL(
         """WITH m AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::int[]) AS m(ch, fmt, pos)),
         r AS (SELECT n.created_time, n.double_v, n.long_v, n.str_v, n.bool_v,
                      CASE WHEN (m.fmt IS NULL OR m.fmt = n.value_format) AND {valid} THEN m.pos END AS pos
-              FROM {source} LEFT JOIN m ON m.ch = n.data_channel_id
+              FROM (SELECT * FROM {narrow} WHERE ship_id = %s AND created_time = ANY(%s)) n
+              LEFT JOIN m ON m.ch = n.data_channel_id
               OFFSET 0),
         p AS (SELECT created_time, count(*) AS n_all, count(pos) AS n_ok{aggs} FROM r GROUP BY created_time),
-        t AS (SELECT coalesce(sum(n_all), 0) AS rows, max(created_time) AS last FROM p),
-        c AS (SELECT p.*, n_all = n_ok AND n_ok = {filled} AS clean,
-                     coalesce({whole}, false) AS whole FROM p CROSS JOIN t),
-        ins AS (INSERT INTO {wide} ({tcol}{cols}) SELECT created_time{anames} FROM c WHERE clean AND whole RETURNING 1)
+        c AS (SELECT p.*, n_all = n_ok AND n_ok = {filled} AS clean FROM p),
+        ins AS (INSERT INTO {wide} ({tcol}{cols}) SELECT created_time{anames} FROM c WHERE clean RETURNING 1)
         SELECT (SELECT count(*) FROM ins),
-               coalesce(sum(n_all) FILTER (WHERE clean AND whole), 0),
-               coalesce(array_agg(created_time::text) FILTER (WHERE whole AND NOT clean), '{{}}'),
-               max(created_time) FILTER (WHERE whole)::text,
-               (SELECT rows FROM t), (SELECT last FROM t)::text
+               coalesce(sum(n_all) FILTER (WHERE clean), 0),
+               coalesce(array_agg(created_time::text) FILTER (WHERE NOT clean), '{{}}')
         FROM c"""
     ).format(
         valid=sql.SQL(VALID_SQL),
-        source=source,
+        narrow=pg_ident(cfg.schema, cfg.narrow_table),
         aggs=sql.SQL("").join(sql.SQL(", ") + a for a in aggs),
-        filled=filled,
-        whole=whole,
+        filled=sum_nonnulls(names),
         wide=wide.ident,
         tcol=pg_ident(TIME_COLUMN),
         cols=sql.SQL("").join(sql.SQL(", ") + pg_ident(c) for c in cols),
@@ -160,27 +144,13 @@ def pivot_statement(
     )
 
 
-def pivot_in_database(
-    conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, lo: str | None, *,
-    hi: str | None = None, limit: int | None = None, times: list[Any] | None = None,
-) -> ServerChunk:
-    """Pivot the ship's narrow rows after ``lo`` (from the start when None) into the wide table,
-    inside ``conn``'s transaction: up to ``hi`` inclusive, or the next ``limit`` rows' whole times,
-    or (``times``) the rows of those times only (see :func:`pivot_statement`). The times it could
-    not take are returned for the client."""
+def pivot_in_database(conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, times: list[Any]) -> ServerChunk:
+    """Pivot the ship's narrow rows of ``times`` into the wide table, inside ``conn``'s transaction
+    (see :func:`pivot_statement`). The times it could not take are returned for the client."""
     chs, fmts, ps, cols = channel_map(wide)
-    params: list[Any] = [chs, fmts, ps, wide.ship_id]
-    if times is not None:
-        stmt = pivot_statement(cfg, wide, cols, lower=False, upper=False, limit=False, times=True)
-        params.append(times)
-    else:
-        stmt = pivot_statement(cfg, wide, cols, lower=lo is not None, upper=hi is not None, limit=limit is not None)
-        params += [x for x in (lo, hi) if x is not None]
-        params += [limit, limit] if limit is not None else []
-    row = conn.execute(stmt, params).fetchone()
+    row = conn.execute(pivot_statement(cfg, wide, cols), [chs, fmts, ps, wide.ship_id, times]).fetchone()
     assert row is not None
-    return ServerChunk(wide_rows=int(row[0]), narrow_rows=int(row[1]), problem_times=list(row[2]),
-                       last_time=row[3], rows_read=int(row[4]), read_until=row[5])
+    return ServerChunk(wide_rows=int(row[0]), narrow_rows=int(row[1]), problem_times=list(row[2]))
 
 
 def problem_filter(times: list[str]) -> tuple[sql.Composable, list[Any]]:
