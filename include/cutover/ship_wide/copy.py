@@ -178,6 +178,23 @@ def pivot_chunk(
     return res, added
 
 
+def chunk_upper(src: Connection[Any], cfg: ShipWideConfig, ship_id: str, lo: str | None) -> str | None:
+    """The upper bound of the chunk after ``lo``: the time of the ``chunk_rows``-th narrow row after it
+    (None: fewer rows are left, the chunk is the rest). One walk of the (ship_id, created_time) index.
+
+    A chunk ``(lo, hi]`` holds every row of its last time, so a time is never split between chunks.
+    (The text form is taken outside: inside, it would be computed for every skipped row, and an output
+    column named ``created_time`` would make ORDER BY sort by that text instead of walking the index.)
+    """
+    row = src.execute(
+        sql.SQL("SELECT upper::text FROM (SELECT created_time AS upper FROM {}{} ORDER BY created_time "
+                "OFFSET %s LIMIT 1) b").format(
+            pg_ident(cfg.schema, cfg.narrow_table), chunk_where(lower=lo is not None, upper=False)),
+        [ship_id, *([lo] if lo is not None else []), cfg.chunk_rows - 1],
+    ).fetchone()
+    return row[0] if row else None
+
+
 @dataclass
 class _Chunk:
     """One chunk of the in-database pivot: its bounds, the connection whose transaction holds it, its result."""
@@ -207,19 +224,10 @@ class InDatabaseChunks:
         self.next_lo, self.more = lo, True
         self.pool = ThreadPoolExecutor(max_workers=len(conns), thread_name_prefix=f"ship-{wide.ship_id}-pivot")
 
-    def _upper(self, lo: str | None) -> str | None:
-        """The time of the ``chunk_rows``-th narrow row after ``lo`` (None: fewer rows are left)."""
-        row = self.src.execute(
-            sql.SQL("SELECT created_time::text FROM {}{} ORDER BY created_time OFFSET %s LIMIT 1").format(
-                pg_ident(self.cfg.schema, self.cfg.narrow_table), chunk_where(lower=lo is not None, upper=False)),
-            [self.wide.ship_id, *([lo] if lo is not None else []), self.cfg.chunk_rows - 1],
-        ).fetchone()
-        return row[0] if row else None
-
     def _fill(self) -> None:
         while self.more and self.free:
             lo = self.next_lo
-            hi = self._upper(lo)
+            hi = chunk_upper(self.src, self.cfg, self.wide.ship_id, lo)
             stmt, params = self.patterns.statement(lo, hi)
             conn = self.free.popleft()
             self.inflight.append(_Chunk(lo, hi, conn, self.pool.submit(self._pivot, conn, stmt, params)))
@@ -313,14 +321,8 @@ def copy_history(
 
         def bounds(lo: str | None) -> tuple[str | None, sql.Composable, list[Any]]:
             """The chunk after ``lo``: its upper time bound (None: the rest) and its WHERE clause."""
-            params: list[Any] = [ship_id] + ([lo] if lo else [])
-            row = src.execute(
-                sql.SQL("SELECT created_time::text FROM {}{} ORDER BY created_time OFFSET %s LIMIT 1").format(
-                    table, chunk_where(lower=bool(lo), upper=False)),
-                [*params, cfg.chunk_rows - 1],
-            ).fetchone()
-            hi = row[0] if row else None
-            return hi, chunk_where(lower=bool(lo), upper=bool(hi)), params + ([hi] if hi else [])
+            hi = chunk_upper(src, cfg, ship_id, lo)
+            return hi, chunk_where(lower=bool(lo), upper=bool(hi)), [ship_id, *(x for x in (lo, hi) if x)]
 
         def fetch(lo: str | None) -> tuple[str | None, Any]:
             """Read and parse the chunk after ``lo``: its upper time bound and its narrow rows (source only)."""
