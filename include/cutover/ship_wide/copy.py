@@ -2,10 +2,20 @@
 
 A chunk is a ``created_time`` range ``(watermark, hi]`` where ``hi`` is the time of the
 ``chunk_rows``-th narrow row after the watermark (one index probe), so a timestamp is never split
-between chunks and every wide row is written exactly once. Per chunk: ``COPY (SELECT …) TO STDOUT``
-from the source, pivot in the client (:mod:`cutover.ship_wide.pivot`), ``COPY … FROM STDIN`` into the
-wide table, dead letters, and the new watermark — one transaction on the target. A task killed at any
-point resumes after the last committed chunk: no duplicate, no gap. Memory is bounded by one chunk.
+between chunks and every wide row is written exactly once. Each chunk is one transaction on the
+target: its wide rows, its dead letters and the new watermark. Two ways to pivot it:
+
+* **in the database** (narrow and wide tables in one database, :mod:`cutover.ship_wide.server_pivot`):
+  ``copy_connections`` chunks are pivoted at once, each on its own connection
+  (:class:`InDatabaseChunks`); this thread finishes them in order (the few problem times through
+  the client pivot) and commits each with its watermark, so the watermark only passes committed
+  chunks. Nothing comes to the client but those problem times.
+* **in the client**: ``COPY (SELECT …) TO STDOUT`` from the source (the next chunk is read while this
+  one is loaded), pivot with pyarrow (:mod:`cutover.ship_wide.pivot`), ``COPY … FROM STDIN``.
+
+A task killed at any point resumes after the last committed chunk: no duplicate, no gap (chunks in
+flight behind it roll back with their connections). Client memory is bounded by one chunk (two in the
+client pivot: the one loaded and the one read).
 
 The wide table has no primary key while it is loaded (prepare sets it aside, :func:`finalize_ship`
 restores it). The state of a ship is one checkpoint (unit key = ship id) whose watermark is::

@@ -1,14 +1,20 @@
 """The pivot inside PostgreSQL, for when the narrow table and the wide tables share one database.
 
 Sending every narrow row to the client and back costs more than the pivot itself, so when source
-and target are the same database the copy asks PostgreSQL to pivot a chunk in one statement, and
-keeps the client path (:mod:`cutover.ship_wide.pivot`) for the few times that need its care.
+and target are the same database the copy asks PostgreSQL to pivot each chunk. A chunk goes through
+up to three stages, each taking what the one before left:
 
-**Why it is faster than the textbook in-database pivot.** ``max(CASE WHEN data_channel_id = 'x' …)``
-per channel compares every narrow row's channel *text* with every channel: rows × channels string
-comparisons. Here each row is joined (hash join) to a small map ``channel → (position, format)``
-once, and each column's aggregate filters on that integer (``FILTER (WHERE pos = k)``), on the typed
-value column, so the per-row work is one hash probe and integer comparisons.
+1. the **fast path** (:mod:`cutover.ship_wide.arrival`): times whose rows arrive in an order
+   already seen, by arrays and subscripts — nearly every time of a healthy ship;
+2. the **general statement** (this module), for the times the fast path left;
+3. the **client** (:mod:`cutover.ship_wide.pivot`), for the times the general statement calls
+   problems.
+
+**The general statement.** ``max(CASE WHEN data_channel_id = 'x' …)`` per channel compares every
+narrow row's channel *text* with every channel: rows × channels string comparisons. Here each row is
+joined (hash join) to a small map ``channel → (position, format)`` once, and each column's aggregate
+filters on that integer (``FILTER (WHERE pos = k)``), on the typed value column, so the per-row work
+is one hash probe and integer comparisons.
 
 **Same rules as the client path** (:mod:`cutover.ship_wide.config`). A row gets a position only when
 it is valid (``VALID_SQL``), its channel has a column, and its format fits that column (the map holds
@@ -17,7 +23,7 @@ the rows, the rows with a position, and the cells it filled; a time where the th
 *clean* — every row valid and mapped, no (channel, time) twice — and is inserted. Any other time (a
 duplicate, an invalid or incompatible row, a channel seen for the first time) is returned, and the
 copy pivots just those times in the client, which adds columns, lets the later row win and writes
-dead letters with their reasons. Both paths write disjoint sets of times in the chunk's transaction.
+dead letters with their reasons. The three stages write disjoint sets of times in the chunk's transaction.
 """
 
 from __future__ import annotations
