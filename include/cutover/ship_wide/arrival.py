@@ -5,22 +5,23 @@ channel map and evaluates one ``FILTER (WHERE pos = k)`` per column for it: rows
 Yet a ship's readings for one ``created_time`` nearly always arrive the same way — the same
 channels, in the same order, with the same formats — and an index scan returns the rows of one time
 in that order (btree ties are kept in heap order). So this path aggregates each time's rows *as they
-come* into arrays (channels, formats, and one array per value column: a handful of cheap appends per
-row, no join, no per-column test) and compares the time's (channels, formats) with the **arrival
-patterns** learned so far (a hash join, once per time, not per row). When one matches, the pattern
-says where each column's value sits in the arrays, so the wide row is a list of subscripts.
+come*: channels and formats joined into one text each, values into one array per value column (a
+handful of cheap appends per row, no join, no per-column test), and compares the time's joined
+channels and formats with the **arrival patterns** learned so far (two text comparisons per time,
+not per row). When one matches, the pattern says where each column's value sits in the arrays, so
+the wide row is a list of subscripts.
 
-**Correctness does not rest on the order.** All arrays of a time are filled from the same input
+**Correctness does not rest on the order.** All aggregates of a time are filled from the same input
 stream, so whatever order the rows come in, position *i* of every array holds the same row. A
-pattern only *describes* an order; a time is taken by this path only when its arrays match one
-exactly, and otherwise it goes on to the general statement, which applies every rule (and sends
-duplicates, bad rows and new channels on to the client). A pattern is accepted only when it
-describes a clean time (see :func:`pattern_entry`): distinct channels, each with a column, formats
-that fit the columns; the time must also carry each value in exactly its format's column and no
-other, checked by comparing the NULL positions of the four value arrays with the pattern's.
+pattern only *describes* an order; a time is taken by this path only when it matches one exactly
+(see :func:`fast_statement` for why the comparison is exact), and otherwise it goes on to the
+general statement, which applies every rule (and sends duplicates, bad rows and new channels on to
+the client). A pattern is accepted only when it describes a clean time (:func:`pattern_entry`):
+distinct channels, each with a column, formats that fit the columns; the time must also carry each
+value in exactly its format's column and no other, which two counts check.
 
-Patterns are learned from the first times of a ship (:func:`probe_patterns`) and from the times a
-chunk could not match (the statement returns their most frequent patterns), at most
+Patterns are learned from the first times of a ship (:meth:`ArrivalPatterns.probe`) and from the
+times a chunk could not match (the statement returns their most frequent patterns), at most
 :data:`MAX_PATTERNS` per ship. Data that never repeats an order only costs the one aggregation pass
 before the general statement.
 """
@@ -217,14 +218,15 @@ class ArrivalPatterns:
                 else:
                     self.entries[pat] = entry
 
-    def learn(self, candidates: list[tuple[Pattern, int]], *, min_times: int = MIN_TIMES_TO_LEARN) -> int:
-        """Add the candidates seen on at least ``min_times`` times that describe a clean time; returns how many."""
+    def learn(self, candidates: list[tuple[Pattern, int]]) -> int:
+        """Add the candidates seen on at least :data:`MIN_TIMES_TO_LEARN` times that describe a clean time;
+        returns how many."""
         self._sync_columns()
         added = 0
         for pat, times in candidates:
             if len(self.entries) >= MAX_PATTERNS:
                 break
-            if times < min_times or pat in self.entries:
+            if times < MIN_TIMES_TO_LEARN or pat in self.entries:
                 continue
             entry = pattern_entry(self.wide, pat)
             if entry is not None:

@@ -247,11 +247,10 @@ class InDatabaseChunks:
         fc = run_fast(conn, stmt, params)
         return fc, (pivot_in_database(conn, self.cfg, self.wide, fc.leftover) if fc.leftover else None)
 
-    def next(self) -> tuple[_Chunk, FastChunk, ServerChunk | None] | None:
-        """The next chunk in order, pivoted (its transaction open on ``chunk.conn``); None after the last."""
+    def next(self) -> tuple[_Chunk, FastChunk, ServerChunk | None]:
+        """The next chunk in order, pivoted (its transaction open on ``chunk.conn``; the copy stops
+        asking after the last one, whose ``hi`` is None)."""
         self._fill()
-        if not self.inflight:
-            return None
         chunk = self.inflight[0]
         fc, rest = chunk.future.result()
         return chunk, fc, rest
@@ -366,9 +365,7 @@ def copy_history(
                     conn = tgt
                     added: dict[str, str] = {}
                     if chunks is not None:
-                        got = chunks.next()
-                        assert got is not None
-                        chunk, fc, rest = got
+                        chunk, fc, rest = chunks.next()
                         conn, lo, hi = chunk.conn, chunk.lo, chunk.hi
                         patterns.learn(fc.unmatched)
                         stats["fast_rows"] += fc.narrow_rows
