@@ -29,7 +29,7 @@ checksum of every cell, GX suite; data docs rebuilt) → **cutover** (only when 
 | `chunk_rows` | narrow rows per chunk (memory is bounded by it) |
 | `pivot` | `auto` (in the database when source and target are one database), `server`, or `client` |
 | `parallelism` | ships copied at the same time |
-| `copy_connections` | chunks of one ship pivoted at the same time (in-database pivot; a connection each) |
+| `copy_connections` | chunks of one ship worked on at the same time, a connection each (pivoted in the database, or read ahead for the client pivot) |
 | `dry_run` | plan only: report and stop |
 | `cutover` | switch readers of every verified ship to its wide table |
 
@@ -90,7 +90,7 @@ def _limits_fail_at_once() -> Iterator[None]:
                        description="Where chunks are pivoted: auto = inside PostgreSQL when narrow and wide share a database."),
         "parallelism": Param(4, type="integer", minimum=1, maximum=32, title="Parallelism", description="Ships copied at once."),
         "copy_connections": Param(2, type="integer", minimum=1, maximum=16, title="Connections per ship",
-                                  description="Chunks of one ship pivoted at once inside PostgreSQL."),
+                                  description="Chunks of one ship worked on at once, a connection each."),
         "dry_run": Param(False, type="boolean", title="Dry run", description="Plan only."),
         "cutover": Param(False, type="boolean", title="Cut over", description="Switch readers of verified ships."),
     },

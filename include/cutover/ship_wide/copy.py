@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import logging
+import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -120,30 +121,39 @@ def _render(conn: Connection[Any], stmt: sql.Composed, params: list[Any]) -> str
         return cc.mogrify(stmt, params)
 
 
-_FAST: dict[int, Any] = {}
+_FAST: dict[int, tuple[str, Any]] = {}  # id of a psycopg 3 connection -> (its dsn, psycopg2 connection)
 
 
 def _psycopg2_conn(conn: Connection[Any]) -> Any:
-    """A psycopg2 connection to the same server as ``conn`` (kept while ``conn`` is open), or None."""
-    key = id(conn)
-    if key in _FAST and not _FAST[key].closed:
-        return _FAST[key]
+    """A psycopg2 connection to the same server as ``conn`` (one per ``conn``, until :func:`close_fast`), or None."""
+    key, dsn = id(conn), conn.info.dsn
+    known = _FAST.get(key)
+    if known is not None and known[0] == dsn and not known[1].closed:
+        return known[1]
     try:
         import psycopg2
     except ImportError:  # pragma: no cover - psycopg2-binary is pinned in requirements.txt
         return None
-    fast = psycopg2.connect(conn.info.dsn + (f" password={conn.info.password}" if conn.info.password else ""))
+    fast = psycopg2.connect(dsn + (f" password={conn.info.password}" if conn.info.password else ""))
     fast.autocommit = True
     with fast.cursor() as cur:
         cur.execute("SET TimeZone = 'UTC'; SET extra_float_digits = 1; SET DateStyle = 'ISO, MDY'")
-    _FAST.clear()
-    _FAST[key] = fast
+    if known is not None:
+        known[1].close()
+    _FAST[key] = (dsn, fast)
+    weakref.finalize(conn, _drop_fast, key, fast)  # closed with ``conn`` at the latest
     return fast
 
 
+def _drop_fast(key: int, fast: Any) -> None:
+    fast.close()
+    if key in _FAST and _FAST[key][1] is fast:
+        del _FAST[key]
+
+
 def close_fast() -> None:
-    """Close the psycopg2 side connection, if any."""
-    for fast in _FAST.values():
+    """Close the psycopg2 side connections, if any."""
+    for _, fast in _FAST.values():
         fast.close()
     _FAST.clear()
 
@@ -328,15 +338,11 @@ def copy_history(
             log.info("ship %s: %d arrival patterns learned from its first times; %d chunk(s) at a time", ship_id,
                      len(patterns.entries), cfg.copy_connections)
 
-        def bounds(lo: str | None) -> tuple[str | None, sql.Composable, list[Any]]:
-            """The chunk after ``lo``: its upper time bound (None: the rest) and its WHERE clause."""
-            hi = chunk_upper(src, cfg, ship_id, lo)
-            return hi, chunk_where(lower=bool(lo), upper=bool(hi)), [ship_id, *(x for x in (lo, hi) if x)]
-
-        def fetch(lo: str | None) -> tuple[str | None, Any]:
-            """Read and parse the chunk after ``lo``: its upper time bound and its narrow rows (source only)."""
-            hi, cond, params = bounds(lo)
-            return hi, read_chunk(copy_out(src, base + cond + sql.SQL(" ORDER BY created_time"), params))
+        def fetch(reader: Connection[Any], lo: str | None, hi: str | None) -> Any:
+            """Read and parse the chunk ``(lo, hi]`` (source only)."""
+            cond = chunk_where(lower=lo is not None, upper=hi is not None)
+            params = [ship_id, *(x for x in (lo, hi) if x is not None)]
+            return read_chunk(copy_out(reader, base + cond + sql.SQL(" ORDER BY created_time"), params))
 
         def load_client(conn: Connection[Any], data: Any,
                         before_new_columns: Callable[[], None] | None = None) -> tuple[PivotResult, dict[str, str], int]:
@@ -344,21 +350,36 @@ def copy_history(
             copy_in(conn, wide.ident, res)
             return res, added, store_dead_letters(conn, unit, run_id, res.dead)
 
-        # Client path: the next chunk is read from the source and parsed (pyarrow releases the GIL)
-        # while this one is pivoted and loaded, so the source's COPY OUT and the parse overlap the pivot
-        # and the target's COPY IN (two chunks in memory at most). Only the reader thread touches
-        # ``src``; commits and checkpoints stay on this thread, in chunk order.
+        # Client path: the next ``copy_connections`` chunks are read from the source and parsed, each
+        # by its reader thread on its own connection (pyarrow releases the GIL), while this one is
+        # pivoted and loaded, so the source's COPY OUT and the parse overlap the pivot and the target's
+        # COPY IN (``copy_connections`` + 1 chunks in memory at most). Commits and checkpoints stay on
+        # this thread, in chunk order.
         # In-database path: ``copy_connections`` chunks are pivoted at once (InDatabaseChunks); this
         # thread finishes and commits them in order.
-        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ship-{ship_id}-reader")
-        pending = None if server else reader.submit(fetch, state["created_time"])
+        n_readers = 0 if server else cfg.copy_connections
+        reader = ThreadPoolExecutor(max_workers=max(n_readers, 1), thread_name_prefix=f"ship-{ship_id}-reader")
         with ExitStack() as extra:
             conns = [tgt] + [extra.enter_context(pg_connect(cfg.target_conn_id))
                              for _ in range(cfg.copy_connections - 1 if server else 0)]
-            for c in conns[1:]:
+            readers = deque(extra.enter_context(pg_connect(cfg.source_conn_id, autocommit=True)) for _ in range(n_readers))
+            for c in [*conns[1:], *readers]:
                 session_setup(c)
-                c.commit()
+                if not c.autocommit:
+                    c.commit()
             chunks = InDatabaseChunks(cfg, wide, patterns, src, conns, state["created_time"]) if server else None
+            reads: deque[tuple[str | None, Connection[Any], Future[Any]]] = deque()
+            read_lo, more_to_read = state["created_time"], not server
+
+            def read_ahead() -> None:
+                """Start reading the next chunks, one per idle reader."""
+                nonlocal read_lo, more_to_read
+                while more_to_read and readers:
+                    r = readers.popleft()
+                    hi = chunk_upper(src, cfg, ship_id, read_lo)
+                    reads.append((hi, r, reader.submit(fetch, r, read_lo, hi)))
+                    read_lo, more_to_read = hi, hi is not None
+
             try:
                 while True:
                     lo = state["created_time"]
@@ -383,10 +404,11 @@ def copy_history(
                             superseded = res.superseded
                             stats["client_rows"] += res.narrow_rows
                     else:
-                        assert pending is not None
-                        hi, data = pending.result()
-                        if hi is not None:
-                            pending = reader.submit(fetch, hi)
+                        read_ahead()
+                        hi, r, future = reads.popleft()
+                        data = future.result()
+                        readers.append(r)
+                        read_ahead()
                         res, added, dead = load_client(tgt, data)
                         del data
                         narrow, wide_rows, superseded, last = res.narrow_rows, res.wide_rows, res.superseded, res.last_time
@@ -429,8 +451,8 @@ def copy_history(
                 if chunks is not None:
                     chunks.close()
                 reader.shutdown(wait=True, cancel_futures=True)
+                close_fast()
         progress.finish()
-        close_fast()
         return {"ship_id": ship_id, "skipped": False, "rows_done": rows_done,
                 "pivot": "server" if server else "client", **stats}
 
