@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ from cutover import control
 from cutover import ship_wide as sw
 from cutover.identifiers import PG_MAX_IDENT_BYTES
 from cutover.samples import ship
+from cutover.ship_wide.arrival import GIVE_UP_AFTER
 from cutover.ship_wide.copy import get_state
 
 pytestmark = pytest.mark.integration
@@ -398,12 +400,18 @@ def test_fast_path_takes_times_that_arrive_in_a_known_order(pg: Any, schema: str
         assert out["fast_rows"] > sample.rows // 2
 
 
-def test_fast_path_with_rows_in_random_order_falls_back_without_error(pg: Any, schema: str) -> None:
+def test_fast_path_with_rows_in_random_order_falls_back_without_error(
+    pg: Any, schema: str, caplog: pytest.LogCaptureFixture,
+) -> None:
     sample = ship.generate(pg, schema, ships=1, channels=8, timestamps=50, conflict_channels=1, duplicates=2)
     _reorder_narrow(pg, schema, "created_time, md5(id::text)")  # each time's rows in a scrambled order
-    table, out = _server_vs_client(pg, schema, sample.ships[0], chunk_rows=64)
+    with caplog.at_level(logging.INFO, logger="cutover.ship_wide.copy"):
+        table, out = _server_vs_client(pg, schema, sample.ships[0], chunk_rows=40)
     assert len(table) == 51
     assert out["fast_rows"] < sample.rows  # most orders are never seen twice: the general statement took them
+    # and after a few chunks without a match the fast path stops trying for this ship
+    assert out["chunks"] > GIVE_UP_AFTER + 1
+    assert any("the general statement takes the rest of the ship" in r.getMessage() for r in caplog.records)
 
 
 def test_fast_path_never_takes_a_time_cut_by_the_chunk(pg: Any, schema: str) -> None:

@@ -43,6 +43,8 @@ from cutover.ship_wide.server_pivot import chunk_where, sum_nonnulls
 MAX_PATTERNS = 32
 #: a pattern is learned once it has been seen on this many times of a chunk
 MIN_TIMES_TO_LEARN = 2
+#: chunks in a row in which the fast path took nothing and learned nothing: then it stops for the ship
+GIVE_UP_AFTER = 3
 #: joins a time's channels (and formats) into one text, compared in one go; a pattern whose channel
 #: ids hold it is never learned, which keeps the join unambiguous (see :func:`fast_statement`)
 SEP = "\x1e"
@@ -205,6 +207,19 @@ class ArrivalPatterns:
         self.wide = wide
         self.entries: dict[Pattern, dict[str, Any]] = {}
         self._columns: tuple[str, ...] = ()
+        self.idle_chunks = 0  # chunks in a row that the fast path did not help
+
+    @property
+    def active(self) -> bool:
+        """False once the fast path has not helped :data:`GIVE_UP_AFTER` chunks in a row: rows that never
+        arrive the same way twice only cost it an aggregation pass per chunk."""
+        return self.idle_chunks < GIVE_UP_AFTER
+
+    def observe(self, fc: FastChunk) -> int:
+        """Learn from a chunk's result (its frequent unmatched patterns); returns the patterns added."""
+        added = self.learn(fc.unmatched)
+        self.idle_chunks = 0 if fc.narrow_rows or added else self.idle_chunks + 1
+        return added
 
     def _sync_columns(self) -> None:
         """Rebuild the entries when the table gained columns (a new channel during the copy)."""

@@ -44,7 +44,7 @@ from psycopg import Connection, errors, sql
 from cutover import control
 from cutover.connections import pg_connect
 from cutover.identifiers import pg_ident
-from cutover.ship_wide.arrival import ArrivalPatterns, FastChunk, run_fast
+from cutover.ship_wide.arrival import GIVE_UP_AFTER, ArrivalPatterns, FastChunk, run_fast
 from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, ShipWideConfig
 from cutover.ship_wide.ddl import (
     ChannelLimitExceeded,
@@ -222,7 +222,7 @@ class _Chunk:
     lo: str | None
     hi: str | None  # None: the last chunk (everything after lo)
     conn: Connection[Any]
-    future: Future[tuple[FastChunk, ServerChunk | None]]
+    future: Future[tuple[FastChunk | None, ServerChunk | None]]
 
 
 class InDatabaseChunks:
@@ -248,16 +248,19 @@ class InDatabaseChunks:
         while self.more and self.free:
             lo = self.next_lo
             hi = chunk_upper(self.src, self.cfg, self.wide.ship_id, lo)
-            stmt, params = self.patterns.statement(lo, hi)
+            fast = self.patterns.statement(lo, hi) if self.patterns.active else None
             conn = self.free.popleft()
-            self.inflight.append(_Chunk(lo, hi, conn, self.pool.submit(self._pivot, conn, stmt, params)))
+            self.inflight.append(_Chunk(lo, hi, conn, self.pool.submit(self._pivot, conn, lo, hi, fast)))
             self.next_lo, self.more = hi, hi is not None
 
-    def _pivot(self, conn: Connection[Any], stmt: sql.Composed, params: list[Any]) -> tuple[FastChunk, ServerChunk | None]:
-        fc = run_fast(conn, stmt, params)
+    def _pivot(self, conn: Connection[Any], lo: str | None, hi: str | None,
+               fast: tuple[sql.Composed, list[Any]] | None) -> tuple[FastChunk | None, ServerChunk | None]:
+        if fast is None:  # the fast path gave up on this ship: the general statement takes the chunk
+            return None, pivot_in_database(conn, self.cfg, self.wide, lo=lo, hi=hi)
+        fc = run_fast(conn, *fast)
         return fc, (pivot_in_database(conn, self.cfg, self.wide, fc.leftover) if fc.leftover else None)
 
-    def next(self) -> tuple[_Chunk, FastChunk, ServerChunk | None]:
+    def next(self) -> tuple[_Chunk, FastChunk | None, ServerChunk | None]:
         """The next chunk in order, pivoted (its transaction open on ``chunk.conn``; the copy stops
         asking after the last one, whose ``hi`` is None)."""
         self._fill()
@@ -388,11 +391,17 @@ def copy_history(
                     if chunks is not None:
                         chunk, fc, rest = chunks.next()
                         conn, lo, hi = chunk.conn, chunk.lo, chunk.hi
-                        patterns.learn(fc.unmatched)
-                        stats["fast_rows"] += fc.narrow_rows
-                        narrow = fc.narrow_rows + (rest.narrow_rows if rest else 0)
-                        wide_rows = fc.wide_rows + (rest.wide_rows if rest else 0)
-                        superseded, dead, last = 0, 0, fc.last_time
+                        if fc is not None:
+                            was_active = patterns.active
+                            patterns.observe(fc)
+                            if was_active and not patterns.active:
+                                log.info("ship %s: the fast path took no time of the last %d chunks; the general "
+                                         "statement takes the rest of the ship", ship_id, GIVE_UP_AFTER)
+                        fast_rows = fc.narrow_rows if fc else 0
+                        stats["fast_rows"] += fast_rows
+                        narrow = fast_rows + (rest.narrow_rows if rest else 0)
+                        wide_rows = (fc.wide_rows if fc else 0) + (rest.wide_rows if rest else 0)
+                        superseded, dead, last = 0, 0, fc.last_time if fc else None
                         if rest and rest.problem_times:  # duplicates, bad rows, new channels: the client's careful pivot
                             extra_where, more = problem_filter(rest.problem_times)
                             q = base + chunk_where(lower=lo is not None, upper=hi is not None) + extra_where \

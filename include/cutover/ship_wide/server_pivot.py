@@ -113,11 +113,10 @@ def sum_nonnulls(names: list[str]) -> sql.Composable:
     )
 
 
-def pivot_statement(cfg: ShipWideConfig, wide: WideTable, cols: list[str]) -> sql.Composed:
-    """The statement: pivot the rows of some times, insert the clean times, return the problem times.
+def pivot_statement(cfg: ShipWideConfig, wide: WideTable, cols: list[str], where: sql.Composable) -> sql.Composed:
+    """The statement: pivot the rows ``where`` selects, insert the clean times, return the problem times.
 
-    Parameters, in order: channels, formats, positions (arrays), ship id, the times (an array): the
-    times of a chunk the fast path (:mod:`cutover.ship_wide.arrival`) left.
+    Parameters, in order: channels, formats, positions (arrays), then those of ``where``.
     """
     names = [f"a{i}" for i in range(len(cols))]
     aggs = [
@@ -128,7 +127,7 @@ def pivot_statement(cfg: ShipWideConfig, wide: WideTable, cols: list[str]) -> sq
         """WITH m AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::int[]) AS m(ch, fmt, pos)),
         r AS (SELECT n.created_time, n.double_v, n.long_v, n.str_v, n.bool_v,
                      CASE WHEN (m.fmt IS NULL OR m.fmt = n.value_format) AND {valid} THEN m.pos END AS pos
-              FROM (SELECT * FROM {narrow} WHERE ship_id = %s AND created_time = ANY(%s)) n
+              FROM (SELECT * FROM {narrow}{where}) n
               LEFT JOIN m ON m.ch = n.data_channel_id
               OFFSET 0),
         p AS (SELECT created_time, count(*) AS n_all, count(pos) AS n_ok{aggs} FROM r GROUP BY created_time),
@@ -141,6 +140,7 @@ def pivot_statement(cfg: ShipWideConfig, wide: WideTable, cols: list[str]) -> sq
     ).format(
         valid=sql.SQL(VALID_SQL),
         narrow=pg_ident(cfg.schema, cfg.narrow_table),
+        where=where,
         aggs=sql.SQL("").join(sql.SQL(", ") + a for a in aggs),
         filled=sum_nonnulls(names),
         wide=wide.ident,
@@ -150,11 +150,21 @@ def pivot_statement(cfg: ShipWideConfig, wide: WideTable, cols: list[str]) -> sq
     )
 
 
-def pivot_in_database(conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, times: list[Any]) -> ServerChunk:
-    """Pivot the ship's narrow rows of ``times`` into the wide table, inside ``conn``'s transaction
-    (see :func:`pivot_statement`). The times it could not take are returned for the client."""
+def pivot_in_database(
+    conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, times: list[Any] | None = None, *,
+    lo: str | None = None, hi: str | None = None,
+) -> ServerChunk:
+    """Pivot the ship's narrow rows into the wide table, inside ``conn``'s transaction (see
+    :func:`pivot_statement`): the rows of ``times`` (what the fast path left), or else the chunk
+    ``(lo, hi]``. The times it could not take are returned for the client."""
     chs, fmts, ps, cols = channel_map(wide)
-    row = conn.execute(pivot_statement(cfg, wide, cols), [chs, fmts, ps, wide.ship_id, times]).fetchone()
+    if times is not None:
+        where: sql.Composable = sql.SQL(" WHERE ship_id = %s AND created_time = ANY(%s)")
+        params = [wide.ship_id, times]
+    else:
+        where = chunk_where(lower=lo is not None, upper=hi is not None)
+        params = [wide.ship_id, *(x for x in (lo, hi) if x is not None)]
+    row = conn.execute(pivot_statement(cfg, wide, cols, where), [chs, fmts, ps, *params]).fetchone()
     assert row is not None
     return ServerChunk(wide_rows=int(row[0]), narrow_rows=int(row[1]), problem_times=list(row[2]))
 
