@@ -37,7 +37,7 @@ from psycopg.types.json import Jsonb
 from cutover.identifiers import pg_ident
 from cutover.ship_wide.config import FORMAT_COLUMN, TIME_COLUMN, ShipWideConfig, accepted_format
 from cutover.ship_wide.ddl import WideTable
-from cutover.ship_wide.server_pivot import chunk_where, sum_nonnulls
+from cutover.ship_wide.server_pivot import chunk_settings, chunk_where, sum_nonnulls
 
 #: patterns kept per ship (each is one row of the statement's pattern table)
 MAX_PATTERNS = 32
@@ -190,15 +190,6 @@ def _patterns(rows: list[Any]) -> list[tuple[Pattern, int]]:
     return out
 
 
-def _index_order(conn: Connection[Any]) -> None:
-    """Read the chunk through the (ship_id, created_time) index for the rest of the transaction.
-
-    On a small table the planner may prefer a scan and a sort, and a sort does not keep the rows of
-    one time in arrival order: every time would look new. (Only speed depends on it, never results.)
-    """
-    conn.execute("SET LOCAL enable_sort = off")
-
-
 class ArrivalPatterns:
     """The patterns learned for one ship's copy, and the fast path that uses them."""
 
@@ -261,7 +252,7 @@ class ArrivalPatterns:
         ).format(sep=sql.SQL(_SEP_SQL), narrow=pg_ident(self.cfg.schema, self.cfg.narrow_table),
                  where=chunk_where(lower=lo is not None, upper=False))
         params: list[Any] = [self.wide.ship_id, *([lo] if lo is not None else []), rows, MAX_PATTERNS]
-        _index_order(conn)
+        chunk_settings(conn)
         found = _patterns(conn.execute(q, params).fetchall())
         return self.learn(found)  # a pattern seen once may be the last time, cut by the limit
 
@@ -277,7 +268,7 @@ class ArrivalPatterns:
 
 def run_fast(conn: Connection[Any], stmt: sql.Composed, params: list[Any]) -> FastChunk:
     """Run a fast statement from :meth:`ArrivalPatterns.statement` in ``conn``'s transaction."""
-    _index_order(conn)
+    chunk_settings(conn)
     row = conn.execute(stmt, params).fetchone()
     assert row is not None
     return FastChunk(wide_rows=int(row[0]), narrow_rows=int(row[1]), leftover=list(row[2]), last_time=row[4],
