@@ -384,6 +384,7 @@ def copy_history(
                     read_lo, more_to_read = hi, hi is not None
 
             try:
+                read_ahead()
                 while True:
                     lo = state["created_time"]
                     conn = tgt
@@ -413,7 +414,6 @@ def copy_history(
                             superseded = res.superseded
                             stats["client_rows"] += res.narrow_rows
                     else:
-                        read_ahead()
                         hi, r, future = reads.popleft()
                         data = future.result()
                         readers.append(r)
