@@ -48,7 +48,11 @@ GIVE_UP_AFTER = 3
 #: joins a time's channels (and formats) into one text, compared in one go; a pattern whose channel
 #: ids hold it is never learned, which keeps the join unambiguous (see :func:`fast_statement`)
 SEP = "\x1e"
-_SEP_SQL = "E'\\x1e'"
+#: a time's rows counted (all, with a channel, with a format) and its channels and formats joined
+_JOINED = sql.SQL(
+    "count(*) AS n, count(data_channel_id) AS nc, count(value_format) AS nf, "
+    "string_agg(data_channel_id, E'\\x1e') AS chs, string_agg(value_format, E'\\x1e') AS fs"
+)
 #: the value array of each format (from its narrow column), and the pattern's index list into it
 _ARRAYS = {"Decimal": "ds", "Integer": "ls", "String": "ss", "Boolean": "bs"}
 _TYPED_FORMAT = {"double precision": "Decimal", "bigint": "Integer", "boolean": "Boolean"}
@@ -120,11 +124,10 @@ def _cell(pg_type: str, k: int) -> sql.Composable:
         sub("Decimal"), sub("Integer"), sub("String"), sub("Boolean"))
 
 
-def fast_statement(cfg: ShipWideConfig, wide: WideTable, *, lower: bool, upper: bool) -> sql.Composed:
-    """The fast chunk statement over one chunk, ``created_time`` in ``(lower, upper]``.
+def fast_statement(cfg: ShipWideConfig, wide: WideTable, where: sql.Composable) -> sql.Composed:
+    """The fast chunk statement over the rows of one chunk (``where``, from :func:`chunk_where`).
 
-    Parameters: patterns (jsonb), ship id, the lower bound when ``lower``, the upper bound when
-    ``upper``, the number of unmatched patterns to return. Returns one row: wide rows inserted, their
+    Parameters: patterns (jsonb), those of ``where``, the number of unmatched patterns to return. Returns one row: wide rows inserted, their
     narrow rows, the times left for the general statement, the most frequent unmatched patterns, the
     chunk's last time.
 
@@ -137,7 +140,6 @@ def fast_statement(cfg: ShipWideConfig, wide: WideTable, *, lower: bool, upper: 
     """
     cols = table_columns(wide)
     names = [f"a{k}" for k in range(len(cols))]
-    sep = sql.SQL(_SEP_SQL)
     arrays = sql.SQL(", ").join(
         sql.SQL("array_agg({}) AS {}").format(sql.Identifier(FORMAT_COLUMN[f]), sql.Identifier(a)) for f, a in _ARRAYS.items()
     )
@@ -146,8 +148,7 @@ def fast_statement(cfg: ShipWideConfig, wide: WideTable, *, lower: bool, upper: 
     return sql.SQL(
         """WITH p AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(%s::jsonb)
                       AS p(chs text, fs text, n int, dx int[], lx int[], sx int[], bx int[])),
-        g AS (SELECT created_time, count(*) AS n, count(data_channel_id) AS nc, count(value_format) AS nf,
-                     string_agg(data_channel_id, {sep}) AS chs, string_agg(value_format, {sep}) AS fs, {arrays}
+        g AS (SELECT created_time, {joined}, {arrays}
               FROM (SELECT * FROM {narrow}{where} ORDER BY created_time) n GROUP BY created_time),
         v AS MATERIALIZED (
               SELECT g.created_time, g.n, g.chs, g.fs, p.n IS NOT NULL AS matched, {total} AS vals{cells}
@@ -163,10 +164,10 @@ def fast_statement(cfg: ShipWideConfig, wide: WideTable, *, lower: bool, upper: 
                max(created_time)::text
         FROM v"""
     ).format(
-        sep=sep,
+        joined=_JOINED,
         arrays=arrays,
         narrow=pg_ident(cfg.schema, cfg.narrow_table),
-        where=chunk_where(lower=lower, upper=upper),
+        where=where,
         total=total,
         cells=sql.SQL("").join(
             sql.SQL(", {} AS {}").format(_cell(wide.types[c], k), sql.Identifier(a))
@@ -242,28 +243,25 @@ class ArrivalPatterns:
 
     def probe(self, conn: Connection[Any], lo: str | None, *, rows: int) -> int:
         """Learn the patterns of the times among the next ``rows`` narrow rows after ``lo``."""
+        where, params = chunk_where(self.wide.ship_id, lo, None)
         q = sql.SQL(
             """SELECT chs, fs, n, count(*) AS times FROM (
-                 SELECT created_time, count(*) AS n, string_agg(data_channel_id, {sep}) AS chs,
-                        string_agg(value_format, {sep}) AS fs
-                 FROM (SELECT * FROM {narrow}{where} ORDER BY created_time LIMIT %s) n GROUP BY created_time
-                 HAVING count(data_channel_id) = count(*) AND count(value_format) = count(*)) g
+                 SELECT created_time, {joined}
+                 FROM (SELECT * FROM {narrow}{where} ORDER BY created_time LIMIT %s) n GROUP BY created_time) g
+               WHERE nc = n AND nf = n
                GROUP BY chs, fs, n ORDER BY times DESC LIMIT %s"""
-        ).format(sep=sql.SQL(_SEP_SQL), narrow=pg_ident(self.cfg.schema, self.cfg.narrow_table),
-                 where=chunk_where(lower=lo is not None, upper=False))
-        params: list[Any] = [self.wide.ship_id, *([lo] if lo is not None else []), rows, MAX_PATTERNS]
+        ).format(joined=_JOINED, narrow=pg_ident(self.cfg.schema, self.cfg.narrow_table), where=where)
         chunk_settings(conn)
-        found = _patterns(conn.execute(q, params).fetchall())
+        found = _patterns(conn.execute(q, [*params, rows, MAX_PATTERNS]).fetchall())
         return self.learn(found)  # a pattern seen once may be the last time, cut by the limit
 
     def statement(self, lo: str | None, hi: str | None) -> tuple[sql.Composed, list[Any]]:
         """The fast statement of the chunk ``(lo, hi]`` with its parameters, as the patterns are now
         (built here, so the chunk can run in another thread while the patterns keep learning)."""
         self._sync_columns()
-        stmt = fast_statement(self.cfg, self.wide, lower=lo is not None, upper=hi is not None)
-        params: list[Any] = [Jsonb(list(self.entries.values())), self.wide.ship_id,
-                             *(x for x in (lo, hi) if x is not None), MAX_PATTERNS]
-        return stmt, params
+        where, params = chunk_where(self.wide.ship_id, lo, hi)
+        return (fast_statement(self.cfg, self.wide, where),
+                [Jsonb(list(self.entries.values())), *params, MAX_PATTERNS])
 
 
 def run_fast(conn: Connection[Any], stmt: sql.Composed, params: list[Any]) -> FastChunk:

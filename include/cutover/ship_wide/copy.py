@@ -206,11 +206,11 @@ def chunk_upper(src: Connection[Any], cfg: ShipWideConfig, ship_id: str, lo: str
     (The text form is taken outside: inside, it would be computed for every skipped row, and an output
     column named ``created_time`` would make ORDER BY sort by that text instead of walking the index.)
     """
+    where, params = chunk_where(ship_id, lo, None)
     row = src.execute(
         sql.SQL("SELECT upper::text FROM (SELECT created_time AS upper FROM {}{} ORDER BY created_time "
-                "OFFSET %s LIMIT 1) b").format(
-            pg_ident(cfg.schema, cfg.narrow_table), chunk_where(lower=lo is not None, upper=False)),
-        [ship_id, *([lo] if lo is not None else []), cfg.chunk_rows - 1],
+                "OFFSET %s LIMIT 1) b").format(pg_ident(cfg.schema, cfg.narrow_table), where),
+        [*params, cfg.chunk_rows - 1],
     ).fetchone()
     return row[0] if row else None
 
@@ -343,8 +343,7 @@ def copy_history(
 
         def fetch(reader: Connection[Any], lo: str | None, hi: str | None) -> Any:
             """Read and parse the chunk ``(lo, hi]`` (source only)."""
-            cond = chunk_where(lower=lo is not None, upper=hi is not None)
-            params = [ship_id, *(x for x in (lo, hi) if x is not None)]
+            cond, params = chunk_where(ship_id, lo, hi)
             return read_chunk(copy_out(reader, base + cond + sql.SQL(" ORDER BY created_time"), params))
 
         def load_client(conn: Connection[Any], data: Any,
@@ -405,10 +404,9 @@ def copy_history(
                         superseded, dead, last = 0, 0, fc.last_time if fc else None
                         if rest and rest.problem_times:  # duplicates, bad rows, new channels: the client's careful pivot
                             extra_where, more = problem_filter(rest.problem_times)
-                            q = base + chunk_where(lower=lo is not None, upper=hi is not None) + extra_where \
-                                + sql.SQL(" ORDER BY created_time")
-                            params = [ship_id] + [x for x in (lo, hi) if x is not None] + more
-                            res, added, dead = load_client(conn, read_chunk(copy_out(src, q, params)), chunks.drain)
+                            where, params = chunk_where(ship_id, lo, hi)
+                            q = base + where + extra_where + sql.SQL(" ORDER BY created_time")
+                            res, added, dead = load_client(conn, read_chunk(copy_out(src, q, params + more)), chunks.drain)
                             narrow += res.narrow_rows
                             wide_rows += res.wide_rows
                             superseded = res.superseded

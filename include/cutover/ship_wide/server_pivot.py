@@ -72,15 +72,17 @@ def supported(wide: WideTable) -> bool:
     return all(t in _AGG for t in wide.types.values())
 
 
-def chunk_where(*, lower: bool, upper: bool) -> sql.Composed:
-    """`` WHERE ship_id = %s`` and a chunk's ``created_time`` bounds (``> %s``, ``<= %s`` when given).
+def chunk_where(ship_id: str, lo: str | None, hi: str | None) -> tuple[sql.Composed, list[Any]]:
+    """`` WHERE ship_id = %s`` and the chunk's ``created_time`` bounds ``(lo, hi]`` (a None bound is
+    left open), with its parameters.
 
     Every chunk read of the copy, in the database or in the client, uses it. Rows without a time fall
     in no chunk: the copy sends them to dead letters after its last chunk.
     """
     cond = sql.SQL(" WHERE ship_id = %s") + (
-        sql.SQL(" AND created_time > %s") if lower else sql.SQL(" AND created_time IS NOT NULL"))
-    return cond + (sql.SQL(" AND created_time <= %s") if upper else sql.SQL(""))
+        sql.SQL(" AND created_time > %s") if lo is not None else sql.SQL(" AND created_time IS NOT NULL"))
+    cond += sql.SQL(" AND created_time <= %s") if hi is not None else sql.SQL("")
+    return cond, [ship_id, *(x for x in (lo, hi) if x is not None)]
 
 
 def channel_map(wide: WideTable) -> tuple[list[str], list[str | None], list[int], list[str]]:
@@ -175,8 +177,7 @@ def pivot_in_database(
         where: sql.Composable = sql.SQL(" WHERE ship_id = %s AND created_time = ANY(%s)")
         params = [wide.ship_id, times]
     else:
-        where = chunk_where(lower=lo is not None, upper=hi is not None)
-        params = [wide.ship_id, *(x for x in (lo, hi) if x is not None)]
+        where, params = chunk_where(wide.ship_id, lo, hi)
     chunk_settings(conn)
     row = conn.execute(pivot_statement(cfg, wide, cols, where), [chs, fmts, ps, *params]).fetchone()
     assert row is not None
