@@ -4,8 +4,17 @@ Every database is reached through an Airflow connection id. Resolution order for
 
 1. the ``AIRFLOW_CONN_<ID>`` environment variable (URI or Airflow's JSON form), exactly as Airflow
    reads it — so one definition feeds Airflow, the tests and the CLI;
-2. inside a running Airflow, any other configured connection (metadata DB, secrets backend);
-3. the built-in default below.
+2. inside a running Airflow task (``AIRFLOW_CTX_DAG_ID`` set), the connection Airflow returns for the
+   id (metadata DB through the API server, secrets backend). Only Airflow's "not defined" answer
+   (``AirflowNotFoundException``) moves on to the next step; any other lookup error (secrets backend
+   down, API server error) raises :class:`CutoverConnectionError` and fails the task — Cutover never
+   falls back to a default because a lookup failed;
+3. for ``postgres_source`` and ``cutover_control``, the ``AIRFLOW_CONN_POSTGRES_TARGET`` variable of the
+   server they share;
+4. the built-in default below (``postgres_source`` and ``cutover_control`` share ``postgres_target``'s).
+
+Which of these was used is logged (INFO, logger ``cutover.connections``) the first time an id is
+resolved in a process, and again if the source changes; passwords are never logged.
 
 Defaults (nothing to configure on a fresh machine):
 
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +55,11 @@ _MYSQL_DEFAULTS: dict[str, dict[str, Any]] = {
     MYSQL_TARGET: {"conn_type": "mysql", "host": "127.0.0.1", "port": 3306, "login": "root", "schema": ""},
 }
 _PG_ALIASES = {POSTGRES_SOURCE: POSTGRES_TARGET, CONTROL: POSTGRES_TARGET}
+
+log = logging.getLogger(__name__)
+
+# conn id -> the source last logged for it in this process (so each id is logged once, not per call).
+_LOGGED_SOURCE: dict[str, str] = {}
 
 
 class CutoverConnectionError(RuntimeError):
@@ -191,17 +206,30 @@ def _env_value(conn_id: str) -> str | None:
 
 
 def _airflow_lookup(conn_id: str) -> ConnInfo | None:
-    """Ask Airflow for a connection defined elsewhere (metadata DB, secrets backend) when it can."""
+    """Ask Airflow for a connection defined elsewhere (metadata DB, secrets backend) inside a task.
+
+    Returns None outside a running Airflow task, or when Airflow says the id is not defined
+    (``AirflowNotFoundException``). Any other lookup error raises :class:`CutoverConnectionError`:
+    a secrets backend or API server that is down must fail the task, not silently switch it to a
+    built-in default database.
+    """
     if "AIRFLOW_CTX_DAG_ID" not in os.environ:  # set by Airflow's task runner while a task executes
         return None
-    try:
-        from airflow.sdk import BaseHook  # only meaningful inside a running Airflow task
-    except Exception:  # pragma: no cover - Airflow absent
+    try:  # only meaningful inside a running Airflow task
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
+    except ImportError:  # pragma: no cover - Airflow absent
         return None
     try:
         conn = BaseHook.get_connection(conn_id)
-    except Exception:
+    except AirflowNotFoundException:
         return None
+    except Exception as exc:
+        raise CutoverConnectionError(
+            f"connection {conn_id!r}: the Airflow connection lookup failed (secrets backend / API server "
+            f"error: {type(exc).__name__}: {exc}); Cutover refuses to fall back to a built-in default "
+            f"database. Fix the secrets backend, or set AIRFLOW_CONN_{conn_id.upper()} explicitly"
+        ) from exc
     return ConnInfo(
         conn_id=conn_id,
         conn_type=(conn.conn_type or "").replace("postgresql", "postgres"),
@@ -214,22 +242,52 @@ def _airflow_lookup(conn_id: str) -> ConnInfo | None:
     )
 
 
+def _describe(info: ConnInfo) -> str:
+    """Where a connection points, for logs: type, user, host, port, database — never the password."""
+    port = f":{info.port}" if info.port else ""
+    login = f"{info.login}@" if info.login else ""
+    return f"{info.conn_type} {login}{info.host or '?'}{port}/{info.schema}"
+
+
+def _log_source(info: ConnInfo, source: str) -> ConnInfo:
+    """Log (once per id and source, per process) which source resolved ``info``; returns ``info``."""
+    if _LOGGED_SOURCE.get(info.conn_id) != source:
+        _LOGGED_SOURCE[info.conn_id] = source
+        log.info("connection %r: using %s (%s)", info.conn_id, source, _describe(info))
+    return info
+
+
 def resolve(conn_id: str) -> ConnInfo:
-    """Resolve a connection id: ``AIRFLOW_CONN_*`` env var, then Airflow, then the built-in default."""
+    """Resolve a connection id: ``AIRFLOW_CONN_*`` env var, then Airflow, then the built-in default.
+
+    Raises :class:`CutoverConnectionError` when Airflow's lookup fails for any reason other than
+    "not defined" (see the module docstring), or when the id has no definition and no default.
+    """
+    env_name = f"AIRFLOW_CONN_{conn_id.upper()}"
     value = _env_value(conn_id)
+    why_default = f"{env_name} not set" + (", not defined in Airflow" if "AIRFLOW_CTX_DAG_ID" in os.environ else "")
     if value:
-        return parse_airflow_conn(conn_id, value)
+        return _log_source(parse_airflow_conn(conn_id, value), f"env var {env_name}")
     found = _airflow_lookup(conn_id)
     if found is not None:
-        return found
+        return _log_source(found, "the Airflow connection (metadata DB / secrets backend)")
     alias = _PG_ALIASES.get(conn_id)
-    if alias and _env_value(alias):
-        return parse_airflow_conn(conn_id, _env_value(alias) or "")
+    alias_value = _env_value(alias) if alias else None
+    if alias and alias_value:
+        return _log_source(
+            parse_airflow_conn(conn_id, alias_value), f"alias env var AIRFLOW_CONN_{alias.upper()} (of {alias!r})"
+        )
     if conn_id in _MYSQL_DEFAULTS:
-        return ConnInfo(conn_id=conn_id, **_MYSQL_DEFAULTS[conn_id])
+        return _log_source(
+            ConnInfo(conn_id=conn_id, **_MYSQL_DEFAULTS[conn_id]),
+            f"built-in default: local MariaDB/MySQL 127.0.0.1:3306 ({why_default})",
+        )
     if conn_id == POSTGRES_TARGET or alias == POSTGRES_TARGET:
         info = start_embedded_postgres()
-        return ConnInfo(conn_id=conn_id, conn_type="postgres", host=info.host, login=info.login, schema=info.schema)
+        return _log_source(
+            ConnInfo(conn_id=conn_id, conn_type="postgres", host=info.host, login=info.login, schema=info.schema),
+            f"built-in default: embedded PostgreSQL under {embedded_postgres_dir()} ({why_default})",
+        )
     raise CutoverConnectionError(
         f"connection {conn_id!r} is not defined: set AIRFLOW_CONN_{conn_id.upper()} or add it in Airflow"
     )
