@@ -35,9 +35,9 @@ from cutover.dag_defaults import default_args
     doc_md=__doc__,
     tags=["cutover", "ship_wide", "sync"],
     params={
-        "schema": Param("tenant", type="string", minLength=1, description="Schema of the narrow table."),
-        "chunk_rows": Param(200_000, type="integer", minimum=1000, description="Narrow rows per upsert chunk."),
-        "sync_overlap": Param(10_000, type="integer", minimum=0, description="Ingest ids re-read each run."),
+        "schema": Param("tenant", type="string", minLength=1, title="Schema", description="Schema of the narrow table."),
+        "chunk_rows": Param(200_000, type="integer", minimum=1000, title="Chunk rows", description="Narrow rows per upsert chunk."),
+        "sync_overlap": Param(10_000, type="integer", minimum=0, title="Sync overlap", description="Ingest ids re-read each run."),
     },
 )
 def ship_wide_sync() -> None:
@@ -47,8 +47,7 @@ def ship_wide_sync() -> None:
         from cutover.ship_wide import ShipWideConfig, built_ships, sync_ship
 
         assert params is not None
-        cfg = ShipWideConfig(schema=params["schema"], chunk_rows=int(params["chunk_rows"]),
-                             sync_overlap=int(params["sync_overlap"]))
+        cfg = ShipWideConfig.from_params(params)
         results, errors = [], []
         for ship in built_ships(cfg):
             try:

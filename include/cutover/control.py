@@ -21,10 +21,11 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 SCHEMA = "cutover"
-SCHEMA_VERSION = 2
-_LOCK_KEY = 0x6375746F  # "cuto": advisory lock held while the schema is created
+_LOCK_KEY = 0x6375746F  # "cuto": advisory lock held while the schema is migrated
 
-DDL = f"""
+#: version 2, the schema as the first releases created it (``CREATE … IF NOT EXISTS``): the baseline
+#: every later version migrates from. Never edit it; add a migration below instead.
+BASELINE_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
 
 CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_version (
@@ -203,9 +204,62 @@ LEFT JOIN LATERAL (
     SELECT c.checked_at FROM {SCHEMA}.consistency_results c
     WHERE c.pair_name = p.name AND c.status = 'different' ORDER BY c.checked_at DESC LIMIT 1
 ) d ON true;
-
-INSERT INTO {SCHEMA}.schema_version (version) VALUES ({SCHEMA_VERSION}) ON CONFLICT DO NOTHING;
 """
+
+#: the values of :class:`cutover.lifecycle.model.UnitState` (a test checks they agree)
+UNIT_STATES = ("planned", "prepared", "copying", "copied", "verified", "cut_over", "failed", "rolled_back")
+_UNIT_STATES_SQL = ", ".join(f"'{s}'" for s in UNIT_STATES)
+
+#: version 3, the shared life cycle (:mod:`cutover.lifecycle`): one unit-state enum (legacy states
+#: mapped onto it, then a CHECK), source rows read and target rows written per unit and checkpoint,
+#: the stage a unit failed in, and per run its kind (build / cutover / rollback), DAG and plan
+#: bookkeeping (a run whose plan never finished is never green).
+V3_LIFECYCLE = f"""
+ALTER TABLE {SCHEMA}.units
+    ADD COLUMN IF NOT EXISTS rows_read bigint NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS rows_written bigint NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS failed_stage text;
+UPDATE {SCHEMA}.units SET rows_written = rows_done WHERE state = 'verified' AND rows_written = 0;
+UPDATE {SCHEMA}.units SET rows_read = rows_done WHERE state <> 'verified' AND rows_read = 0;
+UPDATE {SCHEMA}.units u SET state = 'copied' FROM {SCHEMA}.checkpoints c
+    WHERE u.state = 'prepared' AND c.pipeline = u.pipeline AND c.unit_key = u.unit_key
+      AND c.watermark ->> 'phase' IN ('copied', 'built');
+UPDATE {SCHEMA}.units SET state = 'verified' WHERE state = 'done';
+UPDATE {SCHEMA}.units SET error = coalesce(error, 'legacy state ' || state), state = 'failed'
+    WHERE state NOT IN ({_UNIT_STATES_SQL});
+ALTER TABLE {SCHEMA}.units DROP CONSTRAINT IF EXISTS units_state_known;
+ALTER TABLE {SCHEMA}.units ADD CONSTRAINT units_state_known CHECK (state IN ({_UNIT_STATES_SQL}));
+CREATE INDEX IF NOT EXISTS units_run_state ON {SCHEMA}.units (run_id, state);
+
+ALTER TABLE {SCHEMA}.runs
+    ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'build',
+    ADD COLUMN IF NOT EXISTS dag_id text,
+    ADD COLUMN IF NOT EXISTS planned_units integer,
+    ADD COLUMN IF NOT EXISTS planned_at timestamptz;
+UPDATE {SCHEMA}.runs SET kind = split_part(pipeline, ':', 2), pipeline = split_part(pipeline, ':', 1)
+    WHERE pipeline LIKE '%:%';
+
+ALTER TABLE {SCHEMA}.checkpoints ADD COLUMN IF NOT EXISTS rows_written bigint NOT NULL DEFAULT 0;
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One version of the control schema: the SQL that takes the previous version to this one."""
+
+    version: int
+    description: str
+    sql: str
+
+
+#: every version, oldest first. A deployment at version N gets the migrations after N, in order,
+#: in one transaction under an advisory lock; each migration is also safe to run twice.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(2, "baseline: runs, units, checkpoints, switches, results, dead letters, backups, name maps, pairs",
+              BASELINE_DDL),
+    Migration(3, "life cycle: unit state enum, rows read / written, failed stage, run kind and plan", V3_LIFECYCLE),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
 @dataclass(frozen=True)
@@ -215,8 +269,9 @@ class Checkpoint:
     pipeline: str
     unit_key: str
     watermark: dict[str, Any]
-    rows_done: int
+    rows_done: int  # source rows read so far
     updated_at: dt.datetime
+    rows_written: int = 0  # target rows written so far
 
 
 @dataclass(frozen=True)
@@ -240,13 +295,30 @@ class DeadLetter:
     payload: dict[str, Any] | None = None
 
 
-def ensure_schema(conn: Connection[Any]) -> None:
-    """Create the control schema if it is missing (idempotent, safe to call from parallel tasks)."""
-    if _current_version(conn) >= SCHEMA_VERSION:
-        return
+def ensure_schema(conn: Connection[Any], *, upto: int | None = None) -> int:
+    """Create or migrate the control schema to the latest version (or ``upto``); returns the version.
+
+    Idempotent and safe from parallel tasks: the migrations after the stored version run in order, in
+    one transaction holding an advisory lock, each recorded in ``cutover.schema_version``. Rows
+    already stored are kept (and, where a migration says so, mapped onto the new columns).
+    """
+    target = SCHEMA_VERSION if upto is None else upto
+    if _current_version(conn) >= target:
+        return _current_version(conn)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        conn.execute(DDL)
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        conn.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_version (
+                             version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())""")
+        row = conn.execute(f"SELECT coalesce(max(version), 0) FROM {SCHEMA}.schema_version").fetchone()
+        current = int(row[0]) if row else 0
+        for m in MIGRATIONS:
+            if current < m.version <= target:
+                conn.execute(m.sql)
+                conn.execute(f"INSERT INTO {SCHEMA}.schema_version (version) VALUES (%s) ON CONFLICT DO NOTHING",
+                             (m.version,))
+                current = m.version
+    return current
 
 
 def _current_version(conn: Connection[Any]) -> int:
@@ -260,12 +332,21 @@ def _current_version(conn: Connection[Any]) -> int:
 # --- runs and units -------------------------------------------------------------------------------
 
 
-def start_run(conn: Connection[Any], run_id: str, pipeline: str, params: dict[str, Any] | None = None) -> None:
-    """Record that a run started (a rerun of the same run id keeps its row and becomes running again)."""
+def start_run(
+    conn: Connection[Any], run_id: str, pipeline: str, params: dict[str, Any] | None = None, *, kind: str = "build",
+    dag_id: str | None = None, started_at: dt.datetime | None = None,
+) -> None:
+    """Record that a run started (a rerun of the same run id keeps its row and becomes running again).
+
+    ``kind`` is ``build``, ``cutover``, ``rollback`` …; ``started_at`` is the Airflow DAG run's start
+    (default: now), so the control schema and Airflow show the same times.
+    """
     conn.execute(
-        f"""INSERT INTO {SCHEMA}.runs (run_id, pipeline, params) VALUES (%s, %s, %s)
-            ON CONFLICT (run_id) DO UPDATE SET state = 'running', params = EXCLUDED.params, finished_at = NULL""",
-        (run_id, pipeline, Jsonb(params or {})),
+        f"""INSERT INTO {SCHEMA}.runs (run_id, pipeline, params, kind, dag_id, started_at)
+            VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()))
+            ON CONFLICT (run_id) DO UPDATE SET state = 'running', params = EXCLUDED.params, finished_at = NULL,
+                kind = EXCLUDED.kind, dag_id = coalesce(EXCLUDED.dag_id, runs.dag_id)""",
+        (run_id, pipeline, Jsonb(params or {}), kind, dag_id, started_at),
     )
 
 
@@ -299,28 +380,38 @@ def set_unit(
     state: str,
     *,
     rows_total: int | None = None,
-    rows_done: int | None = None,
+    rows_read: int | None = None,
+    rows_written: int | None = None,
     checksum_source: str | None = None,
     checksum_target: str | None = None,
     detail: dict[str, Any] | None = None,
     error: str | None = None,
+    failed_stage: str | None = None,
 ) -> None:
-    """Create or update a unit of a run; fields left as None keep their stored value."""
+    """Create or update a unit of a run, unchecked; fields left as None keep their stored value.
+
+    Pipelines do not call this: :mod:`cutover.lifecycle.state` moves units with checked transitions.
+    ``rows_read`` counts source rows, ``rows_written`` target rows (``rows_done`` mirrors rows read,
+    for readers of schema version 2).
+    """
     conn.execute(
-        f"""INSERT INTO {SCHEMA}.units AS u (run_id, pipeline, unit_key, state, rows_total, rows_done,
-                checksum_source, checksum_target, detail, error, started_at, finished_at)
-            VALUES (%(run_id)s, %(pipeline)s, %(unit_key)s, %(state)s, %(rows_total)s, coalesce(%(rows_done)s, 0),
-                %(cs)s, %(ct)s, %(detail)s, %(error)s,
+        f"""INSERT INTO {SCHEMA}.units AS u (run_id, pipeline, unit_key, state, rows_total, rows_read, rows_written,
+                rows_done, checksum_source, checksum_target, detail, error, failed_stage, started_at, finished_at)
+            VALUES (%(run_id)s, %(pipeline)s, %(unit_key)s, %(state)s, %(rows_total)s, coalesce(%(rr)s, 0),
+                coalesce(%(rw)s, 0), coalesce(%(rr)s, 0), %(cs)s, %(ct)s, %(detail)s, %(error)s, %(fs)s,
                 CASE WHEN %(state)s <> 'planned' THEN now() END,
-                CASE WHEN %(state)s IN ('done', 'failed', 'verified', 'skipped') THEN now() END)
+                CASE WHEN %(state)s IN ('verified', 'cut_over', 'failed', 'rolled_back') THEN now() END)
             ON CONFLICT (run_id, unit_key) DO UPDATE SET
                 state = EXCLUDED.state,
                 rows_total = coalesce(EXCLUDED.rows_total, u.rows_total),
-                rows_done = coalesce(%(rows_done)s, u.rows_done),
+                rows_read = coalesce(%(rr)s, u.rows_read),
+                rows_written = coalesce(%(rw)s, u.rows_written),
+                rows_done = coalesce(%(rr)s, u.rows_done),
                 checksum_source = coalesce(EXCLUDED.checksum_source, u.checksum_source),
                 checksum_target = coalesce(EXCLUDED.checksum_target, u.checksum_target),
                 detail = u.detail || EXCLUDED.detail,
                 error = EXCLUDED.error,
+                failed_stage = EXCLUDED.failed_stage,
                 started_at = coalesce(u.started_at, EXCLUDED.started_at),
                 finished_at = EXCLUDED.finished_at,
                 updated_at = now()""",
@@ -330,11 +421,13 @@ def set_unit(
             "unit_key": unit_key,
             "state": state,
             "rows_total": rows_total,
-            "rows_done": rows_done,
+            "rr": rows_read,
+            "rw": rows_written,
             "cs": checksum_source,
             "ct": checksum_target,
             "detail": Jsonb(detail or {}),
             "error": error,
+            "fs": failed_stage,
         },
     )
 
@@ -353,7 +446,7 @@ def list_units(conn: Connection[Any], run_id: str) -> list[dict[str, Any]]:
 def get_checkpoint(conn: Connection[Any], pipeline: str, unit_key: str) -> Checkpoint | None:
     """The stored watermark of a unit, or None when it never ran."""
     row = conn.execute(
-        f"""SELECT pipeline, unit_key, watermark, rows_done, updated_at FROM {SCHEMA}.checkpoints
+        f"""SELECT pipeline, unit_key, watermark, rows_done, updated_at, rows_written FROM {SCHEMA}.checkpoints
             WHERE pipeline = %s AND unit_key = %s""",
         (pipeline, unit_key),
     ).fetchone()
@@ -368,14 +461,20 @@ def set_checkpoint(
     *,
     rows_done: int | None = None,
     run_id: str | None = None,
+    rows_written: int | None = None,
 ) -> None:
-    """Store a unit's watermark; call it inside the transaction that wrote the chunk it describes."""
+    """Store a unit's watermark; call it inside the transaction that wrote the chunk it describes.
+
+    ``rows_done`` is the source rows read so far, ``rows_written`` the target rows written (None keeps
+    the stored count).
+    """
     conn.execute(
-        f"""INSERT INTO {SCHEMA}.checkpoints AS c (pipeline, unit_key, watermark, rows_done, run_id)
-            VALUES (%s, %s, %s, coalesce(%s, 0), %s)
+        f"""INSERT INTO {SCHEMA}.checkpoints AS c (pipeline, unit_key, watermark, rows_done, rows_written, run_id)
+            VALUES (%(p)s, %(u)s, %(w)s, coalesce(%(rd)s, 0), coalesce(%(rw)s, 0), %(run)s)
             ON CONFLICT (pipeline, unit_key) DO UPDATE SET watermark = EXCLUDED.watermark,
-                rows_done = coalesce(%s, c.rows_done), run_id = EXCLUDED.run_id, updated_at = now()""",
-        (pipeline, unit_key, Jsonb(watermark), rows_done, run_id, rows_done),
+                rows_done = coalesce(%(rd)s, c.rows_done), rows_written = coalesce(%(rw)s, c.rows_written),
+                run_id = EXCLUDED.run_id, updated_at = now()""",
+        {"p": pipeline, "u": unit_key, "w": Jsonb(watermark), "rd": rows_done, "rw": rows_written, "run": run_id},
     )
 
 

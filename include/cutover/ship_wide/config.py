@@ -56,6 +56,8 @@ class ShipWideConfig:
     pivot: str = "auto"
     #: chunks of one ship the in-database pivot works on at once (one connection each)
     copy_connections: int = 2
+    #: ships of one run copied at the same time (applied at run time with advisory-lock slots)
+    parallelism: int = 4
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -65,12 +67,27 @@ class ShipWideConfig:
             raise ValueError(f"copy_connections must be between 1 and {MAX_COPY_CONNECTIONS}, got {self.copy_connections}")
         if self.pivot not in PIVOT_MODES:
             raise ValueError(f"pivot must be one of {', '.join(PIVOT_MODES)}, got {self.pivot!r}")
+        if self.parallelism < 1:
+            raise ValueError(f"parallelism must be at least 1, got {self.parallelism}")
         if not 1 <= self.max_channels <= MAX_CHANNELS:
             raise ValueError(f"max_channels must be between 1 and {MAX_CHANNELS}, got {self.max_channels}")
 
+    @property
+    def scope(self) -> str:
+        """The scope of this narrow table's unit keys (``<schema>.<narrow table>``)."""
+        return f"{self.schema}.{self.narrow_table}"
+
     def unit(self, ship_id: str) -> str:
         """The unit key of a ship in the control schema (scoped by the narrow table it comes from)."""
-        return f"{self.schema}.{self.narrow_table}:{ship_id}"
+        return f"{self.scope}:{ship_id}"
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ShipWideConfig:
+        """The config from a trigger form's Params (the build, sync, cutover and rollback DAGs share the
+        names; a Param a DAG does not have keeps the default). Raises ``ValueError`` for bad values."""
+        known = {"schema": str, "text_columns": bool, "chunk_rows": int, "pivot": str, "copy_connections": int,
+                 "parallelism": int, "sync_overlap": int}
+        return cls(**{k: conv(params[k]) for k, conv in known.items() if params.get(k) is not None})  # type: ignore[operator]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form (for XCom and the control schema)."""

@@ -68,6 +68,9 @@ from cutover.streaming import Progress, copy_csv
 log = logging.getLogger(__name__)
 
 Hook = Callable[[str, int], None]
+#: ``on_chunk(conn, rows_read, rows_written)``: called in each chunk's transaction, before its commit,
+#: with the running totals (narrow rows read, wide rows written) — the life cycle's unit progress
+ChunkCallback = Callable[[Connection[Any], int, int], None]
 
 #: narrow rows read to learn a ship's arrival patterns before its first chunk (the in-database pivot)
 PROBE_ROWS = 20_000
@@ -298,12 +301,15 @@ class InDatabaseChunks:
 
 def copy_history(
     cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None, rows_total: int | None = None,
-    hook: Hook | None = None,
+    hook: Hook | None = None, on_chunk: ChunkCallback | None = None,
 ) -> dict[str, Any]:
     """Copy a ship's narrow history into its wide table, resuming after the last committed chunk.
 
     ``hook(stage, chunk_number)`` is called with ``"loaded"`` (before the commit) and ``"committed"``;
-    tests raise from it to simulate a task killed mid-copy. Returns counts for the task log / XCom.
+    tests raise from it to simulate a task killed mid-copy. ``on_chunk`` records progress in the
+    chunk's transaction (see :data:`ChunkCallback`). Returns counts for the task log / XCom, with
+    ``rows_done`` (narrow rows read) and ``rows_written`` (wide rows written), both running totals
+    over every run that worked on the ship.
     """
     with pg_connect(cfg.source_conn_id, autocommit=True) as src, pg_connect(cfg.target_conn_id) as tgt:
         session_setup(src)
@@ -315,9 +321,11 @@ def copy_history(
         cp = control.get_checkpoint(tgt, PIPELINE, unit)
         state = dict(cp.watermark) if cp else None
         rows_done = cp.rows_done if cp else 0
+        rows_written = cp.rows_written if cp else 0
         if state is not None and state.get("phase") != "copying":
             log.info("ship %s: history already copied (%s), nothing to do", ship_id, state.get("phase"))
-            return {"ship_id": ship_id, "skipped": True, "phase": state.get("phase"), "rows_done": rows_done}
+            return {"ship_id": ship_id, "skipped": True, "phase": state.get("phase"), "rows_done": rows_done,
+                    "rows_written": rows_written}
         if state is None:
             top = src.execute(sql.SQL("SELECT coalesce(max({}), 0) FROM {}").format(
                 pg_ident(cfg.seq_column), pg_ident(cfg.schema, cfg.narrow_table))).fetchone()
@@ -433,7 +441,11 @@ def copy_history(
                     if done:
                         state["phase"] = "copied"
                     rows_done += narrow
-                    control.set_checkpoint(conn, PIPELINE, unit, state, rows_done=rows_done, run_id=run_id)
+                    rows_written += wide_rows
+                    control.set_checkpoint(conn, PIPELINE, unit, state, rows_done=rows_done, run_id=run_id,
+                                           rows_written=rows_written)
+                    if on_chunk is not None:
+                        on_chunk(conn, rows_done, rows_written)
                     stats["chunks"] += 1
                     if hook:
                         hook("loaded", stats["chunks"])
@@ -460,7 +472,7 @@ def copy_history(
                 reader.shutdown(wait=True, cancel_futures=True)
                 close_fast()
         progress.finish()
-        return {"ship_id": ship_id, "skipped": False, "rows_done": rows_done,
+        return {"ship_id": ship_id, "skipped": False, "rows_done": rows_done, "rows_written": rows_written,
                 "pivot": "server" if server else "client", **stats}
 
 

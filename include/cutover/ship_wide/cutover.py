@@ -109,52 +109,69 @@ def refresh_reader_view(conn: Connection[Any], cfg: ShipWideConfig, wide: WideTa
     return True
 
 
-def switch_ship(
-    cfg: ShipWideConfig, ship_id: str, backend: str, *, run_id: str | None = None, actor: str | None = None,
-    reason: str | None = None,
-) -> dict[str, Any]:
-    """Point a ship's readers at ``backend``: the view and the routing entry, in one transaction."""
-    with pg_connect(cfg.target_conn_id) as conn:
-        wide = load_wide(conn, cfg, ship_id)
-        if wide is None:
+def route_readers(conn: Connection[Any], cfg: ShipWideConfig, ship_id: str, backend: str) -> dict[str, Any]:
+    """The life cycle's ``route`` hook: recreate the ship's reader view over ``backend`` on ``conn``.
+
+    The life cycle records the switch (``cutover.switches`` / ``switch_history``) in the same
+    transaction. Raises ``RuntimeError`` when ``backend`` is ``wide`` and the ship has no wide table.
+    Returns ``{"view": "<schema>.<view>" | None, "routed": bool}`` (``routed``: a view or table exists).
+    """
+    wide = load_wide(conn, cfg, ship_id)
+    if wide is None:
+        if backend == "wide":
             raise RuntimeError(f"ship {ship_id!r} has no wide table: nothing to switch")
-        before = current_backend(conn, wide.unit)
-        has_view = refresh_reader_view(conn, cfg, wide, backend)
-        control.switch_backend(conn, PIPELINE, wide.unit, backend, run_id=run_id, actor=actor, reason=reason)
-        return {"ship_id": ship_id, "from": before, "to": backend, "view": f"{wide.schema}.{wide.view}" if has_view else None}
+        return {"view": None, "routed": False}
+    has_view = refresh_reader_view(conn, cfg, wide, backend)
+    return {"view": f"{wide.schema}.{wide.view}" if has_view else None, "routed": True}
+
+
+def drop_ship(conn: Connection[Any], cfg: ShipWideConfig, ship_id: str) -> dict[str, Any]:
+    """The life cycle's ``drop`` hook: remove the wide table, its column map, key backup, watermark and pair."""
+    from cutover.ship_wide.pair import unregister_ship  # pair imports this module
+
+    wide = load_wide(conn, cfg, ship_id)
+    unit = cfg.unit(ship_id)
+    if wide is not None:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(wide.ident))
+    control.clear_checkpoint(conn, PIPELINE, unit)
+    control.clear_name_map(conn, PIPELINE, column_scope(unit))
+    conn.execute(f"DELETE FROM {control.SCHEMA}.object_backups WHERE pipeline = %s AND unit_key = %s", (PIPELINE, unit))
+    unregister_ship(conn, cfg, ship_id)
+    return {"table": f"{wide.schema}.{wide.table}" if wide is not None else None}
+
+
+def _manual_run_id(kind: str) -> str:
+    import datetime as dt
+
+    return f"manual__{kind}__{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S.%f')}"
 
 
 def cutover_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None, actor: str | None = None) -> dict[str, Any]:
-    """Readers → the wide table (call only after a passed verification)."""
-    return switch_ship(cfg, ship_id, "wide", run_id=run_id, actor=actor, reason="verified: counts, checksum, GX gate")
+    """Readers of one verified ship → its wide table, outside Airflow (no approval: a library call
+    for scripts and tests; the ``ship_wide_cutover`` DAG is the route with approval). Recorded as a
+    cutover run through :func:`cutover.lifecycle.switch.switch`; raises
+    :class:`cutover.lifecycle.switch.NotReady` when the ship's latest verification did not pass."""
+    from cutover.lifecycle.switch import NotReady, split_ready, switch
+    from cutover.ship_wide.spec import SPEC
+
+    ready, blocked = split_ready(SPEC, cfg, [ship_id])
+    if blocked:
+        raise NotReady(f"ship {ship_id!r}: {blocked[ship_id]}")
+    out = switch(SPEC, cfg, ready, run_id or _manual_run_id("cutover"), require_approval=False, approval=None,
+                 actor=actor or "cutover_ship")
+    return out["switched"][0]
 
 
 def rollback_ship(
     cfg: ShipWideConfig, ship_id: str, *, drop: bool = False, run_id: str | None = None, actor: str | None = None,
 ) -> dict[str, Any]:
-    """Readers → the narrow table; with ``drop`` also remove the wide table, its map and its state."""
-    with pg_connect(cfg.target_conn_id) as conn:
-        wide = load_wide(conn, cfg, ship_id)
-        out: dict[str, Any] = {"ship_id": ship_id, "dropped": False}
-        unit = cfg.unit(ship_id)
-        before = current_backend(conn, unit)
-        has_view = refresh_reader_view(conn, cfg, wide, "narrow") if wide is not None else False
-        if wide is not None or before != "narrow":  # the routing entry goes back even when the table is gone
-            control.switch_backend(conn, PIPELINE, unit, "narrow", run_id=run_id, actor=actor, reason="rollback")
-            out.update({"from": before, "to": "narrow",
-                        "view": f"{wide.schema}.{wide.view}" if wide is not None and has_view else None})
-        if drop:
-            if wide is not None:
-                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(wide.ident))
-            control.clear_checkpoint(conn, PIPELINE, unit)
-            control.clear_name_map(conn, PIPELINE, column_scope(unit))
-            conn.execute(f"DELETE FROM {control.SCHEMA}.object_backups WHERE pipeline = %s AND unit_key = %s",
-                         (PIPELINE, unit))
-            from cutover.ship_wide.pair import unregister_ship
+    """Readers → the narrow table; with ``drop`` also remove the wide table, its map and its state.
+    Recorded as a rollback run through :func:`cutover.lifecycle.switch.rollback`."""
+    from cutover.lifecycle.switch import rollback
+    from cutover.ship_wide.spec import SPEC
 
-            unregister_ship(conn, cfg, ship_id)
-            out["dropped"] = True
-        return out
+    out = rollback(SPEC, cfg, [ship_id], run_id or _manual_run_id("rollback"), drop=drop, actor=actor or "rollback_ship")
+    return out["rolled_back"][0]
 
 
 def known_ships(cfg: ShipWideConfig) -> list[str]:

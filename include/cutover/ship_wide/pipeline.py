@@ -1,11 +1,8 @@
-"""The life cycle of ``ship_wide_build`` as plain functions the DAGs call (each one task's body)."""
+"""Plan and prepare of ``ship_wide_build`` (the life cycle's hooks in :mod:`cutover.ship_wide.spec` call them)."""
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from psycopg import sql
@@ -15,15 +12,17 @@ from cutover.connections import pg_connect
 from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, ShipWideConfig
 from cutover.ship_wide.copy import get_state
 from cutover.ship_wide.cutover import current_backend, refresh_reader_view
-from cutover.ship_wide.ddl import ChannelLimitExceeded, create_wide_table, load_wide
+from cutover.ship_wide.ddl import create_wide_table, load_wide
 from cutover.ship_wide.plan import ShipPlan, check_narrow, plan_ships
 
 log = logging.getLogger(__name__)
 
 
-def plan_run(cfg: ShipWideConfig, ships: list[str] | None = None, *, run_id: str | None = None,
-             params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Plan the ships (smallest first), log the report, record the run and its planned units."""
+def plan_run(cfg: ShipWideConfig, ships: list[str] | None = None) -> list[dict[str, Any]]:
+    """Plan the ships (all, or ``ships``), smallest first, and log each one's report.
+
+    Returns :meth:`ShipPlan.to_dict` per ship. The life cycle records the run and its units.
+    """
     with pg_connect(cfg.source_conn_id) as src:
         plans = plan_ships(src, cfg, ships)
     for p in plans:
@@ -33,14 +32,6 @@ def plan_run(cfg: ShipWideConfig, ships: list[str] | None = None, *, run_id: str
         if len(p.channels) > cfg.max_channels:
             log.warning("ship %s has %d channels, over the %d a table holds: its prepare will fail",
                         p.ship_id, len(p.channels), cfg.max_channels)
-    if run_id:
-        with pg_connect(cfg.target_conn_id) as tgt:
-            control.ensure_schema(tgt)
-            control.start_run(tgt, run_id, PIPELINE, {**(params or {}), "config": cfg.to_dict()})
-            for p in plans:
-                control.set_unit(tgt, run_id, PIPELINE, cfg.unit(p.ship_id), "planned", rows_total=p.rows,
-                                 detail={"plan": p.summary()})
-            control.add_evidence(tgt, run_id, {"plan": [p.summary() for p in plans]})
     return [p.to_dict() for p in plans]
 
 
@@ -59,46 +50,13 @@ def prepare_ship(cfg: ShipWideConfig, plan: dict[str, Any], *, run_id: str | Non
             # Built by a prepare whose copy never started (or whose state was removed): start clean.
             log.warning("ship %s: dropping leftover %s.%s (no copy state)", p.ship_id, leftover.schema, leftover.table)
             tgt.execute(sql.SQL("DROP TABLE {}").format(leftover.ident))
-        try:
-            wide = create_wide_table(tgt, cfg, p, time_type=time_type)
-        except ChannelLimitExceeded as exc:
-            if run_id:
-                tgt.rollback()
-                control.set_unit(tgt, run_id, PIPELINE, cfg.unit(p.ship_id), "failed", error=str(exc))
-                tgt.commit()
-            raise
+        wide = create_wide_table(tgt, cfg, p, time_type=time_type)
         backend = current_backend(tgt, wide.unit)
         has_view = refresh_reader_view(tgt, cfg, wide, backend)
         if control.get_switch(tgt, PIPELINE, wide.unit) is None:
             control.switch_backend(tgt, PIPELINE, wide.unit, "narrow", run_id=run_id, reason="prepare: readers on narrow")
         renamed = {ch: col for ch, col in wide.columns.items() if ch != col}
-        if run_id:
-            control.set_unit(tgt, run_id, PIPELINE, wide.unit, "prepared",
-                             detail={"table": f"{wide.schema}.{wide.table}", "renamed_channels": renamed})
     for ch, col in renamed.items():
         log.info("ship %s: channel %r → column %r (stored in cutover.name_map)", p.ship_id, ch, col)
-    return {**plan, "table": wide.table, "view": wide.view if has_view else None, "columns": len(wide.types),
-            "renamed_channels": len(renamed), "backend": backend}
-
-
-@contextmanager
-def parallel_slot(cfg: ShipWideConfig, run_id: str, slots: int, *, poll_s: float = 2.0) -> Iterator[int]:
-    """Hold one of ``slots`` advisory locks of this run while the block runs: at most ``slots`` ships copy at once.
-
-    The ``parallelism`` param of the trigger form is applied at run time this way (pools and
-    ``max_active_tis_per_dagrun`` are fixed when the DAG is parsed). The lock is held on its own
-    connection, released when the block ends or the task dies.
-    """
-    with pg_connect(cfg.target_conn_id, autocommit=True) as conn:
-        while True:
-            for slot in range(max(slots, 1)):
-                got = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
-                                   (f"{PIPELINE}:slot:{run_id}:{slot}",)).fetchone()
-                if got and got[0]:
-                    try:
-                        yield slot
-                    finally:
-                        conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))",
-                                     (f"{PIPELINE}:slot:{run_id}:{slot}",))
-                    return
-            time.sleep(poll_s)
+    return {"ship_id": p.ship_id, "table": f"{wide.schema}.{wide.table}", "view": wide.view if has_view else None,
+            "columns": len(wide.types), "renamed_channels": renamed, "backend": backend}

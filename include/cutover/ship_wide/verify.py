@@ -20,10 +20,9 @@ from typing import Any
 
 from psycopg import Connection, sql
 
-from cutover import control
 from cutover.connections import pg_connect
 from cutover.identifiers import pg_ident, slugify
-from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, VALID_SQL, VALUE_TEXT_SQL, ShipWideConfig
+from cutover.ship_wide.config import TIME_COLUMN, VALID_SQL, VALUE_TEXT_SQL, ShipWideConfig
 from cutover.ship_wide.cutover import compat_sql
 from cutover.ship_wide.ddl import WideTable, load_wide
 from cutover.ship_wide.plan import session_setup
@@ -91,8 +90,14 @@ def gate_expectations(wide: WideTable, narrow: dict[str, Any], time_type: str) -
     return exps
 
 
-def verify_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None, gate: bool = True) -> dict[str, Any]:
-    """Catch up, compare narrow and wide (counts, checksum) and run the GX gate; raise if anything differs."""
+def verify_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None, gate: bool = True,
+                raise_on_failure: bool = True) -> dict[str, Any]:
+    """Catch up, compare narrow and wide (counts, checksum) and run the GX gate.
+
+    Returns ``{"narrow": {...}, "wide": {...}, "gate": {...}, "failures": [str, …]}``; raises
+    :class:`ShipVerificationFailed` listing every failed check unless ``raise_on_failure`` is off
+    (the life cycle records the failures on the unit itself).
+    """
     with pg_connect(cfg.source_conn_id, autocommit=True) as src, pg_connect(cfg.target_conn_id) as tgt:
         session_setup(src)
         session_setup(tgt)
@@ -132,13 +137,6 @@ def verify_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None,
                 if not g.success:
                     failures.append(f"GX suite {g.suite}: {g.failed}/{g.evaluated} failed ({'; '.join(g.failures[:5])})")
             result["failures"] = failures
-            if run_id:
-                control.set_unit(
-                    tgt, run_id, PIPELINE, wide.unit, "failed" if failures else "verified",
-                    rows_total=narrow["times"], rows_done=target["rows"], checksum_source=narrow["checksum"],
-                    checksum_target=target["checksum"], detail={"verify": result}, error="; ".join(failures) or None,
-                )
-                tgt.commit()
-            if failures:
+            if failures and raise_on_failure:
                 raise ShipVerificationFailed(f"ship {ship_id!r} ({wide.schema}.{wide.table}): " + " | ".join(failures))
             return result

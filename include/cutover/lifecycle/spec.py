@@ -1,0 +1,129 @@
+"""What a pipeline supplies to the shared life cycle: its config and the hooks for its kind of unit.
+
+A pipeline module exposes one :class:`PipelineSpec`; the DAG files name it by import path (e.g.
+``"cutover.ship_wide.spec:SPEC"``) and :mod:`cutover.lifecycle.tasks` wires the same tasks around it
+for every pipeline. Everything else — states, progress, batching, the report, cutover with approval,
+rollback, the evidence bundle — is the life cycle's, written once in :mod:`cutover.lifecycle`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from cutover.lifecycle.model import PlannedUnit, UnitKey
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+
+
+class PipelineConfig(Protocol):
+    """A pipeline's frozen config: built from the trigger form, stored with the run."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form."""
+        ...
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A unit's verification: counts and checksums of both sides, what failed (empty: passed)."""
+
+    rows_source: int
+    rows_target: int
+    checksum_source: str | None
+    checksum_target: str | None
+    failures: list[str] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """No check failed."""
+        return not self.failures
+
+
+@dataclass
+class UnitContext:
+    """What a hook gets besides its config and unit: the run, where the control schema is, progress.
+
+    ``chunk_done(conn, rows_read, rows_written)`` must be called by a copy inside each chunk's
+    transaction (running totals: source rows read, target rows written), when ``conn`` reaches the
+    control schema; the unit is then ``copying`` with those counts, committed with the chunk.
+    """
+
+    run_id: str
+    pipeline: str
+    unit: PlannedUnit
+    control_conn_id: str
+    log: logging.Logger
+
+    @property
+    def key(self) -> str:
+        """The unit key as stored."""
+        return str(self.unit.key)
+
+    def chunk_done(self, conn: Connection[Any], rows_read: int, rows_written: int) -> None:
+        """Record a committed chunk's running totals in the chunk's own transaction."""
+        from cutover.lifecycle.state import chunk_done
+
+        chunk_done(conn, self.run_id, self.key, rows_read=rows_read, rows_written=rows_written)
+
+
+Hook = Callable[[Any, PlannedUnit, UnitContext], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """What a copy hook returns: running totals after the last chunk, and anything for the log."""
+
+    rows_read: int
+    rows_written: int
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """The hooks of one pipeline. Each is a plain function the tests call without Airflow.
+
+    * ``config(params)`` — the pipeline config from the trigger form's Params;
+    * ``plan(cfg, wanted)`` — the units (``wanted``: the ``units`` Param, ``None`` = all); raises
+      for a wanted unit that does not exist;
+    * ``prepare`` / ``copy`` / ``finalize`` / ``verify`` — one unit each (copy returns
+      :class:`CopyResult`, verify :class:`Verification`); each must be safe to run again;
+    * ``route(conn, cfg, key, backend)`` — point the unit's readers at ``backend`` on the control
+      connection (the life cycle records the switch in the same transaction);
+    * ``drop(conn, cfg, key)`` — remove what was built for a unit (rollback with drop);
+    * ``known_units(cfg)`` — every unit with something built or routed (rollback of "all");
+    * ``backends`` — (source backend, target backend) names, e.g. ``("narrow", "wide")``;
+    * ``permanent_errors`` — exceptions that fail the same on every try: no retries.
+    """
+
+    name: str
+    unit_noun: str
+    config: Callable[[dict[str, Any]], Any]
+    plan: Callable[[Any, list[str] | None], list[PlannedUnit]]
+    prepare: Hook
+    copy: Callable[[Any, PlannedUnit, UnitContext], CopyResult]
+    finalize: Hook
+    verify: Callable[[Any, PlannedUnit, UnitContext], Verification]
+    route: Callable[[Connection[Any], Any, UnitKey, str], dict[str, Any]]
+    drop: Callable[[Connection[Any], Any, UnitKey], dict[str, Any]]
+    known_units: Callable[[Any], list[UnitKey]]
+    scope: Callable[[Any], str]
+    unit_key: Callable[[Any, str], UnitKey]
+    control_conn_id: Callable[[Any], str]
+    backends: tuple[str, str] = ("source", "target")
+    permanent_errors: tuple[type[BaseException], ...] = ()
+    copy_slots: Callable[[Any], int] | None = None
+
+
+def load_spec(ref: str) -> PipelineSpec:
+    """Import ``"package.module:NAME"`` and return the spec (DAG files pass the path, tasks load it)."""
+    module, _, attr = ref.partition(":")
+    spec = getattr(importlib.import_module(module), attr or "SPEC")
+    if not isinstance(spec, PipelineSpec):
+        raise TypeError(f"{ref} is {type(spec).__name__}, not a PipelineSpec")
+    return spec

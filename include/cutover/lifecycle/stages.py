@@ -1,0 +1,194 @@
+"""The task bodies of the life cycle, as plain functions (the DAG tasks in :mod:`.tasks` call these).
+
+``plan`` → per batch of units: ``prepare`` → ``copy`` → ``finalize`` → ``verify`` → ``report``.
+Each unit stage works through its batch one unit at a time: it takes the units whose state it
+accepts (and those that failed in this very stage: a retry resumes them), moves each along the life
+cycle as the work happens, records any exception as the unit's error, and goes on with the next
+unit; at the end it raises :class:`UnitsFailed` when a unit of the batch failed, so the task is red
+while the other units of the run went on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from cutover.connections import pg_connect
+from cutover.lifecycle import state
+from cutover.lifecycle.batching import make_batches
+from cutover.lifecycle.model import BUILD_END_STATES, PlannedUnit, UnitState
+from cutover.lifecycle.spec import CopyResult, PipelineSpec, UnitContext, Verification
+
+log = logging.getLogger(__name__)
+S = UnitState
+
+
+class UnitsFailed(RuntimeError):
+    """Some units of a batch failed in a stage (each recorded with its error); ``permanent`` when
+    every one of them failed with an error that fails the same on every try."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class RunFailed(RuntimeError):
+    """The run's report is red: planning did not finish, or a planned unit did not reach its end state."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One unit stage: the states it takes units from, the state it holds while working, where it leaves them."""
+
+    name: str
+    accepts: frozenset[UnitState]
+    working: UnitState | None
+    leaves: UnitState
+
+
+STAGES: dict[str, Stage] = {
+    "prepare": Stage("prepare", frozenset({S.PLANNED, S.PREPARED}), None, S.PREPARED),
+    "copy": Stage("copy", frozenset({S.PREPARED, S.COPYING}), S.COPYING, S.COPIED),
+    "finalize": Stage("finalize", frozenset({S.COPIED}), None, S.COPIED),
+    "verify": Stage("verify", frozenset({S.COPIED, S.VERIFIED}), None, S.VERIFIED),
+}
+UNIT_STAGES = tuple(STAGES)
+
+
+def plan(
+    spec: PipelineSpec, params: dict[str, Any], run_id: str, *, max_batches: int, dag_id: str | None = None,
+    started_at: dt.datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Open the run, plan its units, record them (state ``planned``), return them in ≤ ``max_batches`` batches.
+
+    ``params["units"]`` (a list; empty = all) narrows the plan; ``params["dry_run"]`` records the
+    plan in the run's evidence and returns no batch. Anything that raises here leaves the run
+    unplanned, and its report red.
+    """
+    cfg = spec.config(params)
+    wanted = [str(u) for u in (params.get("units") or [])] or None
+    with pg_connect(spec.control_conn_id(cfg)) as conn:
+        state.start(conn, run_id, spec.name, kind="build", params={**params, "config": cfg.to_dict()},
+                    dag_id=dag_id, started_at=started_at)
+    t0 = time.monotonic()
+    units = spec.plan(cfg, wanted)
+    dry = bool(params.get("dry_run"))
+    with pg_connect(spec.control_conn_id(cfg)) as conn:
+        n = state.record_plan(conn, run_id, spec.name, [] if dry else units)
+        from cutover import control
+
+        control.add_evidence(conn, run_id, {"plan": {
+            "units": len(units), "rows": sum(u.rows for u in units), "dry_run": dry,
+            "seconds": round(time.monotonic() - t0, 3),
+            "largest": [{"unit": u.key.label, "rows": u.rows} for u in sorted(units, key=lambda u: -u.rows)[:20]],
+        }})
+    log.info("%s: planned %d %s(s), %s rows%s", spec.name, len(units), spec.unit_noun,
+             f"{sum(u.rows for u in units):,}", " (dry run: nothing else runs)" if dry else "")
+    if dry:
+        return []
+    batches = make_batches(units, max_batches)
+    log.info("%s: %d units in %d mapped batch(es) (at most %d)", spec.name, n, len(batches), max_batches)
+    return batches
+
+
+def _result_fields(stage: Stage, out: Any) -> dict[str, Any]:
+    if isinstance(out, CopyResult):
+        return {"rows_read": out.rows_read, "rows_written": out.rows_written, "detail": {"copy": out.detail}}
+    if isinstance(out, Verification):
+        return {"rows_written": out.rows_target, "checksum_source": out.checksum_source,
+                "checksum_target": out.checksum_target, "detail": {"verify": out.detail}}
+    if stage.name == "finalize":
+        return {"detail": {"finalize": out or {}, "finalized": True}}
+    return {"detail": {stage.name: out or {}}}
+
+
+def run_unit_stage(spec: PipelineSpec, stage_name: str, params: dict[str, Any], batch: dict[str, Any],
+                   run_id: str) -> dict[str, Any]:
+    """Run one stage over a batch's units; returns ``{"done": [...], "skipped": {...}, "failed": {...}}``.
+
+    Raises :class:`UnitsFailed` after the whole batch was worked through when a unit failed.
+    """
+    stage = STAGES[stage_name]
+    cfg = spec.config(params)
+    units = [PlannedUnit.from_dict(u) for u in batch["units"]]
+    hook = getattr(spec, stage.name)
+    done: list[str] = []
+    skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    permanent = True
+    conn_id = spec.control_conn_id(cfg)
+    with pg_connect(conn_id) as conn:
+        rows = state.units_in(conn, run_id, [str(u.key) for u in units])
+        conn.commit()
+        for unit in units:
+            key = str(unit.key)
+            row = rows.get(key)
+            if row is None:
+                skipped[key] = "not planned in this run"
+                continue
+            current = UnitState(row["state"])
+            retry = current == S.FAILED and row.get("failed_stage") == stage.name
+            if current not in stage.accepts and not retry:
+                skipped[key] = f"{current}" + (f" in {row['failed_stage']}" if row.get("failed_stage") else "")
+                log.info("%s %s: %s skipped (%s)", spec.unit_noun, unit.key.label, stage.name, skipped[key])
+                continue
+            if stage.name == "verify" and current == S.COPIED and not (row.get("detail") or {}).get("finalized"):
+                skipped[key] = "copied but not finalized"
+                continue
+            ctx = UnitContext(run_id, spec.name, unit, conn_id, log)
+            t0 = time.monotonic()
+            try:
+                if stage.working is not None:
+                    state.advance(conn, run_id, key, stage.working)
+                    conn.commit()
+                out = hook(cfg, unit, ctx)
+                fields = _result_fields(stage, out)
+                fields["detail"] = {**fields["detail"], "seconds": {stage.name: round(time.monotonic() - t0, 3)}}
+                if isinstance(out, Verification) and not out.passed:
+                    error = "; ".join(out.failures)
+                    state.advance(conn, run_id, key, S.FAILED, error=error, failed_stage=stage.name, **fields)
+                    conn.commit()
+                    failed[key] = error
+                    permanent = False
+                    log.error("%s %s: verification failed: %s", spec.unit_noun, unit.key.label, error)
+                    continue
+                state.advance(conn, run_id, key, stage.leaves, **fields)
+                conn.commit()
+                done.append(key)
+                log.info("%s %s: %s done in %.1f s → %s", spec.unit_noun, unit.key.label, stage.name,
+                         time.monotonic() - t0, stage.leaves)
+            except Exception as exc:  # any error: recorded on the unit, the batch goes on
+                conn.rollback()
+                text = state.format_error(exc)
+                state.fail(run_id, key, stage.name, text, conn_id=conn_id, pipeline=spec.name)
+                failed[key] = text
+                permanent = permanent and isinstance(exc, spec.permanent_errors)
+                log.exception("%s %s: %s failed", spec.unit_noun, unit.key.label, stage.name)
+    summary = {"stage": stage.name, "done": done, "skipped": skipped, "failed": failed}
+    if failed:
+        raise UnitsFailed(
+            f"{stage.name}: {len(failed)} of {len(units)} {spec.unit_noun}(s) failed: "
+            + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:10]),
+            permanent=permanent,
+        )
+    return summary
+
+
+def report(spec: PipelineSpec, params: dict[str, Any], run_id: str,
+           end_states: frozenset[UnitState] = BUILD_END_STATES) -> state.Report:
+    """Judge the run from its units, close it in the control schema; raise :class:`RunFailed` when red."""
+    cfg = spec.config(params)
+    with pg_connect(spec.control_conn_id(cfg)) as conn:
+        from cutover import control
+
+        control.ensure_schema(conn)
+        rep = state.judge(conn, run_id, end_states=end_states)
+        state.finish(conn, run_id, rep)
+    log.info("%s run %s: %s (%s)", spec.name, run_id, "green" if rep.green else "RED",
+             ", ".join(f"{k} {v}" for k, v in rep.states.items()) or "no units")
+    if not rep.green:
+        raise RunFailed(f"run {run_id} is not green: {rep.reason}")
+    return rep

@@ -1,0 +1,101 @@
+"""``ship_wide_build`` on the shared life cycle: its hooks, one ship per unit.
+
+Unit key: ``<schema>.<narrow table>:<ship id>`` (:meth:`ShipWideConfig.unit`). Backends: ``narrow``
+(readers on the pivot view over the narrow table) and ``wide`` (readers on the ship's wide table).
+Everything else — states, progress, batching, report, cutover with approval, rollback — is
+:mod:`cutover.lifecycle`'s.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import Connection
+
+from cutover.lifecycle.model import PlannedUnit, UnitKey
+from cutover.lifecycle.spec import CopyResult, PipelineSpec, UnitContext, Verification
+from cutover.ship_wide.config import PIPELINE, ShipWideConfig
+from cutover.ship_wide.ddl import ChannelLimitExceeded
+
+
+def _plan(cfg: ShipWideConfig, wanted: list[str] | None) -> list[PlannedUnit]:
+    from cutover.ship_wide.pipeline import plan_run
+
+    plans = plan_run(cfg, wanted)
+    return [PlannedUnit(UnitKey(cfg.scope, (p["ship_id"],)), int(p["rows"]), p) for p in plans]
+
+
+def _ship(unit: PlannedUnit) -> str:
+    return unit.key.parts[0]
+
+
+def _prepare(cfg: ShipWideConfig, unit: PlannedUnit, ctx: UnitContext) -> dict[str, Any]:
+    from cutover.ship_wide.pipeline import prepare_ship
+
+    return prepare_ship(cfg, unit.detail, run_id=ctx.run_id)
+
+
+def _copy(cfg: ShipWideConfig, unit: PlannedUnit, ctx: UnitContext) -> CopyResult:
+    from cutover.lifecycle.state import parallel_slot
+    from cutover.ship_wide.copy import copy_history
+
+    with parallel_slot(ctx.run_id, PIPELINE, cfg.parallelism, conn_id=cfg.target_conn_id):
+        out = copy_history(cfg, _ship(unit), run_id=ctx.run_id, rows_total=unit.rows, on_chunk=ctx.chunk_done)
+    return CopyResult(int(out["rows_done"]), int(out["rows_written"]), out)
+
+
+def _finalize(cfg: ShipWideConfig, unit: PlannedUnit, ctx: UnitContext) -> dict[str, Any]:
+    from cutover.ship_wide.copy import finalize_ship
+
+    return finalize_ship(cfg, _ship(unit), run_id=ctx.run_id)
+
+
+def _verify(cfg: ShipWideConfig, unit: PlannedUnit, ctx: UnitContext) -> Verification:
+    from cutover.ship_wide.verify import verify_ship
+
+    res = verify_ship(cfg, _ship(unit), run_id=ctx.run_id, raise_on_failure=False)
+    narrow, wide = res["narrow"], res["wide"]
+    return Verification(
+        rows_source=int(narrow["times"]), rows_target=int(wide["rows"]), checksum_source=narrow["checksum"],
+        checksum_target=wide["checksum"], failures=list(res["failures"]),
+        detail={"narrow_times": narrow["times"], "cells": narrow["cells"], "wide_rows": wide["rows"],
+                "upto_seq": res["upto_seq"], "gate": res.get("gate")},
+    )
+
+
+def _route(conn: Connection[Any], cfg: ShipWideConfig, key: UnitKey, backend: str) -> dict[str, Any]:
+    from cutover.ship_wide.cutover import route_readers
+
+    return route_readers(conn, cfg, key.parts[0], backend)
+
+
+def _drop(conn: Connection[Any], cfg: ShipWideConfig, key: UnitKey) -> dict[str, Any]:
+    from cutover.ship_wide.cutover import drop_ship
+
+    return drop_ship(conn, cfg, key.parts[0])
+
+
+def _known(cfg: ShipWideConfig) -> list[UnitKey]:
+    from cutover.ship_wide.cutover import known_ships
+
+    return [UnitKey(cfg.scope, (s,)) for s in known_ships(cfg)]
+
+
+SPEC = PipelineSpec(
+    name=PIPELINE,
+    unit_noun="ship",
+    config=ShipWideConfig.from_params,
+    plan=_plan,
+    prepare=_prepare,
+    copy=_copy,
+    finalize=_finalize,
+    verify=_verify,
+    route=_route,
+    drop=_drop,
+    known_units=_known,
+    scope=lambda cfg: cfg.scope,
+    unit_key=lambda cfg, name: UnitKey(cfg.scope, (name,)),
+    control_conn_id=lambda cfg: cfg.target_conn_id,
+    backends=("narrow", "wide"),
+    permanent_errors=(ChannelLimitExceeded,),
+)
