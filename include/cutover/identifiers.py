@@ -6,7 +6,8 @@ that reaches SQL goes through this module:
 * :func:`validate_identifier` rejects what no database can hold (empty names, NUL and other control
   characters, names too long for the dialect) with an :class:`IdentifierError` that names the value;
 * :func:`quote_pg` / :func:`pg_ident` and :func:`quote_mysql` quote a validated name, so quotes,
-  semicolons and comment markers inside it are part of the name, never SQL;
+  semicolons and comment markers inside it are part of the name, never SQL; :func:`sa_ident` does the
+  same for names handed to libraries that build SQL with SQLAlchemy (GX);
 * :class:`NameMapper` maps arbitrary names onto names that fit a database limit (PostgreSQL: 63 bytes)
   deterministically, with a hash suffix that keeps names distinct when they collide after truncation.
   It never truncates silently: the mapping is returned so the caller stores it.
@@ -18,9 +19,12 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from psycopg import sql
+
+if TYPE_CHECKING:
+    from sqlalchemy.sql import quoted_name
 
 Dialect = Literal["postgres", "mysql"]
 
@@ -76,6 +80,20 @@ def pg_ident(*parts: str) -> sql.Identifier:
     for part in parts:
         validate_identifier(part, dialect="postgres")
     return sql.Identifier(*parts)
+
+
+def sa_ident(name: str, *, dialect: Dialect = "postgres") -> quoted_name:
+    """A name for a library that builds its SQL with SQLAlchemy (GX assets and expectations), validated first.
+
+    The SQLAlchemy form of :func:`quote_pg` / :func:`quote_mysql`: a ``quoted_name`` with ``quote=True``,
+    so the dialect's own identifier quoting always applies (quotes doubled, ``%`` escaped for the
+    driver) and nothing folds its case. A plain ``str`` is not enough: GX 1.x turns a table name into
+    ``quoted_name(name, quote=False)`` — never quoted — and lower-cases a schema name.
+    """
+    from sqlalchemy.sql import quoted_name as _quoted_name
+
+    validate_identifier(name, dialect=dialect)
+    return _quoted_name(name, True)
 
 
 def quote_mysql(name: str) -> str:

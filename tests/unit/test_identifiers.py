@@ -8,12 +8,15 @@ from cutover.identifiers import (
     PG_MAX_IDENT_BYTES,
     IdentifierError,
     NameMapper,
+    pg_ident,
     quote_mysql,
     quote_pg,
+    sa_ident,
     slugify,
     truncate_utf8,
     validate_identifier,
 )
+from cutover.samples.hostile import HOSTILE_NAMES, MAX_BYTES_NAME
 
 INJECTION = 'x"; DROP TABLE y; --'
 
@@ -22,6 +25,37 @@ INJECTION = 'x"; DROP TABLE y; --'
 def test_reserved_words_are_quoted_not_rejected(name: str) -> None:
     assert quote_pg(name) == f'"{name}"'
     assert quote_mysql(name) == f"`{name}`"
+
+
+def _unquote_pg(quoted: str) -> str:
+    assert quoted.startswith('"') and quoted.endswith('"')
+    body = quoted[1:-1]
+    assert '"' not in body.replace('""', "")  # every quote inside is doubled: nothing can close it early
+    return body.replace('""', '"')
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_hostile_names_round_trip_through_every_quoting_path(name: str) -> None:
+    from sqlalchemy.dialects import postgresql
+
+    assert validate_identifier(name) == name
+    assert _unquote_pg(quote_pg(name)) == name
+    rendered = pg_ident(name).as_string(None)
+    assert rendered == quote_pg(name)
+    assert _unquote_pg(rendered) == name
+    assert pg_ident("s", name).as_string(None) == '"s".' + quote_pg(name)
+    # what SQLAlchemy (hence GX) renders: always quoted, same text, case kept
+    quoted = sa_ident(name)
+    assert quoted == name and quoted.quote is True
+    assert postgresql.dialect(paramstyle="named").identifier_preparer.quote(quoted) == quote_pg(name)
+
+
+def test_hostile_names_include_the_limits() -> None:
+    assert len(MAX_BYTES_NAME.encode()) == PG_MAX_IDENT_BYTES == max(len(n.encode()) for n in HOSTILE_NAMES)
+    assert len(set(HOSTILE_NAMES)) == len(HOSTILE_NAMES)
+    assert {"vessel-7", "M/V Ocean.1", INJECTION, "select", "Order", "a.b", "100%", "x:y", "船速"} <= set(HOSTILE_NAMES)
+    with pytest.raises(IdentifierError):
+        sa_ident(MAX_BYTES_NAME + "x")
 
 
 def test_quotes_are_doubled() -> None:

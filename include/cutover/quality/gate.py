@@ -10,6 +10,12 @@ GX Core 1.x objects are created idempotently from here (``add_or_update``), in t
 * **checkpoints** run the validation and the ``UpdateDataDocsAction``, so the data docs under
   ``great_expectations/uncommitted/data_docs/local_site/`` are rebuilt on every gate.
 
+Schema, table and column names come from data (a wide table is named after its ship id): every one
+that reaches GX goes through :func:`cutover.identifiers.sa_ident`, so SQLAlchemy always quotes it with
+the dialect's own quoting (GX 1.x would otherwise render a table name unquoted and fold a schema
+name to lower case). Asset, validation-definition and checkpoint names are readable ASCII labels of
+those names, with a hash of the real name wherever the label had to change it.
+
 :func:`run_gate` records every result in ``cutover.quality_results`` and raises
 :class:`QualityGateFailed` when the suite fails, so that in a DAG the downstream cutover never runs.
 GX is imported lazily: importing this module is cheap.
@@ -18,9 +24,11 @@ GX is imported lazily: importing this module is cheap.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,12 +37,16 @@ from typing import Any
 
 from cutover import control
 from cutover.connections import POSTGRES_TARGET, PROJECT_ROOT, pg_connect, resolve
+from cutover.identifiers import Dialect, sa_ident
 
 log = logging.getLogger(__name__)
 
 GX_ROOT = Path(os.environ.get("CUTOVER_GX_ROOT", PROJECT_ROOT / "great_expectations"))
 DOCS_SITE = "local_site"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+# expectation kwargs that name columns of the validated table (GX renders them into SQL)
+_COLUMN_KWARGS = ("column", "column_A", "column_B")
+_COLUMN_LIST_KWARGS = ("column_list",)
 
 
 class QualityGateFailed(RuntimeError):
@@ -142,6 +154,43 @@ def _datasource(context: Any, conn_id: str) -> Any:
     return context.data_sources.add_or_update_sql(name=name, connection_string=template)
 
 
+def _label(*parts: str) -> str:
+    """A readable GX name (asset, checkpoint: also a file name) for the dotted ``parts``: ASCII ``[A-Za-z0-9_.-]``.
+
+    Accents are dropped and anything else becomes ``_``; when that changed the text, or a part holds a
+    dot of its own (``a.b`` + ``c`` would read like ``a`` + ``b.c``), ``_`` and a hash of the exact
+    parts follow, so two different names never share a label. Plain names keep their label as it was.
+    """
+    text = ".".join(parts)
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    label = _SAFE.sub("_", folded)
+    if label != text or (len(parts) > 1 and any("." in p for p in parts)):
+        key = "\x00".join(parts)  # NUL never occurs in a name: the key is unambiguous
+        label = f"{label}_{hashlib.sha1(key.encode('utf-8')).hexdigest()[:8]}"
+    return label
+
+
+def _asset_label(schema: str | None, table: str | None, fallback: str) -> str:
+    if table is None:
+        return _label(fallback)
+    return _label(schema, table) if schema else _label(table)
+
+
+def _quote_columns(expectations: list[dict[str, Any]], dialect: Dialect) -> list[dict[str, Any]]:
+    """``expectations`` with every column name in their kwargs validated and always quoted (:func:`sa_ident`)."""
+    quoted = []
+    for exp in expectations:
+        kwargs = dict(exp.get("kwargs", {}))
+        for key in _COLUMN_KWARGS:
+            if isinstance(kwargs.get(key), str):
+                kwargs[key] = sa_ident(kwargs[key], dialect=dialect)
+        for key in _COLUMN_LIST_KWARGS:
+            if isinstance(kwargs.get(key), (list, tuple)):
+                kwargs[key] = [sa_ident(c, dialect=dialect) if isinstance(c, str) else c for c in kwargs[key]]
+        quoted.append({**exp, "kwargs": kwargs})
+    return quoted
+
+
 def _suite(context: Any, suite_name: str, expectations: list[dict[str, Any]] | None) -> Any:
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
@@ -224,8 +273,9 @@ def _run_gate_locked(
     raise_on_failure: bool,
 ) -> GateResult:
     context = get_context()
+    dialect: Dialect = "postgres" if resolve(conn_id).is_postgres else "mysql"
     ds = _datasource(context, conn_id)
-    asset_name = _SAFE.sub("_", asset_name or (f"{schema}.{table}" if schema else (table or suite_name)))
+    asset_name = _label(asset_name) if asset_name else _asset_label(schema, table, suite_name)
     try:
         ds.delete_asset(asset_name)  # the table or query may have changed since last time
     except Exception:
@@ -233,10 +283,18 @@ def _run_gate_locked(
     if query is not None:
         asset = ds.add_query_asset(name=asset_name, query=query)
     else:
-        asset = ds.add_table_asset(name=asset_name, table_name=table, schema_name=schema)
+        assert table is not None
+        # Names from data: always quoted by SQLAlchemy, never case-folded (see sa_ident). The asset is
+        # re-created in memory on every gate, which is what runs; GX writes the names to its yml unquoted.
+        asset = ds.add_table_asset(
+            name=asset_name, table_name=sa_ident(table, dialect=dialect),
+            schema_name=sa_ident(schema, dialect=dialect) if schema else None,
+        )
     batch = asset.add_batch_definition_whole_table("whole")
+    if expectations is not None:
+        expectations = _quote_columns(expectations, dialect)
     suite = _suite(context, suite_name, expectations)
-    gate_name = _SAFE.sub("_", f"gate__{suite_name}__{conn_id}__{asset_name}")
+    gate_name = _label(f"gate__{suite_name}__{conn_id}__{asset_name}")
     vd = context.validation_definitions.add_or_update(gx.ValidationDefinition(name=gate_name, data=batch, suite=suite))
     checkpoint = context.checkpoints.add_or_update(
         gx.Checkpoint(
