@@ -1,7 +1,11 @@
-"""ship_wide_cutover: only verified ships switch; the approval sits between the audit and the publish."""
+"""ship_wide_cutover: only verified ships switch; the approval sits between the audit and the publish,
+and approve, reject and "no approval given" each end as they must (the real ApprovalOperator, answered
+by its timeout default)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -9,6 +13,7 @@ import pytest
 pytestmark = [pytest.mark.dags, pytest.mark.integration]
 
 SCHEMA = "sw_dagtest_cutover"
+SPEC = "cutover.ship_wide.spec:SPEC"
 
 
 def _dag() -> Any:
@@ -22,19 +27,62 @@ def _dag() -> Any:
     return dag
 
 
+class _Reviewer(threading.Thread):
+    """A reviewer answering the approval as the *Required Actions* UI does: the same API function, on the
+    metadata DB that ``dag.test()`` polls (``dag.test()`` never answers a Human-in-the-loop task itself)."""
+
+    def __init__(self, dag_id: str, answer: str, name: str = "reviewer@example.com") -> None:
+        super().__init__(daemon=True)
+        self.dag_id, self.answer, self.name, self.answered, self.error = dag_id, answer, name, False, None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # surfaced by the test
+            self.error = exc
+
+    def _run(self) -> None:
+        from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+        from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from airflow.utils.state import TaskInstanceState
+        from sqlalchemy import select
+
+        name = self.name
+
+        class User:
+            def get_id(self) -> str:
+                return name
+
+            def get_name(self) -> str:
+                return name
+
+        while not self.stop.is_set() and not self.answered:
+            with create_session() as session:
+                ti = session.scalars(select(TaskInstance).where(
+                    TaskInstance.dag_id == self.dag_id, TaskInstance.task_id == "approve",
+                    TaskInstance.state == TaskInstanceState.AWAITING_INPUT)).first()
+                if ti is not None:
+                    update_hitl_detail(dag_id=self.dag_id, dag_run_id=ti.run_id, task_id="approve",
+                                       update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=[self.answer]),
+                                       user=User(), session=session, map_index=-1)
+                    self.answered = True
+            time.sleep(0.3)
+
+
+def _states(dr: Any) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+
+
 @pytest.fixture
 def built(pg: Any) -> list[str]:
     """Two ships in the narrow table; the first is built and verified, the second only planned."""
+    from cutover.lifecycle.spec import load_spec
+    from cutover.lifecycle.stages import run_build
     from cutover.samples import ship as samples
-    from cutover.ship_wide import (
-        ShipWideConfig,
-        copy_history,
-        finalize_ship,
-        plan_run,
-        prepare_ship,
-        rollback_ship,
-        verify_ship,
-    )
+    from cutover.ship_wide import ShipWideConfig, rollback_ship
 
     pg.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA}")
     sample = samples.generate(pg, SCHEMA, ships=2, channels=4, timestamps=12, seed=3)
@@ -42,12 +90,7 @@ def built(pg: Any) -> list[str]:
     cfg = ShipWideConfig(schema=SCHEMA, chunk_rows=1000)
     for ship in sample.ships:
         rollback_ship(cfg, ship, drop=True)  # a clean slate in the control schema
-    plans = {p["ship_id"]: p for p in plan_run(cfg, run_id="sw-dagtest-cutover-build")}
-    first, second = sample.ships
-    prepare_ship(cfg, plans[first], run_id="sw-dagtest-cutover-build")
-    copy_history(cfg, first, run_id="sw-dagtest-cutover-build", rows_total=plans[first]["rows"])
-    finalize_ship(cfg, first, run_id="sw-dagtest-cutover-build")
-    verify_ship(cfg, first, run_id="sw-dagtest-cutover-build")
+    run_build(load_spec(SPEC), {"schema": SCHEMA, "chunk_rows": 1000, "units": [sample.ships[0]]}, "sw-dagtest-cutover-build")
     return list(sample.ships)
 
 
@@ -58,7 +101,9 @@ def test_approval_sits_between_ready_and_switch(airflow_db: None) -> None:
     approve = dag.get_task("approve")
     assert isinstance(approve, ApprovalOperator)
     assert approve.upstream_task_ids == {"ask"} and approve.downstream_task_ids == {"switch"}
+    assert approve.defaults is None  # a timeout never approves in production: it fails the approval
     assert dag.get_task("switch").trigger_rule == "none_failed_min_one_success"
+    assert dag.get_task("report").trigger_rule == "all_done"
     assert dag.params["require_approval"] is True  # approval is the default
 
 
@@ -70,28 +115,88 @@ def test_verified_ship_switches_and_unverified_ship_blocks(airflow_db: None, bui
     cfg = ShipWideConfig(schema=SCHEMA)
     dag = _dag()
 
-    blocked = dag.test(run_conf={"ships": f"{first},{second}", "schema": SCHEMA, "require_approval": False})
-    states = {ti.task_id: str(ti.state) for ti in blocked.get_task_instances()}
+    blocked = dag.test(run_conf={"units": [first, second], "schema": SCHEMA, "require_approval": False})
+    states = _states(blocked)
     assert str(blocked.state) == "failed" and states["ready"] == "failed"
-    assert states["switch"] == "upstream_failed"
+    assert states["switch"] == "upstream_failed" and states["report"] == "failed"
     assert control.get_switch(pg, PIPELINE, cfg.unit(first)).backend == "narrow"  # nothing switched
 
-    dr = dag.test(run_conf={"ships": first, "schema": SCHEMA, "require_approval": False})
-    states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+    dr = dag.test(run_conf={"units": [first], "schema": SCHEMA, "require_approval": False, "canary_pct": 25})
+    states = _states(dr)
     assert str(dr.state) == "success", states
     assert states["approve"] == "skipped" and states["switch"] == "success"
     pg.commit()
     sw = control.get_switch(pg, PIPELINE, cfg.unit(first))
-    assert sw is not None and sw.backend == "wide"
+    assert sw is not None and sw.backend == "wide" and sw.canary_pct == 25
     hist = control.switch_history(pg, PIPELINE, cfg.unit(first))
     assert hist[-1]["to_backend"] == "wide" and hist[-1]["actor"] == "ship_wide_cutover"
-    evidence = control.get_run(pg, dr.run_id)["evidence"]
-    assert evidence["approval"] == {"approved": "not required"} and evidence["switched"][0]["to"] == "wide"
+    run = control.get_run(pg, dr.run_id)
+    assert run["kind"] == "cutover" and run["state"] == "success"
+    assert run["evidence"]["approval"]["approved"] == "not required" and run["evidence"]["switched"][0]["to"] == "wide"
+    assert [u["state"] for u in control.list_units(pg, dr.run_id)] == ["cut_over"]
     # readers now read the wide table through the view
     view_def = pg.execute(
         "SELECT definition FROM pg_views WHERE schemaname = %s AND viewname LIKE 'ts_reader_%%'", (SCHEMA,)
     ).fetchall()
     assert any("tbl_data_timeseries_" in v[0] for v in view_def)
+    pg.commit()
 
-    again = dag.test(run_conf={"ships": first, "schema": SCHEMA, "require_approval": False})
+    again = dag.test(run_conf={"units": [first], "schema": SCHEMA, "require_approval": False})
     assert str(again.state) == "failed"  # already on the wide table: nothing to cut over
+
+
+@pytest.mark.parametrize("answer", ["Approve", "Reject"])
+def test_approval_answer_decides_the_switch(airflow_db: None, built: list[str], pg: Any, answer: str) -> None:
+    from cutover import control
+    from cutover.ship_wide import PIPELINE, ShipWideConfig
+
+    first, _ = built
+    cfg = ShipWideConfig(schema=SCHEMA)
+    reviewer = _Reviewer("ship_wide_cutover", answer)
+    reviewer.start()
+    try:
+        dr = _dag().test(run_conf={"units": [first], "schema": SCHEMA, "require_approval": True})
+    finally:
+        reviewer.stop.set()
+        reviewer.join(5)
+    assert reviewer.error is None and reviewer.answered
+    states = _states(dr)
+    run = control.get_run(pg, dr.run_id)
+    backend = control.get_switch(pg, PIPELINE, cfg.unit(first)).backend
+    pg.commit()
+    assert states["approve"] == "success", states
+    assert run is not None and run["kind"] == "cutover"
+    assert run["evidence"]["approval"]["required"] is True
+    assert run["evidence"]["approval"]["chosen"] == [answer]
+    assert run["evidence"]["approval"]["by"] == "reviewer@example.com"
+    if answer == "Approve":
+        assert str(dr.state) == "success", states
+        assert states["switch"] == "success" and backend == "wide"
+        assert run["state"] == "success" and run["evidence"]["approval"]["approved"] is True
+        assert control.switch_history(pg, PIPELINE, cfg.unit(first))[-1]["actor"] == "reviewer@example.com"
+        assert [s["unit"] for s in run["evidence"]["switched"]] == [first]
+    else:
+        assert str(dr.state) == "success", states  # a rejection is an answer, recorded, not an error
+        assert states["switch"] == "skipped" and backend == "narrow"
+        assert run["state"] == "rejected" and run["evidence"]["switched"] == []
+        assert run["evidence"]["not_switched"] == [first]
+
+
+def test_switch_without_an_approval_never_switches(built: list[str], pg: Any) -> None:
+    """Whatever route reaches the switch (a cleared task, one marked success by hand) with approval required
+    and no *Approve*, nothing switches and the run records why."""
+    from cutover import control
+    from cutover.lifecycle.spec import load_spec
+    from cutover.lifecycle.switch import ApprovalMissing, split_ready, switch
+    from cutover.ship_wide import PIPELINE, ShipWideConfig
+
+    first, _ = built
+    cfg = ShipWideConfig(schema=SCHEMA)
+    spec = load_spec(SPEC)
+    ready, _ = split_ready(spec, cfg, [first])
+    for i, approval in enumerate([None, {"chosen_options": []}, {"chosen_options": ["Maybe"]}]):
+        with pytest.raises(ApprovalMissing):
+            switch(spec, cfg, ready, f"sw-dagtest-no-approval-{i}", require_approval=True, approval=approval)
+        assert control.get_run(pg, f"sw-dagtest-no-approval-{i}")["state"] == "failed"
+    assert control.get_switch(pg, PIPELINE, cfg.unit(first)).backend == "narrow"
+    pg.commit()

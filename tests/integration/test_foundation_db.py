@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -47,18 +48,37 @@ def test_control_round_trip(pg: Any) -> None:
     for table in ("checkpoints", "switches", "switch_history", "dead_letters", "name_map", "object_backups"):
         pg.execute(f"DELETE FROM cutover.{table} WHERE pipeline = %s", (pipe,))
 
-    control.start_run(pg, run_id, pipe, {"ships": ["a"]})
-    control.set_unit(pg, run_id, pipe, "ship-a", "copying", rows_total=100, rows_done=10)
-    control.set_unit(pg, run_id, pipe, "ship-a", "done", rows_done=100, checksum_source="abc", checksum_target="abc")
+    control.start_run(pg, run_id, pipe, {"units": ["a"]}, kind="build", dag_id="it_roundtrip_build")
+    run = control.get_run(pg, run_id)
+    assert run is not None and (run["state"], run["kind"], run["dag_id"]) == ("running", "build", "it_roundtrip_build")
+    control.set_unit(pg, run_id, pipe, "ship-a", "copying", rows_total=100, rows_read=10, rows_written=4)
     unit = control.list_units(pg, run_id)[0]
-    assert (unit["state"], unit["rows_total"], unit["rows_done"]) == ("done", 100, 100)
+    assert (unit["state"], unit["rows_read"], unit["rows_written"]) == ("copying", 10, 4)
+    assert unit["started_at"] is not None and unit["finished_at"] is None
+    control.set_unit(pg, run_id, pipe, "ship-a", "copied", rows_read=100)  # rows written kept
+    control.set_unit(pg, run_id, pipe, "ship-a", "verified", rows_written=40, checksum_source="abc",
+                     checksum_target="abc")
+    unit = control.list_units(pg, run_id)[0]
+    assert (unit["state"], unit["rows_total"], unit["rows_read"], unit["rows_written"]) == ("verified", 100, 100, 40)
+    assert unit["rows_done"] == 100  # legacy mirror of rows read
+    assert unit["failed_stage"] is None and unit["error"] is None
     assert unit["started_at"] is not None and unit["finished_at"] is not None
+
+    control.set_unit(pg, run_id, pipe, "ship-b", "failed", rows_read=7, error="boom", failed_stage="copy")
+    failed = control.list_units(pg, run_id)[1]
+    assert (failed["state"], failed["failed_stage"], failed["error"], failed["rows_read"]) == ("failed", "copy", "boom", 7)
+    assert failed["rows_written"] == 0 and failed["finished_at"] is not None
+    with pytest.raises(psycopg.errors.CheckViolation):  # only the life cycle's states are stored
+        with pg.transaction():
+            control.set_unit(pg, run_id, pipe, "ship-c", "done")
 
     assert control.get_checkpoint(pg, pipe, "ship-a") is None
     control.set_checkpoint(pg, pipe, "ship-a", {"created_time": "2026-01-01T00:00:15"}, rows_done=40, run_id=run_id)
-    control.set_checkpoint(pg, pipe, "ship-a", {"created_time": "2026-01-01T00:00:30"}, rows_done=80, run_id=run_id)
+    control.set_checkpoint(pg, pipe, "ship-a", {"created_time": "2026-01-01T00:00:30"}, rows_done=80, run_id=run_id,
+                           rows_written=20)
     cp = control.get_checkpoint(pg, pipe, "ship-a")
     assert cp is not None and cp.watermark == {"created_time": "2026-01-01T00:00:30"} and cp.rows_done == 80
+    assert cp.rows_written == 20
 
     control.switch_backend(pg, pipe, "ship-a", "wide", canary_pct=10, run_id=run_id, actor="alice", reason="canary")
     control.switch_backend(pg, pipe, "ship-a", "wide", canary_pct=100, run_id=run_id, actor="alice")

@@ -45,12 +45,23 @@ def pivot(request: pytest.FixtureRequest) -> str:
 
 
 def build(cfg: sw.ShipWideConfig, ships: list[str] | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
-    plans = sw.plan_run(cfg, ships, run_id=run_id)
+    """prepare → copy → finalize of the pipeline's own functions (no run bookkeeping, no verify)."""
+    plans = sw.plan_run(cfg, ships)
     for p in plans:
         sw.prepare_ship(cfg, p, run_id=run_id)
         sw.copy_history(cfg, p["ship_id"], run_id=run_id, rows_total=p["rows"])
         sw.finalize_ship(cfg, p["ship_id"], run_id=run_id)
     return plans
+
+
+def build_run(cfg: sw.ShipWideConfig, run_id: str, ships: list[str] | None = None) -> Any:
+    """A whole build run through the shared life cycle, as the DAG runs it (units recorded and verified)."""
+    from cutover.lifecycle.stages import run_build
+    from cutover.ship_wide.spec import SPEC
+
+    params = {**{k: v for k, v in cfg.to_dict().items() if k in ("schema", "chunk_rows", "pivot", "copy_connections",
+                                                                 "text_columns")}, "units": ships or []}
+    return run_build(SPEC, params, run_id)
 
 
 def wide_rows(pg: Any, table: str, schema: str = SCHEMA) -> int:
@@ -62,8 +73,15 @@ def test_full_build_matches_narrow_by_checksum(pg: Any, schema: str, pivot: str)
                            mismatches=2, duplicates=4)
     pg.commit()
     cfg = sw.ShipWideConfig(schema=schema, chunk_rows=100, pivot=pivot)
-    plans = build(cfg, run_id="sw_it_full")
-    assert [p["rows"] for p in plans] == sorted(p["rows"] for p in plans)  # smallest first
+    report = build_run(cfg, "sw_it_full")
+    assert report.green and report.states == {"verified": 3}
+    units = {u["unit_key"]: u for u in control.list_units(pg, "sw_it_full")}
+    pg.commit()
+    plans = sorted(units.values(), key=lambda u: u["updated_at"])
+    assert [u["rows_total"] for u in plans] == sorted(u["rows_total"] for u in plans)  # smallest first
+    for u in units.values():  # labelled progress: narrow rows read, wide rows written (30 times)
+        assert u["rows_read"] == u["rows_total"] and u["rows_written"] == 30
+        assert u["detail"]["finalized"] is True and u["error"] is None
     for s in sample.ships:
         res = sw.verify_ship(cfg, s, run_id="sw_it_full")
         assert res["narrow"]["checksum"] == res["wide"]["checksum"]
@@ -135,7 +153,7 @@ def test_new_channel_between_two_syncs(pg: Any, schema: str) -> None:
     sample = ship.generate(pg, schema, ships=2, channels=4, timestamps=8)
     pg.commit()
     cfg = sw.ShipWideConfig(schema=schema)
-    build(cfg)
+    build_run(cfg, "sw_it_newchan")
     sw.cutover_ship(cfg, "9100001")
     ship.append_minute(pg, schema, sample.ships, sample.channels, minute=10)
     pg.commit()
@@ -280,7 +298,7 @@ def test_rollback_restores_readers(pg: Any, schema: str) -> None:
     ship.generate(pg, schema, ships=2, channels=4, timestamps=6)
     pg.commit()
     cfg = sw.ShipWideConfig(schema=schema)
-    build(cfg)
+    build_run(cfg, "sw_it_rb_build")
     view = f"{schema}.ts_reader_9100001"
     before = pg.execute(f"SELECT * FROM {view} ORDER BY created_time").fetchall()
     pg.commit()  # a reader inside a transaction holds the view: the switch would wait for it
@@ -305,8 +323,7 @@ def test_rollback_restores_readers(pg: Any, schema: str) -> None:
     assert get_state(pg, cfg, "9100001") is None
     assert pg.execute(f"SELECT * FROM {view} ORDER BY created_time").fetchall() == before
     pg.commit()
-    build(cfg, ["9100001"])
-    sw.verify_ship(cfg, "9100001")
+    assert build_run(cfg, "sw_it_rb_rebuild", ["9100001"]).green
 
 
 def _table_text(pg: Any, schema: str, table: str) -> list[tuple[Any, ...]]:

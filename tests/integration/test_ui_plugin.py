@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from cutover import control
 from cutover.connections import PROJECT_ROOT
+from cutover.ui import status as status_mod
 from cutover.ui.app import create_app
 
 pytestmark = pytest.mark.integration
@@ -29,15 +30,17 @@ def seeded(pg: Any) -> Iterator[dict[str, str]]:
     run_id = f"uitest_run_{tag}"
     pair = f"{pipeline}:pair<b>"
     unit_ok, unit_bad = f"tenant_{EVIL}", "tenant_2"
-    control.start_run(pg, run_id, pipeline, {"tenants": [1, 2]})
+    control.start_run(pg, run_id, pipeline, {"tenants": [1, 2]}, kind="build", dag_id="uitest_build")
+    control.set_unit(pg, run_id, pipeline, unit_ok, "copying", rows_total=10, rows_read=4, rows_written=2)
     control.set_unit(
         pg,
         run_id,
         pipeline,
         unit_ok,
-        "done",
+        "verified",
         rows_total=10,
-        rows_done=10,
+        rows_read=10,
+        rows_written=5,
         checksum_source="abc",
         checksum_target="abc",
     )
@@ -48,10 +51,12 @@ def seeded(pg: Any) -> Iterator[dict[str, str]]:
         unit_bad,
         "failed",
         rows_total=5,
-        rows_done=3,
+        rows_read=3,
+        rows_written=2,
         checksum_source="abc",
         checksum_target="xyz",
         error="boom & <bang>",
+        failed_stage="verify",
     )
     control.finish_run(pg, run_id, "failed", {"rows_copied": 13, "note": EVIL, "tables": {"a": 1, "b": 2}})
     control.switch_backend(pg, pipeline, unit_ok, "legacy", canary_pct=100, run_id=run_id, actor="tester")
@@ -117,6 +122,37 @@ def seeded(pg: Any) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
+def v2_schema(pg: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A control schema at version 2 (no run kind, rows read / written or failed stage) that the page reads."""
+    name = f"cutover_uitest_v2_{uuid.uuid4().hex[:8]}"
+    pg.execute(control.BASELINE_DDL.replace("cutover.", f"{name}.").replace("EXISTS cutover;", f"EXISTS {name};"))
+    pg.execute(f"INSERT INTO {name}.runs (run_id, pipeline, state) VALUES ('v2run', 'old_pipe', 'success')")
+    pg.execute(
+        f"""INSERT INTO {name}.units (run_id, pipeline, unit_key, state, rows_total, rows_done)
+            VALUES ('v2run', 'old_pipe', 'unit <1>', 'done', 8, 8)"""
+    )
+    pg.commit()
+    monkeypatch.setattr(status_mod, "SCHEMA", name)
+    yield name
+    pg.rollback()
+    pg.execute(f"DROP SCHEMA {name} CASCADE")
+    pg.commit()
+
+
+def test_status_of_a_schema_without_the_new_columns(pg: Any, v2_schema: str) -> None:
+    data = status_mod.collect_status(pg)
+    [run] = data["runs"]
+    assert run["kind"] is None
+    [unit] = run["units"]
+    assert (unit["unit_key"], unit["rows_read"], unit["rows_written"], unit["failed_stage"]) == (
+        "unit <1>", None, None, None)
+    assert (run["unit_totals"]["rows_read"], run["unit_totals"]["rows_written"]) == (None, None)
+    page = status_mod.render_status_html(data)
+    assert "unit &lt;1&gt;" in page and "source rows read – / 8 · target rows written –" in page
+    assert "None" not in page and 'class="kind"' not in page
+
+
+@pytest.fixture
 def docs(tmp_path: Path) -> Path:
     return tmp_path / "local_site"
 
@@ -135,6 +171,14 @@ def test_status_page_shows_everything_escaped(client: TestClient, seeded: dict[s
     assert seeded["run_id"] in page
     assert "tenant_2" in page and "MISMATCH" in page and "match" in page
     assert "boom &amp; &lt;bang&gt;" in page
+    # rows read and written are two labelled columns, the stage a unit failed in sits before its error
+    assert "<th>source rows read</th><th>target rows written</th><th>rows total</th>" in page
+    assert "<th>failed in</th><th>error</th>" in page
+    assert '<td><span class="n">3</span></td><td><span class="n">2</span></td><td>5</td>' in page
+    assert "<td>verify</td><td>boom &amp; &lt;bang&gt;</td>" in page
+    assert "source rows read 13 / 15 · target rows written 7" in page  # the run's totals
+    assert '<span class="kind">build</span>' in page
+    assert "rows done" not in page
     assert "rows_copied: 13" in page and "tables: 2 entries" in page
     assert "1 checksum mismatches" in page
     assert "legacy" in page and "postgres" in page and "10 %" in page  # switch and its history
@@ -149,16 +193,21 @@ def test_status_json(client: TestClient, seeded: dict[str, str]) -> None:
     data = r.json()
     assert data["schema_exists"] is True
     [run] = data["runs"]
-    assert run["run_id"] == seeded["run_id"] and run["state"] == "failed"
+    assert run["run_id"] == seeded["run_id"] and run["state"] == "failed" and run["kind"] == "build"
     units = {u["unit_key"]: u for u in run["units"]}
     assert units[seeded["unit"]]["checksums_match"] is True
     assert units["tenant_2"]["checksums_match"] is False
+    ok, bad = units[seeded["unit"]], units["tenant_2"]
+    assert (ok["state"], ok["rows_read"], ok["rows_written"], ok["failed_stage"]) == ("verified", 10, 5, None)
+    assert (bad["state"], bad["rows_read"], bad["rows_written"], bad["failed_stage"]) == ("failed", 3, 2, "verify")
+    assert "rows_done" not in ok
     assert run["unit_totals"] == {
         "units": 2,
-        "rows_done": 13,
+        "rows_read": 13,
+        "rows_written": 7,
         "rows_total": 15,
         "checksum_mismatches": 1,
-        "states": {"done": 1, "failed": 1},
+        "states": {"verified": 1, "failed": 1},
     }
     [switch] = data["switches"]
     assert switch["backend"] == "postgres" and switch["canary_pct"] == 10

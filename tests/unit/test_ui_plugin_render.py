@@ -18,6 +18,7 @@ def _status() -> dict:
             {
                 "run_id": EVIL,
                 "pipeline": EVIL,
+                "kind": EVIL,
                 "state": "failed",
                 "started_at": "2026-01-01T00:00:00+00:00",
                 "finished_at": None,
@@ -25,7 +26,8 @@ def _status() -> dict:
                 "evidence_summary": status.summarize_evidence({"note": EVIL}),
                 "unit_totals": {
                     "units": 1,
-                    "rows_done": 5,
+                    "rows_read": 5,
+                    "rows_written": 4,
                     "rows_total": 9,
                     "checksum_mismatches": 1,
                     "states": {EVIL: 1},
@@ -34,10 +36,12 @@ def _status() -> dict:
                     {
                         "unit_key": EVIL,
                         "state": EVIL,
-                        "rows_done": 5,
+                        "rows_read": 5,
+                        "rows_written": 4,
                         "rows_total": 9,
                         "checksums_match": False,
                         "updated_at": None,
+                        "failed_stage": EVIL,
                         "error": EVIL,
                     }
                 ],
@@ -100,10 +104,42 @@ def _status() -> dict:
 def test_everything_from_data_is_escaped() -> None:
     page = status.render_status_html(_status(), prefix="/cutover", docs_available=True)
     assert "<img" not in page
-    assert page.count("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;") >= 15
+    assert page.count("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;") >= 17  # kind and failed_stage too
     assert 'href="/cutover/docs/validations/a%20b/%3Cx%3E.html"' in page
     assert "(stale)" in page and "1h 02m" in page  # lag and run duration
     assert "MISMATCH" in page and "1 checksum mismatches" in page
+
+
+def test_rows_read_and_written_are_labelled_columns() -> None:
+    st = _status()
+    run = st["runs"][0]
+    run["kind"] = "cutover"
+    [unit] = run["units"]
+    unit.update(rows_read=1234, rows_written=617, rows_total=2000, failed_stage="verify", error="checksum mismatch")
+    run["unit_totals"].update(rows_read=1234, rows_written=617, rows_total=2000)
+    page = status.render_status_html(st)
+    assert "<th>source rows read</th><th>target rows written</th><th>rows total</th>" in page
+    assert "<th>failed in</th><th>error</th>" in page
+    assert '<td><span class="n">1,234</span></td><td><span class="n">617</span></td><td>2,000</td>' in page
+    assert "<td>verify</td><td>checksum mismatch</td>" in page
+    assert "source rows read 1,234 / 2,000 · target rows written 617" in page  # the run's totals
+    assert '<span class="kind">cutover</span>' in page
+    assert "rows done" not in page
+
+
+def test_a_row_without_the_new_values_renders_blank() -> None:
+    """A unit / run read from a control schema that has no rows read / written, stage or kind yet."""
+    st = _status()
+    run = st["runs"][0]
+    del run["kind"]
+    [unit] = run["units"]
+    for key in ("rows_read", "rows_written", "failed_stage"):
+        unit[key] = None
+    run["unit_totals"].update(rows_read=None, rows_written=None)
+    page = status.render_status_html(st)
+    assert '<td><span class="n"></span></td><td><span class="n"></span></td><td>9</td>' in page
+    assert "source rows read – / 9 · target rows written –" in page
+    assert 'class="kind"' not in page and "None" not in page
 
 
 def test_error_and_missing_schema_pages() -> None:

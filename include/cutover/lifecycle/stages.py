@@ -192,3 +192,30 @@ def report(spec: PipelineSpec, params: dict[str, Any], run_id: str,
     if not rep.green:
         raise RunFailed(f"run {run_id} is not green: {rep.reason}")
     return rep
+
+
+def run_build(spec: PipelineSpec, params: dict[str, Any], run_id: str, *, max_batches: int = 1024,
+              raise_on_red: bool = True) -> state.Report:
+    """A whole build run without Airflow (scripts, tests, the CLI): plan, every batch through every unit
+    stage (a stage's failure does not stop the other stages or batches, as in the DAG), then the report.
+
+    Raises :class:`RunFailed` when the report is red (unless ``raise_on_red`` is off).
+    """
+    try:
+        batches = plan(spec, params, run_id, max_batches=max_batches)
+    except Exception:
+        log.exception("%s run %s: planning failed", spec.name, run_id)
+        batches = []
+    for batch in batches:
+        for stage in UNIT_STAGES:
+            try:
+                run_unit_stage(spec, stage, params, batch, run_id)
+            except UnitsFailed as exc:
+                log.error("%s", exc)
+    try:
+        return report(spec, params, run_id)
+    except RunFailed:
+        if raise_on_red:
+            raise
+        with pg_connect(spec.control_conn_id(spec.config(params))) as conn:
+            return state.judge(conn, run_id)

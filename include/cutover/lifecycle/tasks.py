@@ -20,6 +20,8 @@ from airflow.sdk import Param, task, task_group
 
 #: the context key each batch task sets to name its units in the grid
 _LABEL = "cutover_units"
+#: the XCom key under which the approval keeps its answer (approve and reject alike)
+ANSWER_KEY = "answer"
 
 
 def units_param(noun: str, **kw: Any) -> Param:
@@ -87,7 +89,9 @@ def build_tasks(spec_ref: str, *, copy_pool: str | None = None) -> Any:
     @task_group
     def unit_batch(batch: dict) -> Any:
         """One batch of units through prepare → copy → finalize → verify."""
-        return verify(batch) << finalize(batch) << copy(batch) << prepare(batch)
+        prepared, copied, finalized, verified = prepare(batch), copy(batch), finalize(batch), verify(batch)
+        prepared >> copied >> finalized >> verified
+        return verified
 
     @task(trigger_rule="all_done")
     def report(params: dict | None = None, run_id: str | None = None) -> dict:
@@ -145,7 +149,20 @@ def cutover_tasks(spec_ref: str, *, approval_timeout: timedelta = timedelta(days
         """Go through the approval when `require_approval` is on."""
         return "approve" if (params or {}).get("require_approval", True) else "no_approval"
 
-    approve = ApprovalOperator(
+    class RecordedApproval(ApprovalOperator):
+        """Airflow's ApprovalOperator that also keeps the answer (who, what, when) in XCom ``answer``:
+        on *Reject* the operator skips its downstream tasks and pushes no return value, yet the
+        rejection must reach the run's evidence."""
+
+        def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+            if "chosen_options" in event:
+                context["ti"].xcom_push(key=ANSWER_KEY, value={
+                    "chosen_options": list(event.get("chosen_options") or []),
+                    "responded_by_user": event.get("responded_by_user"),
+                    "responded_at": str(event.get("responded_at") or "")})
+            return super().execute_complete(context, event)
+
+    approve = RecordedApproval(
         task_id="approve",
         subject="Cut over {{ ti.xcom_pull(task_ids='ready') | length }} unit(s) of {{ dag.dag_id }}?",
         body=(
@@ -173,7 +190,7 @@ def cutover_tasks(spec_ref: str, *, approval_timeout: timedelta = timedelta(days
         spec = load_spec(spec_ref)
         p = dict(params or {})
         required = bool(p.get("require_approval", True))
-        approval = ti.xcom_pull(task_ids="approve") if required and ti is not None else None
+        approval = ti.xcom_pull(task_ids="approve", key=ANSWER_KEY) if required and ti is not None else None
         try:
             return do_switch(spec, spec.config(p), units, run_id or "", require_approval=required, approval=approval,
                              canary_pct=int(p.get("canary_pct", 100)), actor=getattr(dag_run, "dag_id", None),
@@ -196,7 +213,7 @@ def cutover_tasks(spec_ref: str, *, approval_timeout: timedelta = timedelta(days
         spec = load_spec(spec_ref)
         p = dict(params or {})
         cfg = spec.config(p)
-        approval = ti.xcom_pull(task_ids="approve") if ti is not None else None
+        approval = ti.xcom_pull(task_ids="approve", key=ANSWER_KEY) if ti is not None else None
         if approval and (approval.get("chosen_options") or []) == ["Reject"]:
             units = ti.xcom_pull(task_ids="ready") or []
             return do_switch(spec, cfg, units, run_id or "", require_approval=True, approval=approval,

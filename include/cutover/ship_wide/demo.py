@@ -1,4 +1,5 @@
-"""The ship_wide part of ``make demo``: generated narrow time series, built, verified, cut over.
+"""The ship_wide part of ``make demo``: generated narrow time series, built and verified by
+``ship_wide_build``, then cut over by ``ship_wide_cutover`` with its approval turned off for the demo.
 
 Each demo run starts from a clean slate (earlier wide tables, maps and checkpoints are rolled back
 and dropped), so it can be repeated. The sample has channel names that need mapping and a few rows
@@ -29,10 +30,12 @@ def demo_step(scale: float) -> dict[str, Any]:
             conn, SCHEMA, ships=3, channels=20, timestamps=max(200, int(2000 * scale)), seed=42,
             odd_names=True, conflict_channels=1, mismatches=2, duplicates=2,
         )
-    return {"ships": "all", "schema": SCHEMA, "text_columns": False, "chunk_rows": 50_000, "parallelism": 2,
-            "dry_run": False, "cutover": False}
+    # units [] = every ship; the build never switches readers (that is ship_wide_cutover's job)
+    return {"units": [], "schema": SCHEMA, "text_columns": False, "chunk_rows": 50_000, "parallelism": 2,
+            "dry_run": False}
 
 
 def demo_cutover_step(scale: float) -> dict[str, Any]:
-    """The run conf of ``ship_wide_cutover`` (no human in the demo: approval off)."""
-    return {"ships": "all", "schema": SCHEMA, "require_approval": False}
+    """The run conf of ``ship_wide_cutover``: every verified ship, with approval off (no human in the
+    demo; a real cutover keeps ``require_approval`` on and is approved under *Required Actions*)."""
+    return {"units": [], "schema": SCHEMA, "canary_pct": 100, "require_approval": False}

@@ -1,11 +1,17 @@
 """Migration status: read the control schema into plain data, and render it as one HTML page.
 
 :func:`collect_status` runs a handful of read-only queries against the ``cutover`` control schema and
-returns JSON-ready dicts: recent runs with their units, the latest quality-gate result per suite and
-asset (with a link into the data docs when a page exists), the current backend switch of every unit
-and the switch history, the latest consistency result per pair with its lag, and dead-letter counts.
+returns JSON-ready dicts: recent runs (with their kind: build / cutover / rollback) and their units
+(source rows read, target rows written, the stage a failed unit failed in), the latest quality-gate
+result per suite and asset (with a link into the data docs when a page exists), the current backend
+switch of every unit and the switch history, the latest consistency result per pair with its lag,
+and dead-letter counts.
 :func:`render_status_html` turns that into a self-contained page. Every value that reaches the page
 is HTML-escaped: names (tenants, tables, ships, pairs) come from data.
+
+Columns added by later control-schema versions (``runs.kind``, ``units.rows_read`` / ``rows_written`` /
+``failed_stage``, version 3) are read when they exist and come back as None otherwise, so the page
+also shows a schema that has not been migrated yet.
 
 Nothing here touches a database at import time; psycopg is imported by the caller's connection.
 """
@@ -46,6 +52,33 @@ def schema_exists(conn: Any) -> bool:
     """True when the control schema has been created (no run has ever started otherwise)."""
     row = conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.runs",)).fetchone()
     return bool(row and row[0])
+
+
+#: columns of later schema versions the page reads when present: table → {column: SQL type}
+OPTIONAL_COLUMNS: dict[str, dict[str, str]] = {
+    "runs": {"kind": "text"},
+    "units": {"rows_read": "bigint", "rows_written": "bigint", "failed_stage": "text"},
+}
+
+
+def _optional_columns(conn: Any, table: str) -> str:
+    """``, col, …`` for the optional columns of ``table``; one that does not exist yet reads as NULL."""
+    present = {
+        r["column_name"]
+        for r in _rows(
+            conn,
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+            (SCHEMA, table),
+        )
+    }
+    return "".join(
+        f", {col}" if col in present else f", NULL::{typ} AS {col}"
+        for col, typ in OPTIONAL_COLUMNS[table].items()
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if value is not None else None
 
 
 def _jsonable(value: Any) -> Any:
@@ -144,9 +177,11 @@ def collect_status(
     status["schema_exists"] = True
     p = {"pipeline": pipeline, "limit": runs_limit, "units_per_run": UNITS_PER_RUN}
     by_pipeline = "(%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)"
+    run_cols = _optional_columns(conn, "runs")
+    unit_cols = _optional_columns(conn, "units")
     runs = _rows(
         conn,
-        f"""SELECT run_id, pipeline, state, params, evidence, started_at, finished_at,
+        f"""SELECT run_id, pipeline, state, params, evidence, started_at, finished_at{run_cols},
                    extract(epoch FROM coalesce(finished_at, now()) - started_at) AS duration_s
             FROM {SCHEMA}.runs WHERE {by_pipeline}
             ORDER BY started_at DESC, run_id LIMIT %(limit)s""",
@@ -155,7 +190,7 @@ def collect_status(
     units = _rows(
         conn,
         f"""SELECT * FROM (
-                SELECT run_id, unit_key, state, rows_total, rows_done, checksum_source, checksum_target,
+                SELECT run_id, unit_key, state, rows_total{unit_cols}, checksum_source, checksum_target,
                        error, started_at, finished_at, updated_at,
                        row_number() OVER (PARTITION BY run_id ORDER BY unit_key) AS n
                 FROM {SCHEMA}.units WHERE run_id = ANY(%(run_ids)s)) u
@@ -164,11 +199,12 @@ def collect_status(
     )
     totals = _rows(
         conn,
-        f"""SELECT run_id, count(*) AS units, sum(rows_done) AS rows_done, sum(rows_total) AS rows_total,
+        f"""SELECT run_id, count(*) AS units, sum(rows_read) AS rows_read, sum(rows_written) AS rows_written,
+                   sum(rows_total) AS rows_total,
                    count(*) FILTER (WHERE checksum_source IS NOT NULL AND checksum_target IS NOT NULL
                                     AND checksum_source <> checksum_target) AS checksum_mismatches,
                    jsonb_object_agg(state, n) AS states
-            FROM (SELECT run_id, state, rows_done, rows_total, checksum_source, checksum_target,
+            FROM (SELECT run_id, state, rows_total, checksum_source, checksum_target{unit_cols},
                          count(*) OVER (PARTITION BY run_id, state) AS n
                   FROM {SCHEMA}.units WHERE run_id = ANY(%(run_ids)s)) s
             GROUP BY run_id""",
@@ -185,8 +221,9 @@ def collect_status(
         r["units"] = units_by_run.get(r["run_id"], [])
         r["unit_totals"] = {
             "units": int(t.get("units") or 0),
-            "rows_done": int(t.get("rows_done") or 0),
-            "rows_total": int(t["rows_total"]) if t.get("rows_total") is not None else None,
+            "rows_read": _int_or_none(t.get("rows_read")),
+            "rows_written": _int_or_none(t.get("rows_written")),
+            "rows_total": _int_or_none(t.get("rows_total")),
             "checksum_mismatches": int(t.get("checksum_mismatches") or 0),
             "states": t.get("states") or {},
         }
@@ -297,6 +334,7 @@ def _state(value: Any) -> str:
         "success": "ok",
         "done": "ok",
         "verified": "ok",
+        "cut_over": "ok",
         "passed": "ok",
         "ok": "ok",
         "consistent": "ok",
@@ -306,6 +344,9 @@ def _state(value: Any) -> str:
         "mismatch": "bad",
         "running": "run",
         "copying": "run",
+        "prepared": "run",
+        "copied": "run",
+        "rolled_back": "warn",
         "planned": "muted",
         "skipped": "muted",
     }.get(str(value).lower(), "")
@@ -352,6 +393,7 @@ th{background:#f0f4f8;font-weight:600}td.n{text-align:right}
 .muted{color:#7b8794}.warn{background:#fff3c4;color:#513c06}
 ul.ev{margin:0;padding-left:1rem}details{margin:.2rem 0}
 code{font-size:.85em}nav a{margin-right:1rem}
+.kind{font-size:.8em;font-weight:normal;padding:0 .35rem;border:1px solid #9fb3c8;border-radius:3px}
 """
 
 
@@ -399,15 +441,21 @@ def render_status_html(
         t = run.get("unit_totals") or {}
         states = ", ".join(f"{_e(k)} {_num(v)}" for k, v in sorted((t.get("states") or {}).items()))
         rows_total = t.get("rows_total")
-        rows = _num(t.get("rows_done")) + (f" / {_num(rows_total)}" if rows_total is not None else "")
+        rows = (
+            f"source rows read {_num(t.get('rows_read')) or '–'}"
+            + (f" / {_num(rows_total)}" if rows_total is not None else "")
+            + f" · target rows written {_num(t.get('rows_written')) or '–'}"
+        )
         mism = t.get("checksum_mismatches") or 0
         ev = "".join(f"<li>{_e(line)}</li>" for line in run.get("evidence_summary") or [])
         parts.append(
-            f"<h3>{plink(run.get('pipeline'))} · <code>{_e(run.get('run_id'))}</code> {_state(run.get('state'))}</h3>"
+            f"<h3>{plink(run.get('pipeline'))}"
+            + (f' <span class="kind">{_e(run.get("kind"))}</span>' if run.get("kind") else "")
+            + f" · <code>{_e(run.get('run_id'))}</code> {_state(run.get('state'))}</h3>"
             f"<p>started {_ts(run.get('started_at'))} · finished {_ts(run.get('finished_at')) or '—'} · "
             f"took {_e(format_duration(run.get('duration_s')))} · "
             + (
-                f"{_num(t.get('units'))} units ({states}) · rows {rows} · "
+                f"{_num(t.get('units'))} units ({states}) · {rows} · "
                 if t.get("units")
                 else "no units · "
             )
@@ -424,10 +472,12 @@ def render_status_html(
             [
                 _e(u.get("unit_key")),
                 _state(u.get("state")),
-                f'<span class="n">{_num(u.get("rows_done"))}</span>',
+                f'<span class="n">{_num(u.get("rows_read"))}</span>',
+                f'<span class="n">{_num(u.get("rows_written"))}</span>',
                 _num(u.get("rows_total")),
                 _bool(u.get("checksums_match"), "match", "MISMATCH"),
                 _ts(u.get("updated_at")),
+                _e(u.get("failed_stage")),
                 _e(u.get("error")),
             ]
             for u in run.get("units") or []
@@ -438,7 +488,8 @@ def render_status_html(
             parts.append(
                 f"<details {'open' if shown <= 20 else ''}><summary>Units{more}</summary>"
                 + _table(
-                    ["unit", "state", "rows done", "rows total", "checksums", "updated", "error"],
+                    ["unit", "state", "source rows read", "target rows written", "rows total", "checksums",
+                     "updated", "failed in", "error"],
                     unit_rows,
                     "",
                 )
