@@ -97,26 +97,18 @@ def advance(
     checksum_source: str | None = None, checksum_target: str | None = None, detail: dict[str, Any] | None = None,
     pipeline: str | None = None, error: str | None = None, failed_stage: str | None = None,
 ) -> UnitState:
-    """Move a unit to ``new`` if the life cycle allows it from its stored state; returns the old state.
+    """Move a unit to ``new`` if the life cycle allows it from its stored state; returns ``new``.
 
-    The row is locked (``FOR UPDATE``) so the check and the write are one step. A unit the run does
+    The check is the UPDATE's own WHERE clause, so check and write are one step (and one round trip). A unit the run does
     not have is created only when ``pipeline`` is given (cutover and rollback runs record the units
     they touch). Counts left as None keep their stored values; ``error`` / ``failed_stage`` go with
     a move to ``failed`` (any other move clears them). Raises :class:`InvalidTransition`, or
     ``LookupError`` for an unknown unit without ``pipeline``.
     """
-    row = conn.execute(f"SELECT state FROM {SCHEMA}.units WHERE run_id = %s AND unit_key = %s FOR UPDATE",
-                       (run_id, unit_key)).fetchone()
-    if row is None and pipeline is None:
-        raise LookupError(f"unit {unit_key} is not part of run {run_id} (was it planned?)")
-    old = UnitState(row[0]) if row else None
-    check_transition(unit_key, old, new)
-    if row is None:
-        control.set_unit(conn, run_id, pipeline or "", unit_key, str(new), rows_total=rows_total, rows_read=rows_read,
-                         rows_written=rows_written, checksum_source=checksum_source,
-                         checksum_target=checksum_target, detail=detail, error=error, failed_stage=failed_stage)
-        return UnitState(new)
-    conn.execute(
+    target = UnitState(new)
+    allowed_from = [str(s) for s, to in TRANSITIONS.items() if target in to]
+    # one round trip: the transition check is the WHERE clause (the row lock makes check and write one step)
+    row = conn.execute(
         f"""UPDATE {SCHEMA}.units SET state = %(new)s,
                 rows_total = coalesce(%(total)s, rows_total),
                 rows_read = coalesce(%(rr)s, rows_read), rows_done = coalesce(%(rr)s, rows_done),
@@ -126,12 +118,25 @@ def advance(
                 started_at = coalesce(started_at, CASE WHEN %(new)s <> 'planned' THEN now() END),
                 finished_at = CASE WHEN %(new)s = ANY(%(finished)s) THEN now() END,
                 updated_at = now()
-            WHERE run_id = %(run)s AND unit_key = %(unit)s""",
-        {"new": str(new), "total": rows_total, "rr": rows_read, "rw": rows_written, "cs": checksum_source,
+            WHERE run_id = %(run)s AND unit_key = %(unit)s AND state = ANY(%(allowed)s)
+            RETURNING state""",
+        {"new": str(target), "total": rows_total, "rr": rows_read, "rw": rows_written, "cs": checksum_source,
          "ct": checksum_target, "detail": Jsonb(detail or {}), "finished": list(_FINISHED), "run": run_id,
-         "unit": unit_key, "error": error, "fs": failed_stage},
-    )
-    return old or UnitState(new)
+         "unit": unit_key, "error": error, "fs": failed_stage, "allowed": allowed_from},
+    ).fetchone()
+    if row is not None:
+        return target
+    current = conn.execute(f"SELECT state FROM {SCHEMA}.units WHERE run_id = %s AND unit_key = %s",
+                           (run_id, unit_key)).fetchone()
+    if current is None:
+        if pipeline is None:
+            raise LookupError(f"unit {unit_key} is not part of run {run_id} (was it planned?)")
+        control.set_unit(conn, run_id, pipeline, unit_key, str(target), rows_total=rows_total, rows_read=rows_read,
+                         rows_written=rows_written, checksum_source=checksum_source,
+                         checksum_target=checksum_target, detail=detail, error=error, failed_stage=failed_stage)
+        return target
+    check_transition(unit_key, current[0], target)  # raises InvalidTransition with both states
+    raise InvalidTransition(f"unit {unit_key}: {current[0]} → {target} refused")  # pragma: no cover - unreachable
 
 
 def chunk_done(conn: Connection[Any], run_id: str, unit_key: str, *, rows_read: int, rows_written: int) -> None:
