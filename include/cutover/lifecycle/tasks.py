@@ -178,7 +178,7 @@ def cutover_tasks(spec_ref: str, *, approval_timeout: timedelta = timedelta(days
     no_approval = EmptyOperator(task_id="no_approval")
 
     @task(trigger_rule="none_failed_min_one_success")
-    def switch(units: list[dict], params: dict | None = None, run_id: str | None = None, ti: Any = None,
+    def switch(units: Any, params: dict | None = None, run_id: str | None = None, ti: Any = None,
                dag_run: Any = None) -> dict:
         """Point each unit's readers at the target; record the approval and the switches in the evidence."""
         from airflow.sdk.exceptions import AirflowFailException
