@@ -39,8 +39,20 @@ class _Reviewer(threading.Thread):
     def run(self) -> None:
         try:
             self._run()
-        except Exception as exc:  # surfaced by the test
+        except Exception as exc:  # surfaced by the test; the approval is failed so that dag.test() returns
             self.error = exc
+            self._give_up()
+
+    def _give_up(self) -> None:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from airflow.utils.state import TaskInstanceState
+        from sqlalchemy import update
+
+        with create_session() as session:
+            session.execute(update(TaskInstance).where(
+                TaskInstance.dag_id == self.dag_id, TaskInstance.task_id == "approve",
+                TaskInstance.state == TaskInstanceState.AWAITING_INPUT).values(state=TaskInstanceState.FAILED))
 
     def _run(self) -> None:
         from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
@@ -59,7 +71,10 @@ class _Reviewer(threading.Thread):
             def get_name(self) -> str:
                 return name
 
+        deadline = time.monotonic() + 120  # never let dag.test() wait forever for a human
         while not self.stop.is_set() and not self.answered:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the approval never reached AWAITING_INPUT")
             with create_session() as session:
                 ti = session.scalars(select(TaskInstance).where(
                     TaskInstance.dag_id == self.dag_id, TaskInstance.task_id == "approve",

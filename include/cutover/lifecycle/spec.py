@@ -98,6 +98,7 @@ class PipelineSpec:
     * ``drop(conn, cfg, key)`` — remove what was built for a unit (rollback with drop);
     * ``known_units(cfg)`` — every unit with something built or routed (rollback of "all");
     * ``backends`` — (source backend, target backend) names, e.g. ``("narrow", "wide")``;
+    * ``key_arity`` — the number of parts of its unit keys;
     * ``permanent_errors`` — exceptions that fail the same on every try: no retries.
     """
 
@@ -116,6 +117,8 @@ class PipelineSpec:
     unit_key: Callable[[Any, str], UnitKey]
     control_conn_id: Callable[[Any], str]
     backends: tuple[str, str] = ("source", "target")
+    #: how many parts a unit key has (a ship: 1; a tenant and a table: 2)
+    key_arity: int = 1
     permanent_errors: tuple[type[BaseException], ...] = ()
     copy_slots: Callable[[Any], int] | None = None
 

@@ -18,7 +18,7 @@ from typing import Any
 from cutover import control
 from cutover.connections import pg_connect
 from cutover.lifecycle import state
-from cutover.lifecycle.model import UnitKey, UnitState
+from cutover.lifecycle.model import PlannedUnit, UnitKey, UnitState
 from cutover.lifecycle.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,10 @@ def switch(
               "at": str((approval or {}).get("responded_at") or "") or None}
     with pg_connect(conn_id) as conn:
         state.start(conn, run_id, spec.name, kind="cutover", params=params, dag_id=dag_id)
+        # the cutover run's plan: the ready units, as verified (a rerun of the run id starts over)
+        state.record_plan(conn, run_id, spec.name, [
+            PlannedUnit(UnitKey.parse(u["unit"], spec.key_arity), int(u.get("rows_read") or 0), {"verified_in": u.get("run_id")})
+            for u in units], state=UnitState.VERIFIED)
         if require_approval and not approved:
             if approval is not None and (approval.get("chosen_options") or []) == ["Reject"]:
                 control.finish_run(conn, run_id, "rejected", {"approval": record, "switched": [],
@@ -119,15 +123,14 @@ def switch(
     actor = who if require_approval else (actor or spec.name)
     target = spec.backends[1]
     for u in units:
-        key = UnitKey.parse(u["unit"])
+        key = UnitKey.parse(u["unit"], spec.key_arity)
         with pg_connect(conn_id) as conn:
             before = control.get_switch(conn, spec.name, str(key))
             out = spec.route(conn, cfg, key, target)
             control.switch_backend(conn, spec.name, str(key), target, canary_pct=canary_pct, run_id=run_id,
                                    actor=actor, reason=f"cutover: verified in run {u.get('run_id')}")
-            state.advance(conn, run_id, str(key), UnitState.VERIFIED, pipeline=spec.name,
-                          rows_read=u.get("rows_read"), rows_written=u.get("rows_written"))
-            state.advance(conn, run_id, str(key), UnitState.CUT_OVER)
+            state.advance(conn, run_id, str(key), UnitState.CUT_OVER, rows_read=u.get("rows_read"),
+                          rows_written=u.get("rows_written"), detail={"switch": {"canary_pct": canary_pct, **out}})
         done.append({"unit": u["name"], "from": before.backend if before else spec.backends[0], "to": target,
                      "canary_pct": canary_pct, **out})
         log.info("%s %s: readers → %s (%d %%)", spec.unit_noun, u["name"], target, canary_pct)
