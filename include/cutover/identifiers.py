@@ -8,6 +8,9 @@ that reaches SQL goes through this module:
 * :func:`quote_pg` / :func:`pg_ident` and :func:`quote_mysql` quote a validated name, so quotes,
   semicolons and comment markers inside it are part of the name, never SQL; :func:`sa_ident` does the
   same for names handed to libraries that build SQL with SQLAlchemy (GX);
+* :func:`with_params` readies a statement composed of such names (and literals) to run *with*
+  parameters: psycopg then reads every ``%`` of the text as a placeholder marker, the ones inside a
+  quoted name such as ``"100%"`` too, so those are doubled;
 * :class:`NameMapper` maps arbitrary names onto names that fit a database limit (PostgreSQL: 63 bytes)
   deterministically, with a hash suffix that keeps names distinct when they collide after truncation.
   It never truncates silently: the mapping is returned so the caller stores it.
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 from psycopg import sql
 
 if TYPE_CHECKING:
+    from psycopg.abc import AdaptContext
     from sqlalchemy.sql import quoted_name
 
 Dialect = Literal["postgres", "mysql"]
@@ -76,10 +80,54 @@ def quote_pg(name: str) -> str:
 
 
 def pg_ident(*parts: str) -> sql.Identifier:
-    """A psycopg ``sql.Identifier`` (schema-qualified when given several parts), validated first."""
+    """A psycopg ``sql.Identifier`` (schema-qualified when given several parts), validated first.
+
+    A statement holding it that runs with parameters goes through :func:`with_params` (a ``%`` in the
+    name would otherwise be read as a placeholder marker).
+    """
     for part in parts:
         validate_identifier(part, dialect="postgres")
     return sql.Identifier(*parts)
+
+
+class _DataPercentEscaped(sql.Composable):
+    """A quoted name or literal of a statement run with parameters: each ``%`` of its text doubled."""
+
+    def __init__(self, obj: sql.Identifier | sql.Literal) -> None:
+        super().__init__(obj)
+
+    def as_bytes(self, context: AdaptContext | None = None) -> bytes:
+        # psycopg scans the statement's bytes for b"%"; 0x25 is never part of a multi-byte character
+        # in any encoding PostgreSQL accepts from a client, so doubling the byte doubles the character
+        return bytes(self._obj.as_bytes(context)).replace(b"%", b"%%")
+
+
+def with_params(query: sql.Composable) -> sql.Composed:
+    """``query`` ready to be executed *with* parameters (``execute``, ``copy``, ``mogrify``).
+
+    When parameters are passed, psycopg reads every ``%`` of the statement as the start of a
+    placeholder (``%s``) or of an escaped percent (``%%``) — also a ``%`` that a quoted name or a literal
+    put there: ``"100%"`` fails with "only '%s', '%b', '%t' are allowed as placeholders", and ``"x%sy"``
+    silently takes a parameter. psycopg's ``sql.Identifier`` and ``sql.Literal`` do not escape it
+    (psycopg 3.3; they cannot know whether parameters follow: without them ``%%`` would reach
+    PostgreSQL as two characters). This walks the composed statement and doubles ``%`` inside every
+    ``sql.Identifier`` (so every :func:`pg_ident`) and ``sql.Literal``, and leaves the code's own
+    ``sql.SQL`` text (its ``%s`` placeholders and ``%%``) and ``sql.Placeholder`` as written.
+
+    Use it exactly where a composed statement is executed with parameters; one executed without
+    parameters must not go through it.
+    """
+    return sql.Composed([_escape_data(part) for part in (query if isinstance(query, sql.Composed) else [query])])
+
+
+def _escape_data(part: sql.Composable) -> sql.Composable:
+    if isinstance(part, sql.SQL | sql.Placeholder | _DataPercentEscaped):
+        return part
+    if isinstance(part, sql.Composed):
+        return with_params(part)
+    if isinstance(part, sql.Identifier | sql.Literal):
+        return _DataPercentEscaped(part)
+    raise TypeError(f"with_params: cannot tell code from data in {type(part).__name__} {part!r}")
 
 
 def sa_ident(name: str, *, dialect: Dialect = "postgres") -> quoted_name:

@@ -34,7 +34,7 @@ from typing import Any
 from psycopg import Connection, sql
 from psycopg.types.json import Jsonb
 
-from cutover.identifiers import pg_ident
+from cutover.identifiers import pg_ident, with_params
 from cutover.ship_wide.config import FORMAT_COLUMN, TIME_COLUMN, ShipWideConfig, accepted_format
 from cutover.ship_wide.ddl import WideTable
 from cutover.ship_wide.server_pivot import chunk_settings, chunk_where, sum_nonnulls
@@ -252,7 +252,7 @@ class ArrivalPatterns:
                GROUP BY chs, fs, n ORDER BY times DESC LIMIT %s"""
         ).format(joined=_JOINED, narrow=pg_ident(self.cfg.schema, self.cfg.narrow_table), where=where)
         chunk_settings(conn)
-        found = _patterns(conn.execute(q, [*params, rows, MAX_PATTERNS]).fetchall())
+        found = _patterns(conn.execute(with_params(q), [*params, rows, MAX_PATTERNS]).fetchall())
         return self.learn(found)  # a pattern seen once may be the last time, cut by the limit
 
     def statement(self, lo: str | None, hi: str | None) -> tuple[sql.Composed, list[Any]]:
@@ -267,7 +267,7 @@ class ArrivalPatterns:
 def run_fast(conn: Connection[Any], stmt: sql.Composed, params: list[Any]) -> FastChunk:
     """Run a fast statement from :meth:`ArrivalPatterns.statement` in ``conn``'s transaction."""
     chunk_settings(conn)
-    row = conn.execute(stmt, params).fetchone()
+    row = conn.execute(with_params(stmt), params).fetchone()
     assert row is not None
     return FastChunk(wide_rows=int(row[0]), narrow_rows=int(row[1]), leftover=list(row[2]), last_time=row[4],
                      unmatched=_patterns(row[3]))

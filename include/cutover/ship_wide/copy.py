@@ -43,7 +43,7 @@ from psycopg import Connection, errors, sql
 
 from cutover import control
 from cutover.connections import pg_connect
-from cutover.identifiers import pg_ident
+from cutover.identifiers import pg_ident, with_params
 from cutover.ship_wide.arrival import GIVE_UP_AFTER, ArrivalPatterns, FastChunk, run_fast
 from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, ShipWideConfig
 from cutover.ship_wide.ddl import (
@@ -100,7 +100,7 @@ def copy_out(conn: Connection[Any], query: sql.Composable, params: list[Any]) ->
     server spends producing it. psycopg2's ``copy_expert`` collects them in C, about 4x faster, so it
     is used (on its own connection to the same server, same session settings) when installed.
     """
-    stmt = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query)
+    stmt = with_params(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query))  # run with parameters
     fast = _psycopg2_conn(conn)
     if fast is not None:
         rendered = _render(conn, stmt, params)
@@ -211,8 +211,8 @@ def chunk_upper(src: Connection[Any], cfg: ShipWideConfig, ship_id: str, lo: str
     """
     where, params = chunk_where(ship_id, lo, None)
     row = src.execute(
-        sql.SQL("SELECT upper::text FROM (SELECT created_time AS upper FROM {}{} ORDER BY created_time "
-                "OFFSET %s LIMIT 1) b").format(pg_ident(cfg.schema, cfg.narrow_table), where),
+        with_params(sql.SQL("SELECT upper::text FROM (SELECT created_time AS upper FROM {}{} ORDER BY created_time "
+                            "OFFSET %s LIMIT 1) b").format(pg_ident(cfg.schema, cfg.narrow_table), where)),
         [*params, cfg.chunk_rows - 1],
     ).fetchone()
     return row[0] if row else None
@@ -431,7 +431,7 @@ def copy_history(
                     # rows without a time fall in no chunk: they are dead letters, not lost (the index on
                     # (ship_id, created_time) answers the probe, so a ship without any costs no COPY)
                     untimed = sql.SQL(" WHERE ship_id = %s AND created_time IS NULL")
-                    if done and src.execute(sql.SQL("SELECT EXISTS (SELECT FROM {}{})").format(table, untimed),
+                    if done and src.execute(with_params(sql.SQL("SELECT EXISTS (SELECT FROM {}{})").format(table, untimed)),
                                             [ship_id]).fetchone() == (True,):
                         res, _, d = load_client(conn, read_chunk(copy_out(src, base + untimed, [ship_id])))
                         narrow += res.narrow_rows

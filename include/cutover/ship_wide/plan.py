@@ -7,7 +7,7 @@ from typing import Any
 
 from psycopg import Connection, sql
 
-from cutover.identifiers import pg_ident
+from cutover.identifiers import pg_ident, with_params
 from cutover.ship_wide.config import TIME_COLUMN, ShipWideConfig, column_type
 
 
@@ -97,7 +97,7 @@ def plan_ships(conn: Connection[Any], cfg: ShipWideConfig, ships: list[str] | No
            FROM {tbl}{where} GROUP BY 1, 2, 3"""
     ).format(seq=pg_ident(cfg.seq_column), tbl=pg_ident(cfg.schema, cfg.narrow_table), where=where)
     found: dict[str, ShipPlan] = {}
-    for ship, channel, fmt, n, first, last, seq in conn.execute(q, params).fetchall():
+    for ship, channel, fmt, n, first, last, seq in conn.execute(with_params(q), params).fetchall():
         p = found.setdefault(ship, ShipPlan(ship_id=ship, rows=0))
         p.rows += int(n)
         p.seq_max = max(p.seq_max, int(seq or 0))

@@ -33,7 +33,7 @@ from typing import Any
 
 from psycopg import Connection, sql
 
-from cutover.identifiers import pg_ident
+from cutover.identifiers import pg_ident, with_params
 from cutover.ship_wide.config import (
     TIME_COLUMN,
     VALID_SQL,
@@ -179,7 +179,7 @@ def pivot_in_database(
     else:
         where, params = chunk_where(wide.ship_id, lo, hi)
     chunk_settings(conn)
-    row = conn.execute(pivot_statement(cfg, wide, cols, where), [chs, fmts, ps, *params]).fetchone()
+    row = conn.execute(with_params(pivot_statement(cfg, wide, cols, where)), [chs, fmts, ps, *params]).fetchone()
     assert row is not None
     return ServerChunk(wide_rows=int(row[0]), narrow_rows=int(row[1]), problem_times=list(row[2]))
 

@@ -21,7 +21,7 @@ from typing import Any
 from psycopg import Connection, sql
 
 from cutover.connections import pg_connect
-from cutover.identifiers import pg_ident, slugify
+from cutover.identifiers import pg_ident, slugify, with_params
 from cutover.ship_wide.config import TIME_COLUMN, VALID_SQL, VALUE_TEXT_SQL, ShipWideConfig
 from cutover.ship_wide.cutover import compat_sql
 from cutover.ship_wide.ddl import WideTable, load_wide
@@ -53,7 +53,7 @@ def narrow_stats(conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, up
         narrow=pg_ident(cfg.schema, cfg.narrow_table), seq=pg_ident(cfg.seq_column), valid=sql.SQL(VALID_SQL),
         compat=compat_sql(wide),
     )
-    row = conn.execute(q, (wide.ship_id, upto_seq)).fetchone()
+    row = conn.execute(with_params(q), (wide.ship_id, upto_seq)).fetchone()
     assert row is not None
     return {"times": int(row[0]), "cells": int(row[1]), "checksum": row[2], "first": row[3], "last": row[4]}
 
