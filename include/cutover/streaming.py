@@ -18,7 +18,7 @@ from typing import Any
 
 from psycopg import Connection, sql
 
-from cutover.identifiers import pg_ident
+from cutover.identifiers import pg_ident, with_params
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def pg_stream(
     """
     with conn.cursor(name=name) as cur:
         cur.itersize = chunk_rows
-        cur.execute(query, params)
+        cur.execute(with_params(query) if params and isinstance(query, sql.Composable) else query, params)
         while True:
             rows = cur.fetchmany(chunk_rows)
             if not rows:
@@ -97,7 +97,7 @@ def pg_keyset_chunks(
         q = sql.SQL("SELECT {} FROM {}{} ORDER BY {} LIMIT {}").format(
             cols, table, cond, keys, sql.Literal(chunk_rows)
         )
-        rows = conn.execute(q, params).fetchall()
+        rows = conn.execute(with_params(q), params).fetchall()
         if not rows:
             return
         last = tuple(rows[-1][i] for i in key_idx)

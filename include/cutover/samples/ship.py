@@ -24,7 +24,7 @@ from typing import Any
 
 from psycopg import Connection, sql
 
-from cutover.identifiers import pg_ident
+from cutover.identifiers import pg_ident, with_params
 from cutover.streaming import copy_csv
 
 START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
@@ -208,7 +208,7 @@ def insert_rows(conn: Connection[Any], schema: str, rows: Sequence[dict[str, Any
         sql.SQL(", ").join(sql.Placeholder() * len(cols)),
     )
     with conn.cursor() as cur:
-        cur.executemany(q, [[r.get(c) for c in cols] for r in rows])
+        cur.executemany(with_params(q), [[r.get(c) for c in cols] for r in rows])
     return len(rows)
 
 
