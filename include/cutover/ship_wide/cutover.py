@@ -26,30 +26,17 @@ from cutover.ship_wide.config import (
     FORMAT_COLUMN,
     PIPELINE,
     TIME_COLUMN,
-    VALID_SQL,
     VALUE_TEXT_SQL,
     ShipWideConfig,
     accepted_format,
 )
 from cutover.ship_wide.ddl import WideTable, column_scope, load_wide
+from cutover.ship_wide.fragments import loadable_narrow
 
 
 def same_database(cfg: ShipWideConfig) -> bool:
     """Whether narrow and wide tables live in one database (so a view can read either)."""
     return resolve(cfg.source_conn_id).pg_conninfo() == resolve(cfg.target_conn_id).pg_conninfo()
-
-
-def compat_sql(wide: WideTable) -> sql.Composable:
-    """SQL true when a narrow row's format fits its channel's column (typed columns take one format)."""
-    whens: list[sql.Composable] = []
-    for fmt in FORMAT_COLUMN:
-        chans = [ch for ch, col in wide.columns.items() if accepted_format(wide.types.get(col, "text")) == fmt]
-        if chans:
-            whens.append(sql.SQL("WHEN data_channel_id = ANY({}::text[]) THEN value_format = {}").format(
-                sql.Literal(chans), sql.Literal(fmt)))
-    if not whens:
-        return sql.SQL("true")
-    return sql.SQL("(CASE {} ELSE true END)").format(sql.SQL(" ").join(whens))
 
 
 def view_sql(cfg: ShipWideConfig, wide: WideTable, backend: str) -> sql.Composed:
@@ -71,14 +58,8 @@ def view_sql(cfg: ShipWideConfig, wide: WideTable, backend: str) -> sql.Composed
                 cond = cond + sql.SQL(" AND value_format = {}").format(sql.Literal(fmt))
             items.append(sql.SQL("(array_agg({v}) FILTER (WHERE {c}))[1]::{t} AS {n}").format(
                 v=value, c=cond, t=sql.SQL(typ), n=pg_ident(col)))
-        body = sql.SQL(
-            "SELECT {items} FROM (SELECT DISTINCT ON (created_time, data_channel_id) * FROM {narrow} "
-            "WHERE ship_id = {ship} AND {valid} AND {compat} ORDER BY created_time, data_channel_id, {seq} DESC) n "
-            "GROUP BY created_time"
-        ).format(
-            items=sql.SQL(", ").join(items), narrow=pg_ident(cfg.schema, cfg.narrow_table),
-            ship=sql.Literal(wide.ship_id), valid=sql.SQL(VALID_SQL), compat=compat_sql(wide), seq=pg_ident(cfg.seq_column),
-        )
+        body = sql.SQL("SELECT {items} FROM ({rows}) n GROUP BY created_time").format(
+            items=sql.SQL(", ").join(items), rows=loadable_narrow(cfg, wide, sql.SQL("*")))
     else:
         raise ValueError(f"unknown backend {backend!r} (narrow or wide)")
     return body

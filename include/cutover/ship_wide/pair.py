@@ -15,10 +15,9 @@ from psycopg import Connection, sql
 
 from cutover.consistency import registry
 from cutover.consistency.spec import Endpoint, PairSpec
-from cutover.identifiers import pg_ident
-from cutover.ship_wide.config import PIPELINE, VALID_SQL, VALUE_TEXT_SQL, ShipWideConfig
-from cutover.ship_wide.cutover import compat_sql
+from cutover.ship_wide.config import PIPELINE, VALUE_TEXT_SQL, ShipWideConfig
 from cutover.ship_wide.ddl import WideTable
+from cutover.ship_wide.fragments import loadable_narrow, wide_cells
 
 
 def pair_name(cfg: ShipWideConfig, ship_id: str) -> str:
@@ -28,23 +27,9 @@ def pair_name(cfg: ShipWideConfig, ship_id: str) -> str:
 
 def ship_pair(conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable) -> PairSpec:
     """The consistency pair of one ship (queries rendered with ``conn``'s quoting)."""
-    narrow = sql.SQL(
-        """SELECT created_time, data_channel_id AS channel, val AS value
-           FROM (SELECT DISTINCT ON (created_time, data_channel_id) created_time, data_channel_id, {val} AS val
-                 FROM {narrow} WHERE ship_id = {ship} AND {valid} AND {compat}
-                 ORDER BY created_time, data_channel_id, {seq} DESC) v"""
-    ).format(
-        val=sql.SQL(VALUE_TEXT_SQL), narrow=pg_ident(cfg.schema, cfg.narrow_table), ship=sql.Literal(wide.ship_id),
-        valid=sql.SQL(VALID_SQL), compat=compat_sql(wide), seq=pg_ident(cfg.seq_column),
-    )
-    pairs = [(ch, col) for ch, col in wide.columns.items() if col in wide.types]
-    values = sql.SQL(", ").join(
-        sql.SQL("({}, w.{}::text)").format(sql.Literal(ch), pg_ident(col)) for ch, col in pairs
-    ) if pairs else sql.SQL("(NULL::text, NULL::text)")
-    unpivot = sql.SQL(
-        """SELECT w.created_time, v.ch AS channel, v.val AS value
-           FROM {t} w CROSS JOIN LATERAL (VALUES {values}) v(ch, val) WHERE v.val IS NOT NULL"""
-    ).format(t=wide.ident, values=values)
+    narrow = sql.SQL("SELECT created_time, data_channel_id AS channel, val AS value FROM ({}) v").format(
+        loadable_narrow(cfg, wide, sql.SQL("created_time, data_channel_id, {} AS val").format(sql.SQL(VALUE_TEXT_SQL))))
+    unpivot = sql.SQL("SELECT w.created_time, v.ch AS channel, v.val AS value {}").format(wide_cells(wide))
 
     def text(q: sql.Composed) -> str:  # the engine takes driver-style SQL: a literal % is written %%
         return q.as_string(conn).replace("%", "%%")

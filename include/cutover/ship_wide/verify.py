@@ -22,9 +22,9 @@ from psycopg import Connection, sql
 
 from cutover.connections import pg_connect
 from cutover.identifiers import pg_ident, slugify, with_params
-from cutover.ship_wide.config import TIME_COLUMN, VALID_SQL, VALUE_TEXT_SQL, ShipWideConfig
-from cutover.ship_wide.cutover import compat_sql
+from cutover.ship_wide.config import TIME_COLUMN, VALUE_TEXT_SQL, ShipWideConfig
 from cutover.ship_wide.ddl import WideTable, load_wide
+from cutover.ship_wide.fragments import loadable_narrow, wide_cells
 from cutover.ship_wide.plan import session_setup
 from cutover.ship_wide.sync import _sync_locked, ship_lock
 
@@ -42,33 +42,23 @@ class ShipVerificationFailed(RuntimeError):
 
 def narrow_stats(conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, upto_seq: int) -> dict[str, Any]:
     """Times, cells, checksum and time range of the ship's loadable narrow rows with ``seq <= upto_seq``."""
+    rows = loadable_narrow(cfg, wide, sql.SQL("created_time, data_channel_id, {} AS val").format(sql.SQL(VALUE_TEXT_SQL)),
+                           sql.SQL("{} <= %s").format(pg_ident(cfg.seq_column)))
     q = sql.SQL(
         """SELECT count(DISTINCT created_time), count(*), coalesce({h}, 0)::text,
-                  min(created_time)::text, max(created_time)::text
-           FROM (SELECT DISTINCT ON (created_time, data_channel_id) created_time, data_channel_id, {val} AS val
-                 FROM {narrow} WHERE ship_id = %s AND {seq} <= %s AND {valid} AND {compat}
-                 ORDER BY created_time, data_channel_id, {seq} DESC) v"""
-    ).format(
-        h=sql.SQL(_HASH.format(t="created_time", c="data_channel_id", v="val")), val=sql.SQL(VALUE_TEXT_SQL),
-        narrow=pg_ident(cfg.schema, cfg.narrow_table), seq=pg_ident(cfg.seq_column), valid=sql.SQL(VALID_SQL),
-        compat=compat_sql(wide),
-    )
-    row = conn.execute(with_params(q), (wide.ship_id, upto_seq)).fetchone()
+                  min(created_time)::text, max(created_time)::text FROM ({rows}) v"""
+    ).format(h=sql.SQL(_HASH.format(t="created_time", c="data_channel_id", v="val")), rows=rows)
+    row = conn.execute(with_params(q), (upto_seq,)).fetchone()
     assert row is not None
     return {"times": int(row[0]), "cells": int(row[1]), "checksum": row[2], "first": row[3], "last": row[4]}
 
 
 def wide_stats(conn: Connection[Any], wide: WideTable) -> dict[str, Any]:
     """Rows, cells, checksum and time range of the wide table (unpivoted back to channel, value)."""
-    pairs = [(ch, col) for ch, col in wide.columns.items() if col in wide.types]
-    values = sql.SQL(", ").join(
-        sql.SQL("({}, w.{}::text)").format(sql.Literal(ch), pg_ident(col)) for ch, col in pairs
-    ) if pairs else sql.SQL("(NULL::text, NULL::text)")
     q = sql.SQL(
         """SELECT (SELECT count(*) FROM {t}), count(*), coalesce({h}, 0)::text,
-                  (SELECT min(created_time)::text FROM {t}), (SELECT max(created_time)::text FROM {t})
-           FROM {t} w CROSS JOIN LATERAL (VALUES {values}) v(ch, val) WHERE v.val IS NOT NULL"""
-    ).format(t=wide.ident, h=sql.SQL(_HASH.format(t="w.created_time", c="v.ch", v="v.val")), values=values)
+                  (SELECT min(created_time)::text FROM {t}), (SELECT max(created_time)::text FROM {t}) {cells}"""
+    ).format(t=wide.ident, h=sql.SQL(_HASH.format(t="w.created_time", c="v.ch", v="v.val")), cells=wide_cells(wide))
     row = conn.execute(q).fetchone()
     assert row is not None
     return {"rows": int(row[0]), "cells": int(row[1]), "checksum": row[2], "first": row[3], "last": row[4]}
