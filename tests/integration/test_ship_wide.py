@@ -130,16 +130,16 @@ def test_killed_copy_resumes_without_duplicate_or_gap(pg: Any, schema: str, pivo
     with pytest.raises(Killed):
         sw.copy_history(cfg, p["ship_id"], hook=kill_after_two)
     state = get_state(pg, cfg, p["ship_id"])
-    assert state["phase"] == "copying" and state["chunks"] == 2
+    assert state is not None and not state.history_complete and state.chunks == 2
     # every time up to the watermark is in, once (about 2 chunks × 5 times of 10 channels)
     upto = pg.execute(f"SELECT count(DISTINCT created_time) FROM {schema}.tbl_data_timeseries WHERE created_time <= %s",
-                      (state["created_time"],)).fetchone()[0]
+                      (state.created_time,)).fetchone()[0]
     assert 8 <= upto <= 10
     assert wide_rows(pg, "tbl_data_timeseries_9100001") == upto
     with pytest.raises(Killed):
         sw.copy_history(cfg, p["ship_id"], hook=kill_mid_chunk)
     pg.rollback()
-    assert get_state(pg, cfg, p["ship_id"])["chunks"] == 4  # the third chunk of that run rolled back
+    assert get_state(pg, cfg, p["ship_id"]).chunks == 4  # the third chunk of that run rolled back
     done = sw.copy_history(cfg, p["ship_id"])
     assert done["skipped"] is False
     sw.finalize_ship(cfg, p["ship_id"])  # the primary key is created: no duplicate created_time
@@ -579,5 +579,5 @@ def test_a_text_row_too_big_for_a_page_fails_the_ship_clearly(pg: Any, schema: s
     sw.prepare_ship(cfg, p)  # 800 text columns can fit; these values cannot
     with pytest.raises(sw.ChannelLimitExceeded, match="does not fit a PostgreSQL page"):
         sw.copy_history(cfg, "9100002")
-    assert get_state(pg, cfg, "9100002")["chunks"] == 0  # nothing committed, the narrow rows stay the source
+    assert get_state(pg, cfg, "9100002").chunks == 0  # nothing committed, the narrow rows stay the source
     assert wide_rows(pg, "tbl_data_timeseries_9100002") == 0

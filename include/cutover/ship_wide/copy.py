@@ -18,10 +18,10 @@ flight behind it roll back with their connections). Client memory is bounded by 
 client pivot: the one loaded and the one read).
 
 The wide table has no primary key while it is loaded (prepare sets it aside, :func:`finalize_ship`
-restores it). The state of a ship is one checkpoint (unit key = ship id) whose watermark is::
-
-    {"phase": "copying" | "copied" | "built", "created_time": <last copied time>,
-     "seq_start": <max ingest sequence when the copy started>, "sync_seq": <last synced sequence>}
+restores it). How far a ship's data went is one checkpoint (unit key = ship id) holding a typed
+:class:`ShipWatermark` (keyset position of the history copy, ingest sequences of the sync, whether
+the history is complete and the table finalized). *Unit states* are not kept here: the life cycle
+keeps them per run in ``cutover.units`` (:mod:`cutover.lifecycle`).
 
 Rows that arrive while the copy runs (new, late, or a new channel) are picked up by the sync, which
 starts from ``seq_start`` (minus its overlap): the copy does not need to see them.
@@ -29,6 +29,7 @@ starts from ``seq_start`` (minus its overlap): the copy does not need to see the
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import weakref
@@ -80,10 +81,43 @@ class ShipNotPrepared(RuntimeError):
     """The ship's wide table does not exist yet (run prepare first)."""
 
 
-def get_state(conn: Connection[Any], cfg: ShipWideConfig, ship_id: str) -> dict[str, Any] | None:
-    """The ship's stored state (phase and watermarks), or None when it was never copied."""
+@dataclass
+class ShipWatermark:
+    """Where a ship's data stands, stored as the checkpoint's JSON watermark (see :func:`get_state`).
+
+    ``created_time`` is the history copy's keyset position (text of the last copied time, None before
+    the first chunk); ``seq_start`` the narrow table's highest ingest sequence when the copy started
+    (the sync starts there, minus its overlap); ``sync_seq`` the last synced ingest sequence;
+    ``chunks`` the committed chunks; ``history_complete`` that the copy reached the end;
+    ``finalized`` that the key is restored and the pair registered (the sync keeps it up to date).
+    """
+
+    created_time: str | None = None
+    seq_start: int = 0
+    sync_seq: int | None = None
+    chunks: int = 0
+    history_complete: bool = False
+    finalized: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON stored in ``cutover.checkpoints.watermark``."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ShipWatermark:
+        """The inverse of :meth:`to_json`; also reads the schema-2 form with a ``phase`` string."""
+        phase = data.get("phase")
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if phase is not None:
+            known.setdefault("history_complete", phase in ("copied", "built"))
+            known.setdefault("finalized", phase == "built")
+        return cls(**known)
+
+
+def get_state(conn: Connection[Any], cfg: ShipWideConfig, ship_id: str) -> ShipWatermark | None:
+    """The ship's stored watermark, or None when it was never copied."""
     cp = control.get_checkpoint(conn, PIPELINE, cfg.unit(ship_id))
-    return dict(cp.watermark) if cp else None
+    return ShipWatermark.from_json(cp.watermark) if cp else None
 
 
 def narrow_select(cfg: ShipWideConfig) -> sql.Composed:
@@ -319,19 +353,18 @@ def copy_history(
             raise ShipNotPrepared(f"ship {ship_id!r}: wide table missing, run prepare first")
         unit = cfg.unit(ship_id)
         cp = control.get_checkpoint(tgt, PIPELINE, unit)
-        state = dict(cp.watermark) if cp else None
+        state = ShipWatermark.from_json(cp.watermark) if cp else None
         rows_done = cp.rows_done if cp else 0
         rows_written = cp.rows_written if cp else 0
-        if state is not None and state.get("phase") != "copying":
-            log.info("ship %s: history already copied (%s), nothing to do", ship_id, state.get("phase"))
-            return {"ship_id": ship_id, "skipped": True, "phase": state.get("phase"), "rows_done": rows_done,
+        if state is not None and state.history_complete:
+            log.info("ship %s: history already copied (%d chunks), nothing to do", ship_id, state.chunks)
+            return {"ship_id": ship_id, "skipped": True, "finalized": state.finalized, "rows_done": rows_done,
                     "rows_written": rows_written}
         if state is None:
             top = src.execute(sql.SQL("SELECT coalesce(max({}), 0) FROM {}").format(
                 pg_ident(cfg.seq_column), pg_ident(cfg.schema, cfg.narrow_table))).fetchone()
-            state = {"phase": "copying", "created_time": None, "seq_start": int(top[0]) if top else 0,
-                     "sync_seq": None, "chunks": 0}
-            control.set_checkpoint(tgt, PIPELINE, unit, state, rows_done=0, run_id=run_id)
+            state = ShipWatermark(seq_start=int(top[0]) if top else 0)
+            control.set_checkpoint(tgt, PIPELINE, unit, state.to_json(), rows_done=0, run_id=run_id)
         tgt.commit()
         server = use_server_pivot(cfg, src, tgt, wide)
         log.info("ship %s: history copy, pivot in the %s, chunks of %s narrow rows", ship_id,
@@ -344,7 +377,7 @@ def copy_history(
                  "client_rows": 0, "fast_rows": 0}
         patterns = ArrivalPatterns(cfg, wide)
         if server:
-            patterns.probe(tgt, state["created_time"], rows=PROBE_ROWS)
+            patterns.probe(tgt, state.created_time, rows=PROBE_ROWS)
             tgt.commit()
             log.info("ship %s: %d arrival patterns learned from its first times; %d chunk(s) at a time", ship_id,
                      len(patterns.entries), cfg.copy_connections)
@@ -377,9 +410,9 @@ def copy_history(
                 session_setup(c)
                 if not c.autocommit:
                     c.commit()
-            chunks = InDatabaseChunks(cfg, wide, patterns, src, conns, state["created_time"]) if server else None
+            chunks = InDatabaseChunks(cfg, wide, patterns, src, conns, state.created_time) if server else None
             reads: deque[tuple[str | None, Connection[Any], Future[Any]]] = deque()
-            read_lo, more_to_read = state["created_time"], not server
+            read_lo, more_to_read = state.created_time, not server
 
             def read_ahead() -> None:
                 """Start reading the next chunks, one per idle reader."""
@@ -393,7 +426,7 @@ def copy_history(
             try:
                 read_ahead()
                 while True:
-                    lo = state["created_time"]
+                    lo = state.created_time
                     conn = tgt
                     added: dict[str, str] = {}
                     if chunks is not None:
@@ -436,13 +469,12 @@ def copy_history(
                         res, _, d = load_client(conn, read_chunk(copy_out(src, base + untimed, [ship_id])))
                         narrow += res.narrow_rows
                         dead += d
-                    state["created_time"] = hi or last or lo
-                    state["chunks"] = int(state.get("chunks", 0)) + 1
-                    if done:
-                        state["phase"] = "copied"
+                    state.created_time = hi or last or lo
+                    state.chunks += 1
+                    state.history_complete = done
                     rows_done += narrow
                     rows_written += wide_rows
-                    control.set_checkpoint(conn, PIPELINE, unit, state, rows_done=rows_done, run_id=run_id,
+                    control.set_checkpoint(conn, PIPELINE, unit, state.to_json(), rows_done=rows_done, run_id=run_id,
                                            rows_written=rows_written)
                     if on_chunk is not None:
                         on_chunk(conn, rows_done, rows_written)
@@ -463,7 +495,7 @@ def copy_history(
             except errors.ProgramLimitExceeded as exc:  # a text-heavy row over 8160 bytes: the chunk rolled back
                 raise ChannelLimitExceeded(
                     f"ship {ship_id!r}: a wide row does not fit a PostgreSQL page ({str(exc).splitlines()[0]}); "
-                    f"nothing of the chunk after {state['created_time']} was committed. Split the ship's channels "
+                    f"nothing of the chunk after {state.created_time} was committed. Split the ship's channels "
                     "or keep its readers on the narrow table."
                 ) from exc
             finally:
@@ -494,15 +526,15 @@ def finalize_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = Non
         state = get_state(tgt, cfg, ship_id)
         if wide is None or state is None:
             raise ShipNotPrepared(f"ship {ship_id!r}: nothing copied yet")
-        if state.get("phase") == "copying":
-            raise RuntimeError(f"ship {ship_id!r}: history copy has not finished (watermark {state.get('created_time')})")
+        if not state.history_complete:
+            raise RuntimeError(f"ship {ship_id!r}: history copy has not finished (watermark {state.created_time})")
         restored = restore_primary_key(tgt, wide)
         from cutover.ship_wide.pair import register_ship  # here: pair imports this package's modules
 
         pair = register_ship(tgt, cfg, wide)  # consistency_checks watches the ship from now on
-        if state.get("phase") != "built":
-            state["phase"] = "built"
-            control.set_checkpoint(tgt, PIPELINE, cfg.unit(ship_id), state, run_id=run_id)
+        if not state.finalized:
+            state.finalized = True
+            control.set_checkpoint(tgt, PIPELINE, cfg.unit(ship_id), state.to_json(), run_id=run_id)
         rows = tgt.execute(sql.SQL("SELECT count(*) FROM {}").format(wide.ident)).fetchone()
         return {"ship_id": ship_id, "restored": restored, "wide_rows": int(rows[0]) if rows else 0,
                 "key": TIME_COLUMN, "consistency_pair": pair}

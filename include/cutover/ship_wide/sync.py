@@ -35,7 +35,14 @@ from cutover import control
 from cutover.connections import pg_connect
 from cutover.identifiers import pg_ident
 from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, ShipWideConfig
-from cutover.ship_wide.copy import copy_in, copy_out, narrow_select, pivot_chunk, store_dead_letters
+from cutover.ship_wide.copy import (
+    ShipWatermark,
+    copy_in,
+    copy_out,
+    narrow_select,
+    pivot_chunk,
+    store_dead_letters,
+)
 from cutover.ship_wide.cutover import refresh_reader_view
 from cutover.ship_wide.ddl import WideTable, load_wide
 from cutover.ship_wide.pivot import PivotResult
@@ -91,13 +98,14 @@ def sync_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None) -
 def _sync_locked(src: Connection[Any], tgt: Connection[Any], cfg: ShipWideConfig, ship_id: str, run_id: str | None) -> dict[str, Any]:
     unit = cfg.unit(ship_id)
     cp = control.get_checkpoint(tgt, PIPELINE, unit)
-    state = dict(cp.watermark) if cp else None
-    if state is None or state.get("phase") != "built":
-        return {"ship_id": ship_id, "skipped": True, "phase": state.get("phase") if state else None}
+    state = ShipWatermark.from_json(cp.watermark) if cp else None
+    if state is None or not state.finalized:
+        why = "never copied" if state is None else "history copy not finished" if not state.history_complete else "not finalized"
+        return {"ship_id": ship_id, "skipped": True, "why": why}
     wide = load_wide(tgt, cfg, ship_id)
     if wide is None:
-        return {"ship_id": ship_id, "skipped": True, "phase": "no wide table"}
-    since = int(state["sync_seq"] if state.get("sync_seq") is not None else state.get("seq_start", 0))
+        return {"ship_id": ship_id, "skipped": True, "why": "no wide table"}
+    since = state.sync_seq if state.sync_seq is not None else state.seq_start
     lo, top = max(since - cfg.sync_overlap, 0), since
     stats: dict[str, Any] = {"chunks": 0, "narrow_rows": 0, "wide_rows": 0, "dead_letters": 0, "new_columns": [],
                              "from_seq": lo}
@@ -120,9 +128,9 @@ def _sync_locked(src: Connection[Any], tgt: Connection[Any], cfg: ShipWideConfig
         dead = store_dead_letters(tgt, unit, run_id, res.dead)
         lo = int(res.max_seq or lo)
         top = max(top, lo)
-        state["sync_seq"] = top
+        state.sync_seq = top
         rows_done = cp.rows_done + stats["narrow_rows"] + res.narrow_rows if cp else None
-        control.set_checkpoint(tgt, PIPELINE, unit, state, rows_done=rows_done, run_id=run_id)
+        control.set_checkpoint(tgt, PIPELINE, unit, state.to_json(), rows_done=rows_done, run_id=run_id)
         tgt.commit()
         stats["chunks"] += 1
         stats["narrow_rows"] += res.narrow_rows
@@ -140,7 +148,8 @@ def built_ships(cfg: ShipWideConfig) -> list[str]:
     with pg_connect(cfg.target_conn_id) as conn:
         control.ensure_schema(conn)
         rows = conn.execute(
-            f"SELECT unit_key FROM {control.SCHEMA}.checkpoints WHERE pipeline = %s AND watermark->>'phase' = 'built'"
+            f"SELECT unit_key FROM {control.SCHEMA}.checkpoints WHERE pipeline = %s"
+            " AND (watermark->>'finalized' = 'true' OR watermark->>'phase' = 'built')"
             " AND starts_with(unit_key, %s) ORDER BY unit_key",
             (PIPELINE, cfg.unit("")),
         ).fetchall()

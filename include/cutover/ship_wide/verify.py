@@ -95,7 +95,7 @@ def verify_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None,
         with ship_lock(tgt, cfg, ship_id):
             synced = _sync_locked(src, tgt, cfg, ship_id, run_id)
             if synced.get("skipped"):
-                raise ShipVerificationFailed(f"ship {ship_id!r} is not built yet ({synced.get('phase')})")
+                raise ShipVerificationFailed(f"ship {ship_id!r} is not built yet ({synced.get('why')})")
             wide = load_wide(tgt, cfg, ship_id)
             assert wide is not None
             upto = int(synced["sync_seq"])
