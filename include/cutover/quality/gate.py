@@ -154,6 +154,20 @@ def _datasource(context: Any, conn_id: str) -> Any:
     return context.data_sources.add_or_update_sql(name=name, connection_string=template)
 
 
+def _dispose(*datasources: Any) -> None:
+    """Close the connections GX's SQLAlchemy engines keep pooled after a gate: its datasource's engine
+    and its execution engine's. Each gate builds new datasource objects; without this every gate left
+    its pooled connections open until garbage collection, and a worker (or a test session) running
+    many gates exhausted the server's ``max_connections``."""
+    seen: set[int] = set()
+    for d in datasources:
+        ee = getattr(d, "_execution_engine", None)
+        for engine in (getattr(d, "_engine", None), getattr(ee, "engine", None)):
+            if engine is not None and id(engine) not in seen and hasattr(engine, "dispose"):
+                seen.add(id(engine))
+                engine.dispose()
+
+
 def _label(*parts: str) -> str:
     """A readable GX name (asset, checkpoint: also a file name) for the dotted ``parts``: ASCII ``[A-Za-z0-9_.-]``.
 
@@ -304,7 +318,10 @@ def _run_gate_locked(
             result_format="SUMMARY",
         )
     )
-    run = checkpoint.run(run_id=gx.RunIdentifier(run_name=run_id) if run_id else None)
+    try:
+        run = checkpoint.run(run_id=gx.RunIdentifier(run_name=run_id) if run_id else None)
+    finally:
+        _dispose(ds, batch.data_asset.datasource, vd.data.data_asset.datasource)
     evaluated = failed = 0
     failures: list[str] = []
     stats: dict[str, Any] = {}
