@@ -150,3 +150,21 @@ def test_asset_labels_are_readable_and_distinct() -> None:
     assert gate._asset_label("public", "tbl_data_timeseries_9100001", "suite") == "public.tbl_data_timeseries_9100001"
     assert gate._asset_label(None, "vessel-7", "suite") == "vessel-7"
     assert gate._asset_label(None, None, "consistency_results") == "consistency_results"
+
+
+def test_gates_leave_no_connection_open(pg: Any, schema: str) -> None:
+    """Many gates in one process (a worker, a test session) must not pile up pooled connections."""
+    name = HOSTILE_NAMES[0]
+    _create_table(pg, schema, name, name)
+    pg.commit()
+
+    def open_connections() -> int:
+        return int(pg.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()").fetchone()[0])
+
+    before = open_connections()
+    pg.commit()
+    for _ in range(4):
+        gate.run_gate("generated__it_hostile_leak", schema=schema, table=name, raise_on_failure=False,
+                      expectations=[{"type": "expect_table_row_count_to_equal", "kwargs": {"value": ROWS}}])
+    assert open_connections() <= before
+    pg.commit()
