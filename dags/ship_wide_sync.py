@@ -46,8 +46,7 @@ def ship_wide_sync() -> None:
         """Sync every built ship of the schema; a ship that fails fails the task after the others ran."""
         from cutover.ship_wide import ShipWideConfig, built_ships, sync_ship
 
-        assert params is not None
-        cfg = ShipWideConfig.from_params(params)
+        cfg = ShipWideConfig.from_params(dict(params or {}))
         results, errors = [], []
         for ship in built_ships(cfg):
             try:
