@@ -60,7 +60,7 @@ def cutover_validate() -> None:
         assert run_id is not None
         with pg_connect() as conn:
             control.ensure_schema(conn)
-            control.start_run(conn, run_id, "cutover_validate", gate)
+            control.start_run(conn, run_id, "cutover_validate", gate, kind="validate", dag_id="cutover_validate")
             control.finish_run(conn, run_id, "success", {"quality_gate": gate, "published": True})
 
     gate = quality_gate.override(task_id="validate")(
