@@ -15,8 +15,8 @@ and `publish` is never executed.
 | `table` | the table to validate |
 | `suite` | a suite from `great_expectations/expectations/` (e.g. `table_not_empty`, `cutover_keyed_table`) |
 
-**Read the result**: every run rebuilds the GX data docs; open *Cutover → Data docs* in the Airflow
-menu (or `great_expectations/uncommitted/data_docs/local_site/index.html`). *Cutover → Migration
+**Read the result**: every run rebuilds the GX data docs; open *Plugins → Cutover → Data docs* in the Airflow
+menu (or `great_expectations/uncommitted/data_docs/local_site/index.html`). *Plugins → Cutover → Migration
 status* lists the latest gate results.
 
 Nothing is written to the validated table; rerunning is always safe.

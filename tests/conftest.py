@@ -22,6 +22,24 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
+
+def _test_gx_root() -> str:
+    """The tests' own GX context: a throw-away folder holding copies of the project's committed suites,
+    so that what the tests validate never shows in the project's data docs (CUTOVER_GX_ROOT wins)."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="cutover-gx-test-"))
+    committed = Path(__file__).resolve().parents[1] / "great_expectations" / "expectations"
+    (root / "expectations").mkdir()
+    for suite in committed.glob("*.json"):
+        if not suite.name.startswith("generated__"):
+            shutil.copy(suite, root / "expectations" / suite.name)
+    return str(root)
+
+
+os.environ.setdefault("CUTOVER_GX_ROOT", _test_gx_root())
+
 from cutover import connections, control  # noqa: E402
 
 TEST_DATABASE = "cutover_test"

@@ -111,7 +111,7 @@ def run_demo(*, scale: float = 1.0, only: list[str] | None = None) -> int:
         print(f"  {dag_id:<24} {state:<10} {secs:7.1f} s   {what}")
     print(f"  {'total wall time':<24} {'':<10} {wall:7.1f} s")
     print(f"\nData docs: {docs_dir() / 'index.html'}")
-    print("Airflow UI: run `make airflow`, open http://localhost:8080 -> Cutover -> Data docs / Migration status")
+    print("Airflow UI: run `make airflow`, open http://localhost:8080 -> Plugins -> Cutover -> Data docs / Migration status")
     if any(dag_id == "ship_wide_cutover" for dag_id, *_ in results):
         print("\nship_wide_cutover ran with require_approval off (no human in the demo); a real cutover asks for "
               "an approval under Required Actions.")

@@ -22,9 +22,9 @@ either side, tables or queries (e.g. a narrow table vs its wide pivot) — over 
 checksums are computed inside each database and only differing segments are bisected, down to the
 keys: every **missing** (source only), **extra** (target only) and **changed** key is reported.
 
-Each check is recorded in `cutover.consistency_results`; *Cutover → Migration status* shows each
+Each check is recorded in `cutover.consistency_results`; *Plugins → Cutover → Migration status* shows each
 pair's last check, lag and differences (view `cutover.consistency_status`), and the GX suite
-`consistency_results` validates the run's results into the data docs (*Cutover → Data docs*).
+`consistency_results` validates the run's results into the data docs (*Plugins → Cutover → Data docs*).
 
 **A difference fails the pair's task** (after recording it), which fires the alert: a loud log line
 and, when the Airflow connection `cutover_alerts` exists, a JSON POST to its webhook.
