@@ -16,10 +16,10 @@ the approval and the switches in one evidence bundle; a rejection is recorded, n
 |---|---|
 | `units` | ship ids, one per line; empty = every verified ship. A listed ship that is not ready fails the run |
 | `schema` | schema of the narrow table |
-| `canary_pct` | share of readers routed to the wide table (recorded with the switch; 100 = all) |
 | `require_approval` | ask a human before switching (default on); off switches at once |
 
-Review first: *Plugins → Cutover → Migration status* (units, checksums, gate results) and *Data
+Readers of a ship read one view, so they switch all at once (no canary share): to go gradually, cut
+over a few ships first by listing them. Review first: *Plugins → Cutover → Migration status* (units, checksums, gate results) and *Data
 docs*. **Roll back**: trigger `ship_wide_rollback`.
 """
 
@@ -44,8 +44,6 @@ SPEC = "cutover.ship_wide.spec:SPEC"
     params={
         "units": units_param("ship"),
         "schema": Param("tenant", type="string", minLength=1, title="Schema", description="Schema of the narrow table."),
-        "canary_pct": Param(100, type="integer", minimum=1, maximum=100, title="Canary %",
-                            description="Share of readers routed to the wide table."),
         "require_approval": Param(True, type="boolean", title="Require approval", description="Ask a human first."),
     },
 )

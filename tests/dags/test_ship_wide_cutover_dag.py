@@ -136,13 +136,13 @@ def test_verified_ship_switches_and_unverified_ship_blocks(airflow_db: None, bui
     assert states["switch"] == "upstream_failed" and states["report"] == "failed"
     assert control.get_switch(pg, PIPELINE, cfg.unit(first)).backend == "narrow"  # nothing switched
 
-    dr = dag.test(run_conf={"units": [first], "schema": SCHEMA, "require_approval": False, "canary_pct": 25})
+    dr = dag.test(run_conf={"units": [first], "schema": SCHEMA, "require_approval": False})
     states = _states(dr)
     assert str(dr.state) == "success", states
     assert states["approve"] == "skipped" and states["switch"] == "success"
     pg.commit()
     sw = control.get_switch(pg, PIPELINE, cfg.unit(first))
-    assert sw is not None and sw.backend == "wide" and sw.canary_pct == 25
+    assert sw is not None and sw.backend == "wide" and sw.canary_pct == 100
     hist = control.switch_history(pg, PIPELINE, cfg.unit(first))
     assert hist[-1]["to_backend"] == "wide" and hist[-1]["actor"] == "ship_wide_cutover"
     run = control.get_run(pg, dr.run_id)
@@ -214,4 +214,31 @@ def test_switch_without_an_approval_never_switches(built: list[str], pg: Any) ->
             switch(spec, cfg, ready, f"sw-dagtest-no-approval-{i}", require_approval=True, approval=approval)
         assert control.get_run(pg, f"sw-dagtest-no-approval-{i}")["state"] == "failed"
     assert control.get_switch(pg, PIPELINE, cfg.unit(first)).backend == "narrow"
+    pg.commit()
+
+
+def test_canary_share_only_where_readers_can_take_one(built: list[str], pg: Any) -> None:
+    """ship_wide's readers read one view: a 25 % canary is refused, nothing switched. A pipeline whose
+    readers follow cutover.switches records the share with the switch."""
+    import dataclasses
+
+    from cutover import control
+    from cutover.lifecycle.spec import load_spec
+    from cutover.lifecycle.switch import CanaryUnsupported, split_ready, switch
+    from cutover.ship_wide import PIPELINE, ShipWideConfig
+
+    first, _ = built
+    cfg = ShipWideConfig(schema=SCHEMA)
+    spec = load_spec(SPEC)
+    ready, _ = split_ready(spec, cfg, [first])
+    with pytest.raises(CanaryUnsupported, match="all at once"):
+        switch(spec, cfg, ready, "sw-dagtest-canary-refused", require_approval=False, approval=None, canary_pct=25)
+    assert control.get_switch(pg, PIPELINE, cfg.unit(first)).backend == "narrow"
+    pg.commit()
+    follows = dataclasses.replace(spec, canary=True)
+    out = switch(follows, cfg, ready, "sw-dagtest-canary", require_approval=False, approval=None, canary_pct=25)
+    assert out["switched"][0]["canary_pct"] == 25
+    sw = control.get_switch(pg, PIPELINE, cfg.unit(first))
+    assert sw.backend == "wide" and sw.canary_pct == 25
+    assert control.switch_history(pg, PIPELINE, cfg.unit(first))[-1]["canary_pct"] == 25
     pg.commit()

@@ -119,6 +119,9 @@ class PipelineSpec:
     backends: tuple[str, str] = ("source", "target")
     #: how many parts a unit key has (a ship: 1; a tenant and a table: 2)
     key_arity: int = 1
+    #: whether its readers honour a canary share (they consult ``cutover.switches`` per request); when
+    #: False, ``route`` moves every reader at once and a cutover refuses a share under 100 %
+    canary: bool = False
     permanent_errors: tuple[type[BaseException], ...] = ()
     copy_slots: Callable[[Any], int] | None = None
 

@@ -32,6 +32,10 @@ class ApprovalMissing(RuntimeError):
     """A switch that requires approval was reached without one that says approved."""
 
 
+class CanaryUnsupported(ValueError):
+    """A canary share was asked of a pipeline whose readers switch all at once."""
+
+
 def latest_units(spec: PipelineSpec, cfg: Any, keys: list[UnitKey] | None = None) -> dict[str, dict[str, Any]]:
     """unit key → its most recent unit row in this pipeline's scope, with its current backend."""
     scope = spec.scope(cfg) + ":"
@@ -96,9 +100,17 @@ def switch(
 ) -> dict[str, Any]:
     """Point each unit's readers at the target (``canary_pct`` %), record the run, its units and the approval.
 
-    Raises :class:`ApprovalMissing` when ``require_approval`` and ``approval`` is not an approval; a
-    rejection is recorded (run state ``rejected``, nothing switched) and returned, not raised.
+    Raises :class:`ApprovalMissing` when ``require_approval`` and ``approval`` is not an approval, and
+    :class:`CanaryUnsupported` for ``canary_pct`` under 100 where the pipeline's readers cannot take a
+    share (nothing switched either way); a rejection is recorded (run state ``rejected``, nothing
+    switched) and returned, not raised.
     """
+    if not 1 <= canary_pct <= 100:
+        raise ValueError(f"canary_pct must be between 1 and 100, got {canary_pct}")
+    if canary_pct < 100 and not spec.canary:
+        raise CanaryUnsupported(
+            f"{spec.name}: readers switch all at once (route moves them together), so a canary of {canary_pct} % "
+            "cannot be honoured; cut over with 100 % (or canary some units first, listing them)")
     approved, who = approval_verdict(approval)
     conn_id = spec.control_conn_id(cfg)
     record = {"required": require_approval, "approved": approved if require_approval else "not required",

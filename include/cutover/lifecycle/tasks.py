@@ -169,7 +169,7 @@ def cutover_tasks(spec_ref: str, *, approval_timeout: timedelta = timedelta(days
             "Verified (counts, checksums, GX gate):\n\n"
             "{% for u in ti.xcom_pull(task_ids='ready') %}- `{{ u.name }}`: {{ u.rows_read }} source rows read, "
             "{{ u.rows_written }} target rows, checksums match, verified in run {{ u.run_id }}\n{% endfor %}\n"
-            "Canary: {{ params.canary_pct }} % of readers. Review *Migration status* and *Data docs* "
+            "Readers switched: {{ params.get('canary_pct', 100) }} %. Review *Migration status* and *Data docs* "
             "(Plugins → Cutover) before approving."
         ),
         response_timeout=approval_timeout,
@@ -184,7 +184,7 @@ def cutover_tasks(spec_ref: str, *, approval_timeout: timedelta = timedelta(days
         from airflow.sdk.exceptions import AirflowFailException
 
         from cutover.lifecycle.spec import load_spec
-        from cutover.lifecycle.switch import ApprovalMissing
+        from cutover.lifecycle.switch import ApprovalMissing, CanaryUnsupported
         from cutover.lifecycle.switch import switch as do_switch
 
         spec = load_spec(spec_ref)
@@ -195,7 +195,7 @@ def cutover_tasks(spec_ref: str, *, approval_timeout: timedelta = timedelta(days
             return do_switch(spec, spec.config(p), units, run_id or "", require_approval=required, approval=approval,
                              canary_pct=int(p.get("canary_pct", 100)), actor=getattr(dag_run, "dag_id", None),
                              params=p, dag_id=getattr(dag_run, "dag_id", None))
-        except ApprovalMissing as exc:
+        except (ApprovalMissing, CanaryUnsupported) as exc:  # the same on every try: no retries
             raise AirflowFailException(str(exc)) from exc
 
     @task(trigger_rule="all_done")
