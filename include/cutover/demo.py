@@ -9,11 +9,14 @@ afterwards (``make airflow``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cutover.connections import DATA_DIR, PROJECT_ROOT
@@ -72,45 +75,125 @@ def prepare_airflow() -> None:
     db.initdb()
 
 
+#: where ``make demo`` writes the full output of its runs (Airflow's and the tasks' logs)
+DEMO_LOG = DATA_DIR / "demo.log"
+
+
+@contextlib.contextmanager
+def output_to(path: Path) -> Iterator[None]:
+    """Send everything written to stdout / stderr to ``path`` while the block runs: ``sys.stdout`` /
+    ``sys.stderr`` and, for handlers that kept the original streams (Airflow's), file descriptors 1
+    and 2. The terminal keeps only what is printed outside the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "a", encoding="utf-8", buffering=1) as fh:
+        os.dup2(fh.fileno(), 1)
+        os.dup2(fh.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _duration(ti: Any) -> float:
+    if ti.start_date and ti.end_date:
+        return float((ti.end_date - ti.start_date).total_seconds())
+    return 0.0
+
+
+def stage_lines(dr: Any) -> list[str]:
+    """One line per stage (task) of a DAG run: state, mapped count, seconds; with the run's unit counts
+    (source rows read, target rows written, rows/s) from the control schema where it has units."""
+    from cutover import connections, control
+
+    by_task: dict[str, list[Any]] = {}
+    for ti in dr.get_task_instances():
+        by_task.setdefault(ti.task_id, []).append(ti)
+    units: dict[str, Any] = {}
+    try:
+        with connections.pg_connect() as conn:
+            control.ensure_schema(conn)
+            row = conn.execute(
+                f"""SELECT count(*), coalesce(sum(rows_read), 0), coalesce(sum(rows_written), 0),
+                           string_agg(DISTINCT state, ', ') FROM {control.SCHEMA}.units WHERE run_id = %s""",
+                (dr.run_id,)).fetchone()
+            if row and row[0]:
+                units = {"n": int(row[0]), "read": int(row[1]), "written": int(row[2]), "states": row[3]}
+    except Exception as exc:  # noqa: BLE001 - the summary still prints
+        units = {"error": str(exc)}
+    import datetime as dt
+
+    far = dt.datetime.max.replace(tzinfo=dt.UTC)
+    lines = []
+    for task_id, tis in sorted(by_task.items(), key=lambda kv: min(ti.start_date or far for ti in kv[1])):
+        states = sorted({str(ti.state) for ti in tis})
+        secs = sum(_duration(ti) for ti in tis)
+        mapped = f" ×{len(tis)}" if len(tis) > 1 or tis[0].map_index >= 0 else ""
+        extra = ""
+        if task_id.endswith("copy") and units.get("n") and secs > 0:
+            extra = (f"  {units['read']:,} source rows read, {units['written']:,} target rows written "
+                     f"({units['read'] / secs:,.0f} rows/s)")
+        lines.append(f"      {task_id + mapped:<26} {'/'.join(states):<10} {secs:6.1f} s{extra}")
+    if units.get("n"):
+        lines.append(f"      {'units':<26} {units['states']:<10} {units['n']} unit(s)")
+    return lines
+
+
 def run_demo(*, scale: float = 1.0, only: list[str] | None = None) -> int:
-    """Seed and run every demo step; print a summary and where the data docs are. Returns an exit code."""
+    """Seed and run every demo step; print one line per run and per stage, where the full log and the
+    data docs are. Returns an exit code."""
     from cutover import connections, control
     from cutover.quality.gate import docs_dir
 
     started = time.monotonic()
-    connections.apply_default_env()
-    with connections.pg_connect() as conn:
-        control.ensure_schema(conn)
-    prepare_airflow()
-    from airflow.dag_processing.dagbag import DagBag
+    DEMO_LOG.parent.mkdir(parents=True, exist_ok=True)
+    DEMO_LOG.write_text("")
+    print(f"=== Cutover demo (the full output of every run goes to {DEMO_LOG}) ===", flush=True)
+    with output_to(DEMO_LOG):
+        connections.apply_default_env()
+        with connections.pg_connect() as conn:
+            control.ensure_schema(conn)
+        prepare_airflow()
+        from airflow.dag_processing.dagbag import DagBag
 
-    dags_dir = PROJECT_ROOT / "dags"
-    bag = DagBag(dag_folder=str(dags_dir), bundle_path=dags_dir)
+        dags_dir = PROJECT_ROOT / "dags"
+        bag = DagBag(dag_folder=str(dags_dir), bundle_path=dags_dir)
     if bag.import_errors:
         for path, err in bag.import_errors.items():
-            log.error("DAG import error in %s: %s", path, err)
+            print(f"DAG import error in {path}: {err}")
         return 1
     results: list[tuple[str, str, float, str]] = []
     for step in demo_steps():
         if only and step.dag_id not in only:
             continue
         t0 = time.monotonic()
-        log.info("demo: seeding %s (%s)", step.dag_id, step.description)
-        conf = step.seed(scale)
         dag = bag.get_dag(step.dag_id)
         if dag is None:
             log.error("demo: DAG %s not found", step.dag_id)
             results.append((step.dag_id, "missing", 0.0, step.description))
             continue
-        log.info("demo: running %s with %s", step.dag_id, conf)
-        dr = dag.test(run_conf=conf)
+        with output_to(DEMO_LOG):
+            log.info("demo: seeding %s (%s)", step.dag_id, step.description)
+            conf = step.seed(scale)
+            log.info("demo: running %s with %s", step.dag_id, conf)
+            dr = dag.test(run_conf=conf)
         results.append((step.dag_id, str(dr.state), time.monotonic() - t0, step.description))
+        print(f"  {step.dag_id:<28} {str(dr.state):<10} {time.monotonic() - t0:6.1f} s   {step.description}", flush=True)
+        for line in stage_lines(dr):
+            print(line, flush=True)
     wall = time.monotonic() - started
-    print("\n=== Cutover demo ===")
-    for dag_id, state, secs, what in results:
-        print(f"  {dag_id:<24} {state:<10} {secs:7.1f} s   {what}")
-    print(f"  {'total wall time':<24} {'':<10} {wall:7.1f} s")
-    print(f"\nData docs: {docs_dir() / 'index.html'}")
+    print(f"  {'total wall time':<28} {'':<10} {wall:6.1f} s")
+    print(f"\nFull log of the runs: {DEMO_LOG} (the demo runs in this process, so the Airflow UI has no task "
+          "log files for them; runs you trigger from the UI have their logs there)")
+    print(f"Data docs: {docs_dir() / 'index.html'}")
     print("Airflow UI: run `make airflow`, open http://localhost:8080 -> Plugins -> Cutover -> Data docs / Migration status")
     if any(dag_id == "ship_wide_cutover" for dag_id, *_ in results):
         print("\nship_wide_cutover ran with require_approval off (no human in the demo); a real cutover asks for "

@@ -40,6 +40,10 @@ from cutover.connections import POSTGRES_TARGET, PROJECT_ROOT, pg_connect, resol
 from cutover.identifiers import Dialect, sa_ident
 
 log = logging.getLogger(__name__)
+#: GX logs every datasource, asset and checkpoint step at INFO; a task log keeps its warnings and
+#: the gate's own one-line result (raise it with CUTOVER_GX_LOG_LEVEL=INFO when debugging GX)
+GX_LOG_LEVEL = os.environ.get("CUTOVER_GX_LOG_LEVEL", "WARNING").upper()
+logging.getLogger("great_expectations").setLevel(GX_LOG_LEVEL)
 
 GX_ROOT = Path(os.environ.get("CUTOVER_GX_ROOT", PROJECT_ROOT / "great_expectations"))
 DOCS_SITE = "local_site"
