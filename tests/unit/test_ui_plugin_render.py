@@ -182,3 +182,28 @@ def test_docs_page_lookup_stays_inside_docs(tmp_path: Path) -> None:
         is None
     )
     assert status.find_docs_page(None, "s", "a", None, None) is None
+
+
+def test_times_carry_their_zone_and_runs_link_to_airflow() -> None:
+    import datetime as dt
+
+    s = _status()
+    s["runs"][0]["dag_id"] = "ship_wide_build"
+    s["runs"][0]["run_id"] = "manual__2026-01-01T00:00:00+00:00"
+    s["runs"][0]["started_at"] = dt.datetime(2026, 1, 1, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=9)))
+    html = status.render_status_html(s, prefix="/cutover")
+    assert "started 2026-01-01 00:30:00 UTC" in html  # 09:30 at +09:00, said in UTC
+    assert "as of 2026-01-01 00:00:00 UTC" in html
+    assert 'href="/dags/ship_wide_build/runs/manual__2026-01-01T00%3A00%3A00%2B00%3A00"' in html
+    # mounted under a sub-path, the Airflow link keeps it
+    assert 'href="/af/dags/ship_wide_build/runs/' in status.render_status_html(s, prefix="/af/cutover")
+    assert status._ts(dt.datetime(2026, 1, 1, 0, 0)).endswith("(no zone)</span>")
+
+
+def test_auto_refresh_control() -> None:
+    html = status.render_status_html(_status(), prefix="/cutover", refresh_s=30)
+    assert '<meta http-equiv="refresh" content="30">' in html
+    assert "auto-refresh:" in html and "<b>30 s</b>" in html
+    assert 'href="/cutover/status?pipeline=' in html and "refresh=10" in html
+    off = status.render_status_html(_status(), prefix="/cutover")
+    assert 'http-equiv="refresh"' not in off and "<b>off</b>" in off

@@ -56,7 +56,7 @@ def schema_exists(conn: Any) -> bool:
 
 #: columns of later schema versions the page reads when present: table → {column: SQL type}
 OPTIONAL_COLUMNS: dict[str, dict[str, str]] = {
-    "runs": {"kind": "text"},
+    "runs": {"kind": "text", "dag_id": "text"},
     "units": {"rows_read": "bigint", "rows_written": "bigint", "failed_stage": "text"},
 }
 
@@ -323,10 +323,37 @@ def format_duration(seconds: float | None) -> str:
 
 
 def _ts(value: Any) -> str:
+    """A time as ``YYYY-MM-DD HH:MM:SS UTC`` (every time on the page in one zone, said); a time
+    without a zone is shown as it is, marked ``(no zone)``."""
     if not value:
         return ""
-    text = str(value).replace("T", " ")
-    return _e(text[:19])
+    when = value
+    if isinstance(value, str):
+        try:
+            when = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return _e(value)
+    if isinstance(when, dt.datetime):
+        if when.tzinfo is None:
+            return _e(when.strftime("%Y-%m-%d %H:%M:%S")) + ' <span class="muted">(no zone)</span>'
+        return _e(when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
+    return _e(value)
+
+
+def airflow_root(prefix: str) -> str:
+    """The Airflow UI's root path for an app mounted at ``prefix`` (``/cutover`` → ````, ``/af/cutover`` → ``/af``)."""
+    return prefix[: -len("/cutover")] if prefix.endswith("/cutover") else ""
+
+
+def run_link(prefix: str, dag_id: Any, run_id: Any) -> str:
+    """A link to the DAG run's page in the Airflow UI (grid, task logs), or '' without a DAG id."""
+    if not dag_id or not run_id:
+        return ""
+    href = f"{airflow_root(prefix)}/dags/{quote(str(dag_id), safe='')}/runs/{quote(str(run_id), safe='')}"
+    return f' <a href="{_e(href)}" title="the run in Airflow: its grid and task logs">Airflow run ↗</a>'
+
+
+REFRESH_CHOICES = (0, 10, 30, 60)
 
 
 def _state(value: Any) -> str:
@@ -418,8 +445,16 @@ def render_status_html(
         if docs_available
         else '<span class="muted">data docs not built yet</span>',
     ]
+    def refresh_link(secs: int) -> str:
+        q = {k: v for k, v in (("pipeline", pipeline), ("refresh", secs or None)) if v}
+        label = f"{secs} s" if secs else "off"
+        if (refresh_s or 0) == secs:
+            return f"<b>{_e(label)}</b>"
+        return f'<a href="{_e(prefix)}/status{"?" + _e(urlencode(q)) if q else ""}">{_e(label)}</a>'
+
     parts.append(
-        f'<nav>{"".join(nav)} <span class="muted">as of {_ts(status.get("generated_at"))}</span></nav>'
+        f'<nav>{"".join(nav)} <span class="muted">as of {_ts(status.get("generated_at"))}</span> · '
+        f'<span class="refresh">auto-refresh: {" · ".join(refresh_link(x) for x in REFRESH_CHOICES)}</span></nav>'
     )
     if error:
         parts.append(f'<p class="state bad">Cannot read the control schema: {_e(error)}</p>')
@@ -451,7 +486,8 @@ def render_status_html(
         parts.append(
             f"<h3>{plink(run.get('pipeline'))}"
             + (f' <span class="kind">{_e(run.get("kind"))}</span>' if run.get("kind") else "")
-            + f" · <code>{_e(run.get('run_id'))}</code> {_state(run.get('state'))}</h3>"
+            + f" · <code>{_e(run.get('run_id'))}</code> {_state(run.get('state'))}"
+            + run_link(prefix, run.get("dag_id"), run.get("run_id")) + "</h3>"
             f"<p>started {_ts(run.get('started_at'))} · finished {_ts(run.get('finished_at')) or '—'} · "
             f"took {_e(format_duration(run.get('duration_s')))} · "
             + (
