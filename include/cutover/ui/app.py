@@ -4,8 +4,10 @@ Routes (relative to the mount point):
 
 * ``/status`` — migration status page (HTML; ``?pipeline=<name>`` narrows it, ``?refresh=<s>`` reloads);
 * ``/api/status`` — the same data as JSON;
-* ``/docs/<path>`` — the Great Expectations data docs site, served as static files; a page that says
-  how to build them when they do not exist yet.
+* ``/docs/<path>`` — the Great Expectations data docs site, readable with no network: the index
+  rendered here from GX's validation store, every page rewritten to local assets
+  (:mod:`cutover.ui.docs_offline`); a page that says how to build them when they do not exist yet;
+* ``/assets/offline.css`` — the data docs' one stylesheet.
 
 :func:`create_app` builds it; the docs folder and the control connection are parameters so tests can
 point them elsewhere. With ``require_auth`` the routes need an Airflow login (the API server's JWT
@@ -22,6 +24,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from cutover.ui import docs_offline
 from cutover.ui import status as status_mod
 
 DocsDir = Path | str | Callable[[], Path] | None
@@ -106,6 +109,12 @@ def create_app(
             return JSONResponse({"error": error}, status_code=503)
         return Response(status_mod.dumps(data), media_type="application/json")
 
+    @app.get("/assets/offline.css", include_in_schema=False)
+    def offline_css() -> Response:
+        """The one stylesheet of the offline data docs (ours: nothing is fetched from a CDN)."""
+        return Response(docs_offline.OFFLINE_CSS, media_type="text/css",
+                        headers={"Cache-Control": "max-age=3600"})
+
     @app.get("/docs", include_in_schema=False)
     def docs_root(request: Request) -> RedirectResponse:
         return RedirectResponse(f"{_prefix(request)}/docs/index.html")
@@ -127,8 +136,15 @@ def create_app(
             return HTMLResponse("not found", status_code=404)
         if target.is_dir():
             target = target / "index.html"
+        css, index = f"{prefix}/assets/offline.css", f"{prefix}/docs/index.html"
+        if target == base / "index.html":  # GX's index is a JavaScript table fed from CDNs: ours instead
+            return HTMLResponse(docs_offline.render_index(
+                base.parents[2], base, docs_href=f"{prefix}/docs", css_href=css, status_href=f"{prefix}/status"))
         if not target.is_file():
             return HTMLResponse(status_mod.no_docs_html(root, prefix=prefix, missing=path), status_code=404)
+        if target.suffix == ".html":  # every page offline: no script, stylesheet, font or image from another host
+            page = target.read_text(encoding="utf-8", errors="replace")
+            return HTMLResponse(docs_offline.rewrite_page(page, css_href=css, index_href=index))
         media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         return FileResponse(target, media_type=media_type)
 

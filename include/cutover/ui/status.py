@@ -658,14 +658,22 @@ def render_status_html(
 
 def no_docs_html(docs_dir: Path, *, prefix: str = "", missing: str | None = None) -> str:
     """The page shown when the data docs (or one page of them) do not exist yet: how to build them."""
-    what = f"<p>The page <code>{_e(missing)}</code> does not exist in the data docs.</p>" if missing else ""
+    if missing:  # the site exists; one page of it does not
+        return (
+            '<!doctype html><html><head><meta charset="utf-8"><title>Cutover — page not in the data docs</title>'
+            f'<link rel="icon" href="data:,"><style>{_CSS}</style></head><body><h1>Great Expectations data docs</h1>'
+            f"<p>The page <code>{_e(missing)}</code> is not in the data docs (it may belong to a validation "
+            "whose results were removed, or to a suite renamed since).</p>"
+            f'<p><a href="{_e(prefix)}/docs/index.html">All validations and suites</a> · '
+            f'<a href="{_e(prefix)}/status">Migration status</a></p></body></html>'
+        )
     return (
         '<!doctype html><html><head><meta charset="utf-8"><title>Cutover — data docs not built yet</title>'
-        f"<style>{_CSS}</style></head><body><h1>Great Expectations data docs</h1>{what}"
-        f"<p>No data docs were found in <code>{_e(docs_dir)}</code>.</p>"
+        f'<link rel="icon" href="data:,"><style>{_CSS}</style></head><body><h1>Great Expectations data docs</h1>'
+        "<p>The data docs have not been built yet.</p>"
         "<p>They are built by every quality gate: run a pipeline DAG (its <i>verify</i> step) or the "
-        "<code>cutover_validate</code> DAG, or rebuild them from stored validation results with</p>"
-        '<pre>.venv/bin/python -c "from cutover.quality.gate import rebuild_docs; print(rebuild_docs())"</pre>'
+        "<code>cutover_validate</code> DAG, or rebuild them from the stored validation results with "
+        "<code>.venv/bin/python -m cutover docs</code> (as the README says).</p>"
         f'<p><a href="{_e(prefix)}/status">Migration status</a></p></body></html>'
     )
 
