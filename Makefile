@@ -10,11 +10,11 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export GX_ANALYTICS_ENABLED := false
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: help install system services init demo test test-unit test-integration test-dags airflow bench lint up down stop-pg clean
+.PHONY: help install system services init demo test test-unit test-integration test-dags test-ui airflow bench lint up down stop-pg clean
 
 help:
 	@echo "make demo      seed sample data, run every pipeline end to end, print where the data docs are"
-	@echo "make test      every test tier (unit, integration on real MariaDB/PostgreSQL, dags)"
+	@echo "make test      every test tier (unit, integration on real MariaDB/PostgreSQL, dags, ui in Chromium)"
 	@echo "make airflow   the Airflow UI on http://localhost:8080 with these DAGs, connections and plugin"
 	@echo "make bench     benchmarks side by side with their anchors"
 	@echo "make lint      ruff + mypy;  make up / down  docker compose stack"
@@ -52,6 +52,11 @@ test-integration: install services
 
 test-dags: install services
 	$(PYTEST) tests/dags
+
+# browser tier: the Airflow API server with the plugin, Debian's headless Chromium (screenshots of a
+# failing test go to $$CUTOVER_UI_SCREENSHOTS, default a temp folder named in the failure)
+test-ui: install services
+	$(PYTEST) tests/ui
 
 # Local UI: SQLite metadata under .data/airflow, LocalExecutor, every user an admin (local use only).
 airflow: install services

@@ -3,9 +3,11 @@
 #   pkg-config + libmariadb-dev  build mysqlclient (the MySQL provider's driver)
 #   mariadb-server               the local MySQL-compatible server the defaults point at
 #   docker-compose               validates docker-compose.yaml in the tests (no engine needed)
+#   chromium + chromium-driver   the browser tier (tests/ui) drives Debian's own headless Chromium;
+#                                nothing downloads a browser
 set -euo pipefail
 need=()
-for pkg in pkg-config libmariadb-dev docker-compose; do
+for pkg in pkg-config libmariadb-dev docker-compose chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)

@@ -41,7 +41,7 @@ th{background:#f0f4f8}
 .card{border:1px solid #d9e2ec;border-radius:4px;margin:.6rem 0;padding:.4rem .8rem}
 .card-header{font-weight:600;border-bottom:1px solid #d9e2ec;margin-bottom:.4rem}
 .row{display:flex;flex-wrap:wrap;gap:1rem}.col-md-2,.col-md-10{flex:1 1 auto}
-.col-md-2{max-width:14rem}.d-none,.sticky,.btn,[data-toggle]{display:none}
+.col-md-2{max-width:14rem}.d-none,.btn{display:none}.badge{background:#e4e7eb;border-radius:3px;padding:0 .3rem}
 ul.list-group,.nav{list-style:none;padding-left:0}
 .cutover-pass{color:#05400a;background:#c6f7e2;border-radius:3px;padding:0 .3rem;font-weight:600}
 .cutover-fail{color:#610404;background:#ffd0d0;border-radius:3px;padding:0 .3rem;font-weight:700}

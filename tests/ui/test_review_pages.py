@@ -1,0 +1,124 @@
+"""What a reviewer reads before approving a cutover, in a real browser with no network: the migration
+status page, the data docs index and a failed validation's page — content present, nothing requested
+from any host but localhost, no broken request."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from psycopg import sql
+
+from cutover import connections, control
+from cutover.identifiers import pg_ident
+from cutover.lifecycle import state
+from cutover.lifecycle.model import PlannedUnit, UnitKey, UnitState
+from cutover.quality import gate
+from tests.ui.conftest import SHOTS, off_machine
+
+pytestmark = [pytest.mark.ui, pytest.mark.integration]
+
+SCHEMA = "cutover_ui_review"
+TABLE = "vessel-7 readings"
+RUN = f"ui_review_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def seeded() -> Iterator[dict[str, Any]]:
+    """A build run with a verified and a failed unit, dead letters, and two gates (one passing, one failing)."""
+    with connections.pg_connect() as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(pg_ident(SCHEMA)))
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(pg_ident(SCHEMA)))
+        conn.execute(sql.SQL("CREATE TABLE {} (created_time int PRIMARY KEY, v int)").format(pg_ident(SCHEMA, TABLE)))
+        conn.execute(sql.SQL("INSERT INTO {} SELECT g, g FROM generate_series(1, 4) g").format(pg_ident(SCHEMA, TABLE)))
+        state.start(conn, RUN, "ui_review", dag_id="ship_wide_build")
+        good, bad = UnitKey(SCHEMA, ("ship-ok",)), UnitKey(SCHEMA, ("ship-bad",))
+        state.record_plan(conn, RUN, "ui_review", [PlannedUnit(good, 120), PlannedUnit(bad, 80)])
+        for s in (UnitState.PREPARED, UnitState.COPYING, UnitState.COPIED):
+            state.advance(conn, RUN, str(good), s, rows_read=120, rows_written=4)
+        state.advance(conn, RUN, str(good), UnitState.VERIFIED, checksum_source="42", checksum_target="42")
+        state.advance(conn, RUN, str(bad), UnitState.FAILED, error="ChannelLimitExceeded: 1017 channels",
+                      failed_stage="prepare")
+        control.add_dead_letters(conn, "ui_review", RUN, str(good), [
+            control.DeadLetter("tenant.tbl_data_timeseries", "ship=ship-ok id=7", "unknown value_format 'Float'")])
+        state.finish(conn, RUN, state.judge(conn, RUN))
+    ok = gate.run_gate("ui_review_ok", schema=SCHEMA, table=TABLE, run_id=RUN, raise_on_failure=False,
+                       expectations=[{"type": "expect_table_row_count_to_equal", "kwargs": {"value": 4}}])
+    bad_gate = gate.run_gate("ui_review_bad", schema=SCHEMA, table=TABLE, run_id=RUN, raise_on_failure=False,
+                             expectations=[{"type": "expect_table_row_count_to_equal", "kwargs": {"value": 5}},
+                                           {"type": "expect_column_values_to_not_be_null",
+                                            "kwargs": {"column": "created_time"}}])
+    assert ok.success and not bad_gate.success
+    yield {"run_id": RUN}
+    with connections.pg_connect() as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(pg_ident(SCHEMA)))
+
+
+def _text(browser: Any) -> str:
+    return str(browser.find_element("tag name", "body").text)
+
+
+def _broken(browser: Any) -> list[str]:
+    """Responses with an error status since the last check (404 favicon and the like)."""
+    bad = []
+    for entry in browser.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg.get("method") == "Network.responseReceived" and msg["params"]["response"]["status"] >= 400:
+            bad.append(f'{msg["params"]["response"]["status"]} {msg["params"]["response"]["url"]}')
+    return bad
+
+
+def _keep(browser: Any, name: str) -> None:
+    if os.environ.get("CUTOVER_UI_SCREENSHOTS"):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def test_status_page_shows_the_run_its_units_and_dead_letters(seeded: dict[str, Any], browser: Any,
+                                                              open_page: Any) -> None:
+    urls = open_page("/cutover/status?pipeline=ui_review")
+    text = _text(browser)
+    _keep(browser, "status")
+    assert off_machine(urls) == [], urls
+    assert seeded["run_id"] in text and "failed" in text
+    assert "source rows read" in text and "target rows written" in text
+    assert "ship-bad" in text and "ChannelLimitExceeded" in text and "prepare" in text
+    assert "UTC" in text and "auto-refresh" in text
+    link = browser.find_element("link text", "Airflow run ↗").get_attribute("href")
+    assert link.endswith(f"/dags/ship_wide_build/runs/{seeded['run_id']}")
+    assert "Dead letters" in text
+
+
+def test_data_docs_index_lists_validations_and_marks_failures(seeded: dict[str, Any], browser: Any,
+                                                              open_page: Any) -> None:
+    urls = open_page("/cutover/docs/index.html")
+    _keep(browser, "docs_index")
+    assert off_machine(urls) == [], urls
+    assert _broken(browser) == []
+    text = _text(browser)
+    assert "ui_review_ok" in text and "ui_review_bad" in text and "✘ FAILED" in text and "✔ passed" in text
+    failed_row = browser.find_element("css selector", "tr.failed td")
+    assert failed_row.value_of_css_property("background-color") == "rgba(255, 240, 240, 1)"  # visibly red
+    mark = browser.find_element("css selector", "tr.failed .cutover-fail")
+    assert mark.is_displayed() and mark.value_of_css_property("color") == "rgba(97, 4, 4, 1)"
+
+
+def test_a_failed_validation_page_reads_offline(seeded: dict[str, Any], browser: Any, open_page: Any) -> None:
+    open_page("/cutover/docs/index.html")
+    href = next(a.get_attribute("href") for a in browser.find_elements("css selector", "tr.failed a")
+                if a.text == "open")
+    path = href.split("127.0.0.1", 1)[1].split("/", 1)[1]
+    urls = open_page("/" + path)
+    _keep(browser, "validation_failed")
+    assert off_machine(urls) == [], urls
+    assert _broken(browser) == []
+    text = _text(browser)
+    assert "✘ FAILED" in text and "✔ passed" in text  # per expectation, without the CDN icon font
+    assert "expect_table_row_count_to_equal" in text or "Must have exactly" in text
+    assert browser.find_element("css selector", ".cutover-fail").is_displayed()
+    errors = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
+    assert errors == []
