@@ -18,7 +18,7 @@ from cutover.identifiers import pg_ident
 from cutover.lifecycle import state
 from cutover.lifecycle.model import PlannedUnit, UnitKey, UnitState
 from cutover.quality import gate
-from tests.ui.conftest import SHOTS, off_machine
+from tests.ui.conftest import SHOTS, off_machine, requested_urls
 
 pytestmark = [pytest.mark.ui, pytest.mark.integration]
 
@@ -44,7 +44,8 @@ def seeded() -> Iterator[dict[str, Any]]:
         state.advance(conn, RUN, str(bad), UnitState.FAILED, error="ChannelLimitExceeded: 1017 channels",
                       failed_stage="prepare")
         control.add_dead_letters(conn, "ui_review", RUN, str(good), [
-            control.DeadLetter("tenant.tbl_data_timeseries", "ship=ship-ok id=7", "unknown value_format 'Float'")])
+            control.DeadLetter("tenant.tbl_data_timeseries", "ship=ship-ok id=7", "unknown value_format 'Float'",
+                               {"id": 7, "value_format": "Float", "note": "<script>alert(1)</script>"})])
         state.finish(conn, RUN, state.judge(conn, RUN))
     ok = gate.run_gate("ui_review_ok", schema=SCHEMA, table=TABLE, run_id=RUN, raise_on_failure=False,
                        expectations=[{"type": "expect_table_row_count_to_equal", "kwargs": {"value": 4}}])
@@ -111,8 +112,7 @@ def test_a_failed_validation_page_reads_offline(seeded: dict[str, Any], browser:
     open_page("/cutover/docs/index.html")
     href = next(a.get_attribute("href") for a in browser.find_elements("css selector", "tr.failed a")
                 if a.text == "open")
-    path = href.split("127.0.0.1", 1)[1].split("/", 1)[1]
-    urls = open_page("/" + path)
+    urls = open_page("/" + href.split("/", 3)[3])
     _keep(browser, "validation_failed")
     assert off_machine(urls) == [], urls
     assert _broken(browser) == []
@@ -122,3 +122,25 @@ def test_a_failed_validation_page_reads_offline(seeded: dict[str, Any], browser:
     assert browser.find_element("css selector", ".cutover-fail").is_displayed()
     errors = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
     assert errors == []
+
+
+def test_run_evidence_and_dead_letters_pages(seeded: dict[str, Any], browser: Any, open_page: Any) -> None:
+    open_page("/cutover/status?pipeline=ui_review")
+    href = next(a.get_attribute("href") for a in browser.find_elements("link text", "evidence bundle")
+                if seeded["run_id"] in a.get_attribute("href"))
+    urls = open_page("/" + href.split("/", 3)[3])
+    _keep(browser, "run_evidence")
+    assert off_machine(urls) == [], urls
+    text = _text(browser)
+    assert "Evidence bundle" in text and "planned_units" in text and "reason" in text  # the report, in full
+    assert "ship-bad" in text and "ChannelLimitExceeded" in text and "prepare" in text
+    assert "ui_review_bad" in text and "Switches" in text
+    bars = [b.get_attribute("style") for b in browser.find_elements("css selector", ".bar i")]
+    assert sorted(bars) == ["width: 0%;", "width: 100%;"], bars  # ship-bad 0 of 80, ship-ok 120 of 120 rows read
+    browser.find_element("partial link text", "record(s) of this run").click()
+    _keep(browser, "dead_letters")
+    text = _text(browser)
+    assert "unknown value_format 'Float'" in text and "ship=ship-ok id=7" in text
+    browser.find_element("css selector", "details summary").click()
+    assert "<script>alert(1)</script>" in _text(browser)  # the payload, shown as text, never run
+    assert off_machine(requested_urls(browser)) == []

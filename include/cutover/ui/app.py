@@ -7,7 +7,9 @@ Routes (relative to the mount point):
 * ``/docs/<path>`` — the Great Expectations data docs site, readable with no network: the index
   rendered here from GX's validation store, every page rewritten to local assets
   (:mod:`cutover.ui.docs_offline`); a page that says how to build them when they do not exist yet;
-* ``/assets/offline.css`` — the data docs' one stylesheet.
+* ``/assets/offline.css`` — the data docs' one stylesheet;
+* ``/run/<run id>`` — one run's evidence bundle on one page; ``/dead-letters`` — the dead letters,
+  filtered by ``pipeline``, ``unit`` and ``run`` (:mod:`cutover.ui.pages`).
 
 :func:`create_app` builds it; the docs folder and the control connection are parameters so tests can
 point them elsewhere. With ``require_auth`` the routes need an Airflow login (the API server's JWT
@@ -24,7 +26,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from cutover.ui import docs_offline
+from cutover.ui import docs_offline, pages
 from cutover.ui import status as status_mod
 
 DocsDir = Path | str | Callable[[], Path] | None
@@ -108,6 +110,33 @@ def create_app(
         if error:
             return JSONResponse({"error": error}, status_code=503)
         return Response(status_mod.dumps(data), media_type="application/json")
+
+    def with_control(read: Callable[[Any], Any]) -> tuple[Any, str | None]:
+        from cutover.connections import CONTROL, pg_connect
+
+        try:
+            with pg_connect(conn_id or CONTROL, autocommit=True) as conn:
+                return read(conn), None
+        except Exception as exc:  # the page says what went wrong instead of a bare 500
+            return None, f"{type(exc).__name__}: {exc}"
+
+    @app.get("/run/{run_id:path}", response_class=HTMLResponse)
+    def run_page(request: Request, run_id: str) -> HTMLResponse:
+        """One run's evidence bundle: plan, report, approvals, units, gates, switches, dead letters."""
+        run, error = with_control(lambda conn: pages.collect_run(conn, run_id, docs_dir=resolve_docs()))
+        if error:
+            return HTMLResponse(f"<p>Cannot read the control schema: {status_mod._e(error)}</p>", status_code=503)
+        return HTMLResponse(pages.render_run_html(run, run_id=run_id, prefix=_prefix(request)),
+                            status_code=200 if run is not None else 404)
+
+    @app.get("/dead-letters", response_class=HTMLResponse)
+    def dead_letters_page(request: Request, pipeline: str | None = None, unit: str | None = None,
+                          run: str | None = None) -> HTMLResponse:
+        """Every record that could not be loaded, filtered by pipeline, unit and run."""
+        data, error = with_control(lambda conn: pages.collect_dead_letters(conn, pipeline=pipeline, unit=unit, run=run))
+        if error:
+            return HTMLResponse(f"<p>Cannot read the control schema: {status_mod._e(error)}</p>", status_code=503)
+        return HTMLResponse(pages.render_dead_letters_html(data, prefix=_prefix(request)))
 
     @app.get("/assets/offline.css", include_in_schema=False)
     def offline_css() -> Response:

@@ -356,6 +356,20 @@ def run_link(prefix: str, dag_id: Any, run_id: Any) -> str:
 REFRESH_CHOICES = (0, 10, 30, 60)
 
 
+def progress_bar(done: Any, total: Any) -> str:
+    """A small bar of ``done / total`` (nothing when the total is unknown)."""
+    try:
+        d, t = float(done or 0), float(total or 0)
+    except (TypeError, ValueError):
+        return ""
+    if t <= 0:
+        return ""
+    pct = max(0.0, min(100.0, 100.0 * d / t))
+    return (f'<div class="bar" title="{pct:.0f} % of {int(t):,} source rows"><i style="width:{pct:.1f}%"></i></div>')
+
+
+
+
 def _state(value: Any) -> str:
     cls = {
         "success": "ok",
@@ -421,6 +435,8 @@ th{background:#f0f4f8;font-weight:600}td.n{text-align:right}
 ul.ev{margin:0;padding-left:1rem}details{margin:.2rem 0}
 code{font-size:.85em}nav a{margin-right:1rem}
 .kind{font-size:.8em;font-weight:normal;padding:0 .35rem;border:1px solid #9fb3c8;border-radius:3px}
+.bar{width:8rem;height:.5rem;background:#e4e7eb;border-radius:3px;overflow:hidden;margin-top:.2rem}
+.bar i{display:block;height:100%;background:#2f80ed}
 """
 
 
@@ -487,6 +503,7 @@ def render_status_html(
             f"<h3>{plink(run.get('pipeline'))}"
             + (f' <span class="kind">{_e(run.get("kind"))}</span>' if run.get("kind") else "")
             + f" · <code>{_e(run.get('run_id'))}</code> {_state(run.get('state'))}"
+            + f' <a href="{_e(prefix)}/run/{_e(quote(str(run.get("run_id")), safe=""))}">evidence bundle</a>'
             + run_link(prefix, run.get("dag_id"), run.get("run_id")) + "</h3>"
             f"<p>started {_ts(run.get('started_at'))} · finished {_ts(run.get('finished_at')) or '—'} · "
             f"took {_e(format_duration(run.get('duration_s')))} · "
@@ -508,7 +525,8 @@ def render_status_html(
             [
                 _e(u.get("unit_key")),
                 _state(u.get("state")),
-                f'<span class="n">{_num(u.get("rows_read"))}</span>',
+                f'<span class="n">{_num(u.get("rows_read"))}</span>'
+                + progress_bar(u.get("rows_read"), u.get("rows_total")),
                 f'<span class="n">{_num(u.get("rows_written"))}</span>',
                 _num(u.get("rows_total")),
                 _bool(u.get("checksums_match"), "match", "MISMATCH"),
@@ -637,16 +655,22 @@ def render_status_html(
 
     # dead letters
     parts.append("<h2>Dead letters</h2>")
+    def dl_link(d: Mapping[str, Any]) -> str:
+        q = {k: v for k, v in (("pipeline", d.get("pipeline")), ("unit", d.get("unit_key"))) if v}
+        return f'<a href="{_e(prefix)}/dead-letters?{_e(urlencode(q))}">{_num(d.get("count"))} — reasons, keys, payloads</a>'
+
     d_rows = [
         [
             plink(d.get("pipeline")),
             _e(d.get("unit_key")) or '<span class="muted">(run level)</span>',
-            _num(d.get("count")),
+            dl_link(d),
             _ts(d.get("last_at")),
         ]
         for d in status.get("dead_letters") or []
     ]
     parts.append(_table(["pipeline", "unit", "records", "last"], d_rows, "No dead letters."))
+    if d_rows:
+        parts.append(f'<p><a href="{_e(prefix)}/dead-letters">All dead letters</a> (filter by pipeline, unit, run)</p>')
     refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s else ""
     return (
         '<!doctype html><html><head><meta charset="utf-8">'

@@ -1,0 +1,192 @@
+"""Two review pages beside *Migration status*: a run's whole evidence bundle, and the dead letters.
+
+* :func:`collect_run` / :func:`render_run_html` — ``/cutover/run/<run id>``: the run (kind, state,
+  times in UTC, link to Airflow), its evidence bundle in full (plan, report, approval, switches …),
+  every unit (progress bar, rows read / written, checksums, failed stage and error), the quality gates
+  of the run with links into the data docs, the switches it made and its dead letters.
+* :func:`collect_dead_letters` / :func:`render_dead_letters_html` — ``/cutover/dead-letters``: every
+  record that could not be loaded, filtered by pipeline, unit and run, with its reason, record key and
+  payload.
+
+Plain server-rendered HTML with one inline stylesheet: nothing is fetched from anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from cutover.ui.status import (
+    _CSS,
+    SCHEMA,
+    _bool,
+    _e,
+    _jsonable,
+    _num,
+    _rows,
+    _state,
+    _table,
+    _ts,
+    docs_url,
+    find_docs_page,
+    format_duration,
+    progress_bar,
+    run_link,
+)
+
+DEAD_LETTERS_LIMIT = 500
+UNITS_LIMIT = 5000
+
+
+PAGE_CSS = _CSS + """
+pre{white-space:pre-wrap;word-break:break-all;margin:0;font-size:.85em}
+dl.ev{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .8rem;margin:.3rem 0}
+dl.ev dt{font-weight:600}form.filter input{margin-right:.6rem}
+"""
+
+
+def _page(title: str, body: list[str]) -> str:
+    return ('<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">'
+            f"<title>{_e(title)}</title><style>{PAGE_CSS}</style></head><body>" + "\n".join(body) + "</body></html>")
+
+
+def run_page_url(prefix: str, run_id: Any) -> str:
+    """Where a run's evidence page is."""
+    return f"{prefix}/run/{quote(str(run_id), safe='')}"
+
+
+def dead_letters_url(prefix: str, **filters: Any) -> str:
+    """The dead-letters page, filtered."""
+    q = {k: v for k, v in filters.items() if v}
+    return f"{prefix}/dead-letters" + (("?" + urlencode(q)) if q else "")
+
+
+def collect_run(conn: Any, run_id: str, *, docs_dir: Path | None = None) -> dict[str, Any] | None:
+    """Everything recorded for one run, or None when the control schema has no such run."""
+    runs = _rows(conn, f"""SELECT *, extract(epoch FROM coalesce(finished_at, now()) - started_at) AS duration_s
+                           FROM {SCHEMA}.runs WHERE run_id = %s""", (run_id,))
+    if not runs:
+        return None
+    run = runs[0]
+    run["units"] = _rows(conn, f"""SELECT *, checksum_source IS NOT NULL AND checksum_source = checksum_target
+                                          AS checksums_match
+                                   FROM {SCHEMA}.units WHERE run_id = %s
+                                   ORDER BY (state = 'failed') DESC, unit_key LIMIT {UNITS_LIMIT}""", (run_id,))
+    run["quality"] = _rows(conn, f"""SELECT id, suite, asset, success, evaluated, failed, docs_path, checked_at,
+                                            statistics -> 'failures' AS failures
+                                     FROM {SCHEMA}.quality_results WHERE run_id = %s ORDER BY checked_at""", (run_id,))
+    for q in run["quality"]:
+        q["docs_page"] = find_docs_page(docs_dir, q["suite"], q["asset"], run_id, q["docs_path"])
+    run["switches"] = _rows(conn, f"""SELECT unit_key, from_backend, to_backend, canary_pct, actor, reason, at
+                                      FROM {SCHEMA}.switch_history WHERE run_id = %s ORDER BY id""", (run_id,))
+    run["dead_letters"] = _rows(conn, f"""SELECT count(*) AS count FROM {SCHEMA}.dead_letters WHERE run_id = %s""",
+                                (run_id,))[0]["count"]
+    return dict(_jsonable(run))
+
+
+def _evidence(value: Any, depth: int = 0) -> str:
+    """The evidence bundle as nested definition lists (lists of records as tables), all escaped."""
+    if isinstance(value, Mapping):
+        if not value:
+            return '<span class="muted">–</span>'
+        items = "".join(f"<dt>{_e(k)}</dt><dd>{_evidence(v, depth + 1)}</dd>" for k, v in value.items())
+        return f'<dl class="ev">{items}</dl>'
+    if isinstance(value, list):
+        if value and all(isinstance(v, Mapping) for v in value):
+            keys = list(dict.fromkeys(k for v in value for k in v))[:12]
+            rows = [[_e(json.dumps(v.get(k), default=str) if isinstance(v.get(k), (dict, list)) else v.get(k))
+                     for k in keys] for v in value[:200]]
+            return _table(keys, rows, "none")
+        return ", ".join(_e(v) for v in value) or '<span class="muted">none</span>'
+    if isinstance(value, bool):
+        return _bool(value)
+    return _e(value)
+
+
+def render_run_html(run: Mapping[str, Any] | None, *, run_id: str, prefix: str = "") -> str:
+    """One run's evidence bundle on one page (what a reviewer reads before approving)."""
+    if run is None:
+        return _page("Cutover — run not found", [
+            f"<h1>Run <code>{_e(run_id)}</code> is not in the control schema</h1>",
+            f'<p><a href="{_e(prefix)}/status">Migration status</a></p>'])
+    body = [
+        f'<nav><a href="{_e(prefix)}/status">Migration status</a> <a href="{_e(prefix)}/docs/index.html">data docs</a>'
+        f'{run_link(prefix, run.get("dag_id"), run_id)}</nav>',
+        f"<h1>{_e(run.get('pipeline'))} <span class=\"kind\">{_e(run.get('kind'))}</span> · "
+        f"<code>{_e(run_id)}</code> {_state(run.get('state'))}</h1>",
+        f"<p>started {_ts(run.get('started_at'))} · finished {_ts(run.get('finished_at')) or '—'} · "
+        f"took {_e(format_duration(run.get('duration_s')))} · planned units {_num(run.get('planned_units'))}</p>",
+        "<h2>Evidence bundle</h2>", _evidence(run.get("evidence") or {}),
+    ]
+    units = run.get("units") or []
+    body.append(f"<h2>Units ({len(units)})</h2>")
+    body.append(_table(
+        ["unit", "state", "source rows read", "target rows written", "rows total", "checksums", "failed in", "error",
+         "updated"],
+        [[_e(u.get("unit_key")), _state(u.get("state")),
+          f'<span class="n">{_num(u.get("rows_read"))}</span>{progress_bar(u.get("rows_read"), u.get("rows_total"))}',
+          _num(u.get("rows_written")), _num(u.get("rows_total")),
+          _bool(u.get("checksums_match"), "match", "MISMATCH") if u.get("checksum_source") else '<span class="muted">–</span>',
+          _e(u.get("failed_stage")), _e(u.get("error")), _ts(u.get("updated_at"))] for u in units],
+        "No units."))
+    quality = run.get("quality") or []
+    body.append(f"<h2>Quality gates ({len(quality)})</h2>")
+    body.append(_table(
+        ["suite", "asset", "result", "passed / evaluated", "failures", "docs"],
+        [[_e(q.get("suite")), _e(q.get("asset")), _state("passed" if q.get("success") else "failed"),
+          f"{_num(int(q.get('evaluated') or 0) - int(q.get('failed') or 0))} / {_num(q.get('evaluated'))}",
+          "<br>".join(_e(f) for f in (q.get("failures") or [])[:5]),
+          f'<a href="{_e(docs_url(prefix, q["docs_page"]))}">data docs</a>' if q.get("docs_page") else ""]
+         for q in quality], "No quality gate ran in this run."))
+    switches = run.get("switches") or []
+    body.append(f"<h2>Switches ({len(switches)})</h2>")
+    body.append(_table(["unit", "from", "to", "canary %", "by", "reason", "at"],
+                       [[_e(s.get("unit_key")), _e(s.get("from_backend")), _e(s.get("to_backend")),
+                         _num(s.get("canary_pct")), _e(s.get("actor")), _e(s.get("reason")), _ts(s.get("at"))]
+                        for s in switches], "This run switched no readers."))
+    n_dead = int(run.get("dead_letters") or 0)
+    body.append("<h2>Dead letters</h2>")
+    body.append(f'<p><a href="{_e(dead_letters_url(prefix, run=run_id))}">{n_dead:,} record(s) of this run</a></p>'
+                if n_dead else '<p class="muted">No dead letters in this run.</p>')
+    return _page(f"Cutover — run {run_id}", body)
+
+
+def collect_dead_letters(conn: Any, *, pipeline: str | None = None, unit: str | None = None,
+                         run: str | None = None, limit: int = DEAD_LETTERS_LIMIT) -> dict[str, Any]:
+    """The dead letters matching the filters (newest first, at most ``limit``), and how many match."""
+    where = ("(%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s) AND (%(unit)s::text IS NULL OR unit_key = %(unit)s)"
+             " AND (%(run)s::text IS NULL OR run_id = %(run)s)")
+    p = {"pipeline": pipeline or None, "unit": unit or None, "run": run or None}
+    total = _rows(conn, f"SELECT count(*) AS n FROM {SCHEMA}.dead_letters WHERE {where}", p)[0]["n"]
+    rows = _rows(conn, f"""SELECT id, pipeline, run_id, unit_key, source, record_key, reason, payload, created_at
+                           FROM {SCHEMA}.dead_letters WHERE {where} ORDER BY id DESC LIMIT {int(limit)}""", p)
+    return dict(_jsonable({"filters": p, "total": int(total), "rows": rows}))
+
+
+def render_dead_letters_html(data: Mapping[str, Any], *, prefix: str = "") -> str:
+    """The dead-letters page: a filter form and every matching record with its reason and payload."""
+    f = data.get("filters") or {}
+    rows = data.get("rows") or []
+    form = (f'<form class="filter" method="get" action="{_e(prefix)}/dead-letters">'
+            + "".join(f'<label>{label} <input name="{name}" value="{_e(f.get(name) or "")}"></label>'
+                      for name, label in (("pipeline", "pipeline"), ("unit", "unit"), ("run", "run")))
+            + '<button type="submit">filter</button></form>')
+    body = [
+        f'<nav><a href="{_e(prefix)}/status">Migration status</a></nav>',
+        "<h1>Dead letters</h1>",
+        "<p>Records that could not be loaded, each with the reason; the good rows around them loaded.</p>",
+        form,
+        f"<p>{int(data.get('total') or 0):,} record(s) match" + (f"; the newest {len(rows):,} are shown" if
+                                                                  len(rows) < int(data.get("total") or 0) else "") + ".</p>",
+        _table(["at", "pipeline", "run", "unit", "source", "record key", "reason", "payload"],
+               [[_ts(r.get("created_at")), _e(r.get("pipeline")),
+                 f'<a href="{_e(run_page_url(prefix, r["run_id"]))}">{_e(r["run_id"])}</a>' if r.get("run_id") else "",
+                 _e(r.get("unit_key")), _e(r.get("source")), f"<code>{_e(r.get('record_key'))}</code>", _e(r.get("reason")),
+                 f"<details><summary>payload</summary><pre>{_e(json.dumps(r.get('payload'), indent=1, default=str))}</pre>"
+                 "</details>" if r.get("payload") is not None else '<span class="muted">–</span>']
+                for r in rows], "No dead letters match."),
+    ]
+    return _page("Cutover — dead letters", body)
