@@ -243,6 +243,20 @@ ALTER TABLE {SCHEMA}.checkpoints ADD COLUMN IF NOT EXISTS rows_written bigint NO
 """
 
 
+#: version 4, progress over time: one row per committed chunk (the rows it read and wrote), so the
+#: UI can draw a run's rows/s over time (written by :func:`cutover.lifecycle.state.chunk_done`)
+V4_PROGRESS = f"""
+CREATE TABLE IF NOT EXISTS {SCHEMA}.progress (
+    run_id        text NOT NULL,
+    unit_key      text NOT NULL,
+    at            timestamptz NOT NULL DEFAULT clock_timestamp(),
+    rows_read     bigint NOT NULL,
+    rows_written  bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS progress_run_at ON {SCHEMA}.progress (run_id, at);
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One version of the control schema: the SQL that takes the previous version to this one."""
@@ -258,6 +272,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "baseline: runs, units, checkpoints, switches, results, dead letters, backups, name maps, pairs",
               BASELINE_DDL),
     Migration(3, "life cycle: unit state enum, rows read / written, failed stage, run kind and plan", V3_LIFECYCLE),
+    Migration(4, "progress over time: rows read and written per committed chunk", V4_PROGRESS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

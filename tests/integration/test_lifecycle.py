@@ -138,6 +138,9 @@ def test_unit_is_copying_with_growing_counts_while_the_copy_runs(pg: Any, narrow
     assert reads == sorted(reads) and reads[0] > 0 and reads[-1] == 200
     assert writes == sorted(writes) and writes[-1] == 40
     assert sorted(set(reads)) == [50, 100, 150, 200]  # one step per committed chunk (the last reads what is left)
+    steps = pg.execute("SELECT rows_read, rows_written FROM cutover.progress WHERE run_id = %s ORDER BY at",
+                       (run_id,)).fetchall()
+    assert len(steps) == len(chunks) and sum(r for r, _ in steps) == 200 and sum(w for _, w in steps) == 40
     u = state.get_unit(pg, run_id, str(UnitKey(f"{SCHEMA}.tbl_data_timeseries", (narrow.ships[0],))))
     assert u is not None and u["state"] == "verified" and u["rows_read"] == 200 and u["rows_written"] == 40
     pg.commit()
@@ -202,8 +205,8 @@ def test_upgrade_from_version_2_keeps_and_maps_the_rows(scratch_db: str) -> None
                         VALUES ('ship_wide_build', 's:2', '{"phase": "copied"}', 40)""")
         conn.execute("""INSERT INTO cutover.switches (pipeline, unit_key, backend) VALUES ('ship_wide_build', 's:1', 'wide')""")
         conn.commit()
-        assert control.ensure_schema(conn) == control.SCHEMA_VERSION == 3
-        assert control.ensure_schema(conn) == 3  # idempotent
+        assert control.ensure_schema(conn) == control.SCHEMA_VERSION == 4
+        assert control.ensure_schema(conn) == 4  # idempotent
         conn.commit()
         units = {r[0]: r[1:] for r in conn.execute(
             "SELECT unit_key, state, rows_read, rows_written, error FROM cutover.units ORDER BY unit_key").fetchall()}
@@ -218,6 +221,7 @@ def test_upgrade_from_version_2_keeps_and_maps_the_rows(scratch_db: str) -> None
         assert conn.execute("SELECT backend FROM cutover.switches").fetchone() == ("wide",)
         assert conn.execute("SELECT rows_written FROM cutover.checkpoints").fetchone() == (0,)
         versions = [r[0] for r in conn.execute("SELECT version FROM cutover.schema_version ORDER BY 1").fetchall()]
-        assert versions == [2, 3]
+        assert versions == [2, 3, 4]
+        assert conn.execute("SELECT count(*) FROM cutover.progress").fetchone() == (0,)
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute("UPDATE cutover.units SET state = 'done' WHERE unit_key = 's:1'")

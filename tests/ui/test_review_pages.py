@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -38,8 +39,12 @@ def seeded() -> Iterator[dict[str, Any]]:
         state.start(conn, RUN, "ui_review", dag_id="ship_wide_build")
         good, bad = UnitKey(SCHEMA, ("ship-ok",)), UnitKey(SCHEMA, ("ship-bad",))
         state.record_plan(conn, RUN, "ui_review", [PlannedUnit(good, 120), PlannedUnit(bad, 80)])
-        for s in (UnitState.PREPARED, UnitState.COPYING, UnitState.COPIED):
-            state.advance(conn, RUN, str(good), s, rows_read=120, rows_written=4)
+        state.advance(conn, RUN, str(good), UnitState.PREPARED)
+        for i in range(1, 5):  # four committed chunks, a moment apart: the rows/s chart has points
+            state.chunk_done(conn, RUN, str(good), rows_read=30 * i, rows_written=i)
+            conn.commit()
+            time.sleep(0.3)
+        state.advance(conn, RUN, str(good), UnitState.COPIED, rows_read=120, rows_written=4)
         state.advance(conn, RUN, str(good), UnitState.VERIFIED, checksum_source="42", checksum_target="42")
         state.advance(conn, RUN, str(bad), UnitState.FAILED, error="ChannelLimitExceeded: 1017 channels",
                       failed_stage="prepare")
@@ -135,6 +140,8 @@ def test_run_evidence_and_dead_letters_pages(seeded: dict[str, Any], browser: An
     assert "Evidence bundle" in text and "planned_units" in text and "reason" in text  # the report, in full
     assert "ship-bad" in text and "ChannelLimitExceeded" in text and "prepare" in text
     assert "ui_review_bad" in text and "Switches" in text
+    chart = browser.find_element("css selector", "svg.rate")
+    assert chart.is_displayed() and len(browser.find_elements("css selector", "svg.rate circle")) >= 2
     bars = [b.get_attribute("style") for b in browser.find_elements("css selector", ".bar i")]
     assert sorted(bars) == ["width: 0%;", "width: 100%;"], bars  # ship-bad 0 of 80, ship-ok 120 of 120 rows read
     browser.find_element("partial link text", "record(s) of this run").click()

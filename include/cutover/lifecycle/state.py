@@ -143,8 +143,17 @@ def chunk_done(conn: Connection[Any], run_id: str, unit_key: str, *, rows_read: 
     """Record a committed chunk's progress: the unit is ``copying`` with these running totals.
 
     Call it inside the chunk's transaction (beside its checkpoint): the totals are what the
-    checkpoint says, so the status page never runs ahead of, or behind, what is committed.
+    checkpoint says, so the status page never runs ahead of, or behind, what is committed. The
+    chunk's own rows (the difference) go to ``cutover.progress`` for the rows/s chart; the first chunk
+    of a copy resumed by a new run counts what earlier runs copied too.
     """
+    # the chunk's own rows (running totals minus what the unit had), for rows/s over time in the UI
+    conn.execute(
+        f"""INSERT INTO {SCHEMA}.progress (run_id, unit_key, rows_read, rows_written)
+            SELECT run_id, unit_key, greatest(%s - rows_read, 0), greatest(%s - rows_written, 0) FROM {SCHEMA}.units
+            WHERE run_id = %s AND unit_key = %s AND state IN ('prepared', 'copying')""",
+        (rows_read, rows_written, run_id, unit_key),
+    )
     row = conn.execute(
         f"""UPDATE {SCHEMA}.units SET state = 'copying', rows_read = %s, rows_done = %s, rows_written = %s,
                 started_at = coalesce(started_at, now()), updated_at = now()

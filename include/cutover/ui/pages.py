@@ -84,7 +84,51 @@ def collect_run(conn: Any, run_id: str, *, docs_dir: Path | None = None) -> dict
                                       FROM {SCHEMA}.switch_history WHERE run_id = %s ORDER BY id""", (run_id,))
     run["dead_letters"] = _rows(conn, f"""SELECT count(*) AS count FROM {SCHEMA}.dead_letters WHERE run_id = %s""",
                                 (run_id,))[0]["count"]
+    run["rate"] = rate_series(conn, run_id)
     return dict(_jsonable(run))
+
+
+def rate_series(conn: Any, run_id: str, *, points: int = 60) -> list[dict[str, Any]]:
+    """Source rows read per second over the run, in at most ``points`` equal time buckets (from the
+    per-chunk rows in ``cutover.progress``); empty when the run copied nothing."""
+    has = _rows(conn, "SELECT to_regclass(%s) IS NOT NULL AS ok", (f"{SCHEMA}.progress",))
+    if not has or not has[0]["ok"]:
+        return []
+    return _rows(conn, f"""
+        WITH p AS (SELECT at, rows_read FROM {SCHEMA}.progress WHERE run_id = %(run)s),
+             b AS (SELECT min(at) AS t0,
+                          greatest(extract(epoch FROM max(at) - min(at)) / %(points)s, 0.25) AS width FROM p)
+        SELECT floor(extract(epoch FROM p.at - b.t0) / b.width)::int AS bucket,
+               min(extract(epoch FROM p.at - b.t0))::float AS at_s,
+               (sum(p.rows_read) / max(b.width))::float AS rows_per_s
+        FROM p CROSS JOIN b GROUP BY 1 ORDER BY 1""", {"run": run_id, "points": points})
+
+
+def rate_chart(series: list[dict[str, Any]], *, width: int = 640, height: int = 140) -> str:
+    """An inline SVG of rows/s over the run (drawn here: no chart library, nothing fetched)."""
+    if not series:
+        return '<p class="muted">No chunk was copied in this run (nothing to chart).</p>'
+    top = max(float(p["rows_per_s"] or 0) for p in series) or 1.0
+    end = max(float(p["at_s"] or 0) for p in series) or 1.0
+    pad = 36
+
+    def x(t: float) -> float:
+        return pad + (width - pad - 8) * (t / end if end else 0)
+
+    def y(v: float) -> float:
+        return height - 18 - (height - 30) * (v / top)
+
+    pts = " ".join(f"{x(float(p['at_s'] or 0)):.1f},{y(float(p['rows_per_s'] or 0)):.1f}" for p in series)
+    return (f'<svg class="rate" width="{width}" height="{height}" role="img" '
+            f'aria-label="source rows read per second over the run">'
+            f'<line x1="{pad}" y1="{height - 18}" x2="{width - 8}" y2="{height - 18}" stroke="#9fb3c8"/>'
+            f'<line x1="{pad}" y1="8" x2="{pad}" y2="{height - 18}" stroke="#9fb3c8"/>'
+            f'<polyline fill="none" stroke="#2f80ed" stroke-width="2" points="{pts}"/>'
+            + "".join(f'<circle cx="{x(float(p["at_s"] or 0)):.1f}" cy="{y(float(p["rows_per_s"] or 0)):.1f}" r="2.5" '
+                      f'fill="#2f80ed"/>' for p in series)
+            + f'<text x="2" y="14" font-size="10">{top:,.0f}/s</text>'
+            f'<text x="{pad}" y="{height - 4}" font-size="10">0 s</text>'
+            f'<text x="{width - 60}" y="{height - 4}" font-size="10">{end:,.0f} s</text></svg>')
 
 
 def _evidence(value: Any, depth: int = 0) -> str:
@@ -120,6 +164,7 @@ def render_run_html(run: Mapping[str, Any] | None, *, run_id: str, prefix: str =
         f"<p>started {_ts(run.get('started_at'))} · finished {_ts(run.get('finished_at')) or '—'} · "
         f"took {_e(format_duration(run.get('duration_s')))} · planned units {_num(run.get('planned_units'))}</p>",
         "<h2>Evidence bundle</h2>", _evidence(run.get("evidence") or {}),
+        "<h2>Source rows read per second</h2>", rate_chart(list(run.get("rate") or [])),
     ]
     units = run.get("units") or []
     body.append(f"<h2>Units ({len(units)})</h2>")
