@@ -120,7 +120,8 @@ def test_rows_read_and_written_are_labelled_columns() -> None:
     page = status.render_status_html(st)
     assert "<th>source rows read</th><th>target rows written</th><th>rows total</th>" in page
     assert "<th>failed in</th><th>error</th>" in page
-    assert '<td><span class="n">1,234</span></td><td><span class="n">617</span></td><td>2,000</td>' in page
+    assert ('<td><span class="n">1,234</span><div class="bar" title="62 % of 2,000 source rows">'
+            '<i style="width:61.7%"></i></div></td><td><span class="n">617</span></td><td>2,000</td>') in page
     assert "<td>verify</td><td>checksum mismatch</td>" in page
     assert "source rows read 1,234 / 2,000 · target rows written 617" in page  # the run's totals
     assert '<span class="kind">cutover</span>' in page
@@ -137,7 +138,8 @@ def test_a_row_without_the_new_values_renders_blank() -> None:
         unit[key] = None
     run["unit_totals"].update(rows_read=None, rows_written=None)
     page = status.render_status_html(st)
-    assert '<td><span class="n"></span></td><td><span class="n"></span></td><td>9</td>' in page
+    assert ('<td><span class="n"></span><div class="bar" title="0 % of 9 source rows"><i style="width:0.0%"></i>'
+            '</div></td><td><span class="n"></span></td><td>9</td>') in page
     assert "source rows read – / 9 · target rows written –" in page
     assert 'class="kind"' not in page and "None" not in page
 
@@ -207,3 +209,12 @@ def test_auto_refresh_control() -> None:
     assert 'href="/cutover/status?pipeline=' in html and "refresh=10" in html
     off = status.render_status_html(_status(), prefix="/cutover")
     assert 'http-equiv="refresh"' not in off and "<b>off</b>" in off
+
+
+def test_first_steps_note_names_paused_dags() -> None:
+    s = _status()
+    s["consistency"] = [{"pair_name": "p", "status": "consistent", "stale": True, "check_age_s": 7200.0}]
+    html = status.render_status_html(s, prefix="/cutover", paused=["consistency_checks"])
+    assert "First steps" in html and 'href="/dags/consistency_checks"' in html and "start paused" in html
+    assert "is consistency_checks paused?" in html
+    assert "First steps" not in status.render_status_html(s, prefix="/cutover")

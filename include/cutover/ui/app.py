@@ -51,6 +51,26 @@ async def _airflow_user(request: Request) -> None:
     await get_user(request, None, creds)
 
 
+#: the DAGs whose runs keep the status page fresh: a paused one gets a first-steps note
+FEEDING_DAGS = ("consistency_checks", "consistency_sweep", "ship_wide_sync")
+
+
+def paused_feeding_dags() -> list[str]:
+    """Which of :data:`FEEDING_DAGS` Airflow knows and has paused (empty outside Airflow or on any error:
+    the note is a hint, never a reason for the page to fail)."""
+    try:
+        from airflow.models.dag import DagModel
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            rows = session.execute(select(DagModel.dag_id).where(
+                DagModel.dag_id.in_(FEEDING_DAGS), DagModel.is_paused.is_(True))).scalars().all()
+        return sorted(str(r) for r in rows)
+    except Exception:  # noqa: BLE001 - no Airflow metadata here
+        return []
+
+
 def _prefix(request: Request) -> str:
     return str(request.scope.get("root_path") or "").rstrip("/")
 
@@ -100,6 +120,7 @@ def create_app(
             docs_available=(docs / "index.html").is_file(),
             error=error,
             refresh_s=max(5, refresh) if refresh else None,
+            paused=paused_feeding_dags(),
         )
         return HTMLResponse(page, status_code=503 if error else 200)
 

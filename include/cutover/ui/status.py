@@ -447,8 +447,10 @@ def render_status_html(
     docs_available: bool = False,
     error: str | None = None,
     refresh_s: int | None = None,
+    paused: Sequence[str] = (),
 ) -> str:
-    """The status page as one HTML document; ``prefix`` is where the app is mounted (``/cutover``)."""
+    """The status page as one HTML document; ``prefix`` is where the app is mounted (``/cutover``);
+    ``paused`` names the DAGs feeding the page that are paused (a first-steps note says so)."""
     parts: list[str] = []
     pipeline = status.get("pipeline")
     title = "Cutover — migration status" + (f" — {pipeline}" if pipeline else "")
@@ -472,6 +474,13 @@ def render_status_html(
         f'<nav>{"".join(nav)} <span class="muted">as of {_ts(status.get("generated_at"))}</span> · '
         f'<span class="refresh">auto-refresh: {" · ".join(refresh_link(x) for x in REFRESH_CHOICES)}</span></nav>'
     )
+    if paused:
+        root = airflow_root(prefix)
+        links = ", ".join(f'<a href="{_e(root)}/dags/{_e(quote(d, safe=""))}"><code>{_e(d)}</code></a>' for d in paused)
+        parts.append(
+            f'<p class="state warn">First steps: {links} {"is" if len(paused) == 1 else "are"} paused. New DAGs '
+            "start paused in Airflow; unpause them (the toggle in the DAG list) so the consistency results and "
+            "the sync below stay fresh.</p>")
     if error:
         parts.append(f'<p class="state bad">Cannot read the control schema: {_e(error)}</p>')
     elif not status.get("schema_exists"):
@@ -629,7 +638,9 @@ def render_status_html(
     c_rows = []
     for c in status.get("consistency") or []:
         age = format_duration(c.get("check_age_s")) if c.get("checked_at") else "never checked"
-        age_html = f'<span class="state warn">{_e(age)} (stale)</span>' if c.get("stale") else _e(age)
+        stale_hint = " — is consistency_checks paused?" if "consistency_checks" in paused else ""
+        age_html = (f'<span class="state warn">{_e(age)} (stale{_e(stale_hint)})</span>' if c.get("stale")
+                    else _e(age))
         c_rows.append(
             [
                 _e(c.get("pair_name")),
