@@ -166,6 +166,7 @@ def test_more_ships_than_max_map_length_run_in_batches(airflow_db: None, pg: Any
         units = control.list_units(pg, dr.run_id)
         assert sorted(u["unit_key"].split(":")[-1] for u in units) == sorted(sample.ships)
         assert {u["state"] for u in units} == {"verified"}
+        assert {u["detail"]["batch"] for u in units} == {0, 1}  # which mapped task worked on it (UI log links)
         # the grid names each batch by its ships
         labels = {ti.rendered_map_index for ti in dr.get_task_instances() if ti.task_id == "unit_batch.verify"}
         assert all(label and sample.ships[0][:3] in label for label in labels), labels

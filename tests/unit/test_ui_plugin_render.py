@@ -218,3 +218,15 @@ def test_first_steps_note_names_paused_dags() -> None:
     assert "First steps" in html and 'href="/dags/consistency_checks"' in html and "start paused" in html
     assert "is consistency_checks paused?" in html
     assert "First steps" not in status.render_status_html(s, prefix="/cutover")
+
+
+def test_each_unit_links_to_the_task_log_that_worked_on_it() -> None:
+    from cutover.ui import pages
+
+    run = {"dag_id": "ship_wide_build", "run_id": "manual__1"}
+    failed = {"state": "failed", "failed_stage": "copy", "detail": {"batch": 3}}
+    link = pages.task_log_link("/cutover", run, failed)
+    assert 'href="/dags/ship_wide_build/runs/manual__1/tasks/unit_batch.copy/mapped/3"' in link
+    assert "unit_batch.verify/mapped/0" in pages.task_log_link("", run, {"state": "verified", "detail": {"batch": 0}})
+    assert pages.task_log_link("", run, {"state": "verified", "detail": {}}) == ""  # planned before batches existed
+    assert pages.task_log_link("", {"run_id": "x"}, failed) == ""  # no DAG: no link

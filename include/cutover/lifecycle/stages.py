@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from cutover import control
 from cutover.connections import pg_connect
 from cutover.lifecycle import state
 from cutover.lifecycle.batching import make_batches
@@ -78,7 +79,6 @@ def plan(
     dry = bool(params.get("dry_run"))
     with pg_connect(spec.control_conn_id(cfg)) as conn:
         n = state.record_plan(conn, run_id, spec.name, [] if dry else units)
-        from cutover import control
 
         control.add_evidence(conn, run_id, {"plan": {
             "units": len(units), "rows": sum(u.rows for u in units), "dry_run": dry,
@@ -90,6 +90,12 @@ def plan(
     if dry:
         return []
     batches = make_batches(units, max_batches)
+    with pg_connect(spec.control_conn_id(cfg)) as conn:  # which mapped task works on each unit (UI links)
+        pairs = [(u["unit"], b["batch"]) for b in batches for u in b["units"]]
+        conn.execute(
+            f"""UPDATE {control.SCHEMA}.units u SET detail = u.detail || jsonb_build_object('batch', t.b)
+                FROM unnest(%s::text[], %s::int[]) AS t(k, b) WHERE u.run_id = %s AND u.unit_key = t.k""",
+            ([k for k, _ in pairs], [b for _, b in pairs], run_id))
     log.info("%s: %d units in %d mapped batch(es) (at most %d)", spec.name, n, len(batches), max_batches)
     return batches
 
@@ -182,8 +188,6 @@ def report(spec: PipelineSpec, params: dict[str, Any], run_id: str,
     """Judge the run from its units, close it in the control schema; raise :class:`RunFailed` when red."""
     cfg = spec.config(params)
     with pg_connect(spec.control_conn_id(cfg)) as conn:
-        from cutover import control
-
         control.ensure_schema(conn)
         rep = state.judge(conn, run_id, end_states=end_states)
         state.finish(conn, run_id, rep)

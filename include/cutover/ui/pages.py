@@ -30,6 +30,7 @@ from cutover.ui.status import (
     _state,
     _table,
     _ts,
+    airflow_root,
     docs_url,
     find_docs_page,
     format_duration,
@@ -46,6 +47,23 @@ pre{white-space:pre-wrap;word-break:break-all;margin:0;font-size:.85em}
 dl.ev{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .8rem;margin:.3rem 0}
 dl.ev dt{font-weight:600}form.filter input{margin-right:.6rem}
 """
+
+
+#: the mapped task (of ``unit_batch``) that last worked on a unit in each state
+_STAGE_OF_STATE = {"planned": "prepare", "prepared": "copy", "copying": "copy", "copied": "finalize",
+                   "verified": "verify"}
+
+
+def task_log_link(prefix: str, run: Mapping[str, Any], unit: Mapping[str, Any]) -> str:
+    """A link to the Airflow task instance (its log) that worked on ``unit`` in its current state."""
+    batch = (unit.get("detail") or {}).get("batch")
+    dag_id, run_id = run.get("dag_id"), run.get("run_id")
+    stage = unit.get("failed_stage") if unit.get("state") == "failed" else _STAGE_OF_STATE.get(str(unit.get("state")))
+    if batch is None or not dag_id or not run_id or stage not in ("prepare", "copy", "finalize", "verify"):
+        return ""
+    href = (f"{airflow_root(prefix)}/dags/{quote(str(dag_id), safe='')}/runs/{quote(str(run_id), safe='')}"
+            f"/tasks/{quote('unit_batch.' + str(stage), safe='')}/mapped/{int(batch)}")
+    return f'<a href="{_e(href)}" title="the {_e(stage)} task of this unit in Airflow">{_e(stage)} log ↗</a>'
 
 
 def _page(title: str, body: list[str]) -> str:
@@ -170,12 +188,13 @@ def render_run_html(run: Mapping[str, Any] | None, *, run_id: str, prefix: str =
     body.append(f"<h2>Units ({len(units)})</h2>")
     body.append(_table(
         ["unit", "state", "source rows read", "target rows written", "rows total", "checksums", "failed in", "error",
-         "updated"],
+         "updated", "task log"],
         [[_e(u.get("unit_key")), _state(u.get("state")),
           f'<span class="n">{_num(u.get("rows_read"))}</span>{progress_bar(u.get("rows_read"), u.get("rows_total"))}',
           _num(u.get("rows_written")), _num(u.get("rows_total")),
           _bool(u.get("checksums_match"), "match", "MISMATCH") if u.get("checksum_source") else '<span class="muted">–</span>',
-          _e(u.get("failed_stage")), _e(u.get("error")), _ts(u.get("updated_at"))] for u in units],
+          _e(u.get("failed_stage")), _e(u.get("error")), _ts(u.get("updated_at")),
+          task_log_link(prefix, {**run, "run_id": run_id}, u)] for u in units],
         "No units."))
     quality = run.get("quality") or []
     body.append(f"<h2>Quality gates ({len(quality)})</h2>")
