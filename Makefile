@@ -81,4 +81,5 @@ stop-pg: install
 	$(PY) -m cutover stop-pg
 
 clean: stop-pg
-	rm -rf .data great_expectations/uncommitted
+	CUTOVER_DATA_DIR=$(CURDIR)/.test-data $(PY) -m cutover stop-pg
+	rm -rf .data .test-data great_expectations/uncommitted

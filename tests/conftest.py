@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +28,6 @@ def _test_gx_root() -> str:
     """The tests' own GX context: a throw-away folder holding copies of the project's committed suites,
     so that what the tests validate never shows in the project's data docs (CUTOVER_GX_ROOT wins)."""
     import shutil
-    from pathlib import Path
 
     root = Path(tempfile.mkdtemp(prefix="cutover-gx-test-"))
     committed = Path(__file__).resolve().parents[1] / "great_expectations" / "expectations"
@@ -39,6 +39,9 @@ def _test_gx_root() -> str:
 
 
 os.environ.setdefault("CUTOVER_GX_ROOT", _test_gx_root())
+# The tests' own embedded PostgreSQL (its own data folder, not the demo's .data/): what they leave
+# behind never reaches the server the demo and `make airflow` use. CUTOVER_DATA_DIR wins.
+os.environ.setdefault("CUTOVER_DATA_DIR", str(Path(__file__).resolve().parents[1] / ".test-data"))
 
 from cutover import connections, control  # noqa: E402
 

@@ -174,7 +174,8 @@ def test_status_page_shows_everything_escaped(client: TestClient, seeded: dict[s
     # rows read and written are two labelled columns, the stage a unit failed in sits before its error
     assert "<th>source rows read</th><th>target rows written</th><th>rows total</th>" in page
     assert "<th>failed in</th><th>error</th>" in page
-    assert '<td><span class="n">3</span></td><td><span class="n">2</span></td><td>5</td>' in page
+    assert ('<td><span class="n">3</span><div class="bar" title="60 % of 5 source rows"><i style="width:60.0%"></i>'
+            '</div></td><td><span class="n">2</span></td><td>5</td>') in page
     assert "<td>verify</td><td>boom &amp; &lt;bang&gt;</td>" in page
     assert "source rows read 13 / 15 · target rows written 7" in page  # the run's totals
     assert '<span class="kind">build</span>' in page
