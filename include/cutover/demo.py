@@ -81,19 +81,20 @@ DEMO_LOG = DATA_DIR / "demo.log"
 
 @contextlib.contextmanager
 def output_to(path: Path) -> Iterator[None]:
-    """Send everything written to stdout / stderr to ``path`` while the block runs: ``sys.stdout`` /
-    ``sys.stderr`` and, for handlers that kept the original streams (Airflow's), file descriptors 1
-    and 2. The terminal keeps only what is printed outside the block."""
+    """Send everything written to stdout / stderr to ``path`` while the block runs, at the file
+    descriptor level (1 and 2): ``print``, logging handlers and Airflow's structlog, which keeps the
+    stream objects it was configured with, all write there. The stream objects themselves are never
+    swapped (a logger holding a swapped-in file would write to it after it is closed). The terminal
+    keeps only what is printed outside the block."""
     path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with open(path, "a", encoding="utf-8", buffering=1) as fh:
+    with open(path, "a", encoding="utf-8") as fh:
         os.dup2(fh.fileno(), 1)
         os.dup2(fh.fileno(), 2)
         try:
-            with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
-                yield
+            yield
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

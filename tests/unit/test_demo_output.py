@@ -4,35 +4,42 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
-import pytest
+SCRIPT = textwrap.dedent("""
+    import logging, os, sys
+    from pathlib import Path
+    from cutover.demo import output_to
 
-from cutover.demo import output_to
-
-
-def test_everything_written_during_a_run_lands_in_the_log(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    log_file = tmp_path / "demo.log"
-    # a handler holding the process's own stderr (fd 2), as Airflow's handlers hold the stream they got
-    stream = open(2, "w", closefd=False)  # noqa: SIM115 - closed below
-    handler = logging.StreamHandler(stream)
-    logger = logging.getLogger("cutover.test.demo")
-    logger.addHandler(handler)
-    try:
-        print("before", flush=True)
+    log_file = Path(sys.argv[1])
+    handler = logging.StreamHandler(sys.stderr)  # a handler keeping the process's stream, as Airflow's do
+    logging.getLogger("demo-test").addHandler(handler)
+    print("before", flush=True)
+    for step in (1, 2):  # twice: a logger configured in the first block must still work in the second
         with output_to(log_file):
-            os.write(1, b"fd-level write\n")
-            print("print inside", flush=True)
-            logger.warning("log line inside")
-        print("after", flush=True)
-    finally:
-        logger.removeHandler(handler)
-        stream.close()
+            if step == 1:  # as structlog does: the stream is taken when the logger is configured
+                logging.getLogger("demo-late").addHandler(logging.StreamHandler(sys.stdout))
+            logging.getLogger("demo-late").warning("late logger %d", step)
+            os.write(1, f"fd-level write {step}\\n".encode())
+            print(f"print inside {step}", flush=True)
+            logging.getLogger("demo-test").warning("log line inside %d", step)
+        print(f"summary {step}", flush=True)
+""")
+
+
+def test_everything_written_during_a_run_lands_in_the_log(tmp_path: Path) -> None:
+    log_file = tmp_path / "demo.log"
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(log_file)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["before", "summary", "1", "summary", "2"]
+    assert out.stderr == ""
     text = log_file.read_text()
-    assert "fd-level write" in text and "print inside" in text and "log line inside" in text
-    out, err = capfd.readouterr()
-    assert "before" in out and "after" in out
-    assert "inside" not in out + err and "fd-level" not in out + err
+    for step in (1, 2):
+        assert f"fd-level write {step}" in text and f"print inside {step}" in text and f"log line inside {step}" in text
+        assert f"late logger {step}" in text
 
 
 def test_gx_info_chatter_is_lowered() -> None:
