@@ -121,7 +121,12 @@ def open_page(browser: Any, airflow_server: str, request: pytest.FixtureRequest)
         browser.get(airflow_server + path)
         time.sleep(0.3)  # let late sub-resources start
         opened.append(path)
-        return requested_urls(browser)
+        urls = requested_urls(browser)
+        if os.environ.get("CUTOVER_UI_SCREENSHOTS"):  # keep the request log beside the screenshots
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            with open(SHOTS / "requests.log", "a") as fh:
+                fh.write(f"# {path}\n" + "".join(f"{u}\n" for u in urls))
+        return urls
 
     yield go
     rep = getattr(request.node, "rep_call", None)
