@@ -107,8 +107,12 @@ def requested_urls(driver: Any) -> list[str]:
 
 
 def off_machine(urls: list[str]) -> list[str]:
-    """The URLs that would leave the machine (any host but localhost; data: URLs stay)."""
-    return [u for u in urls if not u.startswith("data:") and urlsplit(u).hostname not in ("127.0.0.1", "localhost")]
+    """The network requests that would leave the machine: any http(s) / ws(s) / ftp URL whose host is not
+    localhost. ``data:``, ``blob:`` and the browser's own ``chrome://`` pages (its new-tab page loads
+    those at start) never touch the network."""
+    network = ("http", "https", "ws", "wss", "ftp")
+    return [u for u in urls
+            if urlsplit(u).scheme in network and urlsplit(u).hostname not in ("127.0.0.1", "localhost", "::1")]
 
 
 @pytest.fixture

@@ -151,3 +151,10 @@ def test_run_evidence_and_dead_letters_pages(seeded: dict[str, Any], browser: An
     browser.find_element("css selector", "details summary").click()
     assert "<script>alert(1)</script>" in _text(browser)  # the payload, shown as text, never run
     assert off_machine(requested_urls(browser)) == []
+
+
+def test_the_request_check_catches_a_request_to_another_host() -> None:
+    """The check the other tests rely on: a CDN URL counts, the browser's internal pages do not."""
+    urls = ["http://127.0.0.1:8080/cutover/status", "data:,", "chrome://resources/js/util.js",
+            "https://cdn.jsdelivr.net/npm/vega@5", "//code.jquery.com/x.js", "http://localhost/x"]
+    assert off_machine(urls) == ["https://cdn.jsdelivr.net/npm/vega@5"]
