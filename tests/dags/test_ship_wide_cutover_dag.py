@@ -148,7 +148,8 @@ def test_verified_ship_switches_and_unverified_ship_blocks(airflow_db: None, bui
     run = control.get_run(pg, dr.run_id)
     assert run["kind"] == "cutover" and run["state"] == "success"
     assert run["evidence"]["approval"]["approved"] == "not required" and run["evidence"]["switched"][0]["to"] == "wide"
-    assert [u["state"] for u in control.list_units(pg, dr.run_id)] == ["cut_over"]
+    [unit] = control.list_units(pg, dr.run_id)
+    assert unit["state"] == "cut_over" and unit["checksum_source"] == unit["checksum_target"] is not None
     # readers now read the wide table through the view
     view_def = pg.execute(
         "SELECT definition FROM pg_views WHERE schemaname = %s AND viewname LIKE 'ts_reader_%%'", (SCHEMA,)

@@ -54,7 +54,8 @@ def latest_units(spec: PipelineSpec, cfg: Any, keys: list[UnitKey] | None = None
     return {
         r[0]: {"unit": r[0], "label": r[0].split(":", 1)[-1], "state": r[1],
                "run_id": r[2], "rows_read": r[3], "rows_written": r[4],
-               "checksums_match": r[5] is not None and r[5] == r[6], "updated_at": str(r[7]),
+               "checksums_match": r[5] is not None and r[5] == r[6], "checksum_source": r[5], "checksum_target": r[6],
+               "updated_at": str(r[7]),
                "backend": r[8] or spec.backends[0]}
         for r in rows
     }
@@ -142,7 +143,9 @@ def switch(
             control.switch_backend(conn, spec.name, str(key), target, canary_pct=canary_pct, run_id=run_id,
                                    actor=actor, reason=f"cutover: verified in run {u.get('run_id')}")
             state.advance(conn, run_id, str(key), UnitState.CUT_OVER, rows_read=u.get("rows_read"),
-                          rows_written=u.get("rows_written"), detail={"switch": {"canary_pct": canary_pct, **out}})
+                          rows_written=u.get("rows_written"), checksum_source=u.get("checksum_source"),
+                          checksum_target=u.get("checksum_target"),
+                          detail={"switch": {"canary_pct": canary_pct, **out}})
         done.append({"unit": u["name"], "from": before.backend if before else spec.backends[0], "to": target,
                      "canary_pct": canary_pct, **out})
         log.info("%s %s: readers → %s (%d %%)", spec.unit_noun, u["name"], target, canary_pct)
