@@ -219,12 +219,12 @@ ALTER TABLE {SCHEMA}.units
     ADD COLUMN IF NOT EXISTS rows_read bigint NOT NULL DEFAULT 0,
     ADD COLUMN IF NOT EXISTS rows_written bigint NOT NULL DEFAULT 0,
     ADD COLUMN IF NOT EXISTS failed_stage text;
+UPDATE {SCHEMA}.units SET state = 'verified' WHERE state = 'done';
 UPDATE {SCHEMA}.units SET rows_written = rows_done WHERE state = 'verified' AND rows_written = 0;
 UPDATE {SCHEMA}.units SET rows_read = rows_done WHERE state <> 'verified' AND rows_read = 0;
 UPDATE {SCHEMA}.units u SET state = 'copied' FROM {SCHEMA}.checkpoints c
     WHERE u.state = 'prepared' AND c.pipeline = u.pipeline AND c.unit_key = u.unit_key
       AND c.watermark ->> 'phase' IN ('copied', 'built');
-UPDATE {SCHEMA}.units SET state = 'verified' WHERE state = 'done';
 UPDATE {SCHEMA}.units SET error = coalesce(error, 'legacy state ' || state), state = 'failed'
     WHERE state NOT IN ({_UNIT_STATES_SQL});
 ALTER TABLE {SCHEMA}.units DROP CONSTRAINT IF EXISTS units_state_known;
@@ -351,7 +351,8 @@ def start_run(
     conn: Connection[Any], run_id: str, pipeline: str, params: dict[str, Any] | None = None, *, kind: str = "build",
     dag_id: str | None = None, started_at: dt.datetime | None = None,
 ) -> None:
-    """Record that a run started (a rerun of the same run id keeps its row and becomes running again).
+    """Record that a run started (a rerun of the same run id keeps its row and becomes running again,
+    unplanned: its plan must be recorded again, so a rerun whose planning fails is never green).
 
     ``kind`` is ``build``, ``cutover``, ``rollback`` …; ``started_at`` is the Airflow DAG run's start
     (default: now), so the control schema and Airflow show the same times.
@@ -360,7 +361,8 @@ def start_run(
         f"""INSERT INTO {SCHEMA}.runs (run_id, pipeline, params, kind, dag_id, started_at)
             VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()))
             ON CONFLICT (run_id) DO UPDATE SET state = 'running', params = EXCLUDED.params, finished_at = NULL,
-                kind = EXCLUDED.kind, dag_id = coalesce(EXCLUDED.dag_id, runs.dag_id)""",
+                kind = EXCLUDED.kind, dag_id = coalesce(EXCLUDED.dag_id, runs.dag_id),
+                planned_at = NULL, planned_units = NULL""",
         (run_id, pipeline, Jsonb(params or {}), kind, dag_id, started_at),
     )
 

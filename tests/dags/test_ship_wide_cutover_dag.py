@@ -215,6 +215,35 @@ def test_switch_without_an_approval_never_switches(built: list[str], pg: Any) ->
             switch(spec, cfg, ready, f"sw-dagtest-no-approval-{i}", require_approval=True, approval=approval)
         assert control.get_run(pg, f"sw-dagtest-no-approval-{i}")["state"] == "failed"
     assert control.get_switch(pg, PIPELINE, cfg.unit(first)).backend == "narrow"
+    # refused switches recorded their runs, yet the unit is as ready as before (their "verified" plan
+    # rows are not verifications)
+    assert [u["unit"] for u in split_ready(spec, cfg, [first])[0]] == [cfg.unit(first)]
+    pg.commit()
+
+
+def test_a_unit_no_longer_ready_when_approved_is_not_switched(built: list[str], pg: Any) -> None:
+    """While the approval waited, a rebuild failed its verification: the switch checks readiness again."""
+    from cutover import control
+    from cutover.lifecycle import state
+    from cutover.lifecycle.model import PlannedUnit, UnitKey, UnitState
+    from cutover.lifecycle.spec import load_spec
+    from cutover.lifecycle.switch import NotReady, split_ready, switch
+    from cutover.ship_wide import PIPELINE, ShipWideConfig
+
+    first, _ = built
+    cfg = ShipWideConfig(schema=SCHEMA)
+    spec = load_spec(SPEC)
+    ready, _ = split_ready(spec, cfg, [first])  # what the approval was asked about
+    key = UnitKey(cfg.scope, (first,))
+    state.start(pg, "sw-dagtest-rebuild-failed", PIPELINE)
+    state.record_plan(pg, "sw-dagtest-rebuild-failed", PIPELINE, [PlannedUnit(key, 1)])
+    state.advance(pg, "sw-dagtest-rebuild-failed", str(key), UnitState.FAILED, error="checksum", failed_stage="verify")
+    pg.commit()
+    with pytest.raises(NotReady, match="no longer ready"):
+        switch(spec, cfg, ready, "sw-dagtest-stale-ready", require_approval=True,
+               approval={"chosen_options": ["Approve"], "responded_by_user": {"name": "r"}})
+    assert control.get_switch(pg, PIPELINE, cfg.unit(first)).backend == "narrow"
+    assert control.get_run(pg, "sw-dagtest-stale-ready")["state"] == "failed"
     pg.commit()
 
 

@@ -213,7 +213,7 @@ def test_upgrade_from_version_2_keeps_and_maps_the_rows(scratch_db: str) -> None
         assert units == {
             "s:1": ("verified", 0, 10, None),
             "s:2": ("copied", 40, 0, None),  # the checkpoint said copied
-            "s:3": ("verified", 5, 0, None),
+            "s:3": ("verified", 0, 5, None),  # done → verified first, so its rows count as written
             "s:4": ("failed", 0, 0, "legacy state skipped"),
         }
         runs = dict(conn.execute("SELECT run_id, kind || '/' || pipeline FROM cutover.runs").fetchall())
@@ -225,3 +225,19 @@ def test_upgrade_from_version_2_keeps_and_maps_the_rows(scratch_db: str) -> None
         assert conn.execute("SELECT count(*) FROM cutover.progress").fetchone() == (0,)
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute("UPDATE cutover.units SET state = 'done' WHERE unit_key = 's:1'")
+
+
+def test_a_rerun_whose_planning_fails_is_red_even_after_a_green_attempt(pg: Any, narrow: Any) -> None:
+    from cutover.ship_wide.spec import SPEC
+
+    run_id = _run_id("rerun")
+    params = _params(units=[narrow.ships[0]])
+    assert run_build(SPEC, params, run_id).green
+
+    def broken_plan(cfg: Any, wanted: Any) -> Any:
+        raise ConnectionError("source unreachable")
+
+    rep = run_build(dataclasses.replace(SPEC, plan=broken_plan), params, run_id, raise_on_red=False)
+    assert not rep.green and "planning did not finish" in rep.reason
+    assert control.get_run(pg, run_id)["state"] == "failed"
+    pg.commit()

@@ -111,6 +111,43 @@ def _result_fields(stage: Stage, out: Any) -> dict[str, Any]:
     return {"detail": {stage.name: out or {}}}
 
 
+class _ControlConnection:
+    """The stage's connection to the control schema, reopened when it broke (a server restart or an
+    idle timeout during an hours-long copy must not leave a unit ``copying`` with no error)."""
+
+    def __init__(self, conn_id: str) -> None:
+        self.conn_id = conn_id
+        self._conn: Any = None
+
+    def get(self) -> Any:
+        """A live connection (a new one when the last one closed or broke)."""
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            import psycopg
+
+            from cutover.connections import resolve
+
+            self.close()
+            self._conn = psycopg.connect(resolve(self.conn_id).pg_conninfo(), application_name=f"cutover:{self.conn_id}")
+        return self._conn
+
+    def rollback(self) -> None:
+        """Roll back, or drop the connection when even that fails."""
+        try:
+            if self._conn is not None and not self._conn.closed:
+                self._conn.rollback()
+        except Exception:  # noqa: BLE001 - broken: the next get() reconnects
+            self.close()
+
+    def close(self) -> None:
+        """Close it, whatever its state."""
+        try:
+            if self._conn is not None:
+                self._conn.close()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        self._conn = None
+
+
 def run_unit_stage(spec: PipelineSpec, stage_name: str, params: dict[str, Any], batch: dict[str, Any],
                    run_id: str) -> dict[str, Any]:
     """Run one stage over a batch's units; returns ``{"done": [...], "skipped": {...}, "failed": {...}}``.
@@ -128,7 +165,8 @@ def run_unit_stage(spec: PipelineSpec, stage_name: str, params: dict[str, Any], 
     conn_id = spec.control_conn_id(cfg)
     with pg_connect(conn_id) as conn:
         rows = state.units_in(conn, run_id, [str(u.key) for u in units])
-        conn.commit()
+    control_conn = _ControlConnection(conn_id)
+    try:
         for unit in units:
             key = str(unit.key)
             row = rows.get(key)
@@ -148,11 +186,13 @@ def run_unit_stage(spec: PipelineSpec, stage_name: str, params: dict[str, Any], 
             t0 = time.monotonic()
             try:
                 if stage.working is not None:
+                    conn = control_conn.get()
                     state.advance(conn, run_id, key, stage.working)
                     conn.commit()
                 out = hook(cfg, unit, ctx)
                 fields = _result_fields(stage, out)
                 fields["detail"] = {**fields["detail"], "seconds": {stage.name: round(time.monotonic() - t0, 3)}}
+                conn = control_conn.get()
                 if isinstance(out, Verification) and not out.passed:
                     error = "; ".join(out.failures)
                     state.advance(conn, run_id, key, S.FAILED, error=error, failed_stage=stage.name, **fields)
@@ -167,12 +207,14 @@ def run_unit_stage(spec: PipelineSpec, stage_name: str, params: dict[str, Any], 
                 log.info("%s %s: %s done in %.1f s → %s", spec.unit_noun, unit.key.label, stage.name,
                          time.monotonic() - t0, stage.leaves)
             except Exception as exc:  # any error: recorded on the unit, the batch goes on
-                conn.rollback()
+                control_conn.rollback()
                 text = state.format_error(exc)
                 state.fail(run_id, key, stage.name, text, conn_id=conn_id, pipeline=spec.name)
                 failed[key] = text
                 permanent = permanent and isinstance(exc, spec.permanent_errors)
                 log.exception("%s %s: %s failed", spec.unit_noun, unit.key.label, stage.name)
+    finally:
+        control_conn.close()
     summary = {"stage": stage.name, "done": done, "skipped": skipped, "failed": failed}
     if failed:
         raise UnitsFailed(

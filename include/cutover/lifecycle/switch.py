@@ -45,8 +45,11 @@ def latest_units(spec: PipelineSpec, cfg: Any, keys: list[UnitKey] | None = None
             f"""SELECT DISTINCT ON (u.unit_key) u.unit_key, u.state, u.run_id, u.rows_read, u.rows_written,
                        u.checksum_source, u.checksum_target, u.updated_at, s.backend
                 FROM {control.SCHEMA}.units u
+                LEFT JOIN {control.SCHEMA}.runs r ON r.run_id = u.run_id
                 LEFT JOIN {control.SCHEMA}.switches s ON s.pipeline = u.pipeline AND s.unit_key = u.unit_key
                 WHERE u.pipeline = %s AND starts_with(u.unit_key, %s) AND (%s::text[] IS NULL OR u.unit_key = ANY(%s))
+                  -- a cutover run plans its units as verified: that is not a verification
+                  AND NOT (coalesce(r.kind, '') = 'cutover' AND u.state = 'verified')
                 ORDER BY u.unit_key, u.updated_at DESC""",
             (spec.name, scope, None if keys is None else [str(k) for k in keys],
              None if keys is None else [str(k) for k in keys]),
@@ -101,7 +104,9 @@ def switch(
 ) -> dict[str, Any]:
     """Point each unit's readers at the target (``canary_pct`` %), record the run, its units and the approval.
 
-    Raises :class:`ApprovalMissing` when ``require_approval`` and ``approval`` is not an approval, and
+    Readiness is checked again first (the approval may have waited while a rebuild failed its
+    verification): :class:`NotReady` when a unit is no longer ready. Raises :class:`ApprovalMissing`
+    when ``require_approval`` and ``approval`` is not an approval, and
     :class:`CanaryUnsupported` for ``canary_pct`` under 100 where the pipeline's readers cannot take a
     share (nothing switched either way); a rejection is recorded (run state ``rejected``, nothing
     switched) and returned, not raised.
@@ -114,6 +119,17 @@ def switch(
             "cannot be honoured; cut over with 100 % (or canary some units first, listing them)")
     approved, who = approval_verdict(approval)
     conn_id = spec.control_conn_id(cfg)
+    # readiness is checked again now: the approval may have waited while a rebuild failed verification
+    names = [u["name"] for u in units]
+    still, blocked = split_ready(spec, cfg, names) if names else ([], {})
+    if blocked and not (require_approval and not approved):
+        with pg_connect(conn_id) as conn:
+            state.start(conn, run_id, spec.name, kind="cutover", params=params, dag_id=dag_id)
+            control.finish_run(conn, run_id, "failed", {"not_ready_any_more": blocked, "switched": []})
+        raise NotReady("no longer ready for cutover, nothing switched: "
+                       + "; ".join(f"{k}: {v}" for k, v in blocked.items()))
+    fresh = {u["unit"]: u for u in still}
+    units = [{**u, **fresh.get(u["unit"], {})} for u in units]
     record = {"required": require_approval, "approved": approved if require_approval else "not required",
               "by": who or None, "chosen": (approval or {}).get("chosen_options"),
               "at": str((approval or {}).get("responded_at") or "") or None}
