@@ -158,13 +158,15 @@ def test_gates_leave_no_connection_open(pg: Any, schema: str) -> None:
     _create_table(pg, schema, name, name)
     pg.commit()
 
-    def open_connections() -> int:
-        return int(pg.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()").fetchone()[0])
+    def open_connections() -> int:  # client sessions only (an autovacuum worker may come and go)
+        return int(pg.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                              "AND backend_type = 'client backend'").fetchone()[0])
 
     before = open_connections()
     pg.commit()
-    for _ in range(4):
+    for _ in range(6):
         gate.run_gate("generated__it_hostile_leak", schema=schema, table=name, raise_on_failure=False,
                       expectations=[{"type": "expect_table_row_count_to_equal", "kwargs": {"value": ROWS}}])
-    assert open_connections() <= before
+    # a leak kept 2 connections per gate (12 here); one session of slack for a connection closing late
+    assert open_connections() <= before + 1
     pg.commit()
