@@ -309,15 +309,21 @@ def apply_default_env() -> dict[str, str]:
     return env
 
 
-@contextmanager
-def pg_connect(conn_id: str = POSTGRES_TARGET, *, autocommit: bool = False) -> Iterator[Any]:
-    """Open a psycopg 3 connection for ``conn_id``; commits on success, rolls back on error, closes."""
+def pg_open(conn_id: str = POSTGRES_TARGET, *, autocommit: bool = False) -> Any:
+    """A new psycopg 3 connection for ``conn_id`` that the caller closes (:func:`pg_connect` manages one
+    for a block). Raises :class:`CutoverConnectionError` when ``conn_id`` is not a PostgreSQL connection."""
     import psycopg
 
     info = resolve(conn_id)
     if not info.is_postgres:
         raise CutoverConnectionError(f"connection {conn_id!r} is {info.conn_type!r}, not postgres")
-    conn = psycopg.connect(info.pg_conninfo(), autocommit=autocommit, application_name=f"cutover:{conn_id}")
+    return psycopg.connect(info.pg_conninfo(), autocommit=autocommit, application_name=f"cutover:{conn_id}")
+
+
+@contextmanager
+def pg_connect(conn_id: str = POSTGRES_TARGET, *, autocommit: bool = False) -> Iterator[Any]:
+    """Open a psycopg 3 connection for ``conn_id``; commits on success, rolls back on error, closes."""
+    conn = pg_open(conn_id, autocommit=autocommit)
     try:
         yield conn
         if not autocommit:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cutover import control
-from cutover.connections import pg_connect
+from cutover.connections import pg_connect, pg_open
 from cutover.lifecycle import state
 from cutover.lifecycle.batching import make_batches
 from cutover.lifecycle.model import BUILD_END_STATES, PlannedUnit, UnitState
@@ -122,12 +122,8 @@ class _ControlConnection:
     def get(self) -> Any:
         """A live connection (a new one when the last one closed or broke)."""
         if self._conn is None or self._conn.closed or self._conn.broken:
-            import psycopg
-
-            from cutover.connections import resolve
-
             self.close()
-            self._conn = psycopg.connect(resolve(self.conn_id).pg_conninfo(), application_name=f"cutover:{self.conn_id}")
+            self._conn = pg_open(self.conn_id)
         return self._conn
 
     def rollback(self) -> None:
