@@ -13,13 +13,14 @@ license) to vendor.
 
 from __future__ import annotations
 
-import datetime as dt
 import html
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+from cutover.ui.status import _ts
 
 _EXTERNAL = r"""(?:https?:)?//"""
 _SCRIPT = re.compile(r"<script\b[^>]*>.*?</script\s*>", re.I | re.S)
@@ -138,13 +139,6 @@ def load_validations(gx_root: Path, site: Path) -> list[Validation]:
     return sorted(out, key=lambda v: v.run_time, reverse=True)
 
 
-def _when(text: str) -> str:
-    try:
-        return dt.datetime.fromisoformat(text).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    except ValueError:
-        return text
-
-
 def render_index(gx_root: Path, site: Path, *, docs_href: str, css_href: str, status_href: str) -> str:
     """The data-docs index, rendered on the server: every validation (suite, asset, run, time, result,
     link to its page; failed ones first in red) and every suite (link to its page). ``docs_href`` is
@@ -164,7 +158,7 @@ def render_index(gx_root: Path, site: Path, *, docs_href: str, css_href: str, st
             f'<td>{"<span class=cutover-pass>✔ passed</span>" if v.success else "<span class=cutover-fail>✘ FAILED</span>"}</td>'
             f"<td>{link(f'expectations/{v.suite}.html' if (site / 'expectations' / f'{v.suite}.html').is_file() else None, v.suite)}</td>"
             f"<td>{html.escape(v.datasource)}: {html.escape(v.asset)}</td>"
-            f"<td>{html.escape(v.run_name)}</td><td>{html.escape(_when(v.run_time))}</td>"
+            f"<td>{html.escape(v.run_name)}</td><td>{_ts(v.run_time)}</td>"
             f'<td class="n">{v.evaluated - v.failed} / {v.evaluated}</td>'
             f"<td>{link(v.page, 'open') if v.page else '<span>page not built</span>'}</td></tr>"
             for v in items)

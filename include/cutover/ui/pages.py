@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from cutover.ui.status import (
     _CSS,
@@ -31,11 +31,13 @@ from cutover.ui.status import (
     _table,
     _ts,
     airflow_root,
+    dead_letters_url,
     docs_url,
     find_docs_page,
     format_duration,
     progress_bar,
     run_link,
+    run_page_url,
 )
 
 DEAD_LETTERS_LIMIT = 500
@@ -69,17 +71,6 @@ def task_log_link(prefix: str, run: Mapping[str, Any], unit: Mapping[str, Any]) 
 def _page(title: str, body: list[str]) -> str:
     return ('<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">'
             f"<title>{_e(title)}</title><style>{PAGE_CSS}</style></head><body>" + "\n".join(body) + "</body></html>")
-
-
-def run_page_url(prefix: str, run_id: Any) -> str:
-    """Where a run's evidence page is."""
-    return f"{prefix}/run/{quote(str(run_id), safe='')}"
-
-
-def dead_letters_url(prefix: str, **filters: Any) -> str:
-    """The dead-letters page, filtered."""
-    q = {k: v for k, v in filters.items() if v}
-    return f"{prefix}/dead-letters" + (("?" + urlencode(q)) if q else "")
 
 
 def collect_run(conn: Any, run_id: str, *, docs_dir: Path | None = None) -> dict[str, Any] | None:

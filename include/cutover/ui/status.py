@@ -353,6 +353,17 @@ def run_link(prefix: str, dag_id: Any, run_id: Any) -> str:
     return f' <a href="{_e(href)}" title="the run in Airflow: its grid and task logs">Airflow run ↗</a>'
 
 
+def run_page_url(prefix: str, run_id: Any) -> str:
+    """Where a run's evidence page is."""
+    return f"{prefix}/run/{quote(str(run_id), safe='')}"
+
+
+def dead_letters_url(prefix: str, **filters: Any) -> str:
+    """The dead-letters page, filtered."""
+    q = {k: v for k, v in filters.items() if v}
+    return f"{prefix}/dead-letters" + (("?" + urlencode(q)) if q else "")
+
+
 REFRESH_CHOICES = (0, 10, 30, 60)
 
 
@@ -512,7 +523,7 @@ def render_status_html(
             f"<h3>{plink(run.get('pipeline'))}"
             + (f' <span class="kind">{_e(run.get("kind"))}</span>' if run.get("kind") else "")
             + f" · <code>{_e(run.get('run_id'))}</code> {_state(run.get('state'))}"
-            + f' <a href="{_e(prefix)}/run/{_e(quote(str(run.get("run_id")), safe=""))}">evidence bundle</a>'
+            + f' <a href="{_e(run_page_url(prefix, run.get("run_id")))}">evidence bundle</a>'
             + run_link(prefix, run.get("dag_id"), run.get("run_id")) + "</h3>"
             f"<p>started {_ts(run.get('started_at'))} · finished {_ts(run.get('finished_at')) or '—'} · "
             f"took {_e(format_duration(run.get('duration_s')))} · "
@@ -667,8 +678,8 @@ def render_status_html(
     # dead letters
     parts.append("<h2>Dead letters</h2>")
     def dl_link(d: Mapping[str, Any]) -> str:
-        q = {k: v for k, v in (("pipeline", d.get("pipeline")), ("unit", d.get("unit_key"))) if v}
-        return f'<a href="{_e(prefix)}/dead-letters?{_e(urlencode(q))}">{_num(d.get("count"))} — reasons, keys, payloads</a>'
+        href = dead_letters_url(prefix, pipeline=d.get("pipeline"), unit=d.get("unit_key"))
+        return f'<a href="{_e(href)}">{_num(d.get("count"))} — reasons, keys, payloads</a>'
 
     d_rows = [
         [
@@ -681,7 +692,7 @@ def render_status_html(
     ]
     parts.append(_table(["pipeline", "unit", "records", "last"], d_rows, "No dead letters."))
     if d_rows:
-        parts.append(f'<p><a href="{_e(prefix)}/dead-letters">All dead letters</a> (filter by pipeline, unit, run)</p>')
+        parts.append(f'<p><a href="{_e(dead_letters_url(prefix))}">All dead letters</a> (filter by pipeline, unit, run)</p>')
     refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s else ""
     return (
         '<!doctype html><html><head><meta charset="utf-8">'
