@@ -175,7 +175,7 @@ def fail(run_id: str, unit_key: str, stage: str, error: BaseException | str, *, 
     text, so the status page and the report say what happened. Never raises for a unit that is not
     there (it is created when ``pipeline`` is given).
     """
-    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    text = error if isinstance(error, str) else format_error(error)
     with pg_connect(*([conn_id] if conn_id else []), autocommit=False) as conn:
         control.ensure_schema(conn)
         row = conn.execute(

@@ -87,6 +87,11 @@ def split_ready(spec: PipelineSpec, cfg: Any, wanted: list[str] | None) -> tuple
     return ready, blocked
 
 
+def rejected(approval: dict[str, Any] | None) -> bool:
+    """Whether an ``ApprovalOperator`` answer says *Reject* (a rejection is recorded, not an error)."""
+    return bool(approval) and list((approval or {}).get("chosen_options") or []) == ["Reject"]
+
+
 def approval_verdict(approval: dict[str, Any] | None) -> tuple[bool, str]:
     """(approved, by whom) from an ``ApprovalOperator`` result (its XCom: ``chosen_options``, ``responded_by_user``)."""
     if not approval:
@@ -140,7 +145,7 @@ def switch(
             PlannedUnit(UnitKey.parse(u["unit"], spec.key_arity), int(u.get("rows_read") or 0), {"verified_in": u.get("run_id")})
             for u in units], state=UnitState.VERIFIED)
         if require_approval and not approved:
-            if approval is not None and (approval.get("chosen_options") or []) == ["Reject"]:
+            if rejected(approval):
                 control.finish_run(conn, run_id, "rejected", {"approval": record, "switched": [],
                                                               "not_switched": [u["name"] for u in units]})
                 log.warning("cutover rejected by %s: nothing switched", who)

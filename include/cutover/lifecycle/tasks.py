@@ -208,13 +208,14 @@ def cutover_tasks(spec_ref: str, *, approval_timeout: timedelta = timedelta(days
         from cutover import control
         from cutover.connections import pg_connect
         from cutover.lifecycle.spec import load_spec
+        from cutover.lifecycle.switch import rejected
         from cutover.lifecycle.switch import switch as do_switch
 
         spec = load_spec(spec_ref)
         p = dict(params or {})
         cfg = spec.config(p)
         approval = ti.xcom_pull(task_ids="approve", key=ANSWER_KEY) if ti is not None else None
-        if approval and (approval.get("chosen_options") or []) == ["Reject"]:
+        if rejected(approval):
             units = ti.xcom_pull(task_ids="ready") or []
             return do_switch(spec, cfg, units, run_id or "", require_approval=True, approval=approval,
                              params=p, dag_id=getattr(dag_run, "dag_id", None))
