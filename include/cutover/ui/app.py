@@ -93,15 +93,21 @@ def create_app(
     deps = [Depends(_airflow_user)] if require_auth else []
     app = FastAPI(title="Cutover", docs_url=None, redoc_url=None, openapi_url=None, dependencies=deps)
 
-    def read_status(pipeline: str | None) -> tuple[dict[str, Any], str | None]:
+    def with_control(read: Callable[[Any], Any]) -> tuple[Any, str | None]:
+        """``(read(control connection), None)``, or ``(None, error text)`` when the control DB cannot be read."""
         from cutover.connections import CONTROL, pg_connect
 
-        docs = resolve_docs()
         try:
             with pg_connect(conn_id or CONTROL, autocommit=True) as conn:
-                return status_mod.collect_status(conn, pipeline=pipeline or None, docs_dir=docs), None
+                return read(conn), None
         except Exception as exc:  # the page says what went wrong instead of a bare 500
-            return {"pipeline": pipeline, "schema_exists": False}, f"{type(exc).__name__}: {exc}"
+            return None, f"{type(exc).__name__}: {exc}"
+
+    def read_status(pipeline: str | None) -> tuple[dict[str, Any], str | None]:
+        docs = resolve_docs()
+        data, error = with_control(lambda conn: status_mod.collect_status(conn, pipeline=pipeline or None, docs_dir=docs))
+        return (data, None) if error is None else ({"pipeline": pipeline, "schema_exists": False}, error)
+
 
     @app.get("/", include_in_schema=False)
     def root(request: Request) -> RedirectResponse:
@@ -131,15 +137,6 @@ def create_app(
         if error:
             return JSONResponse({"error": error}, status_code=503)
         return Response(status_mod.dumps(data), media_type="application/json")
-
-    def with_control(read: Callable[[Any], Any]) -> tuple[Any, str | None]:
-        from cutover.connections import CONTROL, pg_connect
-
-        try:
-            with pg_connect(conn_id or CONTROL, autocommit=True) as conn:
-                return read(conn), None
-        except Exception as exc:  # the page says what went wrong instead of a bare 500
-            return None, f"{type(exc).__name__}: {exc}"
 
     @app.get("/run/{run_id:path}", response_class=HTMLResponse)
     def run_page(request: Request, run_id: str) -> HTMLResponse:
