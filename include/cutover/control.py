@@ -257,6 +257,33 @@ CREATE INDEX IF NOT EXISTS progress_run_at ON {SCHEMA}.progress (run_id, at);
 """
 
 
+#: version 5, routing entries: where a named thing (a tenant) is served from, with its history — what
+#: an application reads to route a tenant's connections (``tenant_split`` writes it at cutover / rollback)
+V5_ROUTES = f"""
+CREATE TABLE IF NOT EXISTS {SCHEMA}.routes (
+    pipeline    text NOT NULL,
+    scope       text NOT NULL,
+    name        text NOT NULL,
+    location    jsonb NOT NULL,
+    state       text NOT NULL DEFAULT 'active',
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pipeline, scope, name)
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.route_history (
+    id          bigserial PRIMARY KEY,
+    pipeline    text NOT NULL,
+    scope       text NOT NULL,
+    name        text NOT NULL,
+    location    jsonb NOT NULL,
+    state       text NOT NULL,
+    run_id      text,
+    reason      text,
+    at          timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS route_history_name ON {SCHEMA}.route_history (pipeline, scope, name, at);
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One version of the control schema: the SQL that takes the previous version to this one."""
@@ -273,6 +300,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               BASELINE_DDL),
     Migration(3, "life cycle: unit state enum, rows read / written, failed stage, run kind and plan", V3_LIFECYCLE),
     Migration(4, "progress over time: rows read and written per committed chunk", V4_PROGRESS),
+    Migration(5, "routing entries with history (tenant → database)", V5_ROUTES),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -702,3 +730,35 @@ def save_name_map(
 def clear_name_map(conn: Connection[Any], pipeline: str, scope: str) -> None:
     """Forget a scope's name map (rollback that drops what was built)."""
     conn.execute(f"DELETE FROM {SCHEMA}.name_map WHERE pipeline = %s AND scope = %s", (pipeline, scope))
+
+
+# --- routing entries -------------------------------------------------------------------------------
+
+
+def set_route(conn: Connection[Any], pipeline: str, scope: str, name: str, location: dict[str, Any], *,
+              state: str = "active", run_id: str | None = None, reason: str | None = None) -> None:
+    """Point ``name`` (a tenant) at ``location`` (e.g. ``{"conn_id": …, "database": …}``), with a history row."""
+    conn.execute(
+        f"""INSERT INTO {SCHEMA}.routes (pipeline, scope, name, location, state) VALUES (%s, %s, %s, %s, %s)
+            ON CONFLICT (pipeline, scope, name) DO UPDATE SET location = EXCLUDED.location, state = EXCLUDED.state,
+              updated_at = now()""",
+        (pipeline, scope, name, Jsonb(location), state))
+    conn.execute(
+        f"""INSERT INTO {SCHEMA}.route_history (pipeline, scope, name, location, state, run_id, reason)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+        (pipeline, scope, name, Jsonb(location), state, run_id, reason))
+
+
+def get_route(conn: Connection[Any], pipeline: str, scope: str, name: str) -> dict[str, Any] | None:
+    """The routing entry of ``name`` (None: never routed)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(f"SELECT * FROM {SCHEMA}.routes WHERE pipeline = %s AND scope = %s AND name = %s",
+                           (pipeline, scope, name)).fetchone()
+
+
+def route_history(conn: Connection[Any], pipeline: str, scope: str, name: str | None = None) -> list[dict[str, Any]]:
+    """Every change of the routing entries of a scope (or one name), oldest first."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"""SELECT * FROM {SCHEMA}.route_history WHERE pipeline = %s AND scope = %s AND (%s::text IS NULL OR name = %s)
+                ORDER BY id""", (pipeline, scope, name, name)).fetchall()

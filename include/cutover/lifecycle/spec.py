@@ -99,7 +99,9 @@ class PipelineSpec:
     * ``known_units(cfg)`` — every unit with something built or routed (rollback of "all");
     * ``backends`` — (source backend, target backend) names, e.g. ``("narrow", "wide")``;
     * ``key_arity`` — the number of parts of its unit keys;
-    * ``permanent_errors`` — exceptions that fail the same on every try: no retries.
+    * ``permanent_errors`` — exceptions that fail the same on every try: no retries;
+    * ``close`` / ``switch_group`` / ``around_switch`` — optional: run-level checks before the verdict,
+      and units switched together inside one context (see the fields).
     """
 
     name: str
@@ -124,6 +126,15 @@ class PipelineSpec:
     canary: bool = False
     permanent_errors: tuple[type[BaseException], ...] = ()
     copy_slots: Callable[[Any], int] | None = None
+    #: run-level work after every unit stage, before the verdict: ``close(cfg, run_id, units)`` gets the
+    #: run's unit rows and returns ``{"failed": {unit key: error}, …evidence}`` (e.g. checks that span
+    #: units, such as foreign keys between tables copied by different tasks); the units it names fail
+    close: Callable[[Any, str, list[dict[str, Any]]], dict[str, Any]] | None = None
+    #: units that must switch together (e.g. every table of a tenant): key → group name (None: alone)
+    switch_group: Callable[[UnitKey], str] | None = None
+    #: a context manager entered around switching one group (``around_switch(cfg, keys, run_id)``), e.g.
+    #: a write pause with a final catch-up; what it yields (a dict) is recorded with the group's switch
+    around_switch: Callable[[Any, list[UnitKey], str], Any] | None = None
 
 
 def load_spec(ref: str) -> PipelineSpec:

@@ -227,6 +227,8 @@ def report(spec: PipelineSpec, params: dict[str, Any], run_id: str,
            end_states: frozenset[UnitState] = BUILD_END_STATES) -> state.Report:
     """Judge the run from its units, close it in the control schema; raise :class:`RunFailed` when red."""
     cfg = spec.config(params)
+    if spec.close is not None:
+        close_run(spec, cfg, run_id)
     with pg_connect(spec.control_conn_id(cfg)) as conn:
         control.ensure_schema(conn)
         rep = state.judge(conn, run_id, end_states=end_states)
@@ -236,6 +238,31 @@ def report(spec: PipelineSpec, params: dict[str, Any], run_id: str,
     if not rep.green:
         raise RunFailed(f"run {run_id} is not green: {rep.reason}", rep)
     return rep
+
+
+def close_run(spec: PipelineSpec, cfg: Any, run_id: str) -> dict[str, Any]:
+    """The pipeline's run-level ``close`` hook over the run's units: the units it names fail (stage
+    ``close``) and what else it returns goes into the run's evidence under ``close``. An exception
+    from the hook fails every unit that had reached an end state (the checks did not run)."""
+    assert spec.close is not None
+    conn_id = spec.control_conn_id(cfg)
+    with pg_connect(conn_id) as conn:
+        control.ensure_schema(conn)
+        units = control.list_units(conn, run_id)
+    t0 = time.monotonic()
+    try:
+        out = dict(spec.close(cfg, run_id, units) or {})
+    except Exception as exc:  # the run-level checks did not run: nothing they gate may pass
+        log.exception("%s run %s: close failed", spec.name, run_id)
+        text = f"run-level checks failed: {state.format_error(exc)}"
+        out = {"failed": {u["unit_key"]: text for u in units if u["state"] in (S.VERIFIED, S.CUT_OVER)}, "error": text}
+    failed = dict(out.pop("failed", {}) or {})
+    for key, error in failed.items():
+        state.fail(run_id, key, "close", error, conn_id=conn_id, pipeline=spec.name)
+        log.error("%s %s: %s", spec.unit_noun, key, error)
+    with pg_connect(conn_id) as conn:
+        control.add_evidence(conn, run_id, {"close": {**out, "failed": failed, "seconds": round(time.monotonic() - t0, 3)}})
+    return {**out, "failed": failed}
 
 
 def run_build(spec: PipelineSpec, params: dict[str, Any], run_id: str, *, max_batches: int = 1024,

@@ -13,6 +13,7 @@ run (kind ``rollback``) with its units (``rolled_back``).
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from typing import Any
 
 from cutover import control
@@ -30,6 +31,10 @@ class NotReady(RuntimeError):
 
 class ApprovalMissing(RuntimeError):
     """A switch that requires approval was reached without one that says approved."""
+
+
+class SwitchFailed(RuntimeError):
+    """A group of units could not be switched (its ``around_switch`` or a route failed); the rest were."""
 
 
 class CanaryUnsupported(ValueError):
@@ -154,25 +159,46 @@ def switch(
             conn.commit()
             raise ApprovalMissing("this cutover requires an approval and none was given: nothing switched")
     done: list[dict[str, Any]] = []
+    groups_out: dict[str, Any] = {}
+    failed: dict[str, str] = {}
     actor = who if require_approval else (actor or spec.name)
     target = spec.backends[1]
-    for u in units:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for u in units:  # units that switch together (a tenant's tables) go through one context
         key = UnitKey.parse(u["unit"], spec.key_arity)
-        with pg_connect(conn_id) as conn:
-            before = control.get_switch(conn, spec.name, str(key))
-            out = spec.route(conn, cfg, key, target)
-            control.switch_backend(conn, spec.name, str(key), target, canary_pct=canary_pct, run_id=run_id,
-                                   actor=actor, reason=f"cutover: verified in run {u.get('run_id')}")
-            state.advance(conn, run_id, str(key), UnitState.CUT_OVER, rows_read=u.get("rows_read"),
-                          rows_written=u.get("rows_written"), checksum_source=u.get("checksum_source"),
-                          checksum_target=u.get("checksum_target"),
-                          detail={"switch": {"canary_pct": canary_pct, **out}})
-        done.append({"unit": u["name"], "from": before.backend if before else spec.backends[0], "to": target,
-                     "canary_pct": canary_pct, **out})
-        log.info("%s %s: readers → %s (%d %%)", spec.unit_noun, u["name"], target, canary_pct)
+        groups.setdefault(spec.switch_group(key) if spec.switch_group else str(key), []).append(u)
+    for group, members in groups.items():
+        keys = [UnitKey.parse(u["unit"], spec.key_arity) for u in members]
+        around = spec.around_switch(cfg, keys, run_id) if spec.around_switch else nullcontext({})
+        try:
+            with around as info:
+                for u, key in zip(members, keys, strict=True):
+                    with pg_connect(conn_id) as conn:
+                        before = control.get_switch(conn, spec.name, str(key))
+                        out = spec.route(conn, cfg, key, target)
+                        control.switch_backend(conn, spec.name, str(key), target, canary_pct=canary_pct, run_id=run_id,
+                                               actor=actor, reason=f"cutover: verified in run {u.get('run_id')}")
+                        state.advance(conn, run_id, str(key), UnitState.CUT_OVER, rows_read=u.get("rows_read"),
+                                      rows_written=u.get("rows_written"), checksum_source=u.get("checksum_source"),
+                                      checksum_target=u.get("checksum_target"),
+                                      detail={"switch": {"canary_pct": canary_pct, **out}})
+                    done.append({"unit": u["name"], "from": before.backend if before else spec.backends[0], "to": target,
+                                 "canary_pct": canary_pct, **out})
+                    log.info("%s %s: readers → %s (%d %%)", spec.unit_noun, u["name"], target, canary_pct)
+            if spec.around_switch:
+                groups_out[group] = info
+        except Exception as exc:  # this group stays (or goes back) on the source; the others go on
+            failed[group] = state.format_error(exc)
+            for key in keys:
+                state.fail(run_id, str(key), "switch", f"{group}: {failed[group]}", conn_id=conn_id, pipeline=spec.name)
+            log.exception("%s: switching %s failed; its units stay on %s", spec.name, group, spec.backends[0])
     with pg_connect(conn_id) as conn:
-        control.finish_run(conn, run_id, "success", {"approval": record, "switched": done})
-    return {"approval": record, "switched": done}
+        control.finish_run(conn, run_id, "failed" if failed else "success",
+                           {"approval": record, "switched": done, **({"groups": groups_out} if groups_out else {}),
+                            **({"failed": failed} if failed else {})})
+    if failed:
+        raise SwitchFailed("not switched: " + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:10]))
+    return {"approval": record, "switched": done, **({"groups": groups_out} if groups_out else {})}
 
 
 def rollback(

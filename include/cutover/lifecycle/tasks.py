@@ -184,7 +184,7 @@ def cutover_tasks(spec_ref: str, *, approval_timeout: timedelta = timedelta(days
         from airflow.sdk.exceptions import AirflowFailException
 
         from cutover.lifecycle.spec import load_spec
-        from cutover.lifecycle.switch import ApprovalMissing, CanaryUnsupported, NotReady
+        from cutover.lifecycle.switch import ApprovalMissing, CanaryUnsupported, NotReady, SwitchFailed
         from cutover.lifecycle.switch import switch as do_switch
 
         spec = load_spec(spec_ref)
@@ -195,7 +195,7 @@ def cutover_tasks(spec_ref: str, *, approval_timeout: timedelta = timedelta(days
             return do_switch(spec, spec.config(p), units, run_id or "", require_approval=required, approval=approval,
                              canary_pct=int(p.get("canary_pct", 100)), actor=getattr(dag_run, "dag_id", None),
                              params=p, dag_id=getattr(dag_run, "dag_id", None))
-        except (ApprovalMissing, CanaryUnsupported, NotReady) as exc:  # the same on every try: no retries
+        except (ApprovalMissing, CanaryUnsupported, NotReady, SwitchFailed) as exc:  # no retries: a retry would pause writes again
             raise AirflowFailException(str(exc)) from exc
 
     @task(trigger_rule="all_done")

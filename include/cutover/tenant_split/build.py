@@ -1,0 +1,234 @@
+"""The stage bodies of ``tenant_split`` (what :mod:`cutover.tenant_split.spec` hands the life cycle).
+
+* :func:`plan_and_report` — the plan, the binary-log start position, the schema diff report;
+* :func:`prepare_unit` — the tenant database, the target table (no triggers), the triggers' backup;
+* :func:`copy_unit` — every source table of the unit (:mod:`.copy`), progress per chunk;
+* :func:`finalize_unit` — triggers restored and proven, AUTO_INCREMENT checked, ANALYZE;
+* :func:`close_run` — per tenant whose tables all verified: views and events, foreign keys proven.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from cutover import control
+from cutover.connections import mysql_connect, pg_connect
+from cutover.identifiers import quote_mysql
+from cutover.lifecycle.model import PlannedUnit, UnitKey
+from cutover.lifecycle.spec import CopyResult, UnitContext
+from cutover.tenant_split import copy as copier
+from cutover.tenant_split import target
+from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
+from cutover.tenant_split.plan import SourceTable, load_rules, plan_units
+from cutover.tenant_split.schema import read_database
+
+log = logging.getLogger(__name__)
+
+
+def binlog_start(cfg: TenantSplitConfig) -> dict[str, Any]:
+    """The source's binary-log position now (recorded before any copy), or why there is none.
+
+    ``{"file", "pos"}`` when the server logs ROW images; ``{"unavailable": reason}`` otherwise (the
+    split then runs in the weaker copy + verify mode, writes paused at cutover).
+    """
+    if cfg.binlog == "off":
+        return {"unavailable": "binlog: off (copy + verify; writes paused at cutover)"}
+    from cutover import binlog
+
+    with mysql_connect(cfg.source_conn_id, database="") as conn:
+        cur = conn.cursor()
+        try:
+            binlog.require_binlog(cur)
+            pos = binlog.current_position(cur)
+        except binlog.BinlogUnavailable as exc:
+            log.warning("tenant_split: no binary-log catch-up for this run: %s", exc)
+            return {"unavailable": str(exc)}
+    return {"file": pos.file, "pos": pos.pos}
+
+
+def plan_and_report(cfg: TenantSplitConfig, wanted: list[str] | None) -> list[PlannedUnit]:
+    """Plan the units, each carrying the binary-log position taken *before* the plan read anything
+    (every later change is after it; the catch-up starts there). The schema diff report and the
+    tenant → database names go into the run's evidence when the run closes (:func:`close_run`)."""
+    start = binlog_start(cfg)
+    units, _ = plan_units(cfg, wanted)
+    for u in units:
+        u.detail["binlog_start"] = start
+    return units
+
+
+def schema_report(cfg: TenantSplitConfig, run_id: str, units: list[dict[str, Any]], schema: Any, rules: Any) -> dict[str, Any]:
+    """The schema diff report of the run (source vs the DDL the mapping implies), with the verified
+    figures per target table, saved as HTML + xlsx + JSON; returns the evidence entry."""
+    from cutover.tenant_split import diff_report
+
+    figures: dict[str, dict[str, Any]] = {}
+    for u in units:
+        d = u.get("detail") or {}
+        table = UnitKey.parse(u["unit_key"], 2).parts[1]
+        f = figures.setdefault(table, {"rows_source": 0, "rows_target": 0, "tenants": 0, "checksums_match": True})
+        f["tenants"] += 1
+        f["rows_source"] += int(u.get("rows_read") or 0)
+        f["rows_target"] += int(u.get("rows_written") or 0)
+        f["checksums_match"] = f["checksums_match"] and u.get("checksum_source") is not None and \
+            u.get("checksum_source") == u.get("checksum_target")
+        if d.get("verify", {}).get("dead_letters"):
+            f["dead_letters"] = f.get("dead_letters", 0) + int(d["verify"]["dead_letters"])
+    diff = diff_report.build_diff(schema, rules)
+    if figures:
+        diff = diff.with_figures(figures)
+    paths = diff_report.save_report(diff, run_id)
+    return diff_report.evidence_entry(paths, diff)
+
+
+def _renames(cfg: TenantSplitConfig, rules: dict[str, Any]) -> dict[str, str | None]:
+    """source table → its table in a tenant database (None: none there)."""
+    out: dict[str, str | None] = {}
+    for r in rules.values():
+        kept = r.action == "copy" or (r.action == "shared" and cfg.shared == "copy")
+        out[r.source] = r.target if kept else None
+    return out
+
+
+def prepare_unit(cfg: TenantSplitConfig, unit: PlannedUnit, *, run_id: str) -> dict[str, Any]:
+    """Create the tenant database and the unit's table (from the owner source table, without triggers),
+    back up the triggers of its source tables; safe to run again."""
+    d = unit.detail
+    db, table = d["database"], d["table"]
+    sources = [SourceTable.from_dict(s) for s in d["sources"]]
+    with mysql_connect(cfg.source_conn_id, database="") as sconn:
+        scur = sconn.cursor()
+        schema = read_database(scur, cfg.source_database)
+        scur.execute("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
+                     "WHERE SCHEMA_NAME = %s", (cfg.source_database,))
+        charset, collation = scur.fetchone()
+    _, rules = load_rules(cfg, schema)
+    renames = _renames(cfg, rules)
+    owner = schema.tables[d["owner"]]
+    ddl, findings = target.table_ddl(owner, table, renames)
+    triggers = [t for s in sources for t in schema.tables[s.table].triggers]
+    saved = target.backup_triggers(cfg, str(unit.key), triggers, table)
+    with mysql_connect(cfg.target_conn_id, database="") as tconn:
+        tcur = tconn.cursor()
+        copier.ensure_state(tcur, cfg.state_database)
+        target.create_database(tcur, db, str(charset), str(collation))
+        tcur.execute(f"USE {quote_mysql(db)}")
+        tcur.execute("SET SESSION foreign_key_checks = 0")
+        tcur.execute(ddl)
+        aside = target.drop_triggers(tcur, db, table, [t.name for t in triggers])
+        start = d.get("binlog_start") or {}
+        if start.get("file"):  # the catch-up of this tenant starts at the earliest plan's position
+            tcur.execute(
+                f"""INSERT IGNORE INTO {quote_mysql(cfg.state_database)}.binlog_positions
+                    (target_database, file, pos, started_file, started_pos) VALUES (%s, %s, %s, %s, %s)""",
+                (db, start["file"], int(start["pos"]), start["file"], int(start["pos"])))
+    log.info("tenant %s: %s.%s ready (%d trigger(s) backed up and kept off%s)", d["tenant"], db, table, len(saved),
+             f", {len(aside)} set aside again" if aside else "")
+    return {"database": db, "table": table, "triggers_backed_up": [s["name"] for s in saved], "findings": findings}
+
+
+def copy_unit(cfg: TenantSplitConfig, unit: PlannedUnit, ctx: UnitContext) -> CopyResult:
+    """Copy each source table of the unit from its checkpoint; progress in the log and the control schema."""
+    d = unit.detail
+    mode = copier.copy_mode(cfg)
+    totals = copier.UnitCopy()
+    progress = copier.Progress(f"tenant {d['tenant']} → {d['database']}.{d['table']}", unit.rows)
+    with mysql_connect(cfg.target_conn_id, database="") as tconn:
+        ttypes = {c.lower(): c for c in _columns(tconn.cursor(), d["database"], d["table"])}
+    pg = pg_connect(cfg.control_conn_id)
+    conn = pg.__enter__()
+    try:
+        def on_commit(t: copier.UnitCopy) -> None:
+            ctx.chunk_done(conn, t.rows_read, t.rows_written)
+            conn.commit()
+            progress(t)
+
+        per_table = {}
+        for s in (SourceTable.from_dict(x) for x in d["sources"]):
+            with mysql_connect(cfg.source_conn_id, database="") as sconn:
+                cols = [c for c in _columns(sconn.cursor(), cfg.source_database, s.table) if c.lower() in ttypes]
+            src = copier.Source(cfg.source_database, s, cols, d["tenant"])
+            cp = copier.copy_source(cfg, src, d["database"], d["table"], str(unit.key), mode=mode, totals=totals,
+                                    on_commit=on_commit, run_id=ctx.run_id)
+            per_table[s.table] = {"rows_read": cp.rows_read, "rows_written": cp.rows_written,
+                                  "snapshot_position": cp.snapshot_position, "keyless": not s.key}
+        progress(totals, force=True)
+    finally:
+        pg.__exit__(None, None, None)
+    return CopyResult(totals.rows_read, totals.rows_written,
+                      {"mode": mode, "chunks": totals.chunks, "dead_letters": totals.dead_letters, "sources": per_table})
+
+
+def _columns(cur: Any, database: str, table: str) -> list[str]:
+    cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+                "ORDER BY ORDINAL_POSITION", (database, table))
+    return [r[0].decode() if isinstance(r[0], bytes) else str(r[0]) for r in cur.fetchall()]
+
+
+def finalize_unit(cfg: TenantSplitConfig, unit: PlannedUnit, *, run_id: str) -> dict[str, Any]:
+    """Restore the unit's triggers and prove them equal to the backup; AUTO_INCREMENT past the copied ids."""
+    d = unit.detail
+    db, table = d["database"], d["table"]
+    backups = target.backed_up_triggers(cfg, str(unit.key))
+    with mysql_connect(cfg.source_conn_id, database="") as sconn:
+        owner = read_database(sconn.cursor(), cfg.source_database, tables={d["owner"]}, with_create=False).tables[d["owner"]]
+    with mysql_connect(cfg.target_conn_id, database="") as tconn:
+        tcur = tconn.cursor()
+        restored = target.restore_triggers(tcur, db, table, backups)
+        auto = target.auto_increment_state(tcur, db, owner, table)
+    with pg_connect(cfg.control_conn_id) as conn:
+        for name in restored:
+            control.mark_restored(conn, PIPELINE, str(unit.key), "trigger", name)
+    log.info("tenant %s: %s.%s finalized: triggers %s; auto_increment %s", d["tenant"], db, table,
+             restored or "none", auto or "none")
+    return {"triggers": restored, "triggers_proven_equal": sorted(backups), "auto_increment": auto}
+
+
+def close_run(cfg: TenantSplitConfig, run_id: str, units: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per tenant whose units all verified: its views and events recreated, every foreign key proven.
+
+    Returns ``{"failed": {unit key: error}, "tenants": {tenant: {...}}}``: a broken foreign key fails
+    every unit of its tenant (the tenant cannot be cut over).
+    """
+    by_tenant: dict[str, list[dict[str, Any]]] = {}
+    for u in units:
+        key = UnitKey.parse(u["unit_key"], 2)
+        by_tenant.setdefault(key.parts[0], []).append(u)
+    with mysql_connect(cfg.source_conn_id, database="") as sconn:
+        schema = read_database(sconn.cursor(), cfg.source_database)
+    _, rules = load_rules(cfg, schema)
+    evidence: dict[str, Any] = {"schema_diff": schema_report(cfg, run_id, units, schema, rules)}
+    with pg_connect(cfg.control_conn_id) as conn:
+        control.add_evidence(conn, run_id, {"schema_diff": evidence["schema_diff"],
+                                            "tenant_databases": control.load_name_map(conn, PIPELINE, cfg.scope),
+                                            "copy_mode": copier.copy_mode(cfg)})
+    if not by_tenant:
+        return {"failed": {}}
+    renames = _renames(cfg, rules)
+    failed: dict[str, str] = {}
+    tenants: dict[str, Any] = {}
+    with mysql_connect(cfg.target_conn_id, database="") as tconn:
+        tcur = tconn.cursor()
+        for tenant, rows in sorted(by_tenant.items()):
+            if any(r["state"] not in ("verified", "cut_over") for r in rows):
+                tenants[tenant] = {"skipped": "not every table verified"}
+                continue
+            db = ((rows[0].get("detail") or {}).get("plan") or {}).get("database") or _database_of(cfg, tenant)
+            routines = target.restore_routines(tcur, schema.views + schema.events, cfg.source_database, db, renames)
+            problems = target.validate_foreign_keys(tcur, db)
+            tenants[tenant] = {"database": db, "routines": routines, "foreign_keys": "hold" if not problems else problems}
+            if problems:
+                for r in rows:
+                    failed[r["unit_key"]] = "; ".join(problems[:5])
+            log.info("tenant %s (%s): %d view(s)/event(s), foreign keys %s", tenant, db, len(routines),
+                     "hold" if not problems else f"BROKEN: {problems[:3]}")
+    return {"failed": failed, "tenants": tenants}
+
+
+def _database_of(cfg: TenantSplitConfig, tenant: str) -> str:
+    with pg_connect(cfg.control_conn_id) as conn:
+        db = control.load_name_map(conn, PIPELINE, cfg.scope).get(tenant)
+    if db is None:
+        raise LookupError(f"tenant {tenant!r} has no database name yet (never planned)")
+    return db

@@ -1,0 +1,466 @@
+"""Copy one unit (a tenant's rows of one or more source tables into one target table), resumable.
+
+**Keyset pagination** on the table's copy key (its primary key — integer, string or composite — or
+else a unique key over NOT NULL columns): each chunk takes the next ``chunk_rows`` keys after the
+last one copied, ``(k1 > a) OR (k1 = a AND k2 > b) …``, so chunks never overlap and the tenant
+column's index (which InnoDB extends with the primary key) serves the scan.
+
+**Checkpoint in the chunk's transaction**: the target server holds a small state database
+(``cutover_state`` by default) whose ``copy_checkpoints`` row per (unit, source table) — the last
+key, rows read and written, done — is written in the *same* target transaction as the chunk's rows.
+A task killed at any point resumes after the last committed chunk: no duplicate and no gap. The
+control schema's progress (``cutover.units``, ``cutover.progress``) follows each commit (a kill
+between the two only delays the figures; the next chunk brings them up to date).
+
+**Two ways to move rows** (``copy_mode``):
+
+* ``server`` — source and target on one server: ``INSERT INTO tenant.t SELECT … FROM source.t WHERE
+  tenant = ? AND <after last key> AND NOT <after chunk end>`` (the chunk end is found first with
+  ``ORDER BY key LIMIT 1 OFFSET chunk_rows - 1``): rows never leave the server;
+* ``client`` — any two servers: the chunk is read (temporal and decimal values as text, so zero dates
+  and every digit survive) and written with one multi-row INSERT (MySQLdb folds ``executemany``).
+  Measured against ``LOAD DATA LOCAL INFILE`` it is as fast at these chunk sizes, needs no
+  ``local_infile`` on either side and keeps per-row errors attributable, so it is the writer.
+
+**Tables without a copy key** are copied per tenant in *one* target transaction from a consistent
+snapshot of the source (MariaDB also gives the snapshot's binary-log position, which the catch-up
+starts from for that table); the checkpoint is written ``done`` in that transaction, so resume is
+exact: a killed copy left nothing and starts again.
+
+**Rows that cannot be written** (a value the target's type refuses — strict mode, never silently
+truncated): the chunk is rolled back and written again row by row behind savepoints; each refused row
+goes to ``cutover.dead_letters`` with its table, key and the server's error; the good rows load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from cutover import control
+from cutover.connections import pg_connect, resolve
+from cutover.identifiers import quote_mysql
+from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
+from cutover.tenant_split.plan import SourceTable
+from cutover.tenant_split.target import session as target_session
+
+log = logging.getLogger(__name__)
+
+#: server errors that mean "this row's data does not fit" (a dead letter), not "the server is down"
+ROW_ERRORS = {1048, 1062, 1264, 1265, 1292, 1366, 1367, 1406, 1411, 1452, 1451, 3140, 4025}
+
+
+def text_conv() -> dict[Any, Any]:
+    """MySQLdb converters that return DATE / DATETIME / TIMESTAMP / TIME / DECIMAL values as text:
+    exact, and a zero date stays ``0000-00-00`` (the default converters turn it into ``None``)."""
+    from MySQLdb.constants import FIELD_TYPE
+    from MySQLdb.converters import conversions
+
+    conv = dict(conversions)
+    for t in (FIELD_TYPE.DATE, FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP, FIELD_TYPE.TIME, FIELD_TYPE.NEWDECIMAL,
+              FIELD_TYPE.DECIMAL, FIELD_TYPE.YEAR):
+        conv[t] = lambda v: v.decode() if isinstance(v, bytes) else v
+    return conv
+
+
+@contextmanager
+def raw_connect(conn_id: str) -> Any:
+    """A MySQLdb connection for copying: text converters, UTC, utf8mb4, autocommit off; closed after."""
+    import MySQLdb
+
+    conn = MySQLdb.connect(**resolve(conn_id).mysql_kwargs(""), conv=text_conv())
+    try:
+        cur = conn.cursor()
+        cur.execute("SET NAMES utf8mb4")
+        cur.execute("SET SESSION time_zone = '+00:00'")
+        cur.close()
+        yield conn
+    finally:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - a killed connection is closed already
+            pass
+
+
+def same_server(cfg: TenantSplitConfig) -> bool:
+    """Whether the source and target connections reach the same server as the same user."""
+    a, b = resolve(cfg.source_conn_id), resolve(cfg.target_conn_id)
+    return (a.host or "127.0.0.1", int(a.port or 3306), a.login) == (b.host or "127.0.0.1", int(b.port or 3306), b.login)
+
+
+def copy_mode(cfg: TenantSplitConfig) -> str:
+    """``server`` or ``client`` for this config (``auto``: server when both sides share a server)."""
+    if cfg.copy_mode == "auto":
+        return "server" if same_server(cfg) else "client"
+    if cfg.copy_mode == "server" and not same_server(cfg):
+        raise ValueError("copy_mode=server needs the source and target connections on one server as one user")
+    return cfg.copy_mode
+
+
+# --- the state database on the target -----------------------------------------------------------
+
+
+def ensure_state(cur: Any, state_db: str) -> None:
+    """Create the target's state database and its checkpoint / position tables if missing."""
+    db = quote_mysql(state_db)
+    cur.execute(f"CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    cur.execute(f"""CREATE TABLE IF NOT EXISTS {db}.copy_checkpoints (
+        unit_hash CHAR(40) NOT NULL, source_table VARCHAR(64) NOT NULL, unit_key TEXT NOT NULL,
+        last_key LONGTEXT NULL, rows_read BIGINT NOT NULL DEFAULT 0, rows_written BIGINT NOT NULL DEFAULT 0,
+        done TINYINT NOT NULL DEFAULT 0, snapshot_position VARCHAR(255) NULL,
+        updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+        PRIMARY KEY (unit_hash, source_table)) ENGINE=InnoDB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin""")
+    cur.execute(f"""CREATE TABLE IF NOT EXISTS {db}.binlog_positions (
+        target_database VARCHAR(64) NOT NULL PRIMARY KEY, file VARCHAR(255) NOT NULL, pos BIGINT NOT NULL,
+        started_file VARCHAR(255) NOT NULL, started_pos BIGINT NOT NULL, applied_rows BIGINT NOT NULL DEFAULT 0,
+        updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
+        ) ENGINE=InnoDB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin""")
+
+
+def unit_hash(unit_key: str) -> str:
+    """The checkpoint row's key for a unit key of any length."""
+    return hashlib.sha1(unit_key.encode("utf-8")).hexdigest()
+
+
+def encode_key(values: Sequence[Any]) -> str:
+    """A key tuple as JSON that round-trips exactly (bytes as hex, text as text, numbers as numbers)."""
+    out = []
+    for v in values:
+        if v is None:
+            out.append(["n", None])
+        elif isinstance(v, (bytes, bytearray)):
+            out.append(["b", bytes(v).hex()])
+        elif isinstance(v, bool | int):
+            out.append(["i", int(v)])
+        elif isinstance(v, float):
+            out.append(["f", repr(v)])
+        else:
+            out.append(["s", str(v)])
+    return json.dumps(out, ensure_ascii=False)
+
+
+def decode_key(text: str | None) -> tuple[Any, ...] | None:
+    """The inverse of :func:`encode_key` (``None`` stays ``None``: start from the beginning)."""
+    if text is None:
+        return None
+    conv: dict[str, Callable[[Any], Any]] = {"n": lambda v: None, "b": bytes.fromhex, "i": int, "f": float, "s": str}
+    return tuple(conv[t](v) for t, v in json.loads(text))
+
+
+@dataclass
+class Checkpoint:
+    """Where the copy of one source table into a unit stands."""
+
+    last_key: tuple[Any, ...] | None = None
+    rows_read: int = 0
+    rows_written: int = 0
+    done: bool = False
+    snapshot_position: str | None = None
+
+
+def read_checkpoint(cur: Any, state_db: str, unit_key: str, table: str) -> Checkpoint:
+    """The committed checkpoint (a fresh one when none)."""
+    cur.execute(f"SELECT last_key, rows_read, rows_written, done, snapshot_position FROM {quote_mysql(state_db)}.copy_checkpoints "
+                "WHERE unit_hash = %s AND source_table = %s", (unit_hash(unit_key), table))
+    row = cur.fetchone()
+    if row is None:
+        return Checkpoint()
+    return Checkpoint(decode_key(row[0]), int(row[1]), int(row[2]), bool(row[3]), row[4])
+
+
+def write_checkpoint(cur: Any, state_db: str, unit_key: str, table: str, cp: Checkpoint) -> None:
+    """Upsert the checkpoint (call inside the chunk's transaction)."""
+    cur.execute(
+        f"""INSERT INTO {quote_mysql(state_db)}.copy_checkpoints
+            (unit_hash, source_table, unit_key, last_key, rows_read, rows_written, done, snapshot_position)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+            ON DUPLICATE KEY UPDATE last_key = VALUES(last_key), rows_read = VALUES(rows_read),
+              rows_written = VALUES(rows_written), done = VALUES(done), snapshot_position = VALUES(snapshot_position)""",
+        (unit_hash(unit_key), table, unit_key, None if cp.last_key is None else encode_key(cp.last_key), cp.rows_read,
+         cp.rows_written, int(cp.done), cp.snapshot_position))
+
+
+def clear_checkpoints(cur: Any, state_db: str, unit_key: str) -> None:
+    """Forget a unit's checkpoints (its table was dropped)."""
+    cur.execute(f"DELETE FROM {quote_mysql(state_db)}.copy_checkpoints WHERE unit_hash = %s", (unit_hash(unit_key),))
+
+
+# --- SQL pieces ---------------------------------------------------------------------------------
+
+
+def after_key(cols: Sequence[str], alias: str = "") -> str:
+    """``(k1 > %s) OR (k1 = %s AND k2 > %s) …``: rows strictly after a key (params: :func:`after_params`)."""
+    q = [alias + quote_mysql(c) for c in cols]
+    terms = []
+    for i in range(len(q)):
+        eq = [f"{q[j]} = %s" for j in range(i)]
+        terms.append("(" + " AND ".join([*eq, f"{q[i]} > %s"]) + ")")
+    return "(" + " OR ".join(terms) + ")"
+
+
+def after_params(key: Sequence[Any]) -> list[Any]:
+    """The parameters of :func:`after_key` for ``key``."""
+    out: list[Any] = []
+    for i in range(len(key)):
+        out.extend(key[:i])
+        out.append(key[i])
+    return out
+
+
+@dataclass(frozen=True)
+class Source:
+    """What one source table's copy reads: the quoted names and the filter."""
+
+    database: str
+    table: SourceTable
+    columns: list[str]
+    tenant: str
+
+    @property
+    def name(self) -> str:
+        """``db.table`` quoted."""
+        return f"{quote_mysql(self.database)}.{quote_mysql(self.table.table)}"
+
+    def where(self, last: tuple[Any, ...] | None, upper: tuple[Any, ...] | None = None) -> tuple[str, list[Any]]:
+        """The WHERE clause (tenant, after ``last``, up to ``upper`` inclusive) and its params."""
+        terms, params = [], []
+        if self.table.tenant_column:
+            terms.append(f"{quote_mysql(self.table.tenant_column)} = %s")
+            params.append(self.tenant)
+        if last is not None:
+            terms.append(after_key(self.table.key))
+            params += after_params(last)
+        if upper is not None:
+            terms.append("NOT " + after_key(self.table.key))
+            params += after_params(upper)
+        return (" WHERE " + " AND ".join(terms)) if terms else "", params
+
+    @property
+    def select_list(self) -> str:
+        """The copied columns, quoted."""
+        return ", ".join(quote_mysql(c) for c in self.columns)
+
+    @property
+    def order(self) -> str:
+        """ORDER BY the copy key."""
+        return ", ".join(quote_mysql(c) for c in self.table.key)
+
+    def key_of(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        """The copy key of a row read with :attr:`select_list`."""
+        idx = {c.lower(): i for i, c in enumerate(self.columns)}
+        return tuple(row[idx[c.lower()]] for c in self.table.key)
+
+
+@dataclass
+class UnitCopy:
+    """The running totals of one unit's copy (all its source tables)."""
+
+    rows_read: int = 0
+    rows_written: int = 0
+    dead_letters: int = 0
+    chunks: int = 0
+
+
+class CopyAborted(RuntimeError):
+    """A chunk failed for a reason that is not the data (the server, the connection): retried as a whole."""
+
+
+def _row_error(exc: BaseException) -> bool:
+    args = getattr(exc, "args", ())
+    return bool(args) and isinstance(args[0], int) and args[0] in ROW_ERRORS
+
+
+def _insert_rows_one_by_one(cur: Any, insert_sql: str, src: Source, rows: Sequence[Sequence[Any]],
+                            dead: list[control.DeadLetter]) -> int:
+    """Insert rows one at a time behind savepoints; refused rows become dead letters. Returns rows written."""
+    written = 0
+    for row in rows:
+        cur.execute("SAVEPOINT cutover_row")
+        try:
+            cur.execute(insert_sql, tuple(row))
+            written += 1
+        except Exception as exc:
+            if not _row_error(exc):
+                raise
+            cur.execute("ROLLBACK TO SAVEPOINT cutover_row")
+            key = src.key_of(row) if src.table.key else tuple(row)
+            dead.append(control.DeadLetter(
+                source=f"{src.database}.{src.table.table}", record_key=json.dumps([_jsonable(v) for v in key], ensure_ascii=False),
+                reason=f"MySQL {exc.args[0]}: {exc.args[1] if len(exc.args) > 1 else exc}",
+                payload={"tenant": src.tenant, "table": src.table.table,
+                         "row": {c: _jsonable(v) for c, v in zip(src.columns, row, strict=False)}}))
+    return written
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (bytes, bytearray)):
+        return {"hex": bytes(v).hex()}
+    if isinstance(v, (int, float, str)) or v is None:
+        return v
+    return str(v)
+
+
+def copy_source(cfg: TenantSplitConfig, src: Source, target_db: str, target_table: str, unit_key: str, *, mode: str,
+                totals: UnitCopy, on_commit: Callable[[UnitCopy], None], run_id: str) -> Checkpoint:
+    """Copy one source table's rows of a tenant into ``target_db.target_table`` from its checkpoint on.
+
+    Returns the final checkpoint. Raises the server's error for anything that is not a row's data.
+    """
+    insert_head = f"INSERT INTO {quote_mysql(target_db)}.{quote_mysql(target_table)} ({src.select_list}) "
+    insert_values = insert_head + "VALUES (" + ", ".join(["%s"] * len(src.columns)) + ")"
+    with raw_connect(cfg.target_conn_id) as tconn:
+        tcur = tconn.cursor()
+        target_session(tcur)
+        cp = read_checkpoint(tcur, cfg.state_database, unit_key, src.table.table)
+        tconn.commit()
+        if cp.done:
+            totals.rows_read += cp.rows_read
+            totals.rows_written += cp.rows_written
+            return cp
+        if not src.table.key:
+            return _copy_whole(cfg, src, tconn, insert_values, unit_key, totals, on_commit, run_id)
+        base_read, base_written = totals.rows_read, totals.rows_written
+        totals.rows_read, totals.rows_written = base_read + cp.rows_read, base_written + cp.rows_written
+        sconn_ctx = raw_connect(cfg.source_conn_id) if mode == "client" else None
+        sconn = sconn_ctx.__enter__() if sconn_ctx else tconn
+        try:
+            scur = sconn.cursor()
+            scur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            if mode == "server":
+                tcur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            n = cfg.chunk_rows
+            while True:
+                dead: list[control.DeadLetter] = []
+                if mode == "server":
+                    where, params = src.where(cp.last_key)
+                    scur.execute(f"SELECT {src.order} FROM {src.name}{where} ORDER BY {src.order} LIMIT 1 OFFSET {n - 1}", params)
+                    bound = scur.fetchone()
+                    upper = tuple(bound) if bound is not None else None
+                    where, params = src.where(cp.last_key, upper)
+                    try:
+                        tcur.execute(insert_head + f"SELECT {src.select_list} FROM {src.name}{where}", params)
+                        got = written = int(tcur.rowcount)
+                    except Exception as exc:
+                        if not _row_error(exc):
+                            raise
+                        tconn.rollback()
+                        scur.execute(f"SELECT {src.select_list} FROM {src.name}{where} ORDER BY {src.order}", params)
+                        rows = scur.fetchall()
+                        got, written = len(rows), _insert_rows_one_by_one(tcur, insert_values, src, rows, dead)
+                    last = upper
+                else:
+                    where, params = src.where(cp.last_key)
+                    scur.execute(f"SELECT {src.select_list} FROM {src.name}{where} ORDER BY {src.order} LIMIT {n}", params)
+                    rows = scur.fetchall()
+                    sconn.commit()
+                    got = len(rows)
+                    written = 0
+                    if rows:
+                        try:
+                            tcur.executemany(insert_values, rows)
+                            written = got
+                        except Exception as exc:
+                            if not _row_error(exc):
+                                raise
+                            tconn.rollback()
+                            written = _insert_rows_one_by_one(tcur, insert_values, src, rows, dead)
+                    last = src.key_of(rows[-1]) if got == n else None
+                if dead:  # the dead letters first: a kill after them repeats them, never loses one
+                    with pg_connect(cfg.control_conn_id) as pg:
+                        control.add_dead_letters(pg, PIPELINE, run_id, unit_key, dead)
+                    totals.dead_letters += len(dead)
+                    log.warning("tenant %s, table %s: %d row(s) refused by the target → dead letters (first: %s)",
+                                src.tenant, src.table.table, len(dead), dead[0].reason)
+                cp = Checkpoint(last if last is not None else cp.last_key, cp.rows_read + got, cp.rows_written + written,
+                                done=last is None)
+                write_checkpoint(tcur, cfg.state_database, unit_key, src.table.table, cp)
+                tconn.commit()
+                totals.rows_read, totals.rows_written = base_read + cp.rows_read, base_written + cp.rows_written
+                totals.chunks += 1
+                on_commit(totals)
+                if cp.done:
+                    return cp
+        finally:
+            if sconn_ctx is not None:
+                sconn_ctx.__exit__(None, None, None)
+
+
+def _snapshot_position(cur: Any) -> str | None:
+    """The binary-log position of the open consistent snapshot (MariaDB), or None."""
+    try:
+        cur.execute("SHOW STATUS WHERE Variable_name IN ('binlog_snapshot_file', 'binlog_snapshot_position')")
+        st = {str(k): (v.decode() if isinstance(v, bytes) else str(v)) for k, v in cur.fetchall()}
+    except Exception:  # noqa: BLE001 - MySQL: no such status
+        return None
+    if st.get("binlog_snapshot_file"):
+        return f"{st['binlog_snapshot_file']}:{st['binlog_snapshot_position']}"
+    return None
+
+
+def _copy_whole(cfg: TenantSplitConfig, src: Source, tconn: Any, insert_values: str, unit_key: str, totals: UnitCopy,
+                on_commit: Callable[[UnitCopy], None], run_id: str) -> Checkpoint:
+    """A table without a copy key: the tenant's rows from one consistent snapshot, in one target transaction."""
+    import MySQLdb.cursors
+
+    tcur = tconn.cursor()
+    dead: list[control.DeadLetter] = []
+    with raw_connect(cfg.source_conn_id) as sconn:
+        scur = sconn.cursor(MySQLdb.cursors.SSCursor)
+        scur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        scur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        pos_cur = sconn.cursor()
+        position = _snapshot_position(pos_cur)
+        pos_cur.close()
+        where, params = src.where(None)
+        scur.execute(f"SELECT {src.select_list} FROM {src.name}{where}", params)
+        got = written = 0
+        while True:
+            rows = scur.fetchmany(cfg.chunk_rows)
+            if not rows:
+                break
+            got += len(rows)
+            tcur.execute("SAVEPOINT cutover_chunk")
+            try:
+                tcur.executemany(insert_values, rows)
+                written += len(rows)
+            except Exception as exc:
+                if not _row_error(exc):
+                    raise
+                tcur.execute("ROLLBACK TO SAVEPOINT cutover_chunk")
+                written += _insert_rows_one_by_one(tcur, insert_values, src, rows, dead)
+        scur.close()
+        sconn.rollback()
+    if dead:
+        with pg_connect(cfg.control_conn_id) as pg:
+            control.add_dead_letters(pg, PIPELINE, run_id, unit_key, dead)
+        totals.dead_letters += len(dead)
+    cp = Checkpoint(None, got, written, True, position)
+    write_checkpoint(tcur, cfg.state_database, unit_key, src.table.table, cp)
+    tconn.commit()
+    totals.rows_read += got
+    totals.rows_written += written
+    totals.chunks += 1
+    on_commit(totals)
+    return cp
+
+
+class Progress:
+    """Logs a unit's copy progress at most every ``every_s`` seconds (rows, share of the plan, rows/s)."""
+
+    def __init__(self, label: str, planned: int, every_s: float = 5.0) -> None:
+        self.label, self.planned, self.every_s = label, planned, every_s
+        self.t0 = self.last = time.monotonic()
+
+    def __call__(self, totals: UnitCopy, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.last >= self.every_s:
+            self.last = now
+            pct = f" ({100 * totals.rows_read / self.planned:.0f} % of {self.planned:,} planned)" if self.planned else ""
+            log.info("%s: %s rows read, %s written%s, %d chunk(s), %.0f rows/s", self.label, f"{totals.rows_read:,}",
+                     f"{totals.rows_written:,}", pct, totals.chunks, totals.rows_read / max(now - self.t0, 1e-6))

@@ -1,0 +1,306 @@
+"""Catch-up: the tenants' changes made during and after the copy, from the source's binary log.
+
+One reader (:func:`cutover.binlog.read_changes`, ROW images) serves every tenant of a sync: it starts
+at the lowest stored position of the tenants and hands each committed transaction's row changes to
+the tenants they belong to (the tenant column's value in the before or after image; shared tables
+that are copied go to every tenant). Each tenant's changes of one transaction are applied in one
+target transaction **with that tenant's new position** (``cutover_state.binlog_positions``), so a
+killed catch-up resumes exactly: no change applied twice, none skipped.
+
+How a change is applied (every column set, so ``ON UPDATE CURRENT_TIMESTAMP`` columns keep the
+source's value):
+
+* keyed tables — an insert or an update is an upsert of the after image
+  (``INSERT … ON DUPLICATE KEY UPDATE``, never ``REPLACE``, which would delete first); an update that
+  changes the key deletes the old key; a delete deletes by key. Replaying a change the copy already
+  saw is harmless: the last change of each row wins, as on the source;
+* tables without a key — an insert inserts, an update or delete touches one row equal to the before
+  image (``<=>``, ``LIMIT 1``); changes at or before the position of the table's copy snapshot are
+  skipped (the copy already holds them);
+* ``ON DELETE CASCADE`` — the servers do not log cascaded deletes; the catch-up deletes the children
+  of a deleted parent itself (recursively), as the source did.
+
+Triggers are set aside on the tenant's tables while changes are applied (the source's triggers already
+made their changes, which are in the log) and restored and proven equal afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from cutover.connections import mysql_connect, pg_connect
+from cutover.identifiers import quote_mysql
+from cutover.tenant_split import target
+from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
+from cutover.tenant_split.copy import unit_hash
+from cutover.tenant_split.schema import read_database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TableRoute:
+    """Where one source table's changes go in a tenant database."""
+
+    source: str
+    target: str
+    tenant_column: str | None
+    key: tuple[str, ...]
+    columns: dict[str, str]  # lower-case source column → target column
+    snapshot: Any = None  # BinlogPosition of a keyless table's copy snapshot
+    cascades: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)  # (child, cols, parent cols)
+
+
+@dataclass
+class TenantSync:
+    """One tenant's share of a catch-up."""
+
+    tenant: str
+    database: str
+    position: Any
+    routes: dict[str, TableRoute]
+    applied: int = 0
+    transactions: int = 0
+
+
+def _text(v: Any) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else str(v)
+
+
+def tenant_routes(cfg: TenantSplitConfig, tenant: str, database: str) -> dict[str, TableRoute]:
+    """source table → :class:`TableRoute` for a built tenant (its units' plan details, the target's columns)."""
+    from cutover.binlog import BinlogPosition
+    from cutover.tenant_split.plan import load_rules
+
+    with mysql_connect(cfg.source_conn_id, database="") as sconn:
+        schema = read_database(sconn.cursor(), cfg.source_database, with_create=False)
+    _, rules = load_rules(cfg, schema)
+    with mysql_connect(cfg.target_conn_id, database="") as tconn:
+        tcur = tconn.cursor()
+        tschema = read_database(tcur, database, with_create=False)
+        routes: dict[str, TableRoute] = {}
+        for r in rules.values():
+            if r.target not in tschema.tables or r.action == "drop" or (r.action == "shared" and cfg.shared == "keep"):
+                continue
+            src, tgt = schema.tables[r.source], tschema.tables[r.target]
+            tcols = {c.lower(): c for c in tgt.column_names}
+            route = TableRoute(r.source, r.target, r.tenant_column if r.action == "copy" else None, src.copy_key(),
+                               {c.lower(): tcols[c.lower()] for c in src.column_names if c.lower() in tcols})
+            if not route.key:
+                from cutover.lifecycle.model import UnitKey
+
+                key = str(UnitKey(cfg.scope, (tenant, r.target)))
+                tcur.execute(f"SELECT snapshot_position FROM {quote_mysql(cfg.state_database)}.copy_checkpoints "
+                             "WHERE unit_hash = %s AND source_table = %s", (unit_hash(key), r.source))
+                row = tcur.fetchone()
+                route.snapshot = BinlogPosition.parse(_text(row[0])) if row and row[0] else None
+            routes[r.source] = route
+        for t in tschema.tables.values():  # cascades: child tables whose FK deletes with the parent
+            for fk in t.foreign_keys:
+                if fk.on_delete.upper() == "CASCADE":
+                    for route in routes.values():
+                        if route.target == fk.ref_table:
+                            route.cascades.append((t.name, fk.columns, fk.ref_columns))
+    return routes
+
+
+def _belongs(route: TableRoute, image: dict[str, Any] | None, tenant: str) -> bool:
+    if image is None:
+        return False
+    if route.tenant_column is None:
+        return True
+    for k, v in image.items():
+        if k.lower() == route.tenant_column.lower():
+            return v is not None and _text(v) == tenant
+    return False
+
+
+def _cols(route: TableRoute, image: dict[str, Any]) -> tuple[list[str], list[Any]]:
+    names, values = [], []
+    for k, v in image.items():
+        t = route.columns.get(k.lower())
+        if t is not None:
+            names.append(t)
+            values.append(v)
+    return names, values
+
+
+def _key_where(route: TableRoute, image: dict[str, Any]) -> tuple[str, list[Any]]:
+    low = {k.lower(): v for k, v in image.items()}
+    cols = [route.columns[c.lower()] for c in route.key]
+    return " AND ".join(f"{quote_mysql(c)} = %s" for c in cols), [low[c.lower()] for c in route.key]
+
+
+def _delete_cascade(cur: Any, db: str, route: TableRoute, image: dict[str, Any], routes: dict[str, TableRoute],
+                    depth: int = 0) -> int:
+    """Delete the children of a deleted parent row (ON DELETE CASCADE), recursively; returns rows deleted."""
+    if depth > 16:
+        return 0
+    low = {route.columns.get(k.lower(), k).lower(): v for k, v in image.items()}
+    n = 0
+    for child, cols, pcols in route.cascades:
+        vals = [low.get(p.lower()) for p in pcols]
+        where = " AND ".join(f"{quote_mysql(c)} = %s" for c in cols)
+        child_route = next((r for r in routes.values() if r.target == child), None)
+        if child_route is not None and child_route.cascades:
+            cur.execute(f"SELECT * FROM {quote_mysql(db)}.{quote_mysql(child)} WHERE {where}", vals)
+            names = [d[0] for d in cur.description]
+            for row in cur.fetchall():
+                n += _delete_cascade(cur, db, child_route, dict(zip(names, row, strict=True)), routes, depth + 1)
+        cur.execute(f"DELETE FROM {quote_mysql(db)}.{quote_mysql(child)} WHERE {where}", vals)
+        n += int(cur.rowcount)
+    return n
+
+
+def apply_change(cur: Any, ts: TenantSync, change: Any) -> int:
+    """Apply one row change to a tenant database (see the module docstring); returns rows touched."""
+    route = ts.routes[change.table]
+    db, tbl = quote_mysql(ts.database), quote_mysql(route.target)
+    before_in, after_in = _belongs(route, change.before, ts.tenant), _belongs(route, change.after, ts.tenant)
+    n = 0
+    if route.key:
+        if before_in and (change.kind == "delete" or not after_in or
+                          _key_where(route, change.before)[1] != _key_where(route, change.after)[1]):
+            where, params = _key_where(route, change.before)
+            cur.execute(f"DELETE FROM {db}.{tbl} WHERE {where}", params)
+            n += int(cur.rowcount)
+            if change.kind == "delete" or not after_in:
+                n += _delete_cascade(cur, ts.database, route, change.before, ts.routes)
+        if after_in and change.kind in ("insert", "update"):
+            names, values = _cols(route, change.after)
+            q = ", ".join(quote_mysql(c) for c in names)
+            upd = ", ".join(f"{quote_mysql(c)} = VALUES({quote_mysql(c)})" for c in names)
+            cur.execute(f"INSERT INTO {db}.{tbl} ({q}) VALUES ({', '.join(['%s'] * len(names))}) "
+                        f"ON DUPLICATE KEY UPDATE {upd}", values)
+            n += 1
+        return n
+    if route.snapshot is not None and change.position <= route.snapshot:
+        return 0  # the copy's snapshot already holds it
+    if before_in and change.kind in ("update", "delete"):
+        names, values = _cols(route, change.before)
+        where = " AND ".join(f"{quote_mysql(c)} <=> %s" for c in names)
+        if change.kind == "update" and after_in:
+            anames, avalues = _cols(route, change.after)
+            sets = ", ".join(f"{quote_mysql(c)} = %s" for c in anames)
+            cur.execute(f"UPDATE {db}.{tbl} SET {sets} WHERE {where} LIMIT 1", [*avalues, *values])
+            return int(cur.rowcount)
+        cur.execute(f"DELETE FROM {db}.{tbl} WHERE {where} LIMIT 1", values)
+        n += int(cur.rowcount)
+    if after_in and (change.kind == "insert" or (change.kind == "update" and not before_in)):
+        names, values = _cols(route, change.after)
+        cur.execute(f"INSERT INTO {db}.{tbl} ({', '.join(quote_mysql(c) for c in names)}) "
+                    f"VALUES ({', '.join(['%s'] * len(names))})", values)
+        n += 1
+    return n
+
+
+def built_tenants(cfg: TenantSplitConfig) -> dict[str, str]:
+    """tenant → database of every tenant with a catch-up position and readers not yet on its database."""
+    from cutover import control
+
+    with pg_connect(cfg.control_conn_id) as conn:
+        control.ensure_schema(conn)
+        names = control.load_name_map(conn, PIPELINE, cfg.scope)
+        routed = {r[0] for r in conn.execute(
+            f"SELECT name FROM {control.SCHEMA}.routes WHERE pipeline = %s AND scope = %s AND location ->> 'backend' = 'tenant_db'",
+            (PIPELINE, cfg.scope)).fetchall()}
+    with mysql_connect(cfg.target_conn_id, database="") as tconn:
+        tcur = tconn.cursor()
+        tcur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (cfg.state_database,))
+        if not tcur.fetchone():
+            return {}
+        tcur.execute(f"SELECT target_database FROM {quote_mysql(cfg.state_database)}.binlog_positions")
+        have = {_text(r[0]) for r in tcur.fetchall()}
+    return {t: db for t, db in names.items() if db in have and t not in routed}
+
+
+def catch_up(cfg: TenantSplitConfig, tenants: dict[str, str] | None = None, *, stop_at: Any = None,
+             max_seconds: float | None = None) -> dict[str, Any]:
+    """Apply the tenants' changes from their stored positions up to ``stop_at`` (default: the log's end now).
+
+    ``tenants``: tenant → database (default: :func:`built_tenants`). Returns per tenant the rows
+    applied, transactions, the position reached, and the totals with rows/s. Raises
+    :class:`cutover.binlog.BinlogUnavailable` when the source has no usable binary log.
+    """
+    from cutover.binlog import BinlogPosition, read_changes
+
+    tenants = built_tenants(cfg) if tenants is None else tenants
+    if not tenants:
+        return {"tenants": {}, "applied": 0, "seconds": 0.0}
+    t0 = time.monotonic()
+    syncs: dict[str, TenantSync] = {}
+    with mysql_connect(cfg.target_conn_id, database="") as tconn:
+        tcur = tconn.cursor()
+        for tenant, db in tenants.items():
+            tcur.execute(f"SELECT file, pos FROM {quote_mysql(cfg.state_database)}.binlog_positions WHERE target_database = %s",
+                         (db,))
+            row = tcur.fetchone()
+            if row is None:
+                raise LookupError(f"tenant {tenant!r} ({db}) has no catch-up position: build it first")
+            syncs[tenant] = TenantSync(tenant, db, BinlogPosition(_text(row[0]), int(row[1])), tenant_routes(cfg, tenant, db))
+    start = min(s.position for s in syncs.values())
+    tables = {t for s in syncs.values() for t in s.routes}
+    reached = start
+    with mysql_connect(cfg.target_conn_id, database="") as tconn:
+        tcur = tconn.cursor()
+        target.session(tcur)
+        aside = {s.tenant: _set_aside(cfg, tcur, s) for s in syncs.values()}
+        try:
+            for batch in read_changes(cfg.source_conn_id, start, schemas={cfg.source_database}, tables=tables, stop_at=stop_at):
+                reached = batch.position
+                for s in syncs.values():
+                    if batch.position <= s.position:
+                        continue
+                    n = sum(apply_change(tcur, s, ch) for ch in batch if ch.table in s.routes)
+                    if n:
+                        _save_position(tcur, cfg, s.database, batch.position, n)
+                        tconn.commit()
+                        s.position = batch.position
+                        s.applied += n
+                        s.transactions += 1
+                if max_seconds is not None and time.monotonic() - t0 > max_seconds:
+                    break
+            for s in syncs.values():  # no change of theirs up to here: they are caught up to it too
+                if s.position < reached:
+                    _save_position(tcur, cfg, s.database, reached, 0)
+                    s.position = reached
+            tconn.commit()
+        finally:
+            tconn.rollback()
+            for s in syncs.values():
+                _restore(cfg, tcur, s, aside[s.tenant])
+    seconds = time.monotonic() - t0
+    total = sum(s.applied for s in syncs.values())
+    out = {"tenants": {s.tenant: {"database": s.database, "applied": s.applied, "transactions": s.transactions,
+                                  "position": str(s.position)} for s in syncs.values()},
+           "applied": total, "seconds": round(seconds, 3), "rows_per_s": round(total / seconds, 1) if seconds else None,
+           "reached": str(reached)}
+    log.info("tenant_split catch-up: %d row change(s) applied to %d tenant(s) in %.1f s, up to %s", total, len(syncs),
+             seconds, reached)
+    return out
+
+
+def _save_position(cur: Any, cfg: TenantSplitConfig, database: str, pos: Any, n: int) -> None:
+    cur.execute(f"UPDATE {quote_mysql(cfg.state_database)}.binlog_positions SET file = %s, pos = %s, "
+                "applied_rows = applied_rows + %s WHERE target_database = %s", (pos.file, pos.pos, n, database))
+
+
+def _set_aside(cfg: TenantSplitConfig, cur: Any, s: TenantSync) -> dict[str, dict[str, tuple[str, str]]]:
+    """Drop the tenant's restored triggers while changes are applied; returns table → backups."""
+    from cutover.lifecycle.model import UnitKey
+
+    out = {}
+    for route in {r.target: r for r in s.routes.values()}.values():
+        backups = target.backed_up_triggers(cfg, str(UnitKey(cfg.scope, (s.tenant, route.target))))
+        if backups:
+            target.drop_triggers(cur, s.database, route.target, list(backups))
+            out[route.target] = backups
+    return out
+
+
+def _restore(cfg: TenantSplitConfig, cur: Any, s: TenantSync, aside: dict[str, dict[str, tuple[str, str]]]) -> None:
+    for table, backups in aside.items():
+        target.restore_triggers(cur, s.database, table, backups)
