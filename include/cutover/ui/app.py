@@ -9,7 +9,9 @@ Routes (relative to the mount point):
   (:mod:`cutover.ui.docs_offline`); a page that says how to build them when they do not exist yet;
 * ``/assets/offline.css`` — the data docs' one stylesheet;
 * ``/run/<run id>`` — one run's evidence bundle on one page; ``/dead-letters`` — the dead letters,
-  filtered by ``pipeline``, ``unit`` and ``run`` (:mod:`cutover.ui.pages`).
+  filtered by ``pipeline``, ``unit`` and ``run`` (:mod:`cutover.ui.pages`);
+* ``/reports/<run id>/schema_diff.html`` (``.xlsx`` as a download, ``.json``) — a run's schema diff
+  report, saved by :func:`cutover.tenant_split.diff_report.save_report` in ``reports/`` beside the data docs.
 
 :func:`create_app` builds it; the docs folder and the control connection are parameters so tests can
 point them elsewhere. With ``require_auth`` the routes need an Airflow login (the API server's JWT
@@ -80,8 +82,10 @@ def create_app(
     docs_dir: DocsDir = None,
     conn_id: str | None = None,
     require_auth: bool = False,
+    reports_dir: DocsDir = None,
 ) -> FastAPI:
-    """Build the Cutover UI app; ``docs_dir`` defaults to the project's data docs, ``conn_id`` to the control DB."""
+    """Build the Cutover UI app; ``docs_dir`` defaults to the project's data docs, ``conn_id`` to the control DB,
+    ``reports_dir`` (the run reports) to ``reports/`` beside the docs folder."""
 
     def resolve_docs() -> Path:
         if docs_dir is None:
@@ -89,6 +93,13 @@ def create_app(
         if callable(docs_dir):
             return Path(docs_dir())
         return Path(docs_dir)
+
+    def resolve_reports() -> Path:
+        if reports_dir is None:
+            return resolve_docs().parent / "reports"
+        if callable(reports_dir):
+            return Path(reports_dir())
+        return Path(reports_dir)
 
     deps = [Depends(_airflow_user)] if require_auth else []
     app = FastAPI(title="Cutover", docs_url=None, redoc_url=None, openapi_url=None, dependencies=deps)
@@ -156,6 +167,29 @@ def create_app(
             return HTMLResponse(f"<p>Cannot read the control schema: {status_mod._e(error)}</p>", status_code=503)
         return HTMLResponse(pages.render_dead_letters_html(data, prefix=_prefix(request)))
 
+    @app.get("/reports/{run_id:path}/{name}", include_in_schema=False)
+    def report_file(request: Request, run_id: str, name: str) -> Response:
+        """A run's schema diff report: the HTML page, the workbook (a download) or the JSON; nothing else."""
+        from cutover.tenant_split import diff_report
+
+        if name not in diff_report.REPORT_FILES or not run_id:
+            return HTMLResponse("not found", status_code=404)
+        folder = diff_report.report_dir(run_id, root=resolve_reports())
+        target = folder / name
+        if not target.is_file():
+            return HTMLResponse(
+                f"<!doctype html><html><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>No report"
+                f"</title><style>{pages.PAGE_CSS}</style></head><body><h1>No {status_mod._e(name)} for run "
+                f"<code>{status_mod._e(run_id)}</code></h1><p>The run has not saved a schema diff report (yet). "
+                f'<a href="{status_mod._e(status_mod.run_page_url(_prefix(request), run_id))}">The run\'s page</a></p>'
+                "</body></html>", status_code=404)
+        if name.endswith(".html"):
+            return HTMLResponse(target.read_text(encoding="utf-8"))
+        if name.endswith(".xlsx"):
+            return FileResponse(target, media_type=diff_report.XLSX_MEDIA_TYPE,
+                                filename=f"schema_diff_{folder.name}.xlsx")
+        return FileResponse(target, media_type="application/json")
+
     @app.get("/assets/offline.css", include_in_schema=False)
     def offline_css() -> Response:
         """The one stylesheet of the offline data docs (ours: nothing is fetched from a CDN)."""
@@ -185,8 +219,13 @@ def create_app(
             target = target / "index.html"
         css, index = f"{prefix}/assets/offline.css", f"{prefix}/docs/index.html"
         if target == base / "index.html":  # GX's index is a JavaScript table fed from CDNs: ours instead
+            from cutover.tenant_split.diff_report import list_reports
+
+            reports = [(r["run_id"], pages.report_url(prefix, r["run_id"], "schema_diff.html"), r["title"])
+                       for r in list_reports(resolve_reports())]
             return HTMLResponse(docs_offline.render_index(
-                base.parents[2], base, docs_href=f"{prefix}/docs", css_href=css, status_href=f"{prefix}/status"))
+                base.parents[2], base, docs_href=f"{prefix}/docs", css_href=css, status_href=f"{prefix}/status",
+                reports=reports))
         if not target.is_file():
             return HTMLResponse(status_mod.no_docs_html(root, prefix=prefix, missing=path), status_code=404)
         if target.suffix == ".html":  # every page offline: no script, stylesheet, font or image from another host

@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -139,10 +140,12 @@ def load_validations(gx_root: Path, site: Path) -> list[Validation]:
     return sorted(out, key=lambda v: v.run_time, reverse=True)
 
 
-def render_index(gx_root: Path, site: Path, *, docs_href: str, css_href: str, status_href: str) -> str:
+def render_index(gx_root: Path, site: Path, *, docs_href: str, css_href: str, status_href: str,
+                 reports: Sequence[tuple[str, str, str]] = ()) -> str:
     """The data-docs index, rendered on the server: every validation (suite, asset, run, time, result,
-    link to its page; failed ones first in red) and every suite (link to its page). ``docs_href`` is
-    the URL of the site's root (page links are made below it)."""
+    link to its page; failed ones first in red), every suite (link to its page) and every run report
+    in ``reports`` (run id, href, title). ``docs_href`` is the URL of the site's root (page links are
+    made below it)."""
     vals = load_validations(gx_root, site)
     failed = [v for v in vals if not v.success]
 
@@ -178,6 +181,10 @@ def render_index(gx_root: Path, site: Path, *, docs_href: str, css_href: str, st
     body.append(f"<table><thead>{head}</thead><tbody>{rows(vals)}</tbody></table>" if vals
                 else "<p>No validation has run yet: every quality gate (e.g. a build's verify) adds one.</p>")
     body.append(f"<h2>Suites ({len(suites)})</h2><ul>{suite_rows or '<li>none yet</li>'}</ul>")
+    if reports:
+        items = "".join(f'<li><a href="{html.escape(href)}">{html.escape(title or "report")}</a> — run '
+                        f"<code>{html.escape(run)}</code></li>" for run, href, title in reports)
+        body.append(f"<h2>Schema diff reports ({len(reports)})</h2><ul>{items}</ul>")
     return ('<!doctype html><html><head><meta charset="utf-8"><title>Cutover — data docs</title>'
             f'<link rel="icon" href="data:,"><link rel="stylesheet" href="{html.escape(css_href)}"></head><body>'
             '<div class="container">' + "\n".join(body) + "</div></body></html>")

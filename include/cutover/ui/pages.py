@@ -4,6 +4,8 @@
   times in UTC, link to Airflow), its evidence bundle in full (plan, report, approval, switches …),
   every unit (progress bar, rows read / written, checksums, failed stage and error), the quality gates
   of the run with links into the data docs, the switches it made and its dead letters.
+  When the run's evidence has a ``schema_diff`` entry (:func:`cutover.tenant_split.diff_report.evidence_entry`),
+  the page links its schema diff report (HTML and XLSX, :func:`report_url`) with its counts.
 * :func:`collect_dead_letters` / :func:`render_dead_letters_html` — ``/cutover/dead-letters``: every
   record that could not be loaded, filtered by pipeline, unit and run, with its reason, record key and
   payload.
@@ -66,6 +68,24 @@ def task_log_link(prefix: str, run: Mapping[str, Any], unit: Mapping[str, Any]) 
     href = (f"{airflow_root(prefix)}/dags/{quote(str(dag_id), safe='')}/runs/{quote(str(run_id), safe='')}"
             f"/tasks/{quote('unit_batch.' + str(stage), safe='')}/mapped/{int(batch)}")
     return f'<a href="{_e(href)}" title="the {_e(stage)} task of this unit in Airflow">{_e(stage)} log ↗</a>'
+
+
+def report_url(prefix: str, run_id: Any, name: str) -> str:
+    """Where a run's report file (``schema_diff.html`` / ``.xlsx`` / ``.json``) is served under the app at ``prefix``."""
+    return f"{prefix}/reports/{quote(str(run_id), safe='')}/{quote(name, safe='')}"
+
+
+def schema_diff_links(prefix: str, run_id: str, entry: Any) -> str:
+    """The run page's line for ``evidence["schema_diff"]``: links to the HTML report and the workbook
+    (built from the run id, never from hrefs stored in the evidence) and its error / warning counts."""
+    if not isinstance(entry, Mapping):
+        return ""
+    sev = (entry.get("summary") or {}).get("severity") or {}
+    counts = " · ".join(f"{_num(sev.get(k))} {k}(s)" for k in ("error", "warning", "info") if k in sev)
+    bad = bool(sev.get("error"))
+    return (f'<p><a href="{_e(report_url(prefix, run_id, "schema_diff.html"))}">Schema diff report</a> · '
+            f'<a href="{_e(report_url(prefix, run_id, "schema_diff.xlsx"))}">spreadsheet (XLSX)</a>'
+            + (f' · <span class="state {"bad" if bad else "ok"}">{_e(counts)}</span>' if counts else "") + "</p>")
 
 
 def _page(title: str, body: list[str]) -> str:
@@ -165,6 +185,7 @@ def render_run_html(run: Mapping[str, Any] | None, *, run_id: str, prefix: str =
         return _page("Cutover — run not found", [
             f"<h1>Run <code>{_e(run_id)}</code> is not in the control schema</h1>",
             f'<p><a href="{_e(prefix)}/status">Migration status</a></p>'])
+    diff_links = schema_diff_links(prefix, run_id, (run.get("evidence") or {}).get("schema_diff"))
     body = [
         f'<nav><a href="{_e(prefix)}/status">Migration status</a> <a href="{_e(prefix)}/docs/index.html">data docs</a>'
         f'{run_link(prefix, run.get("dag_id"), run_id)}</nav>',
@@ -172,6 +193,7 @@ def render_run_html(run: Mapping[str, Any] | None, *, run_id: str, prefix: str =
         f"<code>{_e(run_id)}</code> {_state(run.get('state'))}</h1>",
         f"<p>started {_ts(run.get('started_at'))} · finished {_ts(run.get('finished_at')) or '—'} · "
         f"took {_e(format_duration(run.get('duration_s')))} · planned units {_num(run.get('planned_units'))}</p>",
+        *([f"<h2>Schema diff</h2>{diff_links}"] if diff_links else []),
         "<h2>Evidence bundle</h2>", _evidence(run.get("evidence") or {}),
         "<h2>Source rows read per second</h2>", rate_chart(list(run.get("rate") or [])),
     ]
