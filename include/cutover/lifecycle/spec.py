@@ -135,6 +135,9 @@ class PipelineSpec:
     #: a context manager entered around switching one group (``around_switch(cfg, keys, run_id)``), e.g.
     #: a write pause with a final catch-up; what it yields (a dict) is recorded with the group's switch
     around_switch: Callable[[Any, list[UnitKey], str], Any] | None = None
+    #: names a user may give for several units (a tenant for all its tables): ``expand_units(cfg, names)``
+    #: returns unit names (cutover and rollback apply it to their ``units`` Param)
+    expand_units: Callable[[Any, list[str]], list[str]] | None = None
 
 
 def load_spec(ref: str) -> PipelineSpec:

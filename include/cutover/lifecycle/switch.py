@@ -71,6 +71,8 @@ def latest_units(spec: PipelineSpec, cfg: Any, keys: list[UnitKey] | None = None
 
 def split_ready(spec: PipelineSpec, cfg: Any, wanted: list[str] | None) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """(ready units, {unit label: why not}) among ``wanted`` unit labels (None: every unit ever built)."""
+    if wanted and spec.expand_units is not None:
+        wanted = spec.expand_units(cfg, wanted)
     keys = None if wanted is None else [spec.unit_key(cfg, w) for w in wanted]
     latest = latest_units(spec, cfg, keys)
     ready: list[dict[str, Any]] = []
@@ -208,6 +210,8 @@ def rollback(
     """Readers of each unit (``wanted`` labels; None: every known unit) back on the source; with ``drop``
     also remove what was built. Records a ``rollback`` run with its units; a unit that fails is
     recorded failed and the others go on; raises ``RuntimeError`` at the end if any failed."""
+    if wanted and spec.expand_units is not None:
+        wanted = spec.expand_units(cfg, wanted)
     keys = spec.known_units(cfg) if wanted is None else [spec.unit_key(cfg, w) for w in wanted]
     conn_id = spec.control_conn_id(cfg)
     source = spec.backends[0]

@@ -121,8 +121,8 @@ def prepare_unit(cfg: TenantSplitConfig, unit: PlannedUnit, *, run_id: str) -> d
         if start.get("file"):  # the catch-up of this tenant starts at the earliest plan's position
             tcur.execute(
                 f"""INSERT IGNORE INTO {quote_mysql(cfg.state_database)}.binlog_positions
-                    (target_database, file, pos, started_file, started_pos) VALUES (%s, %s, %s, %s, %s)""",
-                (db, start["file"], int(start["pos"]), start["file"], int(start["pos"])))
+                    (target_database, target_table, file, pos, started_file, started_pos) VALUES (%s, %s, %s, %s, %s, %s)""",
+                (db, table, start["file"], int(start["pos"]), start["file"], int(start["pos"])))
     log.info("tenant %s: %s.%s ready (%d trigger(s) backed up and kept off%s)", d["tenant"], db, table, len(saved),
              f", {len(aside)} set aside again" if aside else "")
     return {"database": db, "table": table, "triggers_backed_up": [s["name"] for s in saved], "findings": findings}

@@ -117,10 +117,11 @@ def ensure_state(cur: Any, state_db: str) -> None:
         updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
         PRIMARY KEY (unit_hash, source_table)) ENGINE=InnoDB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin""")
     cur.execute(f"""CREATE TABLE IF NOT EXISTS {db}.binlog_positions (
-        target_database VARCHAR(64) NOT NULL PRIMARY KEY, file VARCHAR(255) NOT NULL, pos BIGINT NOT NULL,
+        target_database VARCHAR(64) NOT NULL, target_table VARCHAR(64) NOT NULL,
+        file VARCHAR(255) NOT NULL, pos BIGINT NOT NULL,
         started_file VARCHAR(255) NOT NULL, started_pos BIGINT NOT NULL, applied_rows BIGINT NOT NULL DEFAULT 0,
-        updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
-        ) ENGINE=InnoDB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin""")
+        updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+        PRIMARY KEY (target_database, target_table)) ENGINE=InnoDB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin""")
 
 
 def unit_hash(unit_key: str) -> str:
@@ -130,7 +131,7 @@ def unit_hash(unit_key: str) -> str:
 
 def encode_key(values: Sequence[Any]) -> str:
     """A key tuple as JSON that round-trips exactly (bytes as hex, text as text, numbers as numbers)."""
-    out = []
+    out: list[list[Any]] = []
     for v in values:
         if v is None:
             out.append(["n", None])
@@ -267,12 +268,8 @@ class UnitCopy:
     chunks: int = 0
 
 
-class CopyAborted(RuntimeError):
-    """A chunk failed for a reason that is not the data (the server, the connection): retried as a whole."""
-
-
 def _row_error(exc: BaseException) -> bool:
-    args = getattr(exc, "args", ())
+    args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
     return bool(args) and isinstance(args[0], int) and args[0] in ROW_ERRORS
 
 

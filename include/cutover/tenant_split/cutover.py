@@ -79,14 +79,13 @@ def drop_unit(conn: Connection[Any], cfg: TenantSplitConfig, key: UnitKey) -> di
         cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (cfg.state_database,))
         if cur.fetchone():
             clear_checkpoints(cur, cfg.state_database, str(key))
+            cur.execute(f"DELETE FROM {quote_mysql(cfg.state_database)}.binlog_positions "
+                        "WHERE target_database = %s AND target_table = %s", (db, table))
         cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'", (db,))
         left = int(cur.fetchone()[0])
         dropped_db = False
         if left == 0:
             cur.execute(f"DROP DATABASE IF EXISTS {quote_mysql(db)}")
-            cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (cfg.state_database,))
-            if cur.fetchone():
-                cur.execute(f"DELETE FROM {quote_mysql(cfg.state_database)}.binlog_positions WHERE target_database = %s", (db,))
             dropped_db = True
     conn.execute(f"DELETE FROM {control.SCHEMA}.object_backups WHERE pipeline = %s AND unit_key = %s", (PIPELINE, str(key)))
     return {"dropped_table": f"{db}.{table}", "dropped_database": db if dropped_db else None}

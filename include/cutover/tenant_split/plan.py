@@ -167,7 +167,7 @@ def plan_units(cfg: TenantSplitConfig, wanted: list[str] | None = None) -> tuple
     want_tables = set(cfg.tables)
     want_pairs: set[tuple[str, str]] = set()
     for w in wanted or []:
-        tenant, sep, table = w.partition(" / ")
+        tenant, sep, table = w.rpartition(" / ")
         if sep:
             want_pairs.add((tenant, table))
         else:

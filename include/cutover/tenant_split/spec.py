@@ -88,6 +88,23 @@ def _unit_key(cfg: TenantSplitConfig, name: str) -> UnitKey:
     return UnitKey(cfg.scope, (tenant, table))
 
 
+def _expand(cfg: TenantSplitConfig, names: list[str]) -> list[str]:
+    """``tenant`` → every ``tenant / table`` unit it has; ``tenant / table`` stays."""
+    from cutover.tenant_split.cutover import known_units
+
+    known = known_units(cfg)
+    out: list[str] = []
+    for n in names:
+        if " / " in n or n.startswith(cfg.scope + ":"):
+            out.append(n)
+            continue
+        mine = [k.label for k in known if k.parts[0] == n]
+        if not mine:
+            raise ValueError(f"tenant {n!r} has no unit in {cfg.scope!r}: build it with tenant_split_build first")
+        out.extend(mine)
+    return out
+
+
 def _switch(cfg: TenantSplitConfig, keys: list[UnitKey], run_id: str) -> Any:
     from cutover.tenant_split.cutover import tenant_switch
 
@@ -115,4 +132,5 @@ SPEC = PipelineSpec(
     close=_close,
     switch_group=lambda key: key.parts[0],
     around_switch=_switch,
+    expand_units=_expand,
 )

@@ -4,8 +4,9 @@ One reader (:func:`cutover.binlog.read_changes`, ROW images) serves every tenant
 at the lowest stored position of the tenants and hands each committed transaction's row changes to
 the tenants they belong to (the tenant column's value in the before or after image; shared tables
 that are copied go to every tenant). Each tenant's changes of one transaction are applied in one
-target transaction **with that tenant's new position** (``cutover_state.binlog_positions``), so a
-killed catch-up resumes exactly: no change applied twice, none skipped.
+target transaction **with the new positions of the tables they touched** (``cutover_state.binlog_positions``,
+one per tenant database and table), so a killed catch-up resumes exactly: no change applied twice,
+none skipped. A table takes part once its copy is done (until then the copy reads the live rows).
 
 How a change is applied (every column set, so ``ON UPDATE CURRENT_TIMESTAMP`` columns keep the
 source's value):
@@ -33,6 +34,7 @@ from typing import Any
 
 from cutover.connections import mysql_connect, pg_connect
 from cutover.identifiers import quote_mysql
+from cutover.lifecycle.model import UnitKey
 from cutover.tenant_split import target
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
 from cutover.tenant_split.copy import unit_hash
@@ -51,6 +53,7 @@ class TableRoute:
     key: tuple[str, ...]
     columns: dict[str, str]  # lower-case source column → target column
     snapshot: Any = None  # BinlogPosition of a keyless table's copy snapshot
+    position: Any = None  # BinlogPosition this target table is caught up to
     cascades: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)  # (child, cols, parent cols)
 
 
@@ -60,7 +63,6 @@ class TenantSync:
 
     tenant: str
     database: str
-    position: Any
     routes: dict[str, TableRoute]
     applied: int = 0
     transactions: int = 0
@@ -89,14 +91,19 @@ def tenant_routes(cfg: TenantSplitConfig, tenant: str, database: str) -> dict[st
             tcols = {c.lower(): c for c in tgt.column_names}
             route = TableRoute(r.source, r.target, r.tenant_column if r.action == "copy" else None, src.copy_key(),
                                {c.lower(): tcols[c.lower()] for c in src.column_names if c.lower() in tcols})
-            if not route.key:
-                from cutover.lifecycle.model import UnitKey
-
-                key = str(UnitKey(cfg.scope, (tenant, r.target)))
-                tcur.execute(f"SELECT snapshot_position FROM {quote_mysql(cfg.state_database)}.copy_checkpoints "
-                             "WHERE unit_hash = %s AND source_table = %s", (unit_hash(key), r.source))
-                row = tcur.fetchone()
-                route.snapshot = BinlogPosition.parse(_text(row[0])) if row and row[0] else None
+            key = str(UnitKey(cfg.scope, (tenant, r.target)))
+            tcur.execute(f"SELECT done, snapshot_position FROM {quote_mysql(cfg.state_database)}.copy_checkpoints "
+                         "WHERE unit_hash = %s AND source_table = %s", (unit_hash(key), r.source))
+            row = tcur.fetchone()
+            if not row or not row[0]:
+                continue  # its copy is not done: the copy still reads the live rows; it joins later
+            route.snapshot = BinlogPosition.parse(_text(row[1])) if row[1] else None
+            tcur.execute(f"SELECT file, pos FROM {quote_mysql(cfg.state_database)}.binlog_positions "
+                         "WHERE target_database = %s AND target_table = %s", (database, r.target))
+            prow = tcur.fetchone()
+            if prow is None:
+                continue  # built without a binary-log start: nothing to catch up from
+            route.position = BinlogPosition(_text(prow[0]), int(prow[1]))
             routes[r.source] = route
         for t in tschema.tables.values():  # cascades: child tables whose FK deletes with the parent
             for fk in t.foreign_keys:
@@ -158,6 +165,8 @@ def _delete_cascade(cur: Any, db: str, route: TableRoute, image: dict[str, Any],
 def apply_change(cur: Any, ts: TenantSync, change: Any) -> int:
     """Apply one row change to a tenant database (see the module docstring); returns rows touched."""
     route = ts.routes[change.table]
+    if change.position <= route.position:
+        return 0  # this table is caught up past it already
     db, tbl = quote_mysql(ts.database), quote_mysql(route.target)
     before_in, after_in = _belongs(route, change.before, ts.tenant), _belongs(route, change.after, ts.tenant)
     n = 0
@@ -218,55 +227,55 @@ def built_tenants(cfg: TenantSplitConfig) -> dict[str, str]:
 
 
 def catch_up(cfg: TenantSplitConfig, tenants: dict[str, str] | None = None, *, stop_at: Any = None,
-             max_seconds: float | None = None) -> dict[str, Any]:
+             tables: set[str] | None = None, max_seconds: float | None = None) -> dict[str, Any]:
     """Apply the tenants' changes from their stored positions up to ``stop_at`` (default: the log's end now).
 
-    ``tenants``: tenant → database (default: :func:`built_tenants`). Returns per tenant the rows
-    applied, transactions, the position reached, and the totals with rows/s. Raises
+    ``tenants``: tenant → database (default: :func:`built_tenants`); ``tables``: only these target
+    tables. Positions are kept per (tenant database, target table), and only tables whose copy is done
+    take part, so a catch-up may run while other tables of the tenant are still being copied.
+    Returns per tenant the rows applied, transactions and tables, and the totals with rows/s. Raises
     :class:`cutover.binlog.BinlogUnavailable` when the source has no usable binary log.
     """
-    from cutover.binlog import BinlogPosition, read_changes
+    from cutover.binlog import read_changes
 
     tenants = built_tenants(cfg) if tenants is None else tenants
-    if not tenants:
-        return {"tenants": {}, "applied": 0, "seconds": 0.0}
     t0 = time.monotonic()
     syncs: dict[str, TenantSync] = {}
-    with mysql_connect(cfg.target_conn_id, database="") as tconn:
-        tcur = tconn.cursor()
-        for tenant, db in tenants.items():
-            tcur.execute(f"SELECT file, pos FROM {quote_mysql(cfg.state_database)}.binlog_positions WHERE target_database = %s",
-                         (db,))
-            row = tcur.fetchone()
-            if row is None:
-                raise LookupError(f"tenant {tenant!r} ({db}) has no catch-up position: build it first")
-            syncs[tenant] = TenantSync(tenant, db, BinlogPosition(_text(row[0]), int(row[1])), tenant_routes(cfg, tenant, db))
-    start = min(s.position for s in syncs.values())
-    tables = {t for s in syncs.values() for t in s.routes}
+    for tenant, db in tenants.items():
+        routes = {k: r for k, r in tenant_routes(cfg, tenant, db).items() if tables is None or r.target in tables}
+        if routes:
+            syncs[tenant] = TenantSync(tenant, db, routes)
+    if not syncs:
+        return {"tenants": {}, "applied": 0, "seconds": 0.0, "reached": None}
+    start = min(r.position for s in syncs.values() for r in s.routes.values())
+    names = {t for s in syncs.values() for t in s.routes}
     reached = start
     with mysql_connect(cfg.target_conn_id, database="") as tconn:
         tcur = tconn.cursor()
         target.session(tcur)
         aside = {s.tenant: _set_aside(cfg, tcur, s) for s in syncs.values()}
         try:
-            for batch in read_changes(cfg.source_conn_id, start, schemas={cfg.source_database}, tables=tables, stop_at=stop_at):
+            for batch in read_changes(cfg.source_conn_id, start, schemas={cfg.source_database}, tables=names, stop_at=stop_at):
                 reached = batch.position
                 for s in syncs.values():
-                    if batch.position <= s.position:
+                    mine = [ch for ch in batch if ch.table in s.routes and s.routes[ch.table].position < batch.position]
+                    if not mine:
                         continue
-                    n = sum(apply_change(tcur, s, ch) for ch in batch if ch.table in s.routes)
-                    if n:
-                        _save_position(tcur, cfg, s.database, batch.position, n)
-                        tconn.commit()
-                        s.position = batch.position
-                        s.applied += n
-                        s.transactions += 1
+                    n = sum(apply_change(tcur, s, ch) for ch in mine)
+                    for route in {s.routes[ch.table].target: s.routes[ch.table] for ch in mine}.values():
+                        _save_position(tcur, cfg, s.database, route.target, batch.position, n)
+                    tconn.commit()  # the changes and the positions: one transaction
+                    for ch in mine:
+                        s.routes[ch.table].position = batch.position
+                    s.applied += n
+                    s.transactions += 1
                 if max_seconds is not None and time.monotonic() - t0 > max_seconds:
                     break
-            for s in syncs.values():  # no change of theirs up to here: they are caught up to it too
-                if s.position < reached:
-                    _save_position(tcur, cfg, s.database, reached, 0)
-                    s.position = reached
+            for s in syncs.values():  # tables without a change of theirs up to here are caught up to it too
+                for route in s.routes.values():
+                    if route.position < reached:
+                        _save_position(tcur, cfg, s.database, route.target, reached, 0)
+                        route.position = reached
             tconn.commit()
         finally:
             tconn.rollback()
@@ -275,7 +284,7 @@ def catch_up(cfg: TenantSplitConfig, tenants: dict[str, str] | None = None, *, s
     seconds = time.monotonic() - t0
     total = sum(s.applied for s in syncs.values())
     out = {"tenants": {s.tenant: {"database": s.database, "applied": s.applied, "transactions": s.transactions,
-                                  "position": str(s.position)} for s in syncs.values()},
+                                  "tables": sorted({r.target for r in s.routes.values()})} for s in syncs.values()},
            "applied": total, "seconds": round(seconds, 3), "rows_per_s": round(total / seconds, 1) if seconds else None,
            "reached": str(reached)}
     log.info("tenant_split catch-up: %d row change(s) applied to %d tenant(s) in %.1f s, up to %s", total, len(syncs),
@@ -283,14 +292,14 @@ def catch_up(cfg: TenantSplitConfig, tenants: dict[str, str] | None = None, *, s
     return out
 
 
-def _save_position(cur: Any, cfg: TenantSplitConfig, database: str, pos: Any, n: int) -> None:
+def _save_position(cur: Any, cfg: TenantSplitConfig, database: str, table: str, pos: Any, n: int) -> None:
     cur.execute(f"UPDATE {quote_mysql(cfg.state_database)}.binlog_positions SET file = %s, pos = %s, "
-                "applied_rows = applied_rows + %s WHERE target_database = %s", (pos.file, pos.pos, n, database))
+                "applied_rows = applied_rows + %s WHERE target_database = %s AND target_table = %s",
+                (pos.file, pos.pos, n, database, table))
 
 
 def _set_aside(cfg: TenantSplitConfig, cur: Any, s: TenantSync) -> dict[str, dict[str, tuple[str, str]]]:
     """Drop the tenant's restored triggers while changes are applied; returns table → backups."""
-    from cutover.lifecycle.model import UnitKey
 
     out = {}
     for route in {r.target: r for r in s.routes.values()}.values():
