@@ -60,7 +60,7 @@ def latest_units(spec: PipelineSpec, cfg: Any, keys: list[UnitKey] | None = None
              None if keys is None else [str(k) for k in keys]),
         ).fetchall()
     return {
-        r[0]: {"unit": r[0], "label": r[0].split(":", 1)[-1], "state": r[1],
+        r[0]: {"unit": r[0], "label": UnitKey.parse(r[0], spec.key_arity).label, "state": r[1],
                "run_id": r[2], "rows_read": r[3], "rows_written": r[4],
                "checksums_match": r[5] is not None and r[5] == r[6], "checksum_source": r[5], "checksum_target": r[6],
                "updated_at": str(r[7]),
@@ -80,7 +80,7 @@ def split_ready(spec: PipelineSpec, cfg: Any, wanted: list[str] | None) -> tuple
     target = spec.backends[1]
     for key in [str(k) for k in keys] if keys is not None else sorted(latest):
         u = latest.get(key)
-        name = key.split(":", 1)[-1]
+        name = UnitKey.parse(key, spec.key_arity).label
         if u is None:
             blocked[name] = f"never built: run {spec.name} first"
         elif u["state"] != UnitState.VERIFIED:

@@ -392,7 +392,7 @@ def _snapshot_position(cur: Any) -> str | None:
     """The binary-log position of the open consistent snapshot (MariaDB), or None."""
     try:
         cur.execute("SHOW STATUS WHERE Variable_name IN ('binlog_snapshot_file', 'binlog_snapshot_position')")
-        st = {str(k): (v.decode() if isinstance(v, bytes) else str(v)) for k, v in cur.fetchall()}
+        st = {str(k).lower(): (v.decode() if isinstance(v, bytes) else str(v)) for k, v in cur.fetchall()}
     except Exception:  # noqa: BLE001 - MySQL: no such status
         return None
     if st.get("binlog_snapshot_file"):

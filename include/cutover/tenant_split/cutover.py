@@ -173,7 +173,7 @@ def tenant_switch(cfg: TenantSplitConfig, keys: list[UnitKey], run_id: str) -> I
         with pg_connect(cfg.control_conn_id) as conn:
             rows = {r[0]: r[1] for r in conn.execute(
                 f"""SELECT DISTINCT ON (unit_key) unit_key, detail FROM {control.SCHEMA}.units u
-                    WHERE pipeline = %s AND unit_key = ANY(%s) AND detail ? 'plan' ORDER BY unit_key, updated_at DESC""",
+                    WHERE pipeline = %s AND unit_key = ANY(%s) AND detail -> 'plan' ? 'database' ORDER BY unit_key, updated_at DESC""",
                 (PIPELINE, [str(k) for k in keys])).fetchall()}
             rows = {k: d["plan"] for k, d in rows.items()}
         checks = {}

@@ -22,7 +22,7 @@ then applies the mapping to what ``information_schema`` holds (:meth:`Mapping.re
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,10 @@ class Mapping:
                                                                                  if not r.merged}:
                 raise MappingError(f"{self.path} line {rule.line}: {rule.source!r} merges into {rule.target!r}, "
                                    "which is neither a source table nor a table of the target")
+        for name, rule in list(out.items()):  # a merge into a source table goes where that table goes (its rename)
+            into = out.get(rule.target)
+            if rule.merged and into is not None and not into.merged and into.target != rule.target:
+                out[name] = replace(rule, target=into.target)
         return out
 
     def targets(self, tables: Iterable[str]) -> dict[str, list[str]]:

@@ -49,9 +49,9 @@ def _finalize(cfg: TenantSplitConfig, unit: PlannedUnit, ctx: UnitContext) -> di
 
 
 def _verify(cfg: TenantSplitConfig, unit: PlannedUnit, ctx: UnitContext) -> Verification:
-    from cutover.tenant_split.verify import verify_unit
+    from cutover.tenant_split.build import verify_caught_up
 
-    return verify_unit(cfg, unit.detail, str(unit.key), run_id=ctx.run_id)
+    return verify_caught_up(cfg, unit, run_id=ctx.run_id)
 
 
 def _close(cfg: TenantSplitConfig, run_id: str, units: list[dict[str, Any]]) -> dict[str, Any]:

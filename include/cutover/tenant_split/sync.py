@@ -55,6 +55,8 @@ class TableRoute:
     snapshot: Any = None  # BinlogPosition of a keyless table's copy snapshot
     position: Any = None  # BinlogPosition this target table is caught up to
     cascades: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)  # (child, cols, parent cols)
+    #: (parent source table, this table's FK columns, the parent's columns) of its ON DELETE CASCADE keys
+    parents: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)
 
 
 @dataclass
@@ -105,12 +107,18 @@ def tenant_routes(cfg: TenantSplitConfig, tenant: str, database: str) -> dict[st
                 continue  # built without a binary-log start: nothing to catch up from
             route.position = BinlogPosition(_text(prow[0]), int(prow[1]))
             routes[r.source] = route
+        sources_of: dict[str, list[str]] = {}
+        for r in rules.values():
+            if r.action != "drop":
+                sources_of.setdefault(r.target, []).append(r.source)
         for t in tschema.tables.values():  # cascades: child tables whose FK deletes with the parent
             for fk in t.foreign_keys:
                 if fk.on_delete.upper() == "CASCADE":
                     for route in routes.values():
                         if route.target == fk.ref_table:
                             route.cascades.append((t.name, fk.columns, fk.ref_columns))
+                        if route.target == t.name:
+                            route.parents += [(p, fk.columns, fk.ref_columns) for p in sources_of.get(fk.ref_table, [])]
     return routes
 
 
@@ -176,8 +184,6 @@ def apply_change(cur: Any, ts: TenantSync, change: Any) -> int:
             where, params = _key_where(route, change.before)
             cur.execute(f"DELETE FROM {db}.{tbl} WHERE {where}", params)
             n += int(cur.rowcount)
-            if change.kind == "delete" or not after_in:
-                n += _delete_cascade(cur, ts.database, route, change.before, ts.routes)
         if after_in and change.kind in ("insert", "update"):
             names, values = _cols(route, change.after)
             q = ", ".join(quote_mysql(c) for c in names)
@@ -204,6 +210,32 @@ def apply_change(cur: Any, ts: TenantSync, change: Any) -> int:
                     f"VALUES ({', '.join(['%s'] * len(names))})", values)
         n += 1
     return n
+
+
+def apply_parent_delete(cur: Any, ts: TenantSync, child: TableRoute, cols: tuple[str, ...], pcols: tuple[str, ...],
+                        change: Any) -> int:
+    """A parent row's delete (or key change) as seen by a child table with ``ON DELETE CASCADE``: the
+    servers do not log cascaded deletes, so the child's catch-up deletes the rows that referenced it
+    (and, through the target's own keys, their children). Returns rows deleted."""
+    if change.kind == "insert" or change.before is None or change.position <= child.position:
+        return 0
+    if change.kind == "update" and change.after is not None and all(
+            change.before.get(p) == change.after.get(p) for p in pcols if p in change.before):
+        return 0
+    low = {k.lower(): v for k, v in change.before.items()}
+    vals = [low.get(p.lower()) for p in pcols]
+    if any(v is None for v in vals):
+        return 0
+    db, tbl = quote_mysql(ts.database), quote_mysql(child.target)
+    where = " AND ".join(f"{quote_mysql(c)} = %s" for c in cols)
+    n = 0
+    if child.cascades:
+        cur.execute(f"SELECT * FROM {db}.{tbl} WHERE {where}", vals)
+        names = [d[0] for d in cur.description]
+        for row in cur.fetchall():
+            n += _delete_cascade(cur, ts.database, child, dict(zip(names, row, strict=True)), ts.routes)
+    cur.execute(f"DELETE FROM {db}.{tbl} WHERE {where}", vals)
+    return n + int(cur.rowcount)
 
 
 def built_tenants(cfg: TenantSplitConfig) -> dict[str, str]:
@@ -248,7 +280,8 @@ def catch_up(cfg: TenantSplitConfig, tenants: dict[str, str] | None = None, *, s
     if not syncs:
         return {"tenants": {}, "applied": 0, "seconds": 0.0, "reached": None}
     start = min(r.position for s in syncs.values() for r in s.routes.values())
-    names = {t for s in syncs.values() for t in s.routes}
+    names = {t for s in syncs.values() for t in s.routes} | {
+        p for s in syncs.values() for r in s.routes.values() for p, _, _ in r.parents}
     reached = start
     with mysql_connect(cfg.target_conn_id, database="") as tconn:
         tcur = tconn.cursor()
@@ -258,15 +291,27 @@ def catch_up(cfg: TenantSplitConfig, tenants: dict[str, str] | None = None, *, s
             for batch in read_changes(cfg.source_conn_id, start, schemas={cfg.source_database}, tables=names, stop_at=stop_at):
                 reached = batch.position
                 for s in syncs.values():
-                    mine = [ch for ch in batch if ch.table in s.routes and s.routes[ch.table].position < batch.position]
-                    if not mine:
+                    touched: dict[str, TableRoute] = {}
+                    n = 0
+                    for ch in batch:
+                        route = s.routes.get(ch.table)
+                        if route is not None and route.position < batch.position:
+                            n += apply_change(tcur, s, ch)
+                            touched[route.source] = route
+                        for child in s.routes.values():
+                            for parent, cols, pcols in child.parents:
+                                # a parent key names one source row (of one tenant): the child's rows
+                                # referencing it in this tenant's database are the ones it cascaded to
+                                if parent == ch.table and child.position < batch.position:
+                                    n += apply_parent_delete(tcur, s, child, cols, pcols, ch)
+                                    touched[child.source] = child
+                    if not touched:
                         continue
-                    n = sum(apply_change(tcur, s, ch) for ch in mine)
-                    for route in {s.routes[ch.table].target: s.routes[ch.table] for ch in mine}.values():
+                    for route in touched.values():
                         _save_position(tcur, cfg, s.database, route.target, batch.position, n)
                     tconn.commit()  # the changes and the positions: one transaction
-                    for ch in mine:
-                        s.routes[ch.table].position = batch.position
+                    for route in touched.values():
+                        route.position = batch.position
                     s.applied += n
                     s.transactions += 1
                 if max_seconds is not None and time.monotonic() - t0 > max_seconds:
