@@ -60,6 +60,12 @@ def demo_steps() -> list[DemoStep]:
     steps.append(DemoStep("ship_wide_build", ship_step, "narrow time series -> per-ship wide tables"))
     steps.append(DemoStep("ship_wide_cutover", demo_cutover_step,
                           "readers of verified ships -> wide tables (approval off for the demo)"))
+    from cutover.tenant_split import demo as ts
+
+    steps.append(DemoStep("tenant_split_build", ts.demo_step, "shared MySQL tables -> one database per tenant"))
+    steps.append(DemoStep("tenant_split_sync", ts.demo_sync_step, "binlog catch-up of changes made after the build"))
+    steps.append(DemoStep("tenant_split_cutover", ts.demo_cutover_step,
+                          "tenants 1 and 2 -> their own databases, after a write pause (approval off for the demo)"))
     steps.append(DemoStep("consistency_checks", cc_step, "source vs target diff of a registered pair"))
     return steps
 
@@ -196,7 +202,8 @@ def run_demo(*, scale: float = 1.0, only: list[str] | None = None) -> int:
           "log files for them; runs you trigger from the UI have their logs there)")
     print(f"Data docs: {docs_dir() / 'index.html'}")
     print("Airflow UI: run `make airflow`, open http://localhost:8080 -> Plugins -> Cutover -> Data docs / Migration status")
-    if any(dag_id == "ship_wide_cutover" for dag_id, *_ in results):
-        print("\nship_wide_cutover ran with require_approval off (no human in the demo); a real cutover asks for "
+    cut = [dag_id for dag_id, *_ in results if dag_id.endswith("_cutover")]
+    if cut:
+        print(f"\n{' and '.join(cut)} ran with require_approval off (no human in the demo); a real cutover asks for "
               "an approval under Required Actions.")
     return 0 if results and all(state == "success" for _, state, *_ in results) else 1

@@ -189,7 +189,9 @@ def run_unit_stage(spec: PipelineSpec, stage_name: str, params: dict[str, Any], 
                     conn.commit()
                 out = hook(cfg, unit, ctx)
                 fields = _result_fields(stage, out)
-                fields["detail"] = {**fields["detail"], "seconds": {stage.name: round(time.monotonic() - t0, 3)}}
+                seconds = dict(((row.get("detail") or {}).get("seconds")) or {})  # each stage adds its own
+                seconds[stage.name] = round(time.monotonic() - t0, 3)
+                fields["detail"] = {**fields["detail"], "seconds": seconds}
                 conn = control_conn.get()
                 if isinstance(out, Verification) and not out.passed:
                     error = "; ".join(out.failures)

@@ -20,8 +20,9 @@ from cutover.lifecycle.spec import CopyResult, UnitContext, Verification
 from cutover.tenant_split import copy as copier
 from cutover.tenant_split import target
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
+from cutover.tenant_split.mapping import load_mapping
 from cutover.tenant_split.plan import SourceTable, load_rules, plan_units
-from cutover.tenant_split.schema import read_database
+from cutover.tenant_split.schema import read_database, table_names
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +98,14 @@ def prepare_unit(cfg: TenantSplitConfig, unit: PlannedUnit, *, run_id: str) -> d
     d = unit.detail
     db, table = d["database"], d["table"]
     sources = [SourceTable.from_dict(s) for s in d["sources"]]
-    with mysql_connect(cfg.source_conn_id, database="") as sconn:
+    with mysql_connect(cfg.source_conn_id, database="") as sconn:  # only the unit's tables: cost per unit, not per table
         scur = sconn.cursor()
-        schema = read_database(scur, cfg.source_database)
+        names = table_names(scur, cfg.source_database)
+        schema = read_database(scur, cfg.source_database, tables={d["owner"], *(s.table for s in sources)})
         scur.execute("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
                      "WHERE SCHEMA_NAME = %s", (cfg.source_database,))
         charset, collation = scur.fetchone()
-    _, rules = load_rules(cfg, schema)
+    rules = load_mapping(cfg.mapping_path).resolve(names)  # checked against the columns by the plan
     renames = _renames(cfg, rules)
     owner = schema.tables[d["owner"]]
     ddl, findings = target.table_ddl(owner, table, renames)
@@ -111,6 +113,7 @@ def prepare_unit(cfg: TenantSplitConfig, unit: PlannedUnit, *, run_id: str) -> d
     saved = target.backup_triggers(cfg, str(unit.key), triggers, table)
     with mysql_connect(cfg.target_conn_id, database="") as tconn:
         tcur = tconn.cursor()
+        tcur.execute(f"SET SESSION lock_wait_timeout = {target.LOCK_WAIT_S}")
         copier.ensure_state(tcur, cfg.state_database)
         target.create_database(tcur, db, str(charset), str(collation))
         tcur.execute(f"USE {quote_mysql(db)}")
@@ -147,8 +150,10 @@ def copy_unit(cfg: TenantSplitConfig, unit: PlannedUnit, ctx: UnitContext) -> Co
         per_table = {}
         for s in (SourceTable.from_dict(x) for x in d["sources"]):
             with mysql_connect(cfg.source_conn_id, database="") as sconn:
-                cols = [c for c in _columns(sconn.cursor(), cfg.source_database, s.table) if c.lower() in ttypes]
-            src = copier.Source(cfg.source_database, s, cols, d["tenant"])
+                types = _columns(sconn.cursor(), cfg.source_database, s.table)
+            cols = [c for c in types if c.lower() in ttypes]
+            floats = frozenset(c for c in cols if types[c] == "float")
+            src = copier.Source(cfg.source_database, s, cols, d["tenant"], floats)
             cp = copier.copy_source(cfg, src, d["database"], d["table"], str(unit.key), mode=mode, totals=totals,
                                     on_commit=on_commit, run_id=ctx.run_id)
             per_table[s.table] = {"rows_read": cp.rows_read, "rows_written": cp.rows_written,
@@ -160,10 +165,11 @@ def copy_unit(cfg: TenantSplitConfig, unit: PlannedUnit, ctx: UnitContext) -> Co
                       {"mode": mode, "chunks": totals.chunks, "dead_letters": totals.dead_letters, "sources": per_table})
 
 
-def _columns(cur: Any, database: str, table: str) -> list[str]:
-    cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+def _columns(cur: Any, database: str, table: str) -> dict[str, str]:
+    """column → data type, in table order."""
+    cur.execute("SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
                 "ORDER BY ORDINAL_POSITION", (database, table))
-    return [r[0].decode() if isinstance(r[0], bytes) else str(r[0]) for r in cur.fetchall()]
+    return {(r[0].decode() if isinstance(r[0], bytes) else str(r[0])): str(r[1]).lower() for r in cur.fetchall()}
 
 
 def finalize_unit(cfg: TenantSplitConfig, unit: PlannedUnit, *, run_id: str) -> dict[str, Any]:
@@ -175,6 +181,7 @@ def finalize_unit(cfg: TenantSplitConfig, unit: PlannedUnit, *, run_id: str) -> 
         owner = read_database(sconn.cursor(), cfg.source_database, tables={d["owner"]}, with_create=False).tables[d["owner"]]
     with mysql_connect(cfg.target_conn_id, database="") as tconn:
         tcur = tconn.cursor()
+        tcur.execute(f"SET SESSION lock_wait_timeout = {target.LOCK_WAIT_S}")
         restored = target.restore_triggers(tcur, db, table, backups)
         auto = target.auto_increment_state(tcur, db, owner, table)
     with pg_connect(cfg.control_conn_id) as conn:
@@ -249,7 +256,9 @@ def verify_caught_up(cfg: TenantSplitConfig, unit: PlannedUnit, *, run_id: str, 
         return verify_unit(cfg, d, str(unit.key), run_id=run_id)
     applied = 0
     for attempt in range(1, rounds + 1):
-        caught = sync.catch_up(cfg, {d["tenant"]: d["database"]}, tables={d["table"]})
+        # every table of the tenant whose copy is done: their positions move together, so the next
+        # unit of this tenant reads only what came after
+        caught = sync.catch_up(cfg, {d["tenant"]: d["database"]})
         applied += int(caught.get("applied") or 0)
         v = verify_unit(cfg, d, str(unit.key), run_id=run_id)
         v.detail["catch_up"] = {"applied": applied, "rounds": attempt, "reached": caught.get("reached")}

@@ -222,6 +222,9 @@ class Source:
     table: SourceTable
     columns: list[str]
     tenant: str
+    #: FLOAT columns: the text protocol sends them with 6 significant digits, so the client copy reads
+    #: them as DOUBLE (``col + 0E0``, exact for every FLOAT) and the target stores the same FLOAT
+    floats: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -244,7 +247,12 @@ class Source:
 
     @property
     def select_list(self) -> str:
-        """The copied columns, quoted."""
+        """The copied columns, quoted (FLOAT columns widened to DOUBLE, see :attr:`floats`)."""
+        return ", ".join(f"({quote_mysql(c)} + 0E0)" if c in self.floats else quote_mysql(c) for c in self.columns)
+
+    @property
+    def column_list(self) -> str:
+        """The copied columns' names, quoted (an INSERT's column list)."""
         return ", ".join(quote_mysql(c) for c in self.columns)
 
     @property
@@ -309,7 +317,7 @@ def copy_source(cfg: TenantSplitConfig, src: Source, target_db: str, target_tabl
 
     Returns the final checkpoint. Raises the server's error for anything that is not a row's data.
     """
-    insert_head = f"INSERT INTO {quote_mysql(target_db)}.{quote_mysql(target_table)} ({src.select_list}) "
+    insert_head = f"INSERT INTO {quote_mysql(target_db)}.{quote_mysql(target_table)} ({src.column_list}) "
     insert_values = insert_head + "VALUES (" + ", ".join(["%s"] * len(src.columns)) + ")"
     with raw_connect(cfg.target_conn_id) as tconn:
         tcur = tconn.cursor()

@@ -156,8 +156,16 @@ def strip_auto_increment(create_sql: str) -> str:
     return _AUTO_INC.sub("", create_sql)
 
 
+def table_names(cur: Any, database: str) -> list[str]:
+    """The base tables of ``database`` (one cheap query), sorted."""
+    return sorted(_text(r[0]) for r in _rows(
+        cur, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'",
+        (database,)))
+
+
 def read_database(cur: Any, database: str, *, tables: set[str] | None = None, with_create: bool = True) -> DatabaseSchema:
-    """Read ``database``'s base tables (all, or ``tables``), views and events.
+    """Read ``database``'s base tables (all, or only ``tables``: then the catalog queries are narrowed to
+    them and views and events are not read), views and events.
 
     Raises ``LookupError`` when the database does not exist. ``with_create`` also reads each table's
     ``SHOW CREATE TABLE`` (one statement per table).
@@ -165,11 +173,14 @@ def read_database(cur: Any, database: str, *, tables: set[str] | None = None, wi
     if not _rows(cur, "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (database,)):
         raise LookupError(f"database {database!r} does not exist on the MySQL server")
     out = DatabaseSchema(database)
+    only = sorted(tables) if tables is not None else None
+    narrow = "" if only is None else " AND TABLE_NAME IN (" + ", ".join(["%s"] * len(only)) + ")" if only else " AND FALSE"
+    narrow_args: tuple[Any, ...] = tuple(only or ())
     for name, rows_est, auto_inc, engine in _rows(
         cur,
-        """SELECT TABLE_NAME, COALESCE(TABLE_ROWS, 0), AUTO_INCREMENT, COALESCE(ENGINE, '')
-           FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME""",
-        (database,),
+        f"""SELECT TABLE_NAME, COALESCE(TABLE_ROWS, 0), AUTO_INCREMENT, COALESCE(ENGINE, '')
+           FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'{narrow} ORDER BY TABLE_NAME""",
+        (database, *narrow_args),
     ):
         name = _text(name)
         if tables is None or name in tables:
@@ -177,10 +188,10 @@ def read_database(cur: Any, database: str, *, tables: set[str] | None = None, wi
                                            auto_increment=int(auto_inc) if auto_inc is not None else None)
     for t, c, ctype, dtype, nullable, default, extra, charset, coll in _rows(
         cur,
-        """SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA,
+        f"""SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA,
                   CHARACTER_SET_NAME, COLLATION_NAME
-           FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME, ORDINAL_POSITION""",
-        (database,),
+           FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s{narrow} ORDER BY TABLE_NAME, ORDINAL_POSITION""",
+        (database, *narrow_args),
     ):
         tab = out.tables.get(_text(t))
         if tab is not None:
@@ -190,9 +201,9 @@ def read_database(cur: Any, database: str, *, tables: set[str] | None = None, wi
     idx: dict[tuple[str, str], tuple[list[str], str]] = {}
     for t, iname, non_unique, col, itype in _rows(
         cur,
-        """SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME, INDEX_TYPE FROM information_schema.STATISTICS
-           WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX""",
-        (database,),
+        f"""SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME, INDEX_TYPE FROM information_schema.STATISTICS
+           WHERE TABLE_SCHEMA = %s{narrow} ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX""",
+        (database, *narrow_args),
     ):
         t, iname = _text(t), _text(iname)
         if t not in out.tables:
@@ -207,19 +218,20 @@ def read_database(cur: Any, database: str, *, tables: set[str] | None = None, wi
     fks: dict[tuple[str, str], dict[str, Any]] = {}
     for t, cname, col, rtable, rcol in _rows(
         cur,
-        """SELECT TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME
+        f"""SELECT TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME
            FROM information_schema.KEY_COLUMN_USAGE
-           WHERE TABLE_SCHEMA = %s AND REFERENCED_TABLE_NAME IS NOT NULL ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION""",
-        (database,),
+           WHERE TABLE_SCHEMA = %s AND REFERENCED_TABLE_NAME IS NOT NULL{narrow}
+           ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION""",
+        (database, *narrow_args),
     ):
         fk = fks.setdefault((_text(t), _text(cname)), {"cols": [], "ref": _text(rtable), "rcols": []})
         fk["cols"].append(_text(col))
         fk["rcols"].append(_text(rcol))
     rules = {(_text(t), _text(c)): (_text(d), _text(u)) for t, c, d, u in _rows(
         cur,
-        """SELECT TABLE_NAME, CONSTRAINT_NAME, DELETE_RULE, UPDATE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS
-           WHERE CONSTRAINT_SCHEMA = %s""",
-        (database,),
+        f"""SELECT TABLE_NAME, CONSTRAINT_NAME, DELETE_RULE, UPDATE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS
+           WHERE CONSTRAINT_SCHEMA = %s{narrow}""",
+        (database, *narrow_args),
     )}
     for (t, cname), fk in sorted(fks.items()):
         if t in out.tables:
@@ -227,9 +239,10 @@ def read_database(cur: Any, database: str, *, tables: set[str] | None = None, wi
             out.tables[t].foreign_keys.append(ForeignKey(cname, tuple(fk["cols"]), fk["ref"], tuple(fk["rcols"]), d, u))
     for name, table, timing, event, statement in _rows(
         cur,
-        """SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_STATEMENT
-           FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER, TRIGGER_NAME""",
-        (database,),
+        f"""SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_STATEMENT
+           FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s{narrow.replace("TABLE_NAME", "EVENT_OBJECT_TABLE")}
+           ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER, TRIGGER_NAME""",
+        (database, *narrow_args),
     ):
         tab = out.tables.get(_text(table))
         if tab is None:
@@ -240,6 +253,8 @@ def read_database(cur: Any, database: str, *, tables: set[str] | None = None, wi
     if with_create:
         for tab in out.tables.values():
             tab.create_sql = _text(_rows(cur, f"SHOW CREATE TABLE {quote_mysql(database)}.{quote_mysql(tab.name)}")[0][1])
+    if only is not None:
+        return out
     for (name,) in _rows(cur, "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME",
                          (database,)):
         row = _rows(cur, f"SHOW CREATE VIEW {quote_mysql(database)}.{quote_mysql(_text(name))}")[0]

@@ -27,6 +27,7 @@ made their changes, which are in the log) and restored and proven equal afterwar
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ from cutover.tenant_split.copy import unit_hash
 from cutover.tenant_split.schema import read_database
 
 log = logging.getLogger(__name__)
+#: quoting is validated each time; a catch-up quotes the same few names for every change
+_q = functools.lru_cache(maxsize=8192)(quote_mysql)
 
 
 @dataclass
@@ -68,6 +71,8 @@ class TenantSync:
     routes: dict[str, TableRoute]
     applied: int = 0
     transactions: int = 0
+    #: parent source table → (child route, FK columns, parent columns) of ON DELETE CASCADE keys
+    children: dict[str, list[tuple[TableRoute, tuple[str, ...], tuple[str, ...]]]] = field(default_factory=dict)
 
 
 def _text(v: Any) -> str:
@@ -146,7 +151,7 @@ def _cols(route: TableRoute, image: dict[str, Any]) -> tuple[list[str], list[Any
 def _key_where(route: TableRoute, image: dict[str, Any]) -> tuple[str, list[Any]]:
     low = {k.lower(): v for k, v in image.items()}
     cols = [route.columns[c.lower()] for c in route.key]
-    return " AND ".join(f"{quote_mysql(c)} = %s" for c in cols), [low[c.lower()] for c in route.key]
+    return " AND ".join(f"{_q(c)} = %s" for c in cols), [low[c.lower()] for c in route.key]
 
 
 def _delete_cascade(cur: Any, db: str, route: TableRoute, image: dict[str, Any], routes: dict[str, TableRoute],
@@ -158,14 +163,14 @@ def _delete_cascade(cur: Any, db: str, route: TableRoute, image: dict[str, Any],
     n = 0
     for child, cols, pcols in route.cascades:
         vals = [low.get(p.lower()) for p in pcols]
-        where = " AND ".join(f"{quote_mysql(c)} = %s" for c in cols)
+        where = " AND ".join(f"{_q(c)} = %s" for c in cols)
         child_route = next((r for r in routes.values() if r.target == child), None)
         if child_route is not None and child_route.cascades:
-            cur.execute(f"SELECT * FROM {quote_mysql(db)}.{quote_mysql(child)} WHERE {where}", vals)
+            cur.execute(f"SELECT * FROM {_q(db)}.{_q(child)} WHERE {where}", vals)
             names = [d[0] for d in cur.description]
             for row in cur.fetchall():
                 n += _delete_cascade(cur, db, child_route, dict(zip(names, row, strict=True)), routes, depth + 1)
-        cur.execute(f"DELETE FROM {quote_mysql(db)}.{quote_mysql(child)} WHERE {where}", vals)
+        cur.execute(f"DELETE FROM {_q(db)}.{_q(child)} WHERE {where}", vals)
         n += int(cur.rowcount)
     return n
 
@@ -175,7 +180,7 @@ def apply_change(cur: Any, ts: TenantSync, change: Any) -> int:
     route = ts.routes[change.table]
     if change.position <= route.position:
         return 0  # this table is caught up past it already
-    db, tbl = quote_mysql(ts.database), quote_mysql(route.target)
+    db, tbl = _q(ts.database), _q(route.target)
     before_in, after_in = _belongs(route, change.before, ts.tenant), _belongs(route, change.after, ts.tenant)
     n = 0
     if route.key:
@@ -186,8 +191,8 @@ def apply_change(cur: Any, ts: TenantSync, change: Any) -> int:
             n += int(cur.rowcount)
         if after_in and change.kind in ("insert", "update"):
             names, values = _cols(route, change.after)
-            q = ", ".join(quote_mysql(c) for c in names)
-            upd = ", ".join(f"{quote_mysql(c)} = VALUES({quote_mysql(c)})" for c in names)
+            q = ", ".join(_q(c) for c in names)
+            upd = ", ".join(f"{_q(c)} = VALUES({_q(c)})" for c in names)
             cur.execute(f"INSERT INTO {db}.{tbl} ({q}) VALUES ({', '.join(['%s'] * len(names))}) "
                         f"ON DUPLICATE KEY UPDATE {upd}", values)
             n += 1
@@ -196,17 +201,17 @@ def apply_change(cur: Any, ts: TenantSync, change: Any) -> int:
         return 0  # the copy's snapshot already holds it
     if before_in and change.kind in ("update", "delete"):
         names, values = _cols(route, change.before)
-        where = " AND ".join(f"{quote_mysql(c)} <=> %s" for c in names)
+        where = " AND ".join(f"{_q(c)} <=> %s" for c in names)
         if change.kind == "update" and after_in:
             anames, avalues = _cols(route, change.after)
-            sets = ", ".join(f"{quote_mysql(c)} = %s" for c in anames)
+            sets = ", ".join(f"{_q(c)} = %s" for c in anames)
             cur.execute(f"UPDATE {db}.{tbl} SET {sets} WHERE {where} LIMIT 1", [*avalues, *values])
             return int(cur.rowcount)
         cur.execute(f"DELETE FROM {db}.{tbl} WHERE {where} LIMIT 1", values)
         n += int(cur.rowcount)
     if after_in and (change.kind == "insert" or (change.kind == "update" and not before_in)):
         names, values = _cols(route, change.after)
-        cur.execute(f"INSERT INTO {db}.{tbl} ({', '.join(quote_mysql(c) for c in names)}) "
+        cur.execute(f"INSERT INTO {db}.{tbl} ({', '.join(_q(c) for c in names)}) "
                     f"VALUES ({', '.join(['%s'] * len(names))})", values)
         n += 1
     return n
@@ -226,8 +231,8 @@ def apply_parent_delete(cur: Any, ts: TenantSync, child: TableRoute, cols: tuple
     vals = [low.get(p.lower()) for p in pcols]
     if any(v is None for v in vals):
         return 0
-    db, tbl = quote_mysql(ts.database), quote_mysql(child.target)
-    where = " AND ".join(f"{quote_mysql(c)} = %s" for c in cols)
+    db, tbl = _q(ts.database), _q(child.target)
+    where = " AND ".join(f"{_q(c)} = %s" for c in cols)
     n = 0
     if child.cascades:
         cur.execute(f"SELECT * FROM {db}.{tbl} WHERE {where}", vals)
@@ -283,6 +288,12 @@ def catch_up(cfg: TenantSplitConfig, tenants: dict[str, str] | None = None, *, s
     names = {t for s in syncs.values() for t in s.routes} | {
         p for s in syncs.values() for r in s.routes.values() for p, _, _ in r.parents}
     reached = start
+    pending: dict[tuple[str, str], tuple[TenantSync, TableRoute]] = {}
+    unsaved, last_commit = 0, time.monotonic()
+    for s in syncs.values():  # parent source table → the child routes its deletes cascade into
+        for child_route in s.routes.values():
+            for parent, cols, pcols in child_route.parents:
+                s.children.setdefault(parent, []).append((child_route, cols, pcols))
     with mysql_connect(cfg.target_conn_id, database="") as tconn:
         tcur = tconn.cursor()
         target.session(tcur)
@@ -291,31 +302,34 @@ def catch_up(cfg: TenantSplitConfig, tenants: dict[str, str] | None = None, *, s
             for batch in read_changes(cfg.source_conn_id, start, schemas={cfg.source_database}, tables=names, stop_at=stop_at):
                 reached = batch.position
                 for s in syncs.values():
-                    touched: dict[str, TableRoute] = {}
                     n = 0
                     for ch in batch:
                         route = s.routes.get(ch.table)
                         if route is not None and route.position < batch.position:
-                            n += apply_change(tcur, s, ch)
-                            touched[route.source] = route
-                        for child in s.routes.values():
-                            for parent, cols, pcols in child.parents:
-                                # a parent key names one source row (of one tenant): the child's rows
-                                # referencing it in this tenant's database are the ones it cascaded to
-                                if parent == ch.table and child.position < batch.position:
-                                    n += apply_parent_delete(tcur, s, child, cols, pcols, ch)
-                                    touched[child.source] = child
-                    if not touched:
-                        continue
-                    for route in touched.values():
-                        _save_position(tcur, cfg, s.database, route.target, batch.position, n)
-                    tconn.commit()  # the changes and the positions: one transaction
-                    for route in touched.values():
-                        route.position = batch.position
-                    s.applied += n
-                    s.transactions += 1
+                            got = apply_change(tcur, s, ch)
+                            if got:
+                                n += got
+                                pending.setdefault((s.tenant, route.target), (s, route))
+                        for c_route, cols, pcols in s.children.get(ch.table, ()):
+                            # a parent key names one source row (of one tenant): the child's rows
+                            # referencing it in this tenant's database are the ones it cascaded to
+                            if c_route.position < batch.position:
+                                got = apply_parent_delete(tcur, s, c_route, cols, pcols, ch)
+                                if got:
+                                    n += got
+                                    pending.setdefault((s.tenant, c_route.target), (s, c_route))
+                    if n:
+                        s.applied += n
+                        s.transactions += 1
+                        unsaved += n
+                # changes and positions commit together; several source transactions per commit
+                if pending and (unsaved >= COMMIT_ROWS or time.monotonic() - last_commit >= COMMIT_SECONDS):
+                    _commit(tconn, tcur, cfg, pending, batch.position)
+                    unsaved, last_commit = 0, time.monotonic()
                 if max_seconds is not None and time.monotonic() - t0 > max_seconds:
                     break
+            if pending:
+                _commit(tconn, tcur, cfg, pending, reached)
             for s in syncs.values():  # tables without a change of theirs up to here are caught up to it too
                 for route in s.routes.values():
                     if route.position < reached:
@@ -335,6 +349,21 @@ def catch_up(cfg: TenantSplitConfig, tenants: dict[str, str] | None = None, *, s
     log.info("tenant_split catch-up: %d row change(s) applied to %d tenant(s) in %.1f s, up to %s", total, len(syncs),
              seconds, reached)
     return out
+
+
+#: a catch-up commits after this many applied rows or seconds (each commit carries the positions)
+COMMIT_ROWS = 2_000
+COMMIT_SECONDS = 0.5
+
+
+def _commit(tconn: Any, tcur: Any, cfg: TenantSplitConfig, pending: dict[tuple[str, str], tuple[TenantSync, TableRoute]],
+            position: Any) -> None:
+    """Save the new position of every table changed since the last commit, in the changes' transaction."""
+    for s, route in pending.values():
+        _save_position(tcur, cfg, s.database, route.target, position, 0)
+        route.position = position
+    tconn.commit()
+    pending.clear()
 
 
 def _save_position(cur: Any, cfg: TenantSplitConfig, database: str, table: str, pos: Any, n: int) -> None:

@@ -41,6 +41,8 @@ _TRIGGER_ON = re.compile(r"(\bTRIGGER\s+.+?\s+(?:BEFORE|AFTER)\s+(?:INSERT|UPDAT
 #: letter, never a silent truncation) yet taking zero dates as the permissive source allowed them;
 #: an explicit 0 in an AUTO_INCREMENT column stays 0
 TARGET_SQL_MODE = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
+#: seconds a target DDL statement waits for a metadata lock held by another session
+LOCK_WAIT_S = 60
 
 
 class TriggerMismatch(RuntimeError):
@@ -85,11 +87,15 @@ def trigger_ddl(trigger: Trigger, target_table: str) -> str:
 
 
 def session(cur: Any) -> None:
-    """A target writer's session: UTC, utf8mb4, strict sql_mode allowing zero dates, FK checks off."""
+    """A target writer's session: UTC, utf8mb4, strict sql_mode allowing zero dates, FK checks off, and
+    DDL that gives up after :data:`LOCK_WAIT_S` seconds of waiting for a metadata lock."""
     cur.execute("SET NAMES utf8mb4")
     cur.execute("SET SESSION time_zone = '+00:00'")
     cur.execute("SET SESSION sql_mode = %s", (TARGET_SQL_MODE,))
     cur.execute("SET SESSION foreign_key_checks = 0")
+    # DDL (triggers set aside / restored) waits for other sessions' metadata locks; say so within a
+    # minute instead of MySQL's default of a year
+    cur.execute(f"SET SESSION lock_wait_timeout = {LOCK_WAIT_S}")
 
 
 def create_database(cur: Any, database: str, charset: str = "utf8mb4", collation: str | None = None) -> None:

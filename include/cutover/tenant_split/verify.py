@@ -21,7 +21,7 @@ from typing import Any
 from cutover import control
 from cutover.connections import mysql_connect, pg_connect
 from cutover.consistency.normalize import MYSQL, PhysicalType, infer_kind
-from cutover.identifiers import quote_mysql
+from cutover.identifiers import quote_mysql, slugify
 from cutover.lifecycle.spec import Verification
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
 from cutover.tenant_split.plan import SourceTable
@@ -154,7 +154,7 @@ def _gate(cfg: TenantSplitConfig, db: str, table: str, sources: list[SourceTable
         exps.append({"type": "expect_column_values_to_be_unique", "kwargs": {"column": key[0]}})
     elif key:
         exps.append({"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": list(key)}})
-    res = run_gate(f"tenant_split__{db}__{table}", conn_id=cfg.target_conn_id, schema=db, table=table,
+    res = run_gate(f"generated__tenant_split__{slugify(db)}__{slugify(table)}", conn_id=cfg.target_conn_id, schema=db, table=table,
                    expectations=exps, run_id=run_id, raise_on_failure=False)
     if not res.success:
         failures.append(f"GX gate failed on {db}.{table}: " + "; ".join(res.failures[:5]))
