@@ -106,8 +106,12 @@ def seeded(pg: Any) -> Iterator[dict[str, str]]:
             control.DeadLetter(source="f.jsonl", record_key="line 9", reason="missing id"),
         ],
     )
+    control.set_route(pg, pipeline, "shop", EVIL, {"backend": "tenant_db", "database": "tenant_x_1a2b3c4d"},
+                      state="paused", run_id=run_id, reason="cutover: write pause")
     pg.commit()
     yield {"pipeline": pipeline, "run_id": run_id, "pair": pair, "suite": suite, "unit": unit_ok}
+    pg.execute("DELETE FROM cutover.routes WHERE pipeline = %s", (pipeline,))
+    pg.execute("DELETE FROM cutover.route_history WHERE pipeline = %s", (pipeline,))
     for table, col in (
         ("units", "pipeline"),
         ("runs", "pipeline"),
@@ -186,6 +190,9 @@ def test_status_page_shows_everything_escaped(client: TestClient, seeded: dict[s
     assert seeded["suite"] in page and "FAILED" in page and "passed" in page
     assert "pair&lt;b&gt;" in page and "inconsistent" in page
     assert ">2<" in page  # two dead letters for tenant_2
+    # a tenant's route (its name from data, escaped), paused in bold while a cutover holds its writes
+    assert "Routes (where each tenant" in page and "<code>tenant_x_1a2b3c4d</code>" in page
+    assert "<b>paused</b>" in page
 
 
 def test_status_json(client: TestClient, seeded: dict[str, str]) -> None:

@@ -18,9 +18,10 @@ between the two only delays the figures; the next chunk brings them up to date).
   tenant = ? AND <after last key> AND NOT <after chunk end>`` (the chunk end is found first with
   ``ORDER BY key LIMIT 1 OFFSET chunk_rows - 1``): rows never leave the server;
 * ``client`` — any two servers: the chunk is read (temporal and decimal values as text, so zero dates
-  and every digit survive) and written with one multi-row INSERT (MySQLdb folds ``executemany``).
-  Measured against ``LOAD DATA LOCAL INFILE`` it is as fast at these chunk sizes, needs no
-  ``local_infile`` on either side and keeps per-row errors attributable, so it is the writer.
+  and every digit survive; FLOAT widened to DOUBLE) and written with one multi-row INSERT (MySQLdb
+  folds ``executemany``), which needs no ``local_infile`` on either side and keeps per-row errors
+  attributable. ``LOAD DATA LOCAL INFILE`` is the alternative writer; see ``benchmarks/`` for the
+  figures of both.
 
 **Tables without a copy key** are copied per tenant in *one* target transaction from a consistent
 snapshot of the source (MariaDB also gives the snapshot's binary-log position, which the catch-up

@@ -28,8 +28,11 @@ made their changes, which are in the log) and restored and proven equal afterwar
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,14 +82,23 @@ def _text(v: Any) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else str(v)
 
 
-def tenant_routes(cfg: TenantSplitConfig, tenant: str, database: str) -> dict[str, TableRoute]:
-    """source table → :class:`TableRoute` for a built tenant (its units' plan details, the target's columns)."""
-    from cutover.binlog import BinlogPosition
+def source_rules(cfg: TenantSplitConfig) -> tuple[Any, dict[str, Any]]:
+    """The source schema (no DDL text) and the mapping's rules, read once per catch-up."""
     from cutover.tenant_split.plan import load_rules
 
     with mysql_connect(cfg.source_conn_id, database="") as sconn:
         schema = read_database(sconn.cursor(), cfg.source_database, with_create=False)
     _, rules = load_rules(cfg, schema)
+    return schema, rules
+
+
+def tenant_routes(cfg: TenantSplitConfig, tenant: str, database: str,
+                  source: tuple[Any, dict[str, Any]] | None = None) -> dict[str, TableRoute]:
+    """source table → :class:`TableRoute` for a built tenant's tables whose copy is done (``source``:
+    :func:`source_rules`, read here when not given)."""
+    from cutover.binlog import BinlogPosition
+
+    schema, rules = source or source_rules(cfg)
     with mysql_connect(cfg.target_conn_id, database="") as tconn:
         tcur = tconn.cursor()
         tschema = read_database(tcur, database, with_create=False)
@@ -273,13 +285,48 @@ def catch_up(cfg: TenantSplitConfig, tenants: dict[str, str] | None = None, *, s
     Returns per tenant the rows applied, transactions and tables, and the totals with rows/s. Raises
     :class:`cutover.binlog.BinlogUnavailable` when the source has no usable binary log.
     """
+    tenants = built_tenants(cfg) if tenants is None else tenants
+    if not tenants:
+        return {"tenants": {}, "applied": 0, "seconds": 0.0, "reached": None}
+    with catch_up_lock(cfg, sorted(set(tenants.values()))):
+        return _catch_up_locked(cfg, tenants, stop_at=stop_at, tables=tables, max_seconds=max_seconds)
+
+
+#: seconds a catch-up waits for another one (a verify, the sync DAG, a cutover) to finish with a tenant
+LOCK_WAIT_S = 900
+
+
+@contextmanager
+def catch_up_lock(cfg: TenantSplitConfig, databases: list[str], wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Hold a named lock (``GET_LOCK`` on the target server) per tenant database while catching up: two
+    appliers of one table (a build's verify, the sync DAG, a cutover) would both apply a change that is
+    not idempotent (a keyless table's). Taken in name order; raises ``TimeoutError`` after ``wait_s``."""
+    import MySQLdb
+
+    from cutover.connections import resolve
+
+    conn = MySQLdb.connect(**resolve(cfg.target_conn_id).mysql_kwargs(""))
+    try:
+        cur = conn.cursor()
+        for db in databases:
+            name = "cutover_catchup_" + hashlib.sha1(f"{cfg.state_database}/{db}".encode()).hexdigest()[:40]
+            cur.execute("SELECT GET_LOCK(%s, %s)", (name, int(wait_s)))
+            if cur.fetchone()[0] != 1:
+                raise TimeoutError(f"catch-up of {db}: another catch-up held it for {wait_s:.0f} s")
+        yield
+    finally:
+        conn.close()  # releases every lock the session holds
+
+
+def _catch_up_locked(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at: Any, tables: set[str] | None,
+                     max_seconds: float | None) -> dict[str, Any]:
     from cutover.binlog import read_changes
 
-    tenants = built_tenants(cfg) if tenants is None else tenants
     t0 = time.monotonic()
+    source = source_rules(cfg)
     syncs: dict[str, TenantSync] = {}
-    for tenant, db in tenants.items():
-        routes = {k: r for k, r in tenant_routes(cfg, tenant, db).items() if tables is None or r.target in tables}
+    for tenant, db in tenants.items():  # positions read under the lock: another catch-up may have moved them
+        routes = {k: r for k, r in tenant_routes(cfg, tenant, db, source).items() if tables is None or r.target in tables}
         if routes:
             syncs[tenant] = TenantSync(tenant, db, routes)
     if not syncs:

@@ -253,6 +253,13 @@ def collect_status(
             FROM {SCHEMA}.switches WHERE {by_pipeline} ORDER BY pipeline, unit_key""",
         p,
     )
+    has_routes = conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.routes",)).fetchone()[0] is not None
+    status["routes"] = _rows(  # routing entries (a tenant → its database), what applications read
+        conn,
+        f"""SELECT pipeline, scope, name, location, state, updated_at FROM {SCHEMA}.routes
+            WHERE {by_pipeline} ORDER BY pipeline, scope, name LIMIT {HISTORY_LIMIT}""",
+        p,
+    ) if has_routes else []
     status["switch_history"] = _rows(
         conn,
         f"""SELECT id, pipeline, unit_key, from_backend, to_backend, canary_pct, run_id, actor, reason, at
@@ -622,6 +629,21 @@ def render_status_html(
             "No unit has been switched.",
         )
     )
+    r_rows = [
+        [
+            plink(r.get("pipeline")),
+            _e(r.get("scope")),
+            f"<b>{_e(r.get('name'))}</b>",
+            _e((r.get("location") or {}).get("backend")),
+            f"<code>{_e((r.get('location') or {}).get('database'))}</code>",
+            f"<b>{_e(r.get('state'))}</b>" if r.get("state") != "active" else _e(r.get("state")),
+            _ts(r.get("updated_at")),
+        ]
+        for r in status.get("routes") or []
+    ]
+    if r_rows:
+        parts.append("<h3>Routes (where each tenant's application connections go)</h3>")
+        parts.append(_table(["pipeline", "scope", "name", "backend", "database", "state", "since"], r_rows, ""))
     parts.append("<h3>Switch history (newest first)</h3>")
     h_rows = [
         [
