@@ -205,8 +205,8 @@ def test_upgrade_from_version_2_keeps_and_maps_the_rows(scratch_db: str) -> None
                         VALUES ('ship_wide_build', 's:2', '{"phase": "copied"}', 40)""")
         conn.execute("""INSERT INTO cutover.switches (pipeline, unit_key, backend) VALUES ('ship_wide_build', 's:1', 'wide')""")
         conn.commit()
-        assert control.ensure_schema(conn) == control.SCHEMA_VERSION == 4
-        assert control.ensure_schema(conn) == 4  # idempotent
+        assert control.ensure_schema(conn) == control.SCHEMA_VERSION == 5
+        assert control.ensure_schema(conn) == 5  # idempotent
         conn.commit()
         units = {r[0]: r[1:] for r in conn.execute(
             "SELECT unit_key, state, rows_read, rows_written, error FROM cutover.units ORDER BY unit_key").fetchall()}
@@ -221,8 +221,9 @@ def test_upgrade_from_version_2_keeps_and_maps_the_rows(scratch_db: str) -> None
         assert conn.execute("SELECT backend FROM cutover.switches").fetchone() == ("wide",)
         assert conn.execute("SELECT rows_written FROM cutover.checkpoints").fetchone() == (0,)
         versions = [r[0] for r in conn.execute("SELECT version FROM cutover.schema_version ORDER BY 1").fetchall()]
-        assert versions == [2, 3, 4]
+        assert versions == [2, 3, 4, 5]
         assert conn.execute("SELECT count(*) FROM cutover.progress").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM cutover.routes").fetchone() == (0,)  # v5: routing entries
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute("UPDATE cutover.units SET state = 'done' WHERE unit_key = 's:1'")
 
