@@ -178,7 +178,10 @@ def _assert_equal_to_source(cur: Any, dbs: dict[str, str], tenants: tuple[str, .
             assert got == want, f"{tenant!r} {src}: {len(got)} rows vs {len(want)}"
 
 
-def test_full_split_hostile_tenants(params: dict[str, Any], pg: Any) -> None:
+@pytest.mark.parametrize("mode", ["server", "client"])
+def test_full_split_hostile_tenants(params: dict[str, Any], pg: Any, mode: str) -> None:
+    """Both copy paths: INSERT … SELECT inside the server, and the client's LOAD DATA LOCAL writer."""
+    params = {**params, "copy_mode": mode}
     rep = stages.run_build(SPEC, params, "ts_it_full")
     assert rep.green and rep.states == {"verified": len(TENANTS) * 6}
     dbs = _databases(pg)
@@ -327,7 +330,11 @@ def test_changes_during_the_copy_are_caught_up_from_the_binlog(params: dict[str,
     conn.close()
 
 
-def test_rows_the_target_refuses_go_to_dead_letters(params: dict[str, Any], pg: Any, mysql: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["server", "client"])
+def test_rows_the_target_refuses_go_to_dead_letters(params: dict[str, Any], pg: Any, mysql: Any, mode: str) -> None:
+    """A value the target's column cannot hold: never truncated (LOAD DATA LOCAL would only warn), a
+    dead letter naming the table and key, the good rows loaded."""
+    params = {**params, "copy_mode": mode}
     cur = mysql.cursor()
     cur.execute(f"CREATE TABLE {SRC}.old_tags (code VARCHAR(40) NOT NULL PRIMARY KEY, tenant VARCHAR(100) NOT NULL, "
                 "label VARCHAR(300) NOT NULL, KEY old_tags_tenant (tenant))")

@@ -18,10 +18,10 @@ between the two only delays the figures; the next chunk brings them up to date).
   tenant = ? AND <after last key> AND NOT <after chunk end>`` (the chunk end is found first with
   ``ORDER BY key LIMIT 1 OFFSET chunk_rows - 1``): rows never leave the server;
 * ``client`` — any two servers: the chunk is read (temporal and decimal values as text, so zero dates
-  and every digit survive; FLOAT widened to DOUBLE) and written with one multi-row INSERT (MySQLdb
-  folds ``executemany``), which needs no ``local_infile`` on either side and keeps per-row errors
-  attributable. ``LOAD DATA LOCAL INFILE`` is the alternative writer; see ``benchmarks/`` for the
-  figures of both.
+  and every digit survive; FLOAT widened to DOUBLE) and written with ``LOAD DATA LOCAL INFILE`` when
+  the target allows it (measured here: 100k rows/s against 60k rows/s for 5,000-row multi-row
+  INSERTs of a 14-column table), else — and for any chunk the server warns about — with one multi-row
+  INSERT (MySQLdb folds ``executemany``), whose strict-mode errors name the row.
 
 **Tables without a copy key** are copied per tenant in *one* target transaction from a consistent
 snapshot of the source (MariaDB also gives the snapshot's binary-log position, which the catch-up
@@ -71,11 +71,12 @@ def text_conv() -> dict[Any, Any]:
 
 
 @contextmanager
-def raw_connect(conn_id: str) -> Any:
-    """A MySQLdb connection for copying: text converters, UTC, utf8mb4, autocommit off; closed after."""
+def raw_connect(conn_id: str, *, local_infile: bool = False) -> Any:
+    """A MySQLdb connection for copying: text converters, UTC, utf8mb4, autocommit off; closed after.
+    ``local_infile`` lets it send ``LOAD DATA LOCAL INFILE`` files (the server must allow them too)."""
     import MySQLdb
 
-    conn = MySQLdb.connect(**resolve(conn_id).mysql_kwargs(""), conv=text_conv())
+    conn = MySQLdb.connect(**resolve(conn_id).mysql_kwargs(""), conv=text_conv(), local_infile=int(local_infile))
     try:
         cur = conn.cursor()
         cur.execute("SET NAMES utf8mb4")
@@ -304,6 +305,49 @@ def _insert_rows_one_by_one(cur: Any, insert_sql: str, src: Source, rows: Sequen
     return written
 
 
+def _tsv(v: Any) -> bytes:
+    """One value in ``LOAD DATA``'s default format (tab-separated, ``\\`` escapes, ``\\N`` for NULL)."""
+    if v is None:
+        return b"\\N"
+    b = v if isinstance(v, bytes) else (v.encode("utf-8") if isinstance(v, str) else repr(v).encode() if isinstance(v, float)
+                                        else str(v).encode())
+    return b.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n").replace(b"\0", b"\\0")
+
+
+def local_infile_allowed(cur: Any) -> bool:
+    """Whether the target server takes ``LOAD DATA LOCAL INFILE`` (``local_infile``: ON in MariaDB, OFF
+    by default in MySQL 8)."""
+    try:
+        cur.execute("SELECT @@GLOBAL.local_infile")
+        return bool(int(cur.fetchone()[0]))
+    except Exception:  # noqa: BLE001 - no such variable: do not try
+        return False
+
+
+def load_chunk(cur: Any, target_db: str, target_table: str, src: Source, rows: Sequence[Sequence[Any]]) -> bool:
+    """Write ``rows`` with ``LOAD DATA LOCAL INFILE`` (about 1.7× a multi-row INSERT here, see
+    ``benchmarks/``). Returns False — the caller rolls back and writes them with INSERTs — when the
+    server reports a warning: with LOCAL, MySQL turns data errors into warnings (it cannot stop the
+    client's file mid-stream), and a value silently adjusted is never accepted."""
+    import os
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="cutover-chunk-", suffix=".tsv")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"".join(b"\t".join(_tsv(v) for v in row) + b"\n" for row in rows))
+        if "'" in path or "\\" in path:
+            return False
+        cur.execute(f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {quote_mysql(target_db)}.{quote_mysql(target_table)} "
+                    f"CHARACTER SET utf8mb4 ({src.column_list})".replace("%", "%%"), ())
+        return int(cur.rowcount) == len(rows) and not cur.connection.warning_count()
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, (bytes, bytearray)):
         return {"hex": bytes(v).hex()}
@@ -320,9 +364,10 @@ def copy_source(cfg: TenantSplitConfig, src: Source, target_db: str, target_tabl
     """
     insert_head = f"INSERT INTO {quote_mysql(target_db)}.{quote_mysql(target_table)} ({src.column_list}) "
     insert_values = insert_head + "VALUES (" + ", ".join(["%s"] * len(src.columns)) + ")"
-    with raw_connect(cfg.target_conn_id) as tconn:
+    with raw_connect(cfg.target_conn_id, local_infile=mode == "client") as tconn:
         tcur = tconn.cursor()
         target_session(tcur)
+        loader = mode == "client" and cfg.extra.get("writer", "auto") != "insert" and local_infile_allowed(tcur)
         cp = read_checkpoint(tcur, cfg.state_database, unit_key, src.table.table)
         tconn.commit()
         if cp.done:
@@ -367,7 +412,11 @@ def copy_source(cfg: TenantSplitConfig, src: Source, target_db: str, target_tabl
                     sconn.commit()
                     got = len(rows)
                     written = 0
-                    if rows:
+                    if rows and loader and load_chunk(tcur, target_db, target_table, src, rows):
+                        written = got
+                    elif rows:
+                        if loader:  # a warning: roll the loaded rows back, INSERT says which row and why
+                            tconn.rollback()
                         try:
                             tcur.executemany(insert_values, rows)
                             written = got
