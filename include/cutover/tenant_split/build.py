@@ -116,14 +116,21 @@ def prepare_unit(cfg: TenantSplitConfig, unit: PlannedUnit, *, run_id: str) -> d
         tcur.execute(f"SET SESSION lock_wait_timeout = {target.LOCK_WAIT_S}")
         copier.ensure_state(tcur, cfg.state_database)
         target.create_database(tcur, db, str(charset), str(collation))
+        tcur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (db, table))
+        fresh = int(tcur.fetchone()[0]) == 0
         tcur.execute(f"USE {quote_mysql(db)}")
         tcur.execute("SET SESSION foreign_key_checks = 0")
         tcur.execute(ddl)
         aside = target.drop_triggers(tcur, db, table, [t.name for t in triggers])
+        state = quote_mysql(cfg.state_database)
+        if fresh:  # a table created now has no rows: whatever state an earlier build left is stale
+            copier.clear_checkpoints(tcur, cfg.state_database, str(unit.key))
+            tcur.execute(f"DELETE FROM {state}.binlog_positions WHERE target_database = %s AND target_table = %s",
+                         (db, table))
         start = d.get("binlog_start") or {}
-        if start.get("file"):  # the catch-up of this tenant starts at the earliest plan's position
+        if start.get("file"):  # the catch-up of this table starts at the earliest plan's position
             tcur.execute(
-                f"""INSERT IGNORE INTO {quote_mysql(cfg.state_database)}.binlog_positions
+                f"""INSERT IGNORE INTO {state}.binlog_positions
                     (target_database, target_table, file, pos, started_file, started_pos) VALUES (%s, %s, %s, %s, %s, %s)""",
                 (db, table, start["file"], int(start["pos"]), start["file"], int(start["pos"])))
     log.info("tenant %s: %s.%s ready (%d trigger(s) backed up and kept off%s)", d["tenant"], db, table, len(saved),

@@ -96,47 +96,70 @@ def tenant_routes(cfg: TenantSplitConfig, tenant: str, database: str,
                   source: tuple[Any, dict[str, Any]] | None = None) -> dict[str, TableRoute]:
     """source table → :class:`TableRoute` for a built tenant's tables whose copy is done (``source``:
     :func:`source_rules`, read here when not given)."""
+    return routes_for(cfg, {tenant: database}, source).get(tenant, {})
+
+
+def routes_for(cfg: TenantSplitConfig, tenants: dict[str, str],
+               source: tuple[Any, dict[str, Any]] | None = None) -> dict[str, dict[str, TableRoute]]:
+    """tenant → its :class:`TableRoute` per source table, for the tables whose copy is done and that have
+    a catch-up position. The target tables have the shape of their owner source table (the plan created
+    them from its DDL), so nothing is read per tenant but two queries over the state database in all."""
     from cutover.binlog import BinlogPosition
 
     schema, rules = source or source_rules(cfg)
+    kept = {n: r for n, r in rules.items()
+            if r.action == "copy" or (r.action == "shared" and cfg.shared == "copy")}
+    target_of = {n: r.target for n, r in kept.items()}
+    owner_of = {r.target: n for n, r in kept.items() if not r.merged}
+    sources_of: dict[str, list[str]] = {}
+    for n, r in kept.items():
+        sources_of.setdefault(r.target, []).append(n)
+    keys = {(t, n): str(UnitKey(cfg.scope, (t, r.target))) for t in tenants for n, r in kept.items()}
     with mysql_connect(cfg.target_conn_id, database="") as tconn:
         tcur = tconn.cursor()
-        tschema = read_database(tcur, database, with_create=False)
+        state = quote_mysql(cfg.state_database)
+        hashes = sorted({unit_hash(k) for k in keys.values()})
+        done: dict[tuple[str, str], Any] = {}
+        for i in range(0, len(hashes), 1000):
+            part = hashes[i:i + 1000]
+            tcur.execute(f"SELECT unit_hash, source_table, done, snapshot_position FROM {state}.copy_checkpoints "
+                         f"WHERE unit_hash IN ({', '.join(['%s'] * len(part))})", part)
+            for h, table, is_done, snap in tcur.fetchall():
+                if is_done:
+                    done[(_text(h), _text(table))] = snap
+        dbs = sorted(set(tenants.values()))
+        tcur.execute(f"SELECT target_database, target_table, file, pos FROM {state}.binlog_positions "
+                     f"WHERE target_database IN ({', '.join(['%s'] * len(dbs))})", dbs)
+        positions = {(_text(d), _text(t)): BinlogPosition(_text(f), int(p)) for d, t, f, p in tcur.fetchall()}
+    out: dict[str, dict[str, TableRoute]] = {}
+    for tenant, database in tenants.items():
         routes: dict[str, TableRoute] = {}
-        for r in rules.values():
-            if r.target not in tschema.tables or r.action == "drop" or (r.action == "shared" and cfg.shared == "keep"):
+        for n, r in kept.items():
+            snap = done.get((unit_hash(keys[(tenant, n)]), n), False)
+            pos = positions.get((database, r.target))
+            if snap is False or pos is None:
+                continue  # copy not done (the copy reads the live rows; it joins later) or no log start
+            src, owner = schema.tables[n], schema.tables[owner_of.get(r.target, n)]
+            ocols = {c.lower(): c for c in owner.column_names}
+            routes[n] = TableRoute(n, r.target, r.tenant_column if r.action == "copy" else None, src.copy_key(),
+                                   {c.lower(): ocols[c.lower()] for c in src.column_names if c.lower() in ocols},
+                                   snapshot=BinlogPosition.parse(_text(snap)) if snap else None, position=pos)
+        for child_name, child in schema.tables.items():  # ON DELETE CASCADE keys, in target names
+            if child_name not in target_of:
                 continue
-            src, tgt = schema.tables[r.source], tschema.tables[r.target]
-            tcols = {c.lower(): c for c in tgt.column_names}
-            route = TableRoute(r.source, r.target, r.tenant_column if r.action == "copy" else None, src.copy_key(),
-                               {c.lower(): tcols[c.lower()] for c in src.column_names if c.lower() in tcols})
-            key = str(UnitKey(cfg.scope, (tenant, r.target)))
-            tcur.execute(f"SELECT done, snapshot_position FROM {quote_mysql(cfg.state_database)}.copy_checkpoints "
-                         "WHERE unit_hash = %s AND source_table = %s", (unit_hash(key), r.source))
-            row = tcur.fetchone()
-            if not row or not row[0]:
-                continue  # its copy is not done: the copy still reads the live rows; it joins later
-            route.snapshot = BinlogPosition.parse(_text(row[1])) if row[1] else None
-            tcur.execute(f"SELECT file, pos FROM {quote_mysql(cfg.state_database)}.binlog_positions "
-                         "WHERE target_database = %s AND target_table = %s", (database, r.target))
-            prow = tcur.fetchone()
-            if prow is None:
-                continue  # built without a binary-log start: nothing to catch up from
-            route.position = BinlogPosition(_text(prow[0]), int(prow[1]))
-            routes[r.source] = route
-        sources_of: dict[str, list[str]] = {}
-        for r in rules.values():
-            if r.action != "drop":
-                sources_of.setdefault(r.target, []).append(r.source)
-        for t in tschema.tables.values():  # cascades: child tables whose FK deletes with the parent
-            for fk in t.foreign_keys:
-                if fk.on_delete.upper() == "CASCADE":
-                    for route in routes.values():
-                        if route.target == fk.ref_table:
-                            route.cascades.append((t.name, fk.columns, fk.ref_columns))
-                        if route.target == t.name:
-                            route.parents += [(p, fk.columns, fk.ref_columns) for p in sources_of.get(fk.ref_table, [])]
-    return routes
+            for fk in child.foreign_keys:
+                if fk.on_delete.upper() != "CASCADE" or fk.ref_table not in target_of:
+                    continue
+                child_target, parent_target = target_of[child_name], target_of[fk.ref_table]
+                for route in routes.values():
+                    if route.target == parent_target and (child_target, fk.columns, fk.ref_columns) not in route.cascades:
+                        route.cascades.append((child_target, fk.columns, fk.ref_columns))
+                    if route.target == child_target:
+                        route.parents += [(p, fk.columns, fk.ref_columns) for p in sources_of.get(parent_target, [])
+                                          if (p, fk.columns, fk.ref_columns) not in route.parents]
+        if routes:
+            out[tenant] = routes
+    return out
 
 
 def _belongs(route: TableRoute, image: dict[str, Any] | None, tenant: str) -> bool:
@@ -323,12 +346,12 @@ def _catch_up_locked(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at
     from cutover.binlog import read_changes
 
     t0 = time.monotonic()
-    source = source_rules(cfg)
     syncs: dict[str, TenantSync] = {}
-    for tenant, db in tenants.items():  # positions read under the lock: another catch-up may have moved them
-        routes = {k: r for k, r in tenant_routes(cfg, tenant, db, source).items() if tables is None or r.target in tables}
+    # positions read under the lock: another catch-up may have moved them
+    for tenant, all_routes in routes_for(cfg, tenants).items():
+        routes = {k: r for k, r in all_routes.items() if tables is None or r.target in tables}
         if routes:
-            syncs[tenant] = TenantSync(tenant, db, routes)
+            syncs[tenant] = TenantSync(tenant, tenants[tenant], routes)
     if not syncs:
         return {"tenants": {}, "applied": 0, "seconds": 0.0, "reached": None}
     start = min(r.position for s in syncs.values() for r in s.routes.values())
