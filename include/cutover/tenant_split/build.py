@@ -143,6 +143,8 @@ def copy_unit(cfg: TenantSplitConfig, unit: PlannedUnit, ctx: UnitContext) -> Co
     d = unit.detail
     mode = copier.copy_mode(cfg)
     totals = copier.UnitCopy()
+    if (d.get("binlog_start") or {}).get("file"):
+        _catch_up_from_copy_start(cfg, unit)
     progress = copier.Progress(f"tenant {d['tenant']} → {d['database']}.{d['table']}", unit.rows)
     with mysql_connect(cfg.target_conn_id, database="") as tconn:
         ttypes = {c.lower(): c for c in _columns(tconn.cursor(), d["database"], d["table"])}
@@ -170,6 +172,29 @@ def copy_unit(cfg: TenantSplitConfig, unit: PlannedUnit, ctx: UnitContext) -> Co
         pg.__exit__(None, None, None)
     return CopyResult(totals.rows_read, totals.rows_written,
                       {"mode": mode, "chunks": totals.chunks, "dead_letters": totals.dead_letters, "sources": per_table})
+
+
+def _catch_up_from_copy_start(cfg: TenantSplitConfig, unit: PlannedUnit) -> None:
+    """Move a fresh unit's catch-up position from the plan's to the log's end now, as its copy starts.
+
+    Every change committed before now is in the rows the copy will read (it reads the live table), so
+    the catch-up need not read the log between the plan and this copy — with source and target on one
+    server that stretch holds every earlier unit's copy. Only for a copy that has not begun (no
+    checkpoint): a resumed copy keeps its position.
+    """
+    from cutover import binlog
+
+    d = unit.detail
+    with mysql_connect(cfg.source_conn_id, database="") as sconn:
+        now = binlog.current_position(sconn.cursor())
+    with mysql_connect(cfg.target_conn_id, database="") as tconn:
+        tcur = tconn.cursor()
+        tcur.execute(f"SELECT COUNT(*) FROM {quote_mysql(cfg.state_database)}.copy_checkpoints WHERE unit_hash = %s",
+                     (copier.unit_hash(str(unit.key)),))
+        if int(tcur.fetchone()[0]):
+            return
+        tcur.execute(f"UPDATE {quote_mysql(cfg.state_database)}.binlog_positions SET file = %s, pos = %s "
+                     "WHERE target_database = %s AND target_table = %s", (now.file, now.pos, d["database"], d["table"]))
 
 
 def _columns(cur: Any, database: str, table: str) -> dict[str, str]:
