@@ -367,10 +367,26 @@ def _catch_up_locked(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at
     with mysql_connect(cfg.target_conn_id, database="") as tconn:
         tcur = tconn.cursor()
         target.session(tcur)
-        aside = {s.tenant: _set_aside(cfg, tcur, s) for s in syncs.values()}
+        # triggers are set aside only on tables a change reaches (DDL: done between source transactions,
+        # after committing what came before with its positions), and restored at the end
+        aside: dict[str, dict[str, dict[str, tuple[str, str]]]] = {s.tenant: {} for s in syncs.values()}
+        checked: set[tuple[str, str]] = set()
+        previous = start
         try:
             for batch in read_changes(cfg.source_conn_id, start, schemas={cfg.source_database}, tables=names, stop_at=stop_at):
                 reached = batch.position
+                todo = [(s, t) for s in syncs.values() for t in _reached_tables(s, batch) if (s.tenant, t) not in checked]
+                if todo:
+                    if pending:
+                        _commit(tconn, tcur, cfg, pending, previous)
+                    for s, t in todo:
+                        if (s.tenant, t) in checked:
+                            continue
+                        checked.add((s.tenant, t))
+                        backups = target.backed_up_triggers(cfg, str(UnitKey(cfg.scope, (s.tenant, t))))
+                        if backups:
+                            target.drop_triggers(tcur, s.database, t, list(backups))
+                            aside[s.tenant][t] = backups
                 for s in syncs.values():
                     n = 0
                     for ch in batch:
@@ -396,6 +412,7 @@ def _catch_up_locked(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at
                 if pending and (unsaved >= COMMIT_ROWS or time.monotonic() - last_commit >= COMMIT_SECONDS):
                     _commit(tconn, tcur, cfg, pending, batch.position)
                     unsaved, last_commit = 0, time.monotonic()
+                previous = batch.position
                 if max_seconds is not None and time.monotonic() - t0 > max_seconds:
                     break
             if pending:
@@ -442,15 +459,16 @@ def _save_position(cur: Any, cfg: TenantSplitConfig, database: str, table: str, 
                 (pos.file, pos.pos, n, database, table))
 
 
-def _set_aside(cfg: TenantSplitConfig, cur: Any, s: TenantSync) -> dict[str, dict[str, tuple[str, str]]]:
-    """Drop the tenant's restored triggers while changes are applied; returns table → backups."""
-
-    out = {}
-    for route in {r.target: r for r in s.routes.values()}.values():
-        backups = target.backed_up_triggers(cfg, str(UnitKey(cfg.scope, (s.tenant, route.target))))
-        if backups:
-            target.drop_triggers(cur, s.database, route.target, list(backups))
-            out[route.target] = backups
+def _reached_tables(s: TenantSync, batch: Any) -> list[str]:
+    """The tenant's target tables a transaction's changes may write (directly or by a cascade)."""
+    out: list[str] = []
+    for ch in batch:
+        route = s.routes.get(ch.table)
+        if route is not None and route.position < batch.position and (
+                _belongs(route, ch.before, s.tenant) or _belongs(route, ch.after, s.tenant)):
+            out.append(route.target)
+        if ch.kind != "insert":  # a parent's delete (or key change) may cascade into the tenant's children
+            out += [c.target for c, _, _ in s.children.get(ch.table, ()) if c.position < batch.position]
     return out
 
 
