@@ -17,12 +17,14 @@ from cutover.connections import mysql_connect, pg_connect
 from cutover.identifiers import quote_mysql
 from cutover.lifecycle.model import PlannedUnit, UnitKey
 from cutover.lifecycle.spec import CopyResult, UnitContext, Verification
+from cutover.streaming import Progress
 from cutover.tenant_split import copy as copier
 from cutover.tenant_split import target
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
 from cutover.tenant_split.mapping import load_mapping
-from cutover.tenant_split.plan import SourceTable, load_rules, plan_units
+from cutover.tenant_split.plan import SourceTable, load_rules, plan_units, stored_database
 from cutover.tenant_split.schema import read_database, table_names
+from cutover.tenant_split.verify import column_types
 
 log = logging.getLogger(__name__)
 
@@ -145,29 +147,31 @@ def copy_unit(cfg: TenantSplitConfig, unit: PlannedUnit, ctx: UnitContext) -> Co
     totals = copier.UnitCopy()
     if (d.get("binlog_start") or {}).get("file"):
         _catch_up_from_copy_start(cfg, unit)
-    progress = copier.Progress(f"tenant {d['tenant']} → {d['database']}.{d['table']}", unit.rows)
+    progress = Progress(f"tenant {d['tenant']} → {d['database']}.{d['table']}", unit.rows, logger=log)
     with mysql_connect(cfg.target_conn_id, database="") as tconn:
-        ttypes = {c.lower(): c for c in _columns(tconn.cursor(), d["database"], d["table"])}
+        ttypes = {c.lower(): c for c in column_types(tconn.cursor(), d["database"], d["table"])}
     pg = pg_connect(cfg.control_conn_id)
     conn = pg.__enter__()
     try:
         def on_commit(t: copier.UnitCopy) -> None:
             ctx.chunk_done(conn, t.rows_read, t.rows_written)
             conn.commit()
-            progress(t)
+            progress.add(t.rows_read - progress.done)
 
         per_table = {}
         for s in (SourceTable.from_dict(x) for x in d["sources"]):
             with mysql_connect(cfg.source_conn_id, database="") as sconn:
-                types = _columns(sconn.cursor(), cfg.source_database, s.table)
+                types = column_types(sconn.cursor(), cfg.source_database, s.table)
             cols = [c for c in types if c.lower() in ttypes]
-            floats = frozenset(c for c in cols if types[c] == "float")
+            floats = frozenset(c for c in cols if types[c].data_type.lower() == "float")
             src = copier.Source(cfg.source_database, s, cols, d["tenant"], floats)
             cp = copier.copy_source(cfg, src, d["database"], d["table"], str(unit.key), mode=mode, totals=totals,
                                     on_commit=on_commit, run_id=ctx.run_id)
             per_table[s.table] = {"rows_read": cp.rows_read, "rows_written": cp.rows_written,
                                   "snapshot_position": cp.snapshot_position, "keyless": not s.key}
-        progress(totals, force=True)
+        progress.finish()
+        log.info("tenant %s → %s.%s: %s rows written, %d chunk(s), %d dead letter(s)", d["tenant"], d["database"],
+                 d["table"], f"{totals.rows_written:,}", totals.chunks, totals.dead_letters)
     finally:
         pg.__exit__(None, None, None)
     return CopyResult(totals.rows_read, totals.rows_written,
@@ -195,13 +199,6 @@ def _catch_up_from_copy_start(cfg: TenantSplitConfig, unit: PlannedUnit) -> None
             return
         tcur.execute(f"UPDATE {quote_mysql(cfg.state_database)}.binlog_positions SET file = %s, pos = %s "
                      "WHERE target_database = %s AND target_table = %s", (now.file, now.pos, d["database"], d["table"]))
-
-
-def _columns(cur: Any, database: str, table: str) -> dict[str, str]:
-    """column → data type, in table order."""
-    cur.execute("SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
-                "ORDER BY ORDINAL_POSITION", (database, table))
-    return {(r[0].decode() if isinstance(r[0], bytes) else str(r[0])): str(r[1]).lower() for r in cur.fetchall()}
 
 
 def finalize_unit(cfg: TenantSplitConfig, unit: PlannedUnit, *, run_id: str) -> dict[str, Any]:
@@ -253,7 +250,7 @@ def close_run(cfg: TenantSplitConfig, run_id: str, units: list[dict[str, Any]]) 
             if any(r["state"] not in ("verified", "cut_over") for r in rows):
                 tenants[tenant] = {"skipped": "not every table verified"}
                 continue
-            db = ((rows[0].get("detail") or {}).get("plan") or {}).get("database") or _database_of(cfg, tenant)
+            db = ((rows[0].get("detail") or {}).get("plan") or {}).get("database") or _stored_database(cfg, tenant)
             routines = target.restore_routines(tcur, schema.views + schema.events, cfg.source_database, db, renames)
             problems = target.validate_foreign_keys(tcur, db)
             tenants[tenant] = {"database": db, "routines": routines, "foreign_keys": "hold" if not problems else problems}
@@ -265,12 +262,9 @@ def close_run(cfg: TenantSplitConfig, run_id: str, units: list[dict[str, Any]]) 
     return {"failed": failed, "tenants": tenants}
 
 
-def _database_of(cfg: TenantSplitConfig, tenant: str) -> str:
+def _stored_database(cfg: TenantSplitConfig, tenant: str) -> str:
     with pg_connect(cfg.control_conn_id) as conn:
-        db = control.load_name_map(conn, PIPELINE, cfg.scope).get(tenant)
-    if db is None:
-        raise LookupError(f"tenant {tenant!r} has no database name yet (never planned)")
-    return db
+        return stored_database(conn, cfg, tenant)
 
 
 def verify_caught_up(cfg: TenantSplitConfig, unit: PlannedUnit, *, run_id: str, rounds: int = 3) -> Verification:

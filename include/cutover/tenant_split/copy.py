@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from cutover.connections import pg_connect, resolve
 from cutover.identifiers import quote_mysql
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
 from cutover.tenant_split.plan import SourceTable
+from cutover.tenant_split.schema import text_of
 from cutover.tenant_split.target import session as target_session
 
 log = logging.getLogger(__name__)
@@ -450,7 +450,7 @@ def _snapshot_position(cur: Any) -> str | None:
     """The binary-log position of the open consistent snapshot (MariaDB), or None."""
     try:
         cur.execute("SHOW STATUS WHERE Variable_name IN ('binlog_snapshot_file', 'binlog_snapshot_position')")
-        st = {str(k).lower(): (v.decode() if isinstance(v, bytes) else str(v)) for k, v in cur.fetchall()}
+        st = {text_of(k).lower(): text_of(v) for k, v in cur.fetchall()}
     except Exception:  # noqa: BLE001 - MySQL: no such status
         return None
     if st.get("binlog_snapshot_file"):
@@ -504,18 +504,3 @@ def _copy_whole(cfg: TenantSplitConfig, src: Source, tconn: Any, insert_values: 
     on_commit(totals)
     return cp
 
-
-class Progress:
-    """Logs a unit's copy progress at most every ``every_s`` seconds (rows, share of the plan, rows/s)."""
-
-    def __init__(self, label: str, planned: int, every_s: float = 5.0) -> None:
-        self.label, self.planned, self.every_s = label, planned, every_s
-        self.t0 = self.last = time.monotonic()
-
-    def __call__(self, totals: UnitCopy, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self.last >= self.every_s:
-            self.last = now
-            pct = f" ({100 * totals.rows_read / self.planned:.0f} % of {self.planned:,} planned)" if self.planned else ""
-            log.info("%s: %s rows read, %s written%s, %d chunk(s), %.0f rows/s", self.label, f"{totals.rows_read:,}",
-                     f"{totals.rows_written:,}", pct, totals.chunks, totals.rows_read / max(now - self.t0, 1e-6))

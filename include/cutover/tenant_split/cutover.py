@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from psycopg import Connection
@@ -35,19 +36,13 @@ from cutover.identifiers import quote_mysql
 from cutover.lifecycle.model import UnitKey
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
 from cutover.tenant_split.copy import clear_checkpoints
+from cutover.tenant_split.plan import stored_database as _database
 
 log = logging.getLogger(__name__)
 
 
 class CutoverCheckFailed(RuntimeError):
     """The tenant's tables differ from the source under the write pause: nothing was routed."""
-
-
-def _database(conn: Connection[Any], cfg: TenantSplitConfig, tenant: str) -> str:
-    db = control.load_name_map(conn, PIPELINE, cfg.scope).get(tenant)
-    if db is None:
-        raise LookupError(f"tenant {tenant!r} was never planned: no database name")
-    return db
 
 
 def location(cfg: TenantSplitConfig, backend: str, database: str) -> dict[str, Any]:
@@ -194,8 +189,7 @@ def tenant_switch(cfg: TenantSplitConfig, keys: list[UnitKey], run_id: str) -> I
                 (PIPELINE, [str(k) for k in keys])).fetchall()}
             rows = {k: d["plan"] for k, d in rows.items()}
         checks = {}
-        nocheck = cfg.__class__(**{**cfg.to_dict(), "tenants": tuple(cfg.tenants), "tables": tuple(cfg.tables),
-                                   "gx_gate": False})
+        nocheck = replace(cfg, gx_gate=False)  # counts and checksums only: the pause is not for GX
         for k in keys:
             detail = rows.get(str(k))
             if detail is None:

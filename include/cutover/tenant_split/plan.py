@@ -20,7 +20,7 @@ from cutover.identifiers import NameMapper, quote_mysql, slugify
 from cutover.lifecycle.model import PlannedUnit, UnitKey
 from cutover.tenant_split.config import MYSQL_MAX_NAME, PIPELINE, TenantSplitConfig
 from cutover.tenant_split.mapping import Mapping, MappingError, TableRule, load_mapping
-from cutover.tenant_split.schema import DatabaseSchema, TableSchema, read_database
+from cutover.tenant_split.schema import DatabaseSchema, TableSchema, read_database, text_of
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,15 @@ def tenant_database(cfg: TenantSplitConfig, tenant: str) -> str:
     return slugify(tenant, prefix=cfg.database_prefix, max_bytes=MYSQL_MAX_NAME)
 
 
+def stored_database(conn: Any, cfg: TenantSplitConfig, tenant: str) -> str:
+    """The database name stored for a tenant (``conn``: the control connection); raises ``LookupError``
+    for a tenant never planned."""
+    db = control.load_name_map(conn, PIPELINE, cfg.scope).get(tenant)
+    if db is None:
+        raise LookupError(f"tenant {tenant!r} was never planned: no database name")
+    return db
+
+
 def tenant_databases(cfg: TenantSplitConfig, tenants: list[str], *, existing: set[str] | None = None) -> dict[str, str]:
     """Tenant id → database name for every tenant, reusing the names stored in ``cutover.name_map``.
 
@@ -84,9 +93,6 @@ def tenant_databases(cfg: TenantSplitConfig, tenants: list[str], *, existing: se
     return out
 
 
-def _text(v: Any) -> str:
-    return v.decode("utf-8") if isinstance(v, (bytes, bytearray)) else str(v)
-
 
 def discover_tenants(cur: Any, cfg: TenantSplitConfig, schema: DatabaseSchema, rules: dict[str, TableRule]) -> list[str]:
     """Every tenant id, as text: the tenant directory's tenant column, or the distinct values of every
@@ -101,14 +107,14 @@ def discover_tenants(cur: Any, cfg: TenantSplitConfig, schema: DatabaseSchema, r
         if tab.column(col) is None:
             raise PlanError(f"tenant_directory {tab.name!r} has no tenant column {col!r}")
         cur.execute(f"SELECT DISTINCT {quote_mysql(col)} FROM {db}.{quote_mysql(tab.name)} WHERE {quote_mysql(col)} IS NOT NULL")
-        values = {_text(r[0]) for r in cur.fetchall()}
+        values = {text_of(r[0]) for r in cur.fetchall()}
     else:
         values = set()
         for rule in rules.values():
             if rule.action == "copy" and rule.tenant_column:
                 cur.execute(f"SELECT DISTINCT {quote_mysql(rule.tenant_column)} FROM {db}.{quote_mysql(rule.source)} "
                             f"WHERE {quote_mysql(rule.tenant_column)} IS NOT NULL")
-                values |= {_text(r[0]) for r in cur.fetchall()}
+                values |= {text_of(r[0]) for r in cur.fetchall()}
     return sorted(values, key=lambda v: (len(v), v) if v.isdigit() else (10**9, v))
 
 
@@ -116,7 +122,7 @@ def rows_per_tenant(cur: Any, database: str, table: TableSchema, tenant_column: 
     """Rows of each tenant in one table (one ``GROUP BY`` over the tenant column's index)."""
     col = quote_mysql(tenant_column)
     cur.execute(f"SELECT {col}, COUNT(*) FROM {quote_mysql(database)}.{quote_mysql(table.name)} GROUP BY {col}")
-    return {_text(k): int(n) for k, n in cur.fetchall() if k is not None}
+    return {text_of(k): int(n) for k, n in cur.fetchall() if k is not None}
 
 
 def load_rules(cfg: TenantSplitConfig, schema: DatabaseSchema) -> tuple[Mapping, dict[str, TableRule]]:
@@ -162,7 +168,7 @@ def plan_units(cfg: TenantSplitConfig, wanted: list[str] | None = None) -> tuple
         with mysql_connect(cfg.target_conn_id, database="") as tgt:
             tc = tgt.cursor()
             tc.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
-            existing = {_text(r[0]) for r in tc.fetchall()}
+            existing = {text_of(r[0]) for r in tc.fetchall()}
     want_tenants = set(cfg.tenants)
     want_tables = set(cfg.tables)
     want_pairs: set[tuple[str, str]] = set()

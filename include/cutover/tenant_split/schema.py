@@ -143,8 +143,10 @@ def _rows(cur: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, .
     return list(cur.fetchall())
 
 
-def _text(v: Any) -> str:
+def text_of(v: Any) -> str:
+    """A catalog value as text (MySQLdb returns some ``information_schema`` columns as bytes)."""
     return v.decode("utf-8") if isinstance(v, (bytes, bytearray)) else str(v)
+
 
 
 _AUTO_INC = re.compile(r"\s+AUTO_INCREMENT=\d+", re.IGNORECASE)
@@ -158,7 +160,7 @@ def strip_auto_increment(create_sql: str) -> str:
 
 def table_names(cur: Any, database: str) -> list[str]:
     """The base tables of ``database`` (one cheap query), sorted."""
-    return sorted(_text(r[0]) for r in _rows(
+    return sorted(text_of(r[0]) for r in _rows(
         cur, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'",
         (database,)))
 
@@ -182,9 +184,9 @@ def read_database(cur: Any, database: str, *, tables: set[str] | None = None, wi
            FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'{narrow} ORDER BY TABLE_NAME""",
         (database, *narrow_args),
     ):
-        name = _text(name)
+        name = text_of(name)
         if tables is None or name in tables:
-            out.tables[name] = TableSchema(name, [], rows_estimate=int(rows_est), engine=_text(engine),
+            out.tables[name] = TableSchema(name, [], rows_estimate=int(rows_est), engine=text_of(engine),
                                            auto_increment=int(auto_inc) if auto_inc is not None else None)
     for t, c, ctype, dtype, nullable, default, extra, charset, coll in _rows(
         cur,
@@ -193,11 +195,11 @@ def read_database(cur: Any, database: str, *, tables: set[str] | None = None, wi
            FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s{narrow} ORDER BY TABLE_NAME, ORDINAL_POSITION""",
         (database, *narrow_args),
     ):
-        tab = out.tables.get(_text(t))
+        tab = out.tables.get(text_of(t))
         if tab is not None:
-            tab.columns.append(Column(_text(c), _text(ctype), _text(dtype), _text(nullable) == "YES",
-                                      None if default is None else _text(default), _text(extra or ""),
-                                      None if charset is None else _text(charset), None if coll is None else _text(coll)))
+            tab.columns.append(Column(text_of(c), text_of(ctype), text_of(dtype), text_of(nullable) == "YES",
+                                      None if default is None else text_of(default), text_of(extra or ""),
+                                      None if charset is None else text_of(charset), None if coll is None else text_of(coll)))
     idx: dict[tuple[str, str], tuple[list[str], str]] = {}
     for t, iname, non_unique, col, itype in _rows(
         cur,
@@ -205,12 +207,12 @@ def read_database(cur: Any, database: str, *, tables: set[str] | None = None, wi
            WHERE TABLE_SCHEMA = %s{narrow} ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX""",
         (database, *narrow_args),
     ):
-        t, iname = _text(t), _text(iname)
+        t, iname = text_of(t), text_of(iname)
         if t not in out.tables:
             continue
         kind = "primary" if iname == "PRIMARY" else ("unique" if int(non_unique) == 0 else
-                                                     (_text(itype).lower() if _text(itype) in ("FULLTEXT", "SPATIAL") else "index"))
-        idx.setdefault((t, iname), ([], kind))[0].append(_text(col))
+                                                     (text_of(itype).lower() if text_of(itype) in ("FULLTEXT", "SPATIAL") else "index"))
+        idx.setdefault((t, iname), ([], kind))[0].append(text_of(col))
     for (t, iname), (cols, kind) in idx.items():
         out.tables[t].indexes.append(Index(iname, tuple(cols), kind))
     for tab in out.tables.values():
@@ -224,10 +226,10 @@ def read_database(cur: Any, database: str, *, tables: set[str] | None = None, wi
            ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION""",
         (database, *narrow_args),
     ):
-        fk = fks.setdefault((_text(t), _text(cname)), {"cols": [], "ref": _text(rtable), "rcols": []})
-        fk["cols"].append(_text(col))
-        fk["rcols"].append(_text(rcol))
-    rules = {(_text(t), _text(c)): (_text(d), _text(u)) for t, c, d, u in _rows(
+        fk = fks.setdefault((text_of(t), text_of(cname)), {"cols": [], "ref": text_of(rtable), "rcols": []})
+        fk["cols"].append(text_of(col))
+        fk["rcols"].append(text_of(rcol))
+    rules = {(text_of(t), text_of(c)): (text_of(d), text_of(u)) for t, c, d, u in _rows(
         cur,
         f"""SELECT TABLE_NAME, CONSTRAINT_NAME, DELETE_RULE, UPDATE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS
            WHERE CONSTRAINT_SCHEMA = %s{narrow}""",
@@ -244,23 +246,23 @@ def read_database(cur: Any, database: str, *, tables: set[str] | None = None, wi
            ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER, TRIGGER_NAME""",
         (database, *narrow_args),
     ):
-        tab = out.tables.get(_text(table))
+        tab = out.tables.get(text_of(table))
         if tab is None:
             continue
-        row = _rows(cur, f"SHOW CREATE TRIGGER {quote_mysql(database)}.{quote_mysql(_text(name))}")[0]
-        tab.triggers.append(Trigger(_text(name), tab.name, _text(timing), _text(event), _text(statement),
-                                    _text(row[2]), _text(row[1])))
+        row = _rows(cur, f"SHOW CREATE TRIGGER {quote_mysql(database)}.{quote_mysql(text_of(name))}")[0]
+        tab.triggers.append(Trigger(text_of(name), tab.name, text_of(timing), text_of(event), text_of(statement),
+                                    text_of(row[2]), text_of(row[1])))
     if with_create:
         for tab in out.tables.values():
-            tab.create_sql = _text(_rows(cur, f"SHOW CREATE TABLE {quote_mysql(database)}.{quote_mysql(tab.name)}")[0][1])
+            tab.create_sql = text_of(_rows(cur, f"SHOW CREATE TABLE {quote_mysql(database)}.{quote_mysql(tab.name)}")[0][1])
     if only is not None:
         return out
     for (name,) in _rows(cur, "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME",
                          (database,)):
-        row = _rows(cur, f"SHOW CREATE VIEW {quote_mysql(database)}.{quote_mysql(_text(name))}")[0]
-        out.views.append(Routine(_text(name), "view", _text(row[1])))
+        row = _rows(cur, f"SHOW CREATE VIEW {quote_mysql(database)}.{quote_mysql(text_of(name))}")[0]
+        out.views.append(Routine(text_of(name), "view", text_of(row[1])))
     for name, status in _rows(cur, "SELECT EVENT_NAME, STATUS FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s "
                                    "ORDER BY EVENT_NAME", (database,)):
-        row = _rows(cur, f"SHOW CREATE EVENT {quote_mysql(database)}.{quote_mysql(_text(name))}")[0]
-        out.events.append(Routine(_text(name), "event", _text(row[3]), _text(status)))
+        row = _rows(cur, f"SHOW CREATE EVENT {quote_mysql(database)}.{quote_mysql(text_of(name))}")[0]
+        out.events.append(Routine(text_of(name), "event", text_of(row[3]), text_of(status)))
     return out

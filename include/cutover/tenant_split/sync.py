@@ -42,7 +42,7 @@ from cutover.lifecycle.model import UnitKey
 from cutover.tenant_split import target
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
 from cutover.tenant_split.copy import unit_hash
-from cutover.tenant_split.schema import read_database
+from cutover.tenant_split.schema import read_database, text_of
 
 log = logging.getLogger(__name__)
 #: quoting is validated each time; a catch-up quotes the same few names for every change
@@ -78,9 +78,6 @@ class TenantSync:
     children: dict[str, list[tuple[TableRoute, tuple[str, ...], tuple[str, ...]]]] = field(default_factory=dict)
 
 
-def _text(v: Any) -> str:
-    return v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else str(v)
-
 
 def source_rules(cfg: TenantSplitConfig) -> tuple[Any, dict[str, Any]]:
     """The source schema (no DDL text) and the mapping's rules, read once per catch-up."""
@@ -90,13 +87,6 @@ def source_rules(cfg: TenantSplitConfig) -> tuple[Any, dict[str, Any]]:
         schema = read_database(sconn.cursor(), cfg.source_database, with_create=False)
     _, rules = load_rules(cfg, schema)
     return schema, rules
-
-
-def tenant_routes(cfg: TenantSplitConfig, tenant: str, database: str,
-                  source: tuple[Any, dict[str, Any]] | None = None) -> dict[str, TableRoute]:
-    """source table → :class:`TableRoute` for a built tenant's tables whose copy is done (``source``:
-    :func:`source_rules`, read here when not given)."""
-    return routes_for(cfg, {tenant: database}, source).get(tenant, {})
 
 
 def routes_for(cfg: TenantSplitConfig, tenants: dict[str, str],
@@ -126,11 +116,11 @@ def routes_for(cfg: TenantSplitConfig, tenants: dict[str, str],
                          f"WHERE unit_hash IN ({', '.join(['%s'] * len(part))})", part)
             for h, table, is_done, snap in tcur.fetchall():
                 if is_done:
-                    done[(_text(h), _text(table))] = snap
+                    done[(text_of(h), text_of(table))] = snap
         dbs = sorted(set(tenants.values()))
         tcur.execute(f"SELECT target_database, target_table, file, pos FROM {state}.binlog_positions "
                      f"WHERE target_database IN ({', '.join(['%s'] * len(dbs))})", dbs)
-        positions = {(_text(d), _text(t)): BinlogPosition(_text(f), int(p)) for d, t, f, p in tcur.fetchall()}
+        positions = {(text_of(d), text_of(t)): BinlogPosition(text_of(f), int(p)) for d, t, f, p in tcur.fetchall()}
     out: dict[str, dict[str, TableRoute]] = {}
     for tenant, database in tenants.items():
         routes: dict[str, TableRoute] = {}
@@ -143,7 +133,7 @@ def routes_for(cfg: TenantSplitConfig, tenants: dict[str, str],
             ocols = {c.lower(): c for c in owner.column_names}
             routes[n] = TableRoute(n, r.target, r.tenant_column if r.action == "copy" else None, src.copy_key(),
                                    {c.lower(): ocols[c.lower()] for c in src.column_names if c.lower() in ocols},
-                                   snapshot=BinlogPosition.parse(_text(snap)) if snap else None, position=pos)
+                                   snapshot=BinlogPosition.parse(text_of(snap)) if snap else None, position=pos)
         for child_name, child in schema.tables.items():  # ON DELETE CASCADE keys, in target names
             if child_name not in target_of:
                 continue
@@ -169,7 +159,7 @@ def _belongs(route: TableRoute, image: dict[str, Any] | None, tenant: str) -> bo
         return True
     for k, v in image.items():
         if k.lower() == route.tenant_column.lower():
-            return v is not None and _text(v) == tenant
+            return v is not None and text_of(v) == tenant
     return False
 
 
@@ -294,7 +284,7 @@ def built_tenants(cfg: TenantSplitConfig) -> dict[str, str]:
         if not tcur.fetchone():
             return {}
         tcur.execute(f"SELECT target_database FROM {quote_mysql(cfg.state_database)}.binlog_positions")
-        have = {_text(r[0]) for r in tcur.fetchall()}
+        have = {text_of(r[0]) for r in tcur.fetchall()}
     return {t: db for t, db in names.items() if db in have and t not in routed}
 
 
@@ -324,12 +314,7 @@ def catch_up_lock(cfg: TenantSplitConfig, databases: list[str], wait_s: float = 
     """Hold a named lock (``GET_LOCK`` on the target server) per tenant database while catching up: two
     appliers of one table (a build's verify, the sync DAG, a cutover) would both apply a change that is
     not idempotent (a keyless table's). Taken in name order; raises ``TimeoutError`` after ``wait_s``."""
-    import MySQLdb
-
-    from cutover.connections import resolve
-
-    conn = MySQLdb.connect(**resolve(cfg.target_conn_id).mysql_kwargs(""))
-    try:
+    with mysql_connect(cfg.target_conn_id, database="") as conn:  # closing it releases every lock it holds
         cur = conn.cursor()
         for db in databases:
             name = "cutover_catchup_" + hashlib.sha1(f"{cfg.state_database}/{db}".encode()).hexdigest()[:40]
@@ -337,8 +322,6 @@ def catch_up_lock(cfg: TenantSplitConfig, databases: list[str], wait_s: float = 
             if cur.fetchone()[0] != 1:
                 raise TimeoutError(f"catch-up of {db}: another catch-up held it for {wait_s:.0f} s")
         yield
-    finally:
-        conn.close()  # releases every lock the session holds
 
 
 def _catch_up_locked(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at: Any, tables: set[str] | None,

@@ -28,7 +28,7 @@ from cutover import control
 from cutover.connections import pg_connect
 from cutover.identifiers import quote_mysql
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
-from cutover.tenant_split.schema import Routine, TableSchema, Trigger, strip_auto_increment
+from cutover.tenant_split.schema import Routine, TableSchema, Trigger, strip_auto_increment, text_of
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +110,9 @@ def target_triggers(cur: Any, database: str, table: str) -> dict[str, str]:
     cur.execute("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s AND EVENT_OBJECT_TABLE = %s",
                 (database, table))
     out = {}
-    for (name,) in cur.fetchall():
-        name = name.decode() if isinstance(name, bytes) else str(name)
+    for name in [text_of(r[0]) for r in cur.fetchall()]:
         cur.execute(f"SHOW CREATE TRIGGER {quote_mysql(database)}.{quote_mysql(name)}")
-        row = cur.fetchone()
-        out[name] = row[2].decode() if isinstance(row[2], bytes) else str(row[2])
+        out[name] = text_of(cur.fetchone()[2])
     return out
 
 
@@ -196,7 +194,7 @@ def restore_routines(cur: Any, routines: list[Routine], source_db: str, target_d
     out: dict[str, str] = {}
     cur.execute(f"USE {quote_mysql(target_db)}")
     cur.execute("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s", (target_db,))
-    events = {r[0].decode() if isinstance(r[0], bytes) else str(r[0]) for r in cur.fetchall()}
+    events = {text_of(r[0]) for r in cur.fetchall()}
     for r in routines:
         if r.kind == "event" and r.name in events:
             out[f"event {r.name}"] = "present"

@@ -25,6 +25,7 @@ from cutover.identifiers import quote_mysql, slugify
 from cutover.lifecycle.spec import Verification
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
 from cutover.tenant_split.plan import SourceTable
+from cutover.tenant_split.schema import text_of
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ def column_types(cur: Any, database: str, table: str) -> dict[str, PhysicalType]
         """SELECT COLUMN_NAME, DATA_TYPE, NUMERIC_SCALE, COLUMN_TYPE, CHARACTER_SET_NAME, DATETIME_PRECISION
            FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION""",
         (database, table))
-    return {str(r[0]): PhysicalType(str(r[1]), None if r[2] is None else int(r[2]), str(r[3] or ""), str(r[4] or ""),
+    return {text_of(r[0]): PhysicalType(text_of(r[1]), None if r[2] is None else int(r[2]), text_of(r[3] or ""),
+                                         text_of(r[4] or ""),
                                     None if r[5] is None else int(r[5])) for r in cur.fetchall()}
 
 
