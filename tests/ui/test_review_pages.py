@@ -52,6 +52,8 @@ def seeded() -> Iterator[dict[str, Any]]:
             control.DeadLetter("tenant.tbl_data_timeseries", "ship=ship-ok id=7", "unknown value_format 'Float'",
                                {"id": 7, "value_format": "Float", "note": "<script>alert(1)</script>"})])
         state.finish(conn, RUN, state.judge(conn, RUN))
+        control.set_route(conn, "ui_review", "shop", "O'Brien <&> Sons", {"backend": "tenant_db", "database": "tenant_o_brien_1f2e"},
+                          state="paused", run_id=RUN, reason="cutover: write pause")
     ok = gate.run_gate("ui_review_ok", schema=SCHEMA, table=TABLE, run_id=RUN, raise_on_failure=False,
                        expectations=[{"type": "expect_table_row_count_to_equal", "kwargs": {"value": 4}}])
     bad_gate = gate.run_gate("ui_review_bad", schema=SCHEMA, table=TABLE, run_id=RUN, raise_on_failure=False,
@@ -62,6 +64,8 @@ def seeded() -> Iterator[dict[str, Any]]:
     yield {"run_id": RUN}
     with connections.pg_connect() as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(pg_ident(SCHEMA)))
+        conn.execute("DELETE FROM cutover.routes WHERE pipeline = 'ui_review'")
+        conn.execute("DELETE FROM cutover.route_history WHERE pipeline = 'ui_review'")
 
 
 def _text(browser: Any) -> str:
@@ -97,6 +101,9 @@ def test_status_page_shows_the_run_its_units_and_dead_letters(seeded: dict[str, 
     link = browser.find_element("link text", "Airflow run ↗").get_attribute("href")
     assert link.endswith(f"/dags/ship_wide_build/runs/{seeded['run_id']}")
     assert "Dead letters" in text
+    # a tenant's route, its hostile name shown as text, paused while a cutover holds its writes
+    assert "Routes (where each tenant" in text and "O'Brien <&> Sons" in text and "tenant_o_brien_1f2e" in text
+    assert "paused" in text
 
 
 def test_data_docs_index_lists_validations_and_marks_failures(seeded: dict[str, Any], browser: Any,
