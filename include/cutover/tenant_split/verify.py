@@ -64,21 +64,18 @@ def verify_unit(cfg: TenantSplitConfig, detail: dict[str, Any], unit_key: str, *
         ttypes = column_types(tcur, db, table)
         if not ttypes:
             return Verification(0, 0, None, None, [f"target table {db}.{table} does not exist"])
-    with mysql_connect(cfg.source_conn_id, database="") as sconn:
-        scur = sconn.cursor()
-        scur.execute("SET SESSION time_zone = '+00:00'")
-        stypes = {s.table: column_types(scur, cfg.source_database, s.table) for s in sources}
-    # compared: the target's columns every source has (a merged source fills the columns it has; the
-    # columns all of them share are checked row by row, and the count covers every row)
-    lowers = {s.table: {c.lower(): c for c in stypes[s.table]} for s in sources}
-    cols = [c for c in ttypes if all(c.lower() in lowers[s.table] for s in sources)]
-    first = sources[0].table
-    kinds = {c: infer_kind(stypes[first][lowers[first][c.lower()]], ttypes[c]) for c in cols}
     src_count, src_sum = 0, 0
     per_source = {}
     with mysql_connect(cfg.source_conn_id, database="") as sconn:
         scur = sconn.cursor()
         scur.execute("SET SESSION time_zone = '+00:00'")
+        stypes = {s.table: column_types(scur, cfg.source_database, s.table) for s in sources}
+        # compared: the target's columns every source has (a merged source fills the columns it has; the
+        # columns all of them share are checked row by row, and the count covers every row)
+        lowers = {s.table: {c.lower(): c for c in stypes[s.table]} for s in sources}
+        cols = [c for c in ttypes if all(c.lower() in lowers[s.table] for s in sources)]
+        first = sources[0].table
+        kinds = {c: infer_kind(stypes[first][lowers[first][c.lower()]], ttypes[c]) for c in cols}
         scur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         scur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         for s in sources:
