@@ -15,10 +15,10 @@ import pytest
 
 from cutover.connections import PROJECT_ROOT
 from cutover.identifiers import quote_mysql
+from cutover.mysql_schema import read_database, strip_auto_increment
 from cutover.samples.tenants import seed_tenants
 from cutover.tenant_split import diff_report as dr
 from cutover.tenant_split.mapping import load_mapping
-from cutover.tenant_split.schema import read_database, strip_auto_increment
 
 pytestmark = pytest.mark.integration
 

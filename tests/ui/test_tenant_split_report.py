@@ -13,9 +13,9 @@ from urllib.parse import quote
 import pytest
 
 from cutover import connections, control
+from cutover.mysql_schema import Column, DatabaseSchema, ForeignKey, Index, TableSchema
 from cutover.tenant_split import diff_report as dr
 from cutover.tenant_split.mapping import TableRule
-from cutover.tenant_split.schema import Column, DatabaseSchema, ForeignKey, Index, TableSchema
 from tests.ui.conftest import off_machine
 
 pytestmark = [pytest.mark.ui, pytest.mark.integration]

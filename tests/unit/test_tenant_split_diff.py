@@ -12,10 +12,7 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
-from cutover.samples.hostile import HOSTILE_NAMES
-from cutover.tenant_split import diff_report as dr
-from cutover.tenant_split.mapping import TableRule, parse_mapping
-from cutover.tenant_split.schema import (
+from cutover.mysql_schema import (
     Column,
     DatabaseSchema,
     ForeignKey,
@@ -24,6 +21,9 @@ from cutover.tenant_split.schema import (
     TableSchema,
     Trigger,
 )
+from cutover.samples.hostile import HOSTILE_NAMES
+from cutover.tenant_split import diff_report as dr
+from cutover.tenant_split.mapping import TableRule, parse_mapping
 from cutover.ui.docs_offline import external_references
 from cutover.ui.pages import render_run_html
 

@@ -17,13 +17,13 @@ from cutover.connections import mysql_connect, pg_connect
 from cutover.identifiers import quote_mysql
 from cutover.lifecycle.model import PlannedUnit, UnitKey
 from cutover.lifecycle.spec import CopyResult, UnitContext, Verification
+from cutover.mysql_schema import read_database, table_names
 from cutover.streaming import Progress
 from cutover.tenant_split import copy as copier
 from cutover.tenant_split import target
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
 from cutover.tenant_split.mapping import load_mapping
 from cutover.tenant_split.plan import SourceTable, load_rules, plan_units, stored_database
-from cutover.tenant_split.schema import read_database, table_names
 from cutover.tenant_split.verify import column_types
 
 log = logging.getLogger(__name__)

@@ -46,9 +46,10 @@ from typing import Any
 from cutover import control
 from cutover.connections import pg_connect, resolve
 from cutover.identifiers import quote_mysql
+from cutover.keyset import after_key, after_params, decode_key, encode_key
+from cutover.mysql_schema import text_of
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
 from cutover.tenant_split.plan import SourceTable
-from cutover.tenant_split.schema import text_of
 from cutover.tenant_split.target import session as target_session
 
 log = logging.getLogger(__name__)
@@ -131,31 +132,6 @@ def unit_hash(unit_key: str) -> str:
     return hashlib.sha1(unit_key.encode("utf-8")).hexdigest()
 
 
-def encode_key(values: Sequence[Any]) -> str:
-    """A key tuple as JSON that round-trips exactly (bytes as hex, text as text, numbers as numbers)."""
-    out: list[list[Any]] = []
-    for v in values:
-        if v is None:
-            out.append(["n", None])
-        elif isinstance(v, (bytes, bytearray)):
-            out.append(["b", bytes(v).hex()])
-        elif isinstance(v, bool | int):
-            out.append(["i", int(v)])
-        elif isinstance(v, float):
-            out.append(["f", repr(v)])
-        else:
-            out.append(["s", str(v)])
-    return json.dumps(out, ensure_ascii=False)
-
-
-def decode_key(text: str | None) -> tuple[Any, ...] | None:
-    """The inverse of :func:`encode_key` (``None`` stays ``None``: start from the beginning)."""
-    if text is None:
-        return None
-    conv: dict[str, Callable[[Any], Any]] = {"n": lambda v: None, "b": bytes.fromhex, "i": int, "f": float, "s": str}
-    return tuple(conv[t](v) for t, v in json.loads(text))
-
-
 @dataclass
 class Checkpoint:
     """Where the copy of one source table into a unit stands."""
@@ -195,25 +171,6 @@ def clear_checkpoints(cur: Any, state_db: str, unit_key: str) -> None:
 
 
 # --- SQL pieces ---------------------------------------------------------------------------------
-
-
-def after_key(cols: Sequence[str], alias: str = "") -> str:
-    """``(k1 > %s) OR (k1 = %s AND k2 > %s) …``: rows strictly after a key (params: :func:`after_params`)."""
-    q = [alias + quote_mysql(c) for c in cols]
-    terms = []
-    for i in range(len(q)):
-        eq = [f"{q[j]} = %s" for j in range(i)]
-        terms.append("(" + " AND ".join([*eq, f"{q[i]} > %s"]) + ")")
-    return "(" + " OR ".join(terms) + ")"
-
-
-def after_params(key: Sequence[Any]) -> list[Any]:
-    """The parameters of :func:`after_key` for ``key``."""
-    out: list[Any] = []
-    for i in range(len(key)):
-        out.extend(key[:i])
-        out.append(key[i])
-    return out
 
 
 @dataclass(frozen=True)

@@ -118,8 +118,8 @@ def write_pause(cfg: TenantSplitConfig, tenant: str, lock_wait_s: int = 10) -> I
 
     Yields a dict that receives ``paused_s`` (seconds writes were held) when the pause ends.
     """
+    from cutover.mysql_schema import read_database
     from cutover.tenant_split.plan import load_rules
-    from cutover.tenant_split.schema import read_database
 
     info: dict[str, Any] = {}
     with pg_connect(cfg.control_conn_id) as conn:

@@ -1,7 +1,7 @@
 """The tenant split's schema diff report: what the mapping does to every table, for a reviewer to read
 before the copy starts and to re-read, with the verification figures, before approving the cutover.
 
-:func:`build_diff` compares the source database (:class:`~cutover.tenant_split.schema.DatabaseSchema`)
+:func:`build_diff` compares the source database (:class:`~cutover.mysql_schema.DatabaseSchema`)
 under the resolved mapping (:meth:`cutover.tenant_split.mapping.Mapping.resolve`) with either a real
 tenant database as created (``target``) or, in a dry run, with the DDL the mapping implies (each
 target table has its source table's shape under the new name). Per target table (and per dropped
@@ -40,8 +40,7 @@ from typing import Any
 from urllib.parse import quote
 
 from cutover.identifiers import quote_mysql, slugify
-from cutover.tenant_split.mapping import TableRule
-from cutover.tenant_split.schema import (
+from cutover.mysql_schema import (
     Column,
     DatabaseSchema,
     ForeignKey,
@@ -50,6 +49,7 @@ from cutover.tenant_split.schema import (
     TableSchema,
     Trigger,
 )
+from cutover.tenant_split.mapping import TableRule
 from cutover.ui.pages import PAGE_CSS, report_url
 from cutover.ui.status import _e, _num, _table
 

@@ -18,9 +18,9 @@ from cutover import control
 from cutover.connections import mysql_connect, pg_connect
 from cutover.identifiers import NameMapper, quote_mysql, slugify
 from cutover.lifecycle.model import PlannedUnit, UnitKey
+from cutover.mysql_schema import DatabaseSchema, TableSchema, read_database, text_of
 from cutover.tenant_split.config import MYSQL_MAX_NAME, PIPELINE, TenantSplitConfig
 from cutover.tenant_split.mapping import Mapping, MappingError, TableRule, load_mapping
-from cutover.tenant_split.schema import DatabaseSchema, TableSchema, read_database, text_of
 
 log = logging.getLogger(__name__)
 

@@ -39,10 +39,10 @@ from typing import Any
 from cutover.connections import mysql_connect, pg_connect
 from cutover.identifiers import quote_mysql
 from cutover.lifecycle.model import UnitKey
+from cutover.mysql_schema import read_database, text_of
 from cutover.tenant_split import target
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
 from cutover.tenant_split.copy import unit_hash
-from cutover.tenant_split.schema import read_database, text_of
 
 log = logging.getLogger(__name__)
 #: quoting is validated each time; a catch-up quotes the same few names for every change

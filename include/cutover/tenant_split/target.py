@@ -27,8 +27,8 @@ from typing import Any
 from cutover import control
 from cutover.connections import pg_connect
 from cutover.identifiers import quote_mysql
+from cutover.mysql_schema import Routine, TableSchema, Trigger, strip_auto_increment, text_of
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
-from cutover.tenant_split.schema import Routine, TableSchema, Trigger, strip_auto_increment, text_of
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from cutover.connections import mysql_connect, pg_connect
 from cutover.consistency.normalize import MYSQL, PhysicalType, infer_kind
 from cutover.identifiers import quote_mysql, slugify
 from cutover.lifecycle.spec import Verification
+from cutover.mysql_schema import text_of
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
 from cutover.tenant_split.plan import SourceTable
-from cutover.tenant_split.schema import text_of
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """What a MySQL database holds, read from ``information_schema`` and ``SHOW CREATE``: the ground of the
-tenant split's plan, its target DDL and its schema diff report.
+tenant split's plan, target DDL and schema diff report, and of mysql_to_postgres' type mapping.
 
 :func:`read_database` returns a :class:`DatabaseSchema`: per base table its columns (in order, with
 the full column type, nullability, default and extra such as ``auto_increment`` or ``on update
@@ -33,6 +33,8 @@ class Column:
     extra: str
     charset: str | None = None
     collation: str | None = None
+    #: the expression of a generated column (``None``: an ordinary column)
+    generation: str | None = None
 
     @property
     def auto_increment(self) -> bool:
@@ -47,6 +49,8 @@ class Index:
     name: str
     columns: tuple[str, ...]
     kind: str
+    #: per column, the indexed prefix length in characters (``None``: the whole value); empty when unknown
+    sub_parts: tuple[int | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -188,10 +192,10 @@ def read_database(cur: Any, database: str, *, tables: set[str] | None = None, wi
         if tables is None or name in tables:
             out.tables[name] = TableSchema(name, [], rows_estimate=int(rows_est), engine=text_of(engine),
                                            auto_increment=int(auto_inc) if auto_inc is not None else None)
-    for t, c, ctype, dtype, nullable, default, extra, charset, coll in _rows(
+    for t, c, ctype, dtype, nullable, default, extra, charset, coll, gen in _rows(
         cur,
         f"""SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA,
-                  CHARACTER_SET_NAME, COLLATION_NAME
+                  CHARACTER_SET_NAME, COLLATION_NAME, GENERATION_EXPRESSION
            FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s{narrow} ORDER BY TABLE_NAME, ORDINAL_POSITION""",
         (database, *narrow_args),
     ):
@@ -199,11 +203,12 @@ def read_database(cur: Any, database: str, *, tables: set[str] | None = None, wi
         if tab is not None:
             tab.columns.append(Column(text_of(c), text_of(ctype), text_of(dtype), text_of(nullable) == "YES",
                                       None if default is None else text_of(default), text_of(extra or ""),
-                                      None if charset is None else text_of(charset), None if coll is None else text_of(coll)))
-    idx: dict[tuple[str, str], tuple[list[str], str]] = {}
-    for t, iname, non_unique, col, itype in _rows(
+                                      None if charset is None else text_of(charset), None if coll is None else text_of(coll),
+                                      text_of(gen) if gen and "GENERATED" in text_of(extra or "").upper() else None))
+    idx: dict[tuple[str, str], tuple[list[str], str, list[int | None]]] = {}
+    for t, iname, non_unique, col, itype, sub in _rows(
         cur,
-        f"""SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME, INDEX_TYPE FROM information_schema.STATISTICS
+        f"""SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME, INDEX_TYPE, SUB_PART FROM information_schema.STATISTICS
            WHERE TABLE_SCHEMA = %s{narrow} ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX""",
         (database, *narrow_args),
     ):
@@ -212,9 +217,11 @@ def read_database(cur: Any, database: str, *, tables: set[str] | None = None, wi
             continue
         kind = "primary" if iname == "PRIMARY" else ("unique" if int(non_unique) == 0 else
                                                      (text_of(itype).lower() if text_of(itype) in ("FULLTEXT", "SPATIAL") else "index"))
-        idx.setdefault((t, iname), ([], kind))[0].append(text_of(col))
-    for (t, iname), (cols, kind) in idx.items():
-        out.tables[t].indexes.append(Index(iname, tuple(cols), kind))
+        entry = idx.setdefault((t, iname), ([], kind, []))
+        entry[0].append(text_of(col))
+        entry[2].append(None if sub is None else int(sub))
+    for (t, iname), (cols, kind, subs) in idx.items():
+        out.tables[t].indexes.append(Index(iname, tuple(cols), kind, tuple(subs)))
     for tab in out.tables.values():
         tab.indexes.sort(key=lambda i: (i.kind != "primary", i.name))
     fks: dict[tuple[str, str], dict[str, Any]] = {}
