@@ -1,0 +1,365 @@
+"""The build's stage functions per table (plan, prepare, copy, finalize, verify) and the run's close.
+
+Unit: one MySQL table → one PostgreSQL table; key ``<source db>><target schema>:<table>``. The plan
+carries the table's whole mapping (:class:`cutover.mysql_to_postgres.typemap.TableMap`), so every later
+stage works from what the plan decided (and the report shows).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from cutover import binlog
+from cutover.connections import pg_connect
+from cutover.identifiers import NameMapper, quote_mysql, quote_pg
+from cutover.lifecycle.model import PlannedUnit, UnitKey
+from cutover.lifecycle.spec import CopyResult, UnitContext, Verification
+from cutover.mysql_schema import read_database, table_names, text_of
+from cutover.mysql_to_postgres import load, target
+from cutover.mysql_to_postgres.config import PIPELINE, MysqlToPostgresConfig
+from cutover.mysql_to_postgres.typemap import TableMap, TypeMapError, json_columns, load_overrides, map_table
+from cutover.streaming import Progress
+
+log = logging.getLogger(__name__)
+
+
+class PlanError(ValueError):
+    """The plan cannot be made (no such table, a name taken, the source writable): the message says which."""
+
+
+def unit_key(cfg: MysqlToPostgresConfig, table: str) -> UnitKey:
+    """The unit of a source table."""
+    return UnitKey(cfg.scope, (table,))
+
+
+def plan_tables(cfg: MysqlToPostgresConfig, wanted: list[str] | None = None) -> tuple[list[TableMap], dict[str, Any]]:
+    """Read the source catalog, select the tables (``wanted`` unit names, else the config's list or
+    pattern) and map each; returns the maps and what the plan found (binlog status, read-only proof).
+
+    Raises :class:`PlanError` for an unknown wanted / listed table or no table at all,
+    :class:`~cutover.mysql_to_postgres.typemap.TypeMapError` for an unmapped type, and
+    :class:`~cutover.mysql_to_postgres.readonly.WritableSourceError` for a writable source (unless allowed).
+    """
+    from cutover.mysql_to_postgres.readonly import WritableSourceError, prove_read_only
+
+    overrides = load_overrides(cfg.overrides_path(), required=cfg.overrides != type(cfg).overrides)
+    with load.source_session(cfg.source_conn_id) as conn:
+        cur = conn.cursor()
+        names = table_names(cur, cfg.source_database)
+        if wanted:
+            picked = [w.split(":", 1)[1] if w.startswith(cfg.scope + ":") else w for w in wanted]
+        elif cfg.tables:
+            picked = list(cfg.tables)
+        else:
+            picked = [n for n in names if cfg.selects(n)]
+        missing = [t for t in picked if t not in names]
+        if missing:
+            raise PlanError(f"no base table {missing} in MySQL database {cfg.source_database!r}")
+        if not picked:
+            raise PlanError(f"no table of {cfg.source_database!r} matches {cfg.table_pattern!r}")
+        unknown = set(overrides) - set(names)
+        if unknown:
+            raise TypeMapError(f"{cfg.overrides_path()}: tables {sorted(unknown)} are not in {cfg.source_database!r}")
+        schema = read_database(cur, cfg.source_database, tables=set(picked), with_create=False)
+        jcols = json_columns(cur, cfg.source_database)
+        found: dict[str, Any] = {}
+        try:
+            binlog.require_binlog(cur)
+            found["binlog"] = "ok"
+        except binlog.BinlogUnavailable as exc:
+            found["binlog"] = f"unavailable: {exc}"
+    first = schema.tables[picked[0]]
+    try:
+        found["read_only"] = prove_read_only(cfg.source_conn_id, cfg.source_database, first.name,
+                                             first.columns[0].name if first.columns else None)
+    except WritableSourceError as exc:
+        if not cfg.allow_writable_source:
+            raise
+        log.warning("allow_writable_source is on: %s", exc)
+        found["read_only"] = {"writable": str(exc)}
+    tables = NameMapper()
+    indexes = NameMapper()
+    maps = []
+    for t in picked:
+        maps.append(map_table(schema.tables[t], target=tables.map(t), json_columns=jcols.get(t, set()),
+                              zero_date=cfg.zero_date, enum_empty=cfg.enum_empty, overrides=overrides.get(t),
+                              index_names=indexes))
+    return maps, found
+
+
+def plan(cfg: MysqlToPostgresConfig, wanted: list[str] | None) -> list[PlannedUnit]:
+    """The units: one per selected table, with its mapping, row estimate and sync mode."""
+    maps, found = plan_tables(cfg, wanted)
+    mode = cfg.sync_mode
+    if mode == "auto":
+        mode = "binlog" if found.get("binlog") == "ok" else "watermark"
+    if mode == "binlog" and found.get("binlog") != "ok":
+        raise PlanError(f"sync_mode binlog, but {found['binlog']}")
+    log.info("mysql_to_postgres: %d table(s), sync %s; %s", len(maps), mode,
+             "source proven read-only" if "writable" not in found.get("read_only", {}) else "SOURCE IS WRITABLE")
+    return [PlannedUnit(unit_key(cfg, m.source), max(m.rows_estimate, 1),
+                        {"table": m.to_dict(), "sync_mode": mode, "read_only": found.get("read_only", {}).get("attempt", "")})
+            for m in maps]
+
+
+def _table(unit: PlannedUnit) -> TableMap:
+    return TableMap.from_dict(unit.detail["table"])
+
+
+def prepare_unit(cfg: MysqlToPostgresConfig, unit: PlannedUnit) -> dict[str, Any]:
+    """Create the target table fresh (dropping a previous one) and clear the unit's checkpoint — unless
+    a checkpoint shows a copy in progress or done for this same mapping, which a resumed run keeps."""
+    tm = _table(unit)
+    key = str(unit.key)
+    with pg_connect(cfg.target_conn_id) as conn:
+        load.ensure_state(conn)
+        cp = load.read_checkpoint(conn, key)
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                              (load.target_name(cfg.target_schema, tm),)).fetchone()[0]
+        if cp is not None and exists:
+            return {"kept": "resuming a copy in progress", "rows_written": cp["rows_written"]}
+        target.create_table(conn, tm, cfg.target_schema)
+        conn.execute(f"DELETE FROM {load.STATE_SCHEMA}.m2p_checkpoints WHERE unit_key = %s", (key,))
+        conn.execute(f"DELETE FROM {load.STATE_SCHEMA}.m2p_positions WHERE unit_key = %s", (key,))
+    return {"created": f"{cfg.target_schema}.{tm.target}", "columns": len(tm.columns)}
+
+
+def _start_marks(cfg: MysqlToPostgresConfig, cur: Any, tm: TableMap, mode: str) -> tuple[str | None, str | None]:
+    """Where the sync starts for this table: the binlog position now, or the watermark column's maximum now."""
+    if mode == "binlog":
+        return str(binlog.current_position(cur)), None
+    wm = cfg.watermark_column
+    if tm.key and any(c.source == wm for c in tm.columns):
+        cur.execute(f"SELECT CAST(MAX({quote_mysql(wm)}) AS CHAR) FROM {quote_mysql(cfg.source_database)}."
+                    f"{quote_mysql(tm.source)}".replace("%", "%%"), ())
+        v = cur.fetchone()[0]
+        return None, text_of(v) if v is not None else ""
+    return None, None
+
+
+def copy_unit(cfg: MysqlToPostgresConfig, unit: PlannedUnit, ctx: UnitContext) -> CopyResult:
+    """Copy the table in keyset chunks (each with its checkpoint and progress in one PostgreSQL
+    transaction), or whole from one snapshot when it has no key. Resumes after the last committed chunk."""
+    tm = _table(unit)
+    key = str(unit.key)
+    mode = str(unit.detail.get("sync_mode") or "binlog")
+    progress_in_chunk = load.same_database(cfg.target_conn_id, cfg.control_conn_id)
+    tgt, cols = load.target_name(cfg.target_schema, tm), load.column_list(tm)
+    with pg_connect(cfg.target_conn_id) as conn:
+        load.ensure_state(conn)
+        cp = load.read_checkpoint(conn, key) or {"last_key": None, "rows_read": 0, "rows_written": 0, "done": False,
+                                                 "start_position": None, "start_watermark": None}
+    if cp["done"]:
+        return CopyResult(cp["rows_read"], cp["rows_written"], {"resumed": "already done"})
+    prog = Progress(f"{PIPELINE} {tm.source}", unit.rows, logger=ctx.log)
+    read, written, dead_n = cp["rows_read"], cp["rows_written"], 0
+    prog.add(read)
+    t0 = time.monotonic()
+    if not tm.key:
+        with load.source_session(cfg.source_conn_id, snapshot=True) as src, pg_connect(cfg.target_conn_id) as conn:
+            cur = src.cursor()
+            pos = None
+            if mode == "binlog":
+                cur.execute("SHOW STATUS WHERE Variable_name IN ('binlog_snapshot_file', 'binlog_snapshot_position')")
+                st = {text_of(k).lower(): text_of(v) for k, v in cur.fetchall()}
+                if st.get("binlog_snapshot_file"):
+                    pos = f"{st['binlog_snapshot_file']}:{st['binlog_snapshot_position']}"
+                else:
+                    pos = str(binlog.current_position(cur))
+            cur.close()
+            written, dead = load.reload_whole(src, conn, tm, cfg.source_database, cfg.target_schema, cfg.chunk_rows)
+            read = written + len(dead)
+            load.record_dead(conn, PIPELINE, key, tm.source, dead) if progress_in_chunk else None
+            load.write_checkpoint(conn, key, last_key=None, rows_read=read, rows_written=written, done=True,
+                                  start_position=pos)
+            if progress_in_chunk:
+                ctx.chunk_done(conn, read, written)
+        if not progress_in_chunk:
+            with pg_connect(cfg.control_conn_id) as c2:
+                load.record_dead(c2, PIPELINE, key, tm.source, dead)
+        prog.add(read)
+        prog.finish()
+        return CopyResult(read, written, {"keyless": True, "dead_letters": len(dead), "seconds": round(time.monotonic() - t0, 3)})
+
+    with load.source_session(cfg.source_conn_id) as src:
+        cur = src.cursor()
+        if cp["start_position"] is None and cp["start_watermark"] is None:
+            cp["start_position"], cp["start_watermark"] = _start_marks(cfg, cur, tm, mode)
+        start_pos, start_wm = cp["start_position"], cp["start_watermark"]
+
+        def next_chunk(prev: Any) -> load.Chunk | None:
+            last = cp["last_key"] if prev is None else prev.keys[-1]
+            ch = load.read_chunk(cur, tm, cfg.source_database, last, cfg.chunk_rows)
+            return ch if ch.lines else None
+
+        with pg_connect(cfg.target_conn_id) as conn:
+            for ch in load.prefetch(next_chunk, None):
+                with conn.transaction():
+                    w = load.write_lines(conn, tgt, cols, ch)
+                    read += len(ch.lines)
+                    written += w.rows
+                    dead_n += len(w.dead)
+                    load.write_checkpoint(conn, key, last_key=ch.keys[-1], rows_read=read, rows_written=written,
+                                          done=False, start_position=start_pos, start_watermark=start_wm)
+                    if progress_in_chunk:
+                        load.record_dead(conn, PIPELINE, key, tm.source, w.dead)
+                        ctx.chunk_done(conn, read, written)
+                if not progress_in_chunk:
+                    with pg_connect(cfg.control_conn_id) as c2:
+                        load.record_dead(c2, PIPELINE, key, tm.source, w.dead)
+                        ctx.chunk_done(c2, read, written)
+                prog.add(len(ch.lines))
+                if w.dead:
+                    ctx.log.warning("%s: %d row(s) refused → dead letters (first: %s)", tm.source, len(w.dead), w.dead[0][1])
+            with conn.transaction():
+                load.write_checkpoint(conn, key, last_key=None, rows_read=read, rows_written=written, done=True,
+                                      start_position=start_pos, start_watermark=start_wm)
+        cur.close()
+    prog.finish()
+    return CopyResult(read, written, {"dead_letters": dead_n, "seconds": round(time.monotonic() - t0, 3),
+                                      "rows_per_s": round((read - cp["rows_read"]) / max(time.monotonic() - t0, 1e-9))})
+
+
+def finalize_unit(cfg: MysqlToPostgresConfig, unit: PlannedUnit) -> dict[str, Any]:
+    """Keys and indexes, identity sequences past the copied maximum, the ON UPDATE trigger, ANALYZE, and
+    the table's sync position (from the copy's start); safe to run again."""
+    tm = _table(unit)
+    key = str(unit.key)
+    with pg_connect(cfg.target_conn_id) as conn:
+        built = target.build_keys(conn, tm, cfg.target_schema)
+        seqs = target.reset_identity(conn, tm, cfg.target_schema)
+        trig = target.on_update_triggers(conn, tm, cfg.target_schema)
+        cp = load.read_checkpoint(conn, key) or {}
+        mode = str(unit.detail.get("sync_mode") or "binlog")
+        conn.execute(
+            f"""INSERT INTO {load.STATE_SCHEMA}.m2p_positions (unit_key, mode, position, watermark)
+                VALUES (%s, %s, %s, %s) ON CONFLICT (unit_key) DO NOTHING""",
+            (key, mode, cp.get("start_position"), cp.get("start_watermark")))
+    with pg_connect(cfg.target_conn_id, autocommit=True) as conn:
+        conn.execute(f"ANALYZE {load.target_name(cfg.target_schema, tm)}")
+    return {**built, "identity": seqs, "on_update_trigger": trig}
+
+
+def verify_unit(cfg: MysqlToPostgresConfig, unit: PlannedUnit, run_id: str) -> Verification:
+    """Catch the table up (binlog or watermark), then compare every row through the consistency engine
+    (counts and checksums after type mapping; the differing keys when any), then the GX gate."""
+    from cutover.mysql_to_postgres import sync
+    from cutover.mysql_to_postgres.verify import compare_table
+
+    tm = _table(unit)
+    caught = sync.sync_units(cfg, [str(unit.key)], {str(unit.key): tm})
+    res = compare_table(cfg, tm, str(unit.key), run_id)
+    res.detail["caught_up"] = caught
+    return res
+
+
+def close_run(cfg: MysqlToPostgresConfig, run_id: str, units: list[dict[str, Any]]) -> dict[str, Any]:
+    """Foreign keys between the copied tables (each table's fail its unit), the pairs registered with the
+    consistency engine, and the type-mapping report (HTML + JSON beside the data docs)."""
+    from cutover.mysql_to_postgres import report
+
+    failed: dict[str, str] = {}
+    maps = {}
+    for u in units:
+        d = (u.get("detail") or {}).get("plan") or {}
+        if "table" in d:
+            maps[u["unit_key"]] = TableMap.from_dict(d["table"])
+    targets = {tm.source: tm.target for tm in maps.values()}
+    fks: dict[str, list[str]] = {}
+    done = {u["unit_key"] for u in units if u["state"] in ("verified", "cut_over")}
+    for k, tm in maps.items():
+        if k not in done:
+            continue
+        try:
+            with pg_connect(cfg.target_conn_id) as conn:
+                fks[tm.source] = target.add_foreign_keys(conn, tm, cfg.target_schema,
+                                                         {s: t for s, t in targets.items()})
+        except Exception as exc:  # noqa: BLE001 - the unit fails with the database's reason
+            failed[k] = f"foreign key of {tm.source}: {exc}"
+    pairs = register_pairs(cfg, [tm for k, tm in maps.items() if k in done and k not in failed])
+    if maps:
+        plan_maps = list(maps.values())
+        found: dict[str, Any] = {}
+    else:  # a dry run records no unit: map again for the report
+        plan_maps, found = plan_tables(cfg)
+    entry = report.save(cfg, run_id, plan_maps, units, found)
+    return {"failed": failed, "foreign_keys": fks, "pairs": pairs, "type_mapping": entry}
+
+
+def register_pairs(cfg: MysqlToPostgresConfig, maps: list[TableMap]) -> list[str]:
+    """Register each copied table with the consistency engine (``consistency_checks`` compares them)."""
+    from cutover.consistency.registry import ensure_registry, register_pair
+    from cutover.mysql_to_postgres.verify import pair_spec
+
+    names = []
+    with pg_connect(cfg.control_conn_id) as conn:
+        ensure_registry(conn)
+        for tm in maps:
+            if not tm.key:
+                continue
+            spec = pair_spec(cfg, tm)
+            register_pair(conn, spec, pipeline=PIPELINE)
+            names.append(spec.name)
+    return names
+
+
+def known_units(cfg: MysqlToPostgresConfig) -> list[UnitKey]:
+    """Every table with a checkpoint or a sync position in the target (built at least in part)."""
+    with pg_connect(cfg.target_conn_id) as conn:
+        load.ensure_state(conn)
+        rows = conn.execute(f"""SELECT unit_key FROM {load.STATE_SCHEMA}.m2p_checkpoints
+                                UNION SELECT unit_key FROM {load.STATE_SCHEMA}.m2p_positions""").fetchall()
+    return sorted((UnitKey.parse(r[0]) for r in rows if r[0].startswith(cfg.scope + ":")), key=str)
+
+
+def drop_unit(conn: Any, cfg: MysqlToPostgresConfig, key: UnitKey) -> dict[str, Any]:
+    """Rollback with drop: the target table, its checkpoint, its sync position and its consistency pair."""
+    from cutover.consistency.registry import unregister_pair
+
+    name = _stored_target(cfg, key)
+    with pg_connect(cfg.target_conn_id) as tconn:
+        existed = target.drop_table(tconn, name, cfg.target_schema)
+        load.ensure_state(tconn)
+        tconn.execute(f"DELETE FROM {load.STATE_SCHEMA}.m2p_checkpoints WHERE unit_key = %s", (str(key),))
+        tconn.execute(f"DELETE FROM {load.STATE_SCHEMA}.m2p_positions WHERE unit_key = %s", (str(key),))
+    try:
+        unregister_pair(conn, pair_name(cfg, key.parts[0]))
+    except Exception:  # noqa: BLE001 - no pair registered
+        pass
+    return {"dropped": f"{cfg.target_schema}.{name}" if existed else None}
+
+
+def pair_name(cfg: MysqlToPostgresConfig, table: str) -> str:
+    """The consistency pair's name of a table."""
+    return f"{PIPELINE}:{cfg.source_database}.{table}->{cfg.target_schema}"
+
+
+def _stored_target(cfg: MysqlToPostgresConfig, key: UnitKey) -> str:
+    """The target table name the latest plan of ``key`` chose (the source name when never planned)."""
+    from cutover import control
+
+    with pg_connect(cfg.control_conn_id) as conn:
+        control.ensure_schema(conn)
+        row = conn.execute(f"""SELECT detail -> 'plan' -> 'table' ->> 'target' FROM {control.SCHEMA}.units
+                               WHERE pipeline = %s AND unit_key = %s AND detail -> 'plan' ? 'table'
+                               ORDER BY updated_at DESC LIMIT 1""", (PIPELINE, str(key))).fetchone()
+    return str(row[0]) if row and row[0] else key.parts[0]
+
+
+def route_unit(conn: Any, cfg: MysqlToPostgresConfig, key: UnitKey, backend: str) -> dict[str, Any]:
+    """Point the table's readers at ``backend`` (``mysql`` or ``postgres``): a routing entry in the control
+    schema naming where the table now lives."""
+    from cutover import control
+
+    name = _stored_target(cfg, key)
+    where = ({"backend": "postgres", "conn_id": cfg.target_conn_id, "schema": cfg.target_schema, "table": name}
+             if backend == "postgres" else
+             {"backend": "mysql", "conn_id": cfg.source_conn_id, "database": cfg.source_database, "table": key.parts[0]})
+    control.set_route(conn, PIPELINE, cfg.scope, key.parts[0], where)
+    return where
+
+
+__all__ = ["PlanError", "close_run", "copy_unit", "finalize_unit", "known_units", "plan", "prepare_unit",
+           "quote_pg", "route_unit", "verify_unit"]

@@ -1,0 +1,344 @@
+"""Move rows MySQL → PostgreSQL: keyset chunks rendered by MySQL as COPY text, loaded with ``COPY``.
+
+**Read**: ``SELECT <one COPY line per row>, <key columns> FROM t WHERE <after last key> ORDER BY key
+LIMIT chunk_rows`` on a read-only session (UTC, utf8mb4, default sql_mode). Every value is rendered
+by the server (:mod:`cutover.mysql_to_postgres.typemap`) and arrives as bytes: the client does no
+per-value work, and a second thread reads the next chunk while the current one is written, so memory
+holds at most two chunks.
+
+**Write**: one ``COPY … FROM STDIN`` (text format: the server already wrote it; measured faster than
+re-encoding values for the binary format) per chunk, in the same PostgreSQL transaction as the chunk's
+checkpoint row (``cutover_state.m2p_checkpoints`` in the target database) and the unit's progress — a
+killed task resumes after the last committed chunk, with no duplicate and no gap.
+
+**Dead letters**: when PostgreSQL refuses a chunk (a value its column cannot hold: invalid UTF-8, a NUL
+character in text, a zero date under ``dead_letter``, an invalid ENUM value), the chunk is bisected
+behind savepoints until each refused row stands alone; refused rows go to ``cutover.dead_letters``
+(table, key, PostgreSQL's error, the row's text) and every other row loads.
+
+**Tables without a key** are read whole from one consistent snapshot (``START TRANSACTION WITH
+CONSISTENT SNAPSHOT``, MariaDB's ``binlog_snapshot_*`` position) and written in one transaction.
+
+**Refresh** (:func:`refresh_keys`): the rows of given keys read again through the same rendering and
+upserted (``INSERT … ON CONFLICT DO UPDATE`` from a staging table); keys MySQL no longer has are
+deleted. The binlog and watermark syncs both apply changes through it, so a value crosses the same
+way in the copy and in the sync.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from cutover.connections import mysql_connect, resolve
+from cutover.identifiers import quote_mysql, quote_pg
+from cutover.keyset import after_key, after_params, decode_key, encode_key
+from cutover.mysql_to_postgres.typemap import TableMap, line_expr
+
+log = logging.getLogger(__name__)
+
+STATE_SCHEMA = "cutover_state"
+#: PostgreSQL SQLSTATE classes that mean "this row's data does not fit": 22 data exception, 23 integrity
+ROW_ERROR_CLASSES = ("22", "23")
+
+
+class SourceChanged(RuntimeError):
+    """The source table no longer matches the plan (a column gone or renamed): plan again."""
+
+
+def ensure_state(conn: Any) -> None:
+    """Create the target's state tables (checkpoints, sync positions) when missing."""
+    conn.execute(f"""
+        CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA};
+        CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.m2p_checkpoints (
+            unit_key text PRIMARY KEY, last_key text, rows_read bigint NOT NULL DEFAULT 0,
+            rows_written bigint NOT NULL DEFAULT 0, done boolean NOT NULL DEFAULT false,
+            start_position text, start_watermark text, updated_at timestamptz NOT NULL DEFAULT now());
+        CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.m2p_positions (
+            unit_key text PRIMARY KEY, mode text NOT NULL, position text, watermark text,
+            changes_applied bigint NOT NULL DEFAULT 0, updated_at timestamptz NOT NULL DEFAULT now())""")
+
+
+@contextmanager
+def source_session(conn_id: str, *, snapshot: bool = False) -> Iterator[Any]:
+    """A MySQLdb connection in UTC with utf8mb4 and the default escapes (what the renderings assume);
+    ``snapshot``: inside ``START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY``."""
+    with mysql_connect(conn_id, database="") as conn:
+        cur = conn.cursor()
+        cur.execute("SET time_zone = '+00:00', NAMES utf8mb4, SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
+        if snapshot:
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        cur.close()
+        yield conn
+
+
+def same_database(a: str, b: str) -> bool:
+    """Whether two PostgreSQL connection ids reach the same database (then progress joins the chunk's transaction)."""
+    try:
+        return resolve(a).pg_conninfo() == resolve(b).pg_conninfo()
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@dataclass
+class Chunk:
+    """Rows read from MySQL: their COPY lines (bytes, no trailing newline) and keys."""
+
+    lines: list[bytes]
+    keys: list[tuple[Any, ...]]
+
+
+@dataclass
+class Written:
+    """What a write did: rows loaded and the refused rows ``(key, error, line)``."""
+
+    rows: int = 0
+    dead: list[tuple[tuple[Any, ...], str, str]] = field(default_factory=list)
+
+
+def select_sql(tm: TableMap, database: str, where: str = "", *, order: bool = True, limit: int | None = None) -> str:
+    """``SELECT CAST(<line> AS BINARY), <key…> FROM db.t [WHERE …] [ORDER BY key] [LIMIT n]`` — with
+    every literal ``%`` doubled, ready for ``%s`` parameters in ``where``."""
+    table = f"{quote_mysql(database)}.{quote_mysql(tm.source)}"
+    keys = [quote_mysql(k) for k in tm.key]
+    head = f"SELECT CAST({line_expr(tm)} AS BINARY)" + "".join(", " + k for k in keys) + f" FROM {table}"
+    head = head.replace("%", "%%")
+    sql = head + (f" WHERE {where}" if where else "")
+    if order and keys:
+        sql += " ORDER BY " + ", ".join(keys).replace("%", "%%")
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return sql
+
+
+def read_chunk(cur: Any, tm: TableMap, database: str, last: tuple[Any, ...] | None, limit: int) -> Chunk:
+    """The next ``limit`` rows after key ``last`` (``None``: from the start), in key order."""
+    if last is None:
+        cur.execute(select_sql(tm, database, limit=limit), ())
+    else:
+        cur.execute(select_sql(tm, database, after_key(tm.key, escape_percent=True), limit=limit), after_params(last))
+    rows = cur.fetchall()
+    return Chunk([bytes(r[0]) for r in rows], [tuple(r[1:]) for r in rows])
+
+
+def _copy(cur: Any, target: str, columns: str, lines: Sequence[bytes]) -> None:
+    with cur.copy(f"COPY {target} ({columns}) FROM STDIN") as cp:
+        cp.write(b"\n".join(lines) + b"\n")
+
+
+def _row_error(exc: BaseException) -> bool:
+    state = getattr(getattr(exc, "diag", None), "sqlstate", None) or ""
+    return str(state)[:2] in ROW_ERROR_CLASSES
+
+
+def write_lines(conn: Any, target: str, columns: str, chunk: Chunk, load: Callable[[Any, Sequence[bytes]], None] | None = None) -> Written:
+    """COPY ``chunk`` into ``target`` inside ``conn``'s open transaction; refused rows are isolated by
+    bisection behind savepoints and returned as dead (every other row is written). Errors that are not
+    about a row's data (connection lost, missing table) propagate."""
+    do = load or (lambda cur, lines: _copy(cur, target, columns, lines))
+    out = Written()
+
+    def attempt(lo: int, hi: int) -> None:
+        lines = chunk.lines[lo:hi]
+        try:
+            with conn.transaction():
+                do(conn.cursor(), lines)
+            out.rows += hi - lo
+        except Exception as exc:
+            if not _row_error(exc):
+                raise
+            if hi - lo == 1:
+                out.dead.append((chunk.keys[lo], f"{type(exc).__name__}: {str(exc).strip()}",
+                                 lines[0].decode("utf-8", "backslashreplace")))
+                return
+            mid = (lo + hi) // 2
+            attempt(lo, mid)
+            attempt(mid, hi)
+
+    if chunk.lines:
+        attempt(0, len(chunk.lines))
+    return out
+
+
+def target_name(schema: str, tm: TableMap) -> str:
+    """The quoted ``schema.table`` of a mapped table."""
+    return f"{quote_pg(schema)}.{quote_pg(tm.target)}"
+
+
+def column_list(tm: TableMap) -> str:
+    """The quoted target column list, in COPY field order."""
+    return ", ".join(quote_pg(c.target) for c in tm.columns)
+
+
+def key_text(key: Sequence[Any]) -> str:
+    """A key as the dead-letter table shows it."""
+    return encode_key(list(key))
+
+
+def record_dead(conn: Any, pipeline: str, unit_key: str, table: str, dead: list[tuple[tuple[Any, ...], str, str]],
+                run_id: str | None = None) -> None:
+    """Write refused rows to ``cutover.dead_letters`` (table, key, error, the row's COPY text)."""
+    from cutover import control
+
+    if not dead:
+        return
+    control.add_dead_letters(conn, pipeline, run_id, unit_key, [
+        control.DeadLetter(source=table, record_key=key_text(k), reason=err, payload={"table": table, "row": line.replace("\x00", "\\0")})
+        for k, err, line in dead])
+
+
+def read_checkpoint(conn: Any, unit_key: str) -> dict[str, Any] | None:
+    """The unit's checkpoint row (``last_key`` decoded), or None."""
+    row = conn.execute(f"SELECT last_key, rows_read, rows_written, done, start_position, start_watermark "
+                       f"FROM {STATE_SCHEMA}.m2p_checkpoints WHERE unit_key = %s", (unit_key,)).fetchone()
+    if row is None:
+        return None
+    return {"last_key": decode_key(row[0]), "rows_read": int(row[1]), "rows_written": int(row[2]), "done": bool(row[3]),
+            "start_position": row[4], "start_watermark": row[5]}
+
+
+def write_checkpoint(conn: Any, unit_key: str, *, last_key: Sequence[Any] | None, rows_read: int, rows_written: int,
+                     done: bool, start_position: str | None = None, start_watermark: str | None = None) -> None:
+    """Upsert the unit's checkpoint (in the caller's transaction: the chunk's)."""
+    conn.execute(
+        f"""INSERT INTO {STATE_SCHEMA}.m2p_checkpoints AS c (unit_key, last_key, rows_read, rows_written, done,
+                                                            start_position, start_watermark)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (unit_key) DO UPDATE SET last_key = EXCLUDED.last_key, rows_read = EXCLUDED.rows_read,
+              rows_written = EXCLUDED.rows_written, done = EXCLUDED.done,
+              start_position = coalesce(c.start_position, EXCLUDED.start_position),
+              start_watermark = coalesce(c.start_watermark, EXCLUDED.start_watermark), updated_at = now()""",
+        (unit_key, None if last_key is None else encode_key(list(last_key)), rows_read, rows_written, done,
+         start_position, start_watermark))
+
+
+def prefetch(read: Callable[[Any], Chunk | None], first: Any) -> Iterator[Chunk]:
+    """Chunks from ``read(after)`` on a helper thread, one ahead of the consumer (``read`` returns None at
+    the end; ``after`` is the previous chunk). Errors of the reader are raised in the consumer."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def work() -> None:
+        prev = first
+        try:
+            while not stop.is_set():
+                ch = read(prev)
+                q.put(ch)
+                if ch is None:
+                    return
+                prev = ch
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+
+    t = threading.Thread(target=work, name="cutover-m2p-read", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while t.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                t.join(0.05)
+
+
+def refresh_keys(src_cur: Any, conn: Any, tm: TableMap, database: str, schema: str,
+                 keys: Sequence[tuple[Any, ...]]) -> tuple[int, int, list[tuple[tuple[Any, ...], str, str]]]:
+    """Make the target's rows of ``keys`` equal MySQL's now, in ``conn``'s open transaction (with
+    ``cutover.replaying`` set, so ON UPDATE triggers stay quiet): rows MySQL has are upserted, the others
+    deleted. Returns ``(upserted, deleted, dead letters)``. Needs the target's primary key (after finalize)."""
+    if not keys:
+        return 0, 0, []
+    uniq = list(dict.fromkeys(tuple(k) for k in keys))
+    kcols = [quote_mysql(k) for k in tm.key]
+    found = Chunk([], [])
+    for i in range(0, len(uniq), 1000):
+        part = uniq[i:i + 1000]
+        row = "(" + ", ".join(["%s"] * len(kcols)) + ")"
+        where = "(" + ", ".join(kcols).replace("%", "%%") + ") IN (" + ", ".join([row] * len(part)) + ")"
+        src_cur.execute(select_sql(tm, database, where, order=False), [v for k in part for v in k])
+        for r in src_cur.fetchall():
+            found.lines.append(bytes(r[0]))
+            found.keys.append(tuple(r[1:]))
+    conn.execute("SELECT set_config('cutover.replaying', 'on', true)")
+    tgt = target_name(schema, tm)
+    cols = column_list(tm)
+    tkeys = [quote_pg(tm.column(k).target) for k in tm.key]
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS cutover_m2p_stage (LIKE {tgt}) ON COMMIT DROP")
+    conn.execute("TRUNCATE cutover_m2p_stage")
+    upd = ", ".join(f"{quote_pg(c.target)} = EXCLUDED.{quote_pg(c.target)}" for c in tm.columns
+                    if c.source not in tm.key) or f"{tkeys[0]} = EXCLUDED.{tkeys[0]}"
+
+    def load(cur: Any, lines: Sequence[bytes]) -> None:
+        cur.execute("TRUNCATE cutover_m2p_stage")
+        _copy(cur, "cutover_m2p_stage", cols, lines)
+        cur.execute(f"INSERT INTO {tgt} ({cols}) SELECT {cols} FROM cutover_m2p_stage "
+                    f"ON CONFLICT ({', '.join(tkeys)}) DO UPDATE SET {upd}")
+
+    w = write_lines(conn, tgt, cols, found, load=load)
+    conn.execute("DROP TABLE IF EXISTS cutover_m2p_stage")
+    present = {_norm(k) for k in found.keys}
+    gone = [k for k in uniq if _norm(k) not in present]
+    deleted = 0
+    for i in range(0, len(gone), 500):
+        part = gone[i:i + 500]
+        row = "(" + ", ".join(["%s"] * len(tkeys)) + ")"
+        cur = conn.execute(f"DELETE FROM {tgt} WHERE ({', '.join(tkeys)}) IN ({', '.join([row] * len(part))})",
+                           [_pg_value(v) for k in part for v in k])
+        deleted += cur.rowcount
+    return w.rows, deleted, w.dead
+
+
+def _norm(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A key compared across the binlog's and the SELECT's Python values (bytes vs str, case)."""
+    out = []
+    for v in key:
+        if isinstance(v, bytes | bytearray):
+            v = bytes(v).decode("utf-8", "surrogateescape")
+        if isinstance(v, str):
+            v = v.casefold()
+        out.append(v)
+    return tuple(out)
+
+
+def _pg_value(v: Any) -> Any:
+    return v
+
+
+def reload_whole(src_conn: Any, conn: Any, tm: TableMap, database: str, schema: str, chunk_rows: int,
+                 ) -> tuple[int, list[tuple[tuple[Any, ...], str, str]]]:
+    """Replace the target table's rows with the source's, read from ``src_conn``'s open snapshot, in
+    ``conn``'s open transaction (tables without a key). Returns ``(rows written, dead letters)``."""
+    tgt, cols = target_name(schema, tm), column_list(tm)
+    conn.execute("SELECT set_config('cutover.replaying', 'on', true)")
+    conn.execute(f"DELETE FROM {tgt}")
+    import MySQLdb.cursors
+
+    cur = src_conn.cursor(MySQLdb.cursors.SSCursor)
+    cur.execute(select_sql(tm, database, order=False), ())
+    written, n = 0, 0
+    dead: list[tuple[tuple[Any, ...], str, str]] = []
+    while True:
+        rows = cur.fetchmany(chunk_rows)
+        if not rows:
+            break
+        n += 1
+        ch = Chunk([bytes(r[0]) for r in rows], [(f"row {written + len(dead) + i + 1}",) for i in range(len(rows))])
+        w = write_lines(conn, tgt, cols, ch)
+        written += w.rows
+        dead.extend(w.dead)
+    cur.close()
+    return written, dead

@@ -1,0 +1,204 @@
+"""Keep copied tables fresh: change data capture from the MySQL binary log, or a watermark where there is none.
+
+**binlog** (inserts, updates, deletes): one reader (:func:`cutover.binlog.read_changes`) from the lowest
+stored position of the tables synced; each transaction's changed keys of a table whose stored position
+is before it are collected, then the rows of those keys are read again from MySQL through the copy's
+own rendering and upserted, keys MySQL no longer has deleted (:func:`cutover.mysql_to_postgres.load.
+refresh_keys`) — one PostgreSQL transaction per group of MySQL transactions, with every table's new
+position in it, so a killed sync resumes exactly and re-applying is harmless. A table without a key is
+reloaded whole from a snapshot when it changed.
+
+**watermark** (no binary log): rows whose ``watermark_column`` (e.g. ``updated_at``) is at or after the
+stored watermark are read in (watermark, key) order and upserted. **Deletes are not seen** in this mode,
+nor updates that do not move the watermark column; the status page and the task log say so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from cutover import binlog
+from cutover.connections import pg_connect
+from cutover.identifiers import quote_mysql
+from cutover.mysql_schema import text_of
+from cutover.mysql_to_postgres import load
+from cutover.mysql_to_postgres.config import PIPELINE, MysqlToPostgresConfig
+from cutover.mysql_to_postgres.typemap import TableMap
+
+log = logging.getLogger(__name__)
+
+#: changed keys collected before they are applied in one PostgreSQL transaction
+FLUSH_KEYS = 5_000
+FLUSH_S = 1.0
+
+
+def built_units(cfg: MysqlToPostgresConfig) -> dict[str, TableMap]:
+    """Every unit of ``cfg``'s scope with a sync position (finalized at least once), with the mapping of
+    its latest plan."""
+    from cutover import control
+
+    with pg_connect(cfg.target_conn_id) as conn:
+        load.ensure_state(conn)
+        keys = [r[0] for r in conn.execute(f"SELECT unit_key FROM {load.STATE_SCHEMA}.m2p_positions WHERE unit_key LIKE %s",
+                                           (cfg.scope.replace("%", r"\%").replace("_", r"\_") + ":%",)).fetchall()]
+    out: dict[str, TableMap] = {}
+    with pg_connect(cfg.control_conn_id) as conn:
+        for k in keys:
+            row = conn.execute(f"""SELECT detail -> 'plan' -> 'table' FROM {control.SCHEMA}.units
+                                   WHERE pipeline = %s AND unit_key = %s AND detail -> 'plan' ? 'table'
+                                   ORDER BY updated_at DESC LIMIT 1""", (PIPELINE, k)).fetchone()
+            if row and row[0]:
+                out[k] = TableMap.from_dict(row[0])
+    return out
+
+
+def _positions(conn: Any, keys: list[str]) -> dict[str, dict[str, Any]]:
+    rows = conn.execute(f"SELECT unit_key, mode, position, watermark FROM {load.STATE_SCHEMA}.m2p_positions "
+                        "WHERE unit_key = ANY(%s)", (keys,)).fetchall()
+    return {r[0]: {"mode": r[1], "position": r[2], "watermark": r[3]} for r in rows}
+
+
+def sync_units(cfg: MysqlToPostgresConfig, keys: list[str] | None = None, maps: dict[str, TableMap] | None = None, *,
+               max_seconds: float = 600.0, stop_at: binlog.BinlogPosition | None = None) -> dict[str, Any]:
+    """Bring the tables of ``keys`` (default: every built one) up to the source's state now.
+
+    Returns ``{"binlog": {...}, "watermark": {...}}`` with changes applied per table and the rate.
+    Raises :class:`cutover.binlog.BinlogUnavailable` / ``BinlogPositionPurged`` when the log cannot be
+    read from the stored position (the table must then be copied again).
+    """
+    maps = maps if maps is not None else built_units(cfg)
+    keys = list(keys) if keys is not None else list(maps)
+    with pg_connect(cfg.target_conn_id) as conn:
+        load.ensure_state(conn)
+        pos = _positions(conn, keys)
+    by_mode: dict[str, list[str]] = {}
+    for k in keys:
+        if k in pos:
+            by_mode.setdefault(pos[k]["mode"], []).append(k)
+    out: dict[str, Any] = {}
+    if by_mode.get("binlog"):
+        out["binlog"] = _binlog_sync(cfg, {k: maps[k] for k in by_mode["binlog"]}, pos, max_seconds, stop_at)
+    if by_mode.get("watermark"):
+        out["watermark"] = _watermark_sync(cfg, {k: maps[k] for k in by_mode["watermark"]}, pos, max_seconds)
+        out["watermark"]["note"] = ("watermark mode: deletes are not seen, nor updates that leave "
+                                    f"{cfg.watermark_column!r} unchanged")
+    return out
+
+
+def _binlog_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: dict[str, dict[str, Any]],
+                 max_seconds: float, stop_at: binlog.BinlogPosition | None) -> dict[str, Any]:
+    t0 = time.monotonic()
+    positions = {k: binlog.BinlogPosition.parse(pos[k]["position"]) for k in maps if pos[k]["position"]}
+    if not positions:
+        return {"tables": 0}
+    by_table = {maps[k].source: k for k in positions}
+    start = min(positions.values())
+    pending: dict[str, list[tuple[Any, ...]]] = {}
+    whole: set[str] = set()
+    applied = {k: 0 for k in positions}
+    stats: dict[str, Any] = {"transactions": 0, "changes": 0, "upserted": 0, "deleted": 0, "dead_letters": 0}
+    last: binlog.BinlogPosition | None = None
+    last_flush = time.monotonic()
+
+    def flush(upto: binlog.BinlogPosition | None) -> None:
+        nonlocal pending, whole, last_flush
+        if upto is None:
+            return
+        with load.source_session(cfg.source_conn_id) as src, pg_connect(cfg.target_conn_id) as conn:
+            cur = src.cursor()
+            for k, ks in pending.items():
+                up, de, dead = load.refresh_keys(cur, conn, maps[k], cfg.source_database, cfg.target_schema, ks)
+                stats["upserted"] += up
+                stats["deleted"] += de
+                stats["dead_letters"] += len(dead)
+                load.record_dead(conn, PIPELINE, k, maps[k].source, dead)
+            cur.close()
+            for k in whole:
+                with load.source_session(cfg.source_conn_id, snapshot=True) as snap:
+                    w, dead = load.reload_whole(snap, conn, maps[k], cfg.source_database, cfg.target_schema, cfg.chunk_rows)
+                    load.record_dead(conn, PIPELINE, k, maps[k].source, dead)
+            for k, p in positions.items():
+                if p < upto:
+                    positions[k] = upto
+                    conn.execute(f"""UPDATE {load.STATE_SCHEMA}.m2p_positions SET position = %s,
+                                     changes_applied = changes_applied + %s, updated_at = now() WHERE unit_key = %s""",
+                                 (str(upto), applied[k], k))
+                    applied[k] = 0
+        pending, whole = {}, set()
+        last_flush = time.monotonic()
+
+    n_keys = 0
+    for batch in binlog.read_changes(cfg.source_conn_id, start, schemas=[cfg.source_database], tables=list(by_table),
+                                     stop_at=stop_at):
+        stats["transactions"] += 1
+        for ch in batch:
+            k = by_table.get(ch.table)
+            if k is None or not positions[k] < batch.position:
+                continue
+            tm = maps[k]
+            stats["changes"] += 1
+            applied[k] += 1
+            if not tm.key:
+                whole.add(k)
+                continue
+            for image in (ch.before, ch.after):
+                if image is not None:
+                    pending.setdefault(k, []).append(tuple(image.get(c) for c in tm.key))
+                    n_keys += 1
+        last = batch.position
+        if n_keys >= FLUSH_KEYS or time.monotonic() - last_flush >= FLUSH_S:
+            flush(last)
+            n_keys = 0
+        if time.monotonic() - t0 > max_seconds:
+            log.warning("binlog sync stopped after %.0f s (max_seconds); the next run continues", max_seconds)
+            break
+    flush(last)
+    secs = time.monotonic() - t0
+    stats.update({"tables": len(positions), "seconds": round(secs, 3),
+                  "changes_per_s": round(stats["changes"] / secs, 1) if secs > 0 else 0.0,
+                  "position": str(last) if last else str(start)})
+    log.info("binlog sync: %s", stats)
+    return stats
+
+
+def _watermark_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: dict[str, dict[str, Any]],
+                    max_seconds: float) -> dict[str, Any]:
+    t0 = time.monotonic()
+    out: dict[str, Any] = {"tables": {}}
+    wm = cfg.watermark_column
+    for k, tm in maps.items():
+        if not tm.key or not any(c.source == wm for c in tm.columns):
+            out["tables"][tm.source] = f"not synced: no key or no {wm!r} column (copy it again to refresh)"
+            continue
+        mark = pos[k]["watermark"]
+        n = 0
+        q = f"{quote_mysql(cfg.source_database)}.{quote_mysql(tm.source)}"
+        kcols = ", ".join(quote_mysql(c) for c in tm.key)
+        with load.source_session(cfg.source_conn_id) as src:
+            cur = src.cursor()
+            while time.monotonic() - t0 < max_seconds:
+                where = f"{quote_mysql(wm)} >= %s" if mark else "TRUE"
+                sql = (f"SELECT CAST({quote_mysql(wm)} AS CHAR), {kcols} FROM {q}".replace("%", "%%")
+                       + f" WHERE {where} ORDER BY {quote_mysql(wm).replace('%', '%%')}, {kcols.replace('%', '%%')}"
+                       + f" LIMIT {int(cfg.chunk_rows)}")
+                cur.execute(sql, (mark,) if mark else ())
+                rows = cur.fetchall()
+                keys = [tuple(r[1:]) for r in rows]
+                with pg_connect(cfg.target_conn_id) as conn:
+                    up, _de, dead = load.refresh_keys(cur, conn, tm, cfg.source_database, cfg.target_schema, keys)
+                    load.record_dead(conn, PIPELINE, k, tm.source, dead)
+                    new = text_of(rows[-1][0]) if rows else mark
+                    conn.execute(f"""UPDATE {load.STATE_SCHEMA}.m2p_positions SET watermark = %s,
+                                     changes_applied = changes_applied + %s, updated_at = now() WHERE unit_key = %s""",
+                                 (new, up, k))
+                n += up
+                # rows sharing the last watermark value are read again next time (>=): re-applying is harmless
+                if len(rows) < cfg.chunk_rows or new == mark:
+                    break
+                mark = new
+            cur.close()
+        out["tables"][tm.source] = {"upserted": n, "watermark": mark}
+    out["seconds"] = round(time.monotonic() - t0, 3)
+    return out
