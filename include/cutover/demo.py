@@ -66,6 +66,14 @@ def demo_steps() -> list[DemoStep]:
     steps.append(DemoStep("tenant_split_sync", ts.demo_sync_step, "binlog catch-up of changes made after the build"))
     steps.append(DemoStep("tenant_split_cutover", ts.demo_cutover_step,
                           "tenants 1 and 2 -> their own databases, after a write pause (approval off for the demo)"))
+    from cutover.mysql_to_postgres import demo as m2p
+
+    steps.append(DemoStep("mysql_to_postgres_build", m2p.demo_step,
+                          "MySQL (read-only user) -> PostgreSQL, every type mapped, 2 rows -> dead letters"))
+    steps.append(DemoStep("mysql_to_postgres_sync", m2p.demo_sync_step, "binlog refresh: inserts, updates, deletes"))
+    steps.append(DemoStep("mysql_to_postgres_cutover", m2p.demo_cutover_step,
+                          "readers of orders and events_log -> PostgreSQL (approval off for the demo)"))
+    steps.append(DemoStep("platform_schema", m2p.demo_platform_step, "platform tables + row-level security"))
     steps.append(DemoStep("consistency_checks", cc_step, "source vs target diff of a registered pair"))
     return steps
 

@@ -109,8 +109,8 @@ def _table(unit: PlannedUnit) -> TableMap:
 
 
 def prepare_unit(cfg: MysqlToPostgresConfig, unit: PlannedUnit) -> dict[str, Any]:
-    """Create the target table fresh (dropping a previous one) and clear the unit's checkpoint — unless
-    a checkpoint shows a copy in progress or done for this same mapping, which a resumed run keeps."""
+    """Create the target table fresh (dropping a previous one) and clear the unit's checkpoint and sync
+    position — unless a copy was killed part-way into a table of the same columns: a new run resumes it."""
     tm = _table(unit)
     key = str(unit.key)
     with pg_connect(cfg.target_conn_id) as conn:
@@ -118,8 +118,12 @@ def prepare_unit(cfg: MysqlToPostgresConfig, unit: PlannedUnit) -> dict[str, Any
         cp = load.read_checkpoint(conn, key)
         exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
                               (load.target_name(cfg.target_schema, tm),)).fetchone()[0]
-        if cp is not None and exists:
-            return {"kept": "resuming a copy in progress", "rows_written": cp["rows_written"]}
+        if cp is not None and not cp["done"] and exists:
+            have = [r[0] for r in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
+                "ORDER BY attnum", (load.target_name(cfg.target_schema, tm),)).fetchall()]
+            if have == [c.target for c in tm.columns]:
+                return {"kept": "resuming a copy in progress", "rows_written": cp["rows_written"]}
         target.create_table(conn, tm, cfg.target_schema)
         conn.execute(f"DELETE FROM {load.STATE_SCHEMA}.m2p_checkpoints WHERE unit_key = %s", (key,))
         conn.execute(f"DELETE FROM {load.STATE_SCHEMA}.m2p_positions WHERE unit_key = %s", (key,))

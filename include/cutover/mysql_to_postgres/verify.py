@@ -53,7 +53,6 @@ def compare_table(cfg: MysqlToPostgresConfig, tm: TableMap, unit_key: str, run_i
     """Counts and checksums of both sides through the consistency engine, then (when ``gx_gate``) the
     GX checkpoint. Fails on an extra or changed row, and on missing rows beyond the dead letters."""
     from cutover.consistency.diff import diff_pair
-
     from cutover.mysql_to_postgres.load import key_text
 
     res = diff_pair(pair_spec(cfg, tm))

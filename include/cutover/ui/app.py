@@ -11,7 +11,9 @@ Routes (relative to the mount point):
 * ``/run/<run id>`` — one run's evidence bundle on one page; ``/dead-letters`` — the dead letters,
   filtered by ``pipeline``, ``unit`` and ``run`` (:mod:`cutover.ui.pages`);
 * ``/reports/<run id>/schema_diff.html`` (``.xlsx`` as a download, ``.json``) — a run's schema diff
-  report, saved by :func:`cutover.tenant_split.diff_report.save_report` in ``reports/`` beside the data docs.
+  report, saved by :func:`cutover.tenant_split.diff_report.save_report` in ``reports/`` beside the data docs;
+  ``/reports/<run id>/type_mapping.html`` (``.json``) — mysql_to_postgres' type-mapping report
+  (:func:`cutover.mysql_to_postgres.report.save`).
 
 :func:`create_app` builds it; the docs folder and the control connection are parameters so tests can
 point them elsewhere. With ``require_auth`` the routes need an Airflow login (the API server's JWT
@@ -169,10 +171,12 @@ def create_app(
 
     @app.get("/reports/{run_id:path}/{name}", include_in_schema=False)
     def report_file(request: Request, run_id: str, name: str) -> Response:
-        """A run's schema diff report: the HTML page, the workbook (a download) or the JSON; nothing else."""
+        """A run's report: the schema diff (HTML page, workbook download, JSON) or the type mapping
+        (HTML, JSON); nothing else."""
+        from cutover.mysql_to_postgres import report as type_report
         from cutover.tenant_split import diff_report
 
-        if name not in diff_report.REPORT_FILES or not run_id:
+        if name not in (*diff_report.REPORT_FILES, *type_report.REPORT_FILES) or not run_id:
             return HTMLResponse("not found", status_code=404)
         folder = diff_report.report_dir(run_id, root=resolve_reports())
         target = folder / name
@@ -180,7 +184,7 @@ def create_app(
             return HTMLResponse(
                 f"<!doctype html><html><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>No report"
                 f"</title><style>{pages.PAGE_CSS}</style></head><body><h1>No {status_mod._e(name)} for run "
-                f"<code>{status_mod._e(run_id)}</code></h1><p>The run has not saved a schema diff report (yet). "
+                f"<code>{status_mod._e(run_id)}</code></h1><p>The run has not saved this report (yet). "
                 f'<a href="{status_mod._e(status_mod.run_page_url(_prefix(request), run_id))}">The run\'s page</a></p>'
                 "</body></html>", status_code=404)
         if name.endswith(".html"):

@@ -88,6 +88,18 @@ def schema_diff_links(prefix: str, run_id: str, entry: Any) -> str:
             + (f' · <span class="state {"bad" if bad else "ok"}">{_e(counts)}</span>' if counts else "") + "</p>")
 
 
+def type_mapping_links(prefix: str, run_id: str, entry: Any) -> str:
+    """The run page's line for ``evidence["type_mapping"]`` (mysql_to_postgres): the report's link
+    (built from the run id) and its table, column and warning counts."""
+    if not isinstance(entry, Mapping):
+        return ""
+    warn = entry.get("warnings") or 0
+    return (f'<p><a href="{_e(report_url(prefix, run_id, "type_mapping.html"))}">Type mapping report</a> · '
+            f'<a href="{_e(report_url(prefix, run_id, "type_mapping.json"))}">JSON</a> · '
+            f'{_num(entry.get("tables"))} table(s), {_num(entry.get("columns"))} column(s) · '
+            f'<span class="state {"bad" if warn else "ok"}">{_num(warn)} warning(s)</span></p>')
+
+
 def _page(title: str, body: list[str]) -> str:
     return ('<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">'
             f"<title>{_e(title)}</title><style>{PAGE_CSS}</style></head><body>" + "\n".join(body) + "</body></html>")
@@ -186,6 +198,7 @@ def render_run_html(run: Mapping[str, Any] | None, *, run_id: str, prefix: str =
             f"<h1>Run <code>{_e(run_id)}</code> is not in the control schema</h1>",
             f'<p><a href="{_e(prefix)}/status">Migration status</a></p>'])
     diff_links = schema_diff_links(prefix, run_id, (run.get("evidence") or {}).get("schema_diff"))
+    type_links = type_mapping_links(prefix, run_id, (run.get("evidence") or {}).get("type_mapping"))
     body = [
         f'<nav><a href="{_e(prefix)}/status">Migration status</a> <a href="{_e(prefix)}/docs/index.html">data docs</a>'
         f'{run_link(prefix, run.get("dag_id"), run_id)}</nav>',
@@ -194,6 +207,7 @@ def render_run_html(run: Mapping[str, Any] | None, *, run_id: str, prefix: str =
         f"<p>started {_ts(run.get('started_at'))} · finished {_ts(run.get('finished_at')) or '—'} · "
         f"took {_e(format_duration(run.get('duration_s')))} · planned units {_num(run.get('planned_units'))}</p>",
         *([f"<h2>Schema diff</h2>{diff_links}"] if diff_links else []),
+        *([f"<h2>Type mapping</h2>{type_links}"] if type_links else []),
         "<h2>Evidence bundle</h2>", _evidence(run.get("evidence") or {}),
         "<h2>Source rows read per second</h2>", rate_chart(list(run.get("rate") or [])),
     ]
