@@ -376,6 +376,8 @@ def map_column(table: str, col: Column, *, json_columns: set[str], zero_date: st
         default = None if opts["default"] is None else str(opts["default"])
     elif not col.generation:
         default = _default(col, pg, notes, warnings)
+        if pg.lower() == "boolean" and default is not None and re.fullmatch(r"-?\d+", default):
+            default = "true" if int(default) else "false"
     on_update = None
     if "on update" in col.extra.lower():
         on_update = "CURRENT_TIMESTAMP" if "with time zone" in pg else "LOCALTIMESTAMP"
