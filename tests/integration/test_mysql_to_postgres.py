@@ -247,3 +247,24 @@ def test_an_unmapped_type_stops_the_plan_naming_the_column() -> None:
             plan_tables(MysqlToPostgresConfig(source_database=db, target_schema=schema))
     finally:
         _cleanup(db, schema)
+
+
+def test_bigint_unsigned_auto_increment_gets_a_sequence_past_the_max() -> None:
+    db, schema = f"m2pseq_{uuid.uuid4().hex[:8]}", f"m2pseq_{uuid.uuid4().hex[:6]}"
+    _cleanup(db, schema)
+    try:
+        with mysql_connect(MYSQL_SOURCE, database="") as conn:
+            cur = conn.cursor()
+            cur.execute(f"CREATE DATABASE {db}")
+            cur.execute(f"CREATE TABLE {db}.counters (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, v INT) "
+                        "AUTO_INCREMENT = 1000")
+            cur.execute(f"INSERT INTO {db}.counters (id, v) VALUES (5, 1), (700, 2)")
+        ensure_read_only_user(MYSQL_SOURCE, "cutover_ro", [db])
+        rep = run_build(SPEC, {"source_database": db, "target_schema": schema, "gx_gate": False}, f"m2pseq-{uuid.uuid4().hex[:6]}")
+        assert rep.green
+        with pg_connect() as conn:
+            new = conn.execute(f"INSERT INTO {quote_pg(schema)}.counters (v) VALUES (3) RETURNING id").fetchone()[0]
+            conn.rollback()
+        assert new == 1000  # past MySQL's AUTO_INCREMENT counter, not only past max(id)
+    finally:
+        _cleanup(db, schema)

@@ -25,6 +25,12 @@ def _e(v: Any) -> str:
     return html.escape(str(v), quote=True)
 
 
+def _auto(identity: bool, pg_type: str) -> str:
+    if not identity:
+        return ""
+    return " auto-increment sequence" if pg_type.startswith("numeric") else " identity"
+
+
 def render_html(cfg: MysqlToPostgresConfig, run_id: str, maps: list[TableMap], figures: dict[str, dict[str, Any]],
                 found: dict[str, Any]) -> str:
     """The report page (plain HTML + inline CSS)."""
@@ -60,16 +66,15 @@ def render_html(cfg: MysqlToPostgresConfig, run_id: str, maps: list[TableMap], f
                 notes.append(f"on update → {_e(c.on_update)}")
             name = _e(c.source) + (f" → {_e(c.target)}" if c.target != c.source else "")
             out.append(f"<tr><td><code>{name}</code></td><td><code>{_e(c.mysql_type)}</code></td>"
-                       f"<td><code>{_e(c.pg_type)}</code>{' identity' if c.identity else ''}</td>"
+                       f"<td><code>{_e(c.pg_type)}</code>{_auto(c.identity, c.pg_type)}</td>"
                        f"<td>{'yes' if c.nullable else 'NOT NULL'}</td><td><code>{_e(c.default or '')}</code></td>"
                        f"<td>{_e(c.rule)}</td><td>{_e(c.kind or 'inferred')}</td><td>{'<br>'.join(notes)}</td></tr>")
         out.append("</table>")
         if tm.indexes or tm.primary_key or tm.foreign_keys:
-            out.append("<p>Built after the load: " + _e(
-                (["PRIMARY KEY (" + ", ".join(tm.primary_key) + ")"] if tm.primary_key else [])
-                + [("UNIQUE " if i["unique"] else "") + f"INDEX {i['name']} ({', '.join(i['parts'])})" for i in tm.indexes]
-                + [f"FOREIGN KEY {fk['name']} ({', '.join(fk['columns'])}) → {fk['ref_table']}" for fk in tm.foreign_keys])
-                .replace("[", "").replace("]", "").replace("'", "") + "</p>")
+            built = ((["PRIMARY KEY (" + ", ".join(tm.primary_key) + ")"] if tm.primary_key else [])
+                     + [("UNIQUE " if i["unique"] else "") + f"INDEX {i['name']} ({', '.join(i['parts'])})" for i in tm.indexes]
+                     + [f"FOREIGN KEY {fk['name']} ({', '.join(fk['columns'])}) → {fk['ref_table']}" for fk in tm.foreign_keys])
+            out.append("<p>Built after the load: " + "; ".join(_e(b) for b in built) + "</p>")
     out.append("</body></html>")
     return "\n".join(out)
 

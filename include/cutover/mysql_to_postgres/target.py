@@ -13,7 +13,7 @@ from typing import Any
 
 from cutover.identifiers import quote_pg, truncate_utf8
 from cutover.mysql_to_postgres.load import target_name
-from cutover.mysql_to_postgres.typemap import TableMap, create_table_sql, pg_lit
+from cutover.mysql_to_postgres.typemap import TableMap, create_table_sql, identity_sequence, pg_lit
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,16 @@ def create_table(conn: Any, tm: TableMap, schema: str) -> None:
     """Drop and create the target table (no keys, no indexes: they are built after the load)."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_pg(schema)}")
     conn.execute(f"DROP TABLE IF EXISTS {target_name(schema, tm)} CASCADE")
+    for c in tm.columns:
+        if c.identity and c.pg_type.startswith("numeric"):
+            seq = f"{quote_pg(schema)}.{quote_pg(identity_sequence(tm, c))}"
+            conn.execute(f"DROP SEQUENCE IF EXISTS {seq} CASCADE")
+            conn.execute(f"CREATE SEQUENCE {seq} AS bigint")
     conn.execute(create_table_sql(tm, schema))
+    for c in tm.columns:
+        if c.identity and c.pg_type.startswith("numeric"):
+            conn.execute(f"ALTER SEQUENCE {quote_pg(schema)}.{quote_pg(identity_sequence(tm, c))} "
+                         f"OWNED BY {target_name(schema, tm)}.{quote_pg(c.target)}")
 
 
 def build_keys(conn: Any, tm: TableMap, schema: str) -> dict[str, Any]:
@@ -62,7 +71,7 @@ def reset_identity(conn: Any, tm: TableMap, schema: str) -> dict[str, Any]:
         q = quote_pg(c.target)
         floor = max(int(tm.auto_increment or 1) - 1, 0)
         row = conn.execute(
-            f"SELECT setval(pg_get_serial_sequence(%s, %s), greatest(coalesce(max({q}), 0), %s, 1), "
+            f"SELECT setval(pg_get_serial_sequence(%s, %s), greatest(coalesce(max({q}), 0), %s, 1)::bigint, "
             f"coalesce(max({q}), 0) >= 1 OR %s >= 1) FROM {tgt}", (tgt, c.target, floor, floor)).fetchone()
         out[c.target] = int(row[0])
     return out
