@@ -26,7 +26,7 @@ from cutover.consistency.spec import Endpoint, Kind, PairSpec, PairSpecError
 
 def test_kind_parse() -> None:
     assert Kind.parse("decimal:2") == Kind("decimal", 2)
-    assert Kind.parse("float") == Kind("float", 6)
+    assert Kind.parse("float") == Kind("float", 15)
     assert str(Kind.parse("TIMESTAMP")) == "timestamp"
     with pytest.raises(PairSpecError):
         Kind.parse("jsonb")

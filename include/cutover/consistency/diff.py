@@ -30,6 +30,7 @@ import functools
 import logging
 import math
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -161,7 +162,7 @@ def _utc(v: dt.datetime) -> dt.datetime:
 def _jsonable(v: Any) -> Any:
     if isinstance(v, list):
         return [_jsonable(x) for x in v]
-    if isinstance(v, (dt.datetime, dt.date, Decimal)):
+    if isinstance(v, (dt.datetime, dt.date, dt.timedelta, Decimal, uuid.UUID)):
         return str(v)
     if isinstance(v, bytes):
         return v.hex()
@@ -214,7 +215,7 @@ class Side:
     def table_parts(self) -> tuple[str | None, str]:
         """(schema or database, table) of a table endpoint."""
         assert self.endpoint.table is not None
-        parts = self.endpoint.table.split(".")
+        parts = self.endpoint.table.split(".", 1)  # "schema.table": a table name may hold dots, a schema name not
         if len(parts) == 1:
             return None, validate_identifier(parts[0], dialect=self.d.name)  # type: ignore[arg-type]
         if len(parts) == 2:
@@ -222,7 +223,7 @@ class Side:
                 validate_identifier(parts[0], dialect=self.d.name),  # type: ignore[arg-type]
                 validate_identifier(parts[1], dialect=self.d.name),  # type: ignore[arg-type]
             )
-        raise PairSpecError(f"table {self.endpoint.table!r} must be 'table' or 'schema.table'")
+        raise PairSpecError(f"table {self.endpoint.table!r} must be 'table' or 'schema.table'")  # pragma: no cover
 
     @property
     def from_clause(self) -> str:
@@ -239,14 +240,16 @@ class Side:
         schema, table = self.table_parts()
         if self.d.name == "postgres":
             rows = self.query(
-                """SELECT column_name, data_type, numeric_scale, data_type, '', datetime_precision
+                """SELECT column_name, data_type, numeric_scale, data_type, '', datetime_precision,
+                          character_maximum_length
                    FROM information_schema.columns
                    WHERE table_schema = coalesce(%s, current_schema()) AND table_name = %s ORDER BY ordinal_position""",
                 (schema, table),
             )
         else:
             rows = self.query(
-                """SELECT COLUMN_NAME, DATA_TYPE, NUMERIC_SCALE, COLUMN_TYPE, CHARACTER_SET_NAME, DATETIME_PRECISION
+                """SELECT COLUMN_NAME, DATA_TYPE, NUMERIC_SCALE, COLUMN_TYPE, CHARACTER_SET_NAME, DATETIME_PRECISION,
+                          NULL
                    FROM information_schema.COLUMNS
                    WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION""",
                 (schema, table),
@@ -256,7 +259,7 @@ class Side:
         return {
             str(r[0]): PhysicalType(
                 str(r[1]), int(r[2]) if r[2] is not None else None, str(r[3] or ""), str(r[4] or ""),
-                int(r[5]) if r[5] is not None else None,
+                int(r[5]) if r[5] is not None else None, int(r[6]) if r[6] is not None else None,
             )
             for r in rows
         }
@@ -277,7 +280,8 @@ def open_side(endpoint: Endpoint, counter: Callable[[int], None], snapshot: str 
         with pg_connect(endpoint.conn_id) as conn:
             conn.isolation_level = IsolationLevel.REPEATABLE_READ
             conn.read_only = True
-            conn.execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET client_encoding = 'UTF8'")
+            conn.execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET client_encoding = 'UTF8'; "
+                         "SET extra_float_digits = 3")  # the shortest exact float text (PostgreSQL ≥ 12)
             if snapshot:
                 conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
             side = Side(endpoint, conn, dialect, counter)

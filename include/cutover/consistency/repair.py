@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,8 @@ def _convert(value: Any, kind: str, target: Side) -> Any:
         return bool(value) if target.d.name == "postgres" else int(bool(value))
     if isinstance(value, dt.datetime) and value.tzinfo is not None and target.d.name == "mysql":
         return value.astimezone(dt.UTC).replace(tzinfo=None)
+    if isinstance(value, uuid.UUID) and target.d.name == "mysql":  # a PostgreSQL uuid into a CHAR(36)
+        return str(value)
     return value
 
 

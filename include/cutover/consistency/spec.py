@@ -3,9 +3,11 @@
 A :class:`PairSpec` is what the registry (``cutover.sync_pairs``) stores for every pair that a
 pipeline keeps in sync, and what :func:`cutover.consistency.diff.diff_pair` compares.
 
-Column *kinds* say how a value is rendered canonically before it is hashed (see
-:mod:`cutover.consistency.normalize`): ``int``, ``decimal:<scale>``, ``float``, ``text``, ``bool``,
-``timestamp`` (UTC, microseconds; naive values are taken as UTC), ``date``, ``bytes``. For table
+Column *kinds* say how a value is rendered canonically before it is hashed (the table in
+:mod:`cutover.consistency.normalize` gives each canonical form): ``int``, ``decimal:<scale>``,
+``float[:<significant digits>]`` (default 15), ``text``, ``bool``, ``timestamp[:<fraction digits>]``
+(UTC, microseconds unless 0–5 fraction digits are given; naive values are taken as UTC), ``date``,
+``bytes``, ``uuid``, ``interval`` (a duration, in microseconds) and ``bits[:<length>]``. For table
 endpoints the kinds are inferred from both sides' column types; a query endpoint (e.g. the unpivot of
 a wide table) needs them given in ``kinds``.
 """
@@ -15,7 +17,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-KINDS = ("int", "decimal", "float", "text", "bool", "timestamp", "date", "bytes")
+KINDS = ("int", "decimal", "float", "text", "bool", "timestamp", "date", "bytes", "uuid", "interval", "bits")
+#: the kinds that take a parameter after a colon (``decimal:2``), and its range
+_PARAM_RANGE = {"decimal": (0, 1000), "float": (1, 17), "timestamp": (0, 6), "bits": (1, 83_886_080)}
+FLOAT_DIGITS = 15  # significant digits compared of a double precision value (``float`` alone)
+FLOAT4_DIGITS = 6  # … of a single precision one (PostgreSQL ``real``, MySQL ``FLOAT``)
 REPAIR_MODES = ("none", "upsert", "delete_insert")
 
 
@@ -43,28 +49,64 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Kind:
-    """A parsed column kind: the logical type and, for decimals, the scale compared."""
+    """A parsed column kind: the logical type and its parameter, where it takes one.
+
+    ``param`` is, per kind: ``decimal`` the scale compared (default 0); ``float`` the significant
+    digits compared (1–17, default 15); ``timestamp`` the fraction digits compared (0–5; ``None``, the
+    default, is microseconds); ``bits`` the length the bit strings are padded to (``None``: each
+    side's own declared length). The other kinds take none. Defaults are filled in, so
+    ``Kind("float") == Kind("float", 15)`` and ``Kind("timestamp", 6) == Kind("timestamp")``.
+    """
 
     name: str
-    scale: int = 0
+    param: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in KINDS:
+            raise PairSpecError(f"unknown column kind {self.name!r}; expected one of {', '.join(KINDS)}")
+        p = self.param
+        if p is None:
+            p = {"decimal": 0, "float": FLOAT_DIGITS}.get(self.name)
+        elif self.name not in _PARAM_RANGE:
+            raise PairSpecError(f"column kind {self.name!r} takes no parameter (got {p!r})")
+        elif not _PARAM_RANGE[self.name][0] <= int(p) <= _PARAM_RANGE[self.name][1]:
+            lo, hi = _PARAM_RANGE[self.name]
+            raise PairSpecError(f"column kind {self.name}:{p} is out of range ({lo}–{hi})")
+        if self.name == "timestamp" and p == 6:
+            p = None  # microseconds: what plain ``timestamp`` compares
+        object.__setattr__(self, "param", None if p is None else int(p))
 
     @classmethod
     def parse(cls, text: str) -> Kind:
-        """Parse ``int``, ``decimal:2``, ``timestamp`` …; raise PairSpecError on anything else."""
-        name, _, scale = str(text).strip().lower().partition(":")
+        """Parse ``int``, ``decimal:2``, ``float:6``, ``timestamp:3`` …; raise PairSpecError on anything else."""
+        name, _, param = str(text).strip().lower().partition(":")
         if name not in KINDS:
             raise PairSpecError(f"unknown column kind {text!r}; expected one of {', '.join(KINDS)}")
-        if name == "decimal":
-            try:
-                return cls("decimal", int(scale or 0))
-            except ValueError as exc:
-                raise PairSpecError(f"bad decimal scale in kind {text!r}") from exc
-        if name == "float":
-            return cls("float", int(scale) if scale else 6)
-        return cls(name)
+        if not param.strip():
+            return cls(name)
+        try:
+            value = int(param)
+        except ValueError as exc:
+            raise PairSpecError(f"bad parameter in column kind {text!r} (an integer is expected)") from exc
+        return cls(name, value)
+
+    @property
+    def scale(self) -> int:
+        """A ``decimal``'s scale (0 for every other kind)."""
+        return int(self.param or 0) if self.name == "decimal" else 0
+
+    @property
+    def digits(self) -> int:
+        """A ``float``'s significant digits compared."""
+        return int(self.param or FLOAT_DIGITS)
+
+    @property
+    def fraction(self) -> int:
+        """A ``timestamp``'s fraction digits compared (6: microseconds)."""
+        return 6 if self.param is None else int(self.param)
 
     def __str__(self) -> str:
-        return f"{self.name}:{self.scale}" if self.name in ("decimal", "float") else self.name
+        return self.name if self.param is None else f"{self.name}:{self.param}"
 
 
 @dataclass(frozen=True)
