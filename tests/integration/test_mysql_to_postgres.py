@@ -197,6 +197,8 @@ def test_type_mapping_report_is_saved_and_in_the_evidence(built: dict[str, Any])
     assert "numeric(20,0)" in page and "interval" in page and "zero_date: null" in page
     assert "http" not in page.replace('"http', "")  # no external asset (the page has no link off the machine)
     assert HOSTILE_TABLE.replace('"', "&quot;") in page
+    assert "1 value(s) look like UTF-8 bytes stored as latin1 (mojibake)" in page and "e.g. keys [3]" in page
+    assert entry["warnings"] >= 1
 
 
 def test_overrides_uuid_coarser_timestamp_boolean_and_skip(tmp_path: Path) -> None:

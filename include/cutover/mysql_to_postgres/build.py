@@ -86,7 +86,41 @@ def plan_tables(cfg: MysqlToPostgresConfig, wanted: list[str] | None = None) -> 
         maps.append(map_table(schema.tables[t], target=tables.map(t), json_columns=jcols.get(t, set()),
                               zero_date=cfg.zero_date, enum_empty=cfg.enum_empty, overrides=overrides.get(t),
                               index_names=indexes))
+    with load.source_session(cfg.source_conn_id) as conn:
+        cur = conn.cursor()
+        for tm in maps:
+            found.setdefault("mis_encoded", {}).update(mis_encoded(cur, cfg.source_database, schema.tables[tm.source], tm))
     return maps, found
+
+
+def mis_encoded(cur: Any, database: str, ts: Any, tm: TableMap, samples: int = 5) -> dict[str, int]:
+    """Text in a non-UTF-8 column (latin1 …) whose bytes are valid multi-byte UTF-8 — UTF-8 written through
+    a latin1 connection ("mojibake"): copying it converts it faithfully into garbage (``cafÃ©``). Each such
+    column gets a warning with the count and a few keys in the report; returns ``{"table.column": count}``."""
+    cols = [c for c in ts.columns if c.charset and not c.charset.lower().startswith(("utf8", "binary", "ascii"))
+            and any(m.source == c.name for m in tm.columns)]
+    out: dict[str, int] = {}
+    q = f"{quote_mysql(database)}.{quote_mysql(tm.source)}"
+    for c in cols:
+        col = quote_mysql(c.name)
+        cond = (f"{col} REGEXP '[^ -~]' AND HEX(CONVERT(BINARY {col} USING utf8mb4)) = HEX({col}) "
+                f"AND LENGTH({col}) > CHAR_LENGTH(CONVERT(BINARY {col} USING utf8mb4))")
+        cur.execute(f"SELECT COUNT(*) FROM {q} WHERE {cond}".replace("%", "%%"), ())
+        n = int(cur.fetchone()[0])
+        if not n:
+            continue
+        keys: list[Any] = []
+        if tm.key:
+            cur.execute(f"SELECT {', '.join(quote_mysql(k) for k in tm.key)} FROM {q} WHERE {cond} LIMIT {samples}"
+                        .replace("%", "%%"), ())
+            keys = [r[0] if len(r) == 1 else list(r) for r in cur.fetchall()]
+        cm = next(m for m in tm.columns if m.source == c.name)
+        cm.warnings.append(f"{n} value(s) look like UTF-8 bytes stored as {c.charset} (mojibake); copied as {c.charset} "
+                           f"text converted to UTF-8 — fix the source or override; e.g. keys {keys}")
+        log.warning("%s.%s: %d value(s) look mis-encoded (UTF-8 stored as %s), e.g. keys %s", tm.source, c.name, n,
+                    c.charset, keys)
+        out[f"{tm.source}.{c.name}"] = n
+    return out
 
 
 def plan(cfg: MysqlToPostgresConfig, wanted: list[str] | None) -> list[PlannedUnit]:

@@ -126,7 +126,8 @@ def seed(conn_id: str = MYSQL_SOURCE, database: str = "cutover_m2p", *, rows: in
                 bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 20))),
                 "6ba7b810-9dad-11d1-80b4-00c04fd430c8".upper() if i % 2 else "6ba7b810-9dad-11d1-80b4-00c04fd430c8",
                 f"note {i}"))
-        if bad_rows:
+        if bad_rows:  # UTF-8 bytes of 'café' written through a latin1 connection: reported as mojibake
+            cur.execute(f"UPDATE {db}.customers SET latin = CONVERT(X'636166C3A9' USING latin1) WHERE id = 3")
             cur.execute(ins, ("bad-enum", "bad", None, *([0] * 10), 0, "0", 0, 0, 0, "nope", None, None,
                               None, None, None, None, None, None, None, None))
             cur.execute(ins, ("bad-nul", "nul\x00inside", None, *([0] * 10), 0, "0", 0, 0, 0, "active", None, None,
