@@ -15,9 +15,11 @@ How (memory and transfer proportional to the differences, not the table):
 3. **bisection** — only segments whose (count, sum) differ are split again (index range scans of
    just those segments) until a segment holds at most ``leaf_rows`` rows; then the keys and row
    hashes of those leaves are fetched from both sides and compared in Python;
-4. other keys (composite, text, time) are bucketed by a hash of their canonical text (engines order
-   text differently, a hash does not): one ``GROUP BY`` bucket level, then the rows of differing
-   buckets.
+4. other keys (composite, text, time, uuid) are bucketed by a hash of their canonical text (engines
+   order text differently, a hash does not): one ``GROUP BY`` bucket level, then the rows of
+   differing buckets, matched by that canonical text too — so a key equal as its kind means it (an
+   upper-case uuid in a MySQL CHAR(36) and the same uuid in PostgreSQL) is one key, never a missing
+   plus an extra one; the keys reported are the values as each side holds them.
 
 ``bytes_transferred`` counts the bytes of every result row fetched (the same measure the benchmark
 applies to reladiff and to the naive diff).

@@ -115,8 +115,9 @@ def infer_kind(src: PhysicalType | None, tgt: PhysicalType | None) -> Kind:
     if not kinds:
         return Kind("text")
     names = {k.name for k in kinds}
-    if "uuid" in names and all(k.name == "uuid" or t.data_type.lower() in _UUID_TEXT for k, t in zip(kinds, types, strict=True)):
-        return Kind("uuid")
+    if "uuid" in names and all(k.name == "uuid" or t.data_type.lower() in _UUID_TEXT
+                               for k, t in zip(kinds, types, strict=True)):
+        return Kind("uuid")  # a uuid beside its text or 16-byte form
     if "bits" in names and names <= {"bits", "bool"}:
         lengths = [k.param if k.name == "bits" else 1 for k in kinds]
         return Kind("bits", max((n for n in lengths if n is not None), default=None))

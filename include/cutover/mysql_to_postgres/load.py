@@ -6,8 +6,9 @@ by the server (:mod:`cutover.mysql_to_postgres.typemap`) and arrives as bytes: t
 per-value work, and a second thread reads the next chunk while the current one is written, so memory
 holds at most two chunks.
 
-**Write**: one ``COPY … FROM STDIN`` (text format: the server already wrote it; measured faster than
-re-encoding values for the binary format) per chunk, in the same PostgreSQL transaction as the chunk's
+**Write**: one ``COPY … FROM STDIN`` per chunk in text format — MySQL already wrote the text, so the
+client passes bytes through (the binary format would need every value decoded and re-encoded in
+Python) — in the same PostgreSQL transaction as the chunk's
 checkpoint row (``cutover_state.m2p_checkpoints`` in the target database) and the unit's progress — a
 killed task resumes after the last committed chunk, with no duplicate and no gap.
 
