@@ -292,7 +292,9 @@ def open_side(endpoint: Endpoint, counter: Callable[[int], None], snapshot: str 
             yield side
             conn.rollback()
     else:
-        with mysql_connect(endpoint.conn_id) as conn:
+        # a "database.table" endpoint names its database: the connection's default database may not exist
+        named = endpoint.table is not None and "." in endpoint.table
+        with mysql_connect(endpoint.conn_id, database="" if named else None) as conn:
             cur = conn.cursor()
             cur.execute("SET time_zone = '+00:00', NAMES utf8mb4")
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")

@@ -317,11 +317,13 @@ def close_run(cfg: MysqlToPostgresConfig, run_id: str, units: list[dict[str, Any
         except Exception as exc:  # noqa: BLE001 - the unit fails with the database's reason
             failed[k] = f"foreign key of {tm.source}: {exc}"
     pairs = register_pairs(cfg, [tm for k, tm in maps.items() if k in done and k not in failed])
-    if maps:
-        plan_maps = list(maps.values())
-        found: dict[str, Any] = {}
-    else:  # a dry run records no unit: map again for the report
-        plan_maps, found = plan_tables(cfg)
+    found: dict[str, Any] = {}
+    plan_maps = list(maps.values())
+    if not maps:  # a dry run records no unit: map again for the report (a failed plan has none to show)
+        try:
+            plan_maps, found = plan_tables(cfg)
+        except Exception as exc:  # noqa: BLE001 - the plan's own failure already makes the run red
+            return {"failed": failed, "type_mapping": {"error": f"no report: the plan failed ({exc})"}}
     entry = report.save(cfg, run_id, plan_maps, units, found)
     return {"failed": failed, "foreign_keys": fks, "pairs": pairs, "type_mapping": entry}
 

@@ -62,7 +62,8 @@ def ensure_state(conn: Any) -> None:
             start_position text, start_watermark text, updated_at timestamptz NOT NULL DEFAULT now());
         CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.m2p_positions (
             unit_key text PRIMARY KEY, mode text NOT NULL, position text, watermark text,
-            changes_applied bigint NOT NULL DEFAULT 0, updated_at timestamptz NOT NULL DEFAULT now())""")
+            changes_applied bigint NOT NULL DEFAULT 0, updated_at timestamptz NOT NULL DEFAULT now());
+        ALTER TABLE {STATE_SCHEMA}.m2p_positions ADD COLUMN IF NOT EXISTS watermark_key text""")
 
 
 @contextmanager
@@ -297,8 +298,8 @@ def refresh_keys(src_cur: Any, conn: Any, tm: TableMap, database: str, schema: s
     for i in range(0, len(gone), 500):
         part = gone[i:i + 500]
         row = "(" + ", ".join(["%s"] * len(tkeys)) + ")"
-        cur = conn.execute(f"DELETE FROM {tgt} WHERE ({', '.join(tkeys)}) IN ({', '.join([row] * len(part))})",
-                           [_pg_value(v) for k in part for v in k])
+        head = f"DELETE FROM {tgt} WHERE ({', '.join(tkeys)}) IN ".replace("%", "%%")  # names may hold %
+        cur = conn.execute(head + f"({', '.join([row] * len(part))})", [v for k in part for v in k])
         deleted += cur.rowcount
     return w.rows, deleted, w.dead
 
@@ -313,10 +314,6 @@ def _norm(key: tuple[Any, ...]) -> tuple[Any, ...]:
             v = v.casefold()
         out.append(v)
     return tuple(out)
-
-
-def _pg_value(v: Any) -> Any:
-    return v
 
 
 def reload_whole(src_conn: Any, conn: Any, tm: TableMap, database: str, schema: str, chunk_rows: int,

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import ExitStack
 from typing import Any
 
 from cutover import binlog
 from cutover.connections import pg_connect
-from cutover.identifiers import quote_mysql
+from cutover.identifiers import quote_mysql, quote_pg
+from cutover.keyset import after_key, after_params, decode_key, encode_key
 from cutover.mysql_schema import text_of
 from cutover.mysql_to_postgres import load
 from cutover.mysql_to_postgres.config import PIPELINE, MysqlToPostgresConfig
@@ -55,9 +57,9 @@ def built_units(cfg: MysqlToPostgresConfig) -> dict[str, TableMap]:
 
 
 def _positions(conn: Any, keys: list[str]) -> dict[str, dict[str, Any]]:
-    rows = conn.execute(f"SELECT unit_key, mode, position, watermark FROM {load.STATE_SCHEMA}.m2p_positions "
+    rows = conn.execute(f"SELECT unit_key, mode, position, watermark, watermark_key FROM {load.STATE_SCHEMA}.m2p_positions "
                         "WHERE unit_key = ANY(%s)", (keys,)).fetchall()
-    return {r[0]: {"mode": r[1], "position": r[2], "watermark": r[3]} for r in rows}
+    return {r[0]: {"mode": r[1], "position": r[2], "watermark": r[3], "watermark_key": r[4]} for r in rows}
 
 
 def sync_units(cfg: MysqlToPostgresConfig, keys: list[str] | None = None, maps: dict[str, TableMap] | None = None, *,
@@ -94,6 +96,13 @@ def _binlog_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: dic
     if not positions:
         return {"tables": 0}
     by_table = {maps[k].source: k for k in positions}
+    # deletes and key changes a foreign key cascades (ON DELETE / UPDATE CASCADE, SET NULL, SET DEFAULT) are
+    # not in the binlog: a change of the parent's row re-reads the child rows that pointed at it
+    watch: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for k in positions:
+        for fk in maps[k].foreign_keys if maps[k].key else ():
+            if {str(fk.get("on_delete")).upper(), str(fk.get("on_update")).upper()} & {"CASCADE", "SET NULL", "SET DEFAULT"}:
+                watch.setdefault(fk["ref_table"], []).append((k, fk))
     start = min(positions.values())
     pending: dict[str, list[tuple[Any, ...]]] = {}
     whole: set[str] = set()
@@ -130,30 +139,30 @@ def _binlog_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: dic
         last_flush = time.monotonic()
 
     n_keys = 0
-    for batch in binlog.read_changes(cfg.source_conn_id, start, schemas=[cfg.source_database], tables=list(by_table),
-                                     stop_at=stop_at):
-        stats["transactions"] += 1
-        for ch in batch:
-            k = by_table.get(ch.table)
-            if k is None or not positions[k] < batch.position:
-                continue
-            tm = maps[k]
-            stats["changes"] += 1
-            applied[k] += 1
-            if not tm.key:
-                whole.add(k)
-                continue
-            for image in (ch.before, ch.after):
-                if image is not None:
-                    pending.setdefault(k, []).append(tuple(image.get(c) for c in tm.key))
-                    n_keys += 1
-        last = batch.position
-        if n_keys >= FLUSH_KEYS or time.monotonic() - last_flush >= FLUSH_S:
-            flush(last)
-            n_keys = 0
-        if time.monotonic() - t0 > max_seconds:
-            log.warning("binlog sync stopped after %.0f s (max_seconds); the next run continues", max_seconds)
-            break
+    with ExitStack() as stack:
+        pconn = stack.enter_context(pg_connect(cfg.target_conn_id, autocommit=True)) if watch else None
+        for batch in binlog.read_changes(cfg.source_conn_id, start, schemas=[cfg.source_database],
+                                         tables=sorted(set(by_table) | set(watch)), stop_at=stop_at):
+            stats["transactions"] += 1
+            for ch in batch:
+                for child, fk in watch.get(ch.table, ()):
+                    if ch.before is None or not positions[child] < batch.position:
+                        continue
+                    if ch.after is not None and all(ch.before.get(c) == ch.after.get(c) for c in fk["ref_columns"]):
+                        continue  # an update that left the referenced key as it was cascades nothing
+                    found = _child_keys(pconn, cfg, maps[child], fk, [ch.before.get(c) for c in fk["ref_columns"]])
+                    if found:
+                        pending.setdefault(child, []).extend(found)
+                        applied[child] += len(found)
+                        n_keys += len(found)
+            n_keys = _collect(batch, by_table, positions, maps, pending, whole, applied, stats, n_keys)
+            last = batch.position
+            if n_keys >= FLUSH_KEYS or time.monotonic() - last_flush >= FLUSH_S:
+                flush(last)
+                n_keys = 0
+            if time.monotonic() - t0 > max_seconds:
+                log.warning("binlog sync stopped after %.0f s (max_seconds); the next run continues", max_seconds)
+                break
     flush(last)
     secs = time.monotonic() - t0
     stats.update({"tables": len(positions), "seconds": round(secs, 3),
@@ -163,8 +172,43 @@ def _binlog_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: dic
     return stats
 
 
+def _child_keys(conn: Any, cfg: MysqlToPostgresConfig, tm: TableMap, fk: dict[str, Any], values: list[Any]) -> list[tuple[Any, ...]]:
+    """The keys of ``tm``'s target rows whose foreign key ``fk`` holds ``values``."""
+    if any(v is None for v in values):
+        return []
+    cols = [quote_pg(tm.column(c).target) for c in fk["columns"]]
+    keys = [quote_pg(tm.column(c).target) for c in tm.key]
+    head = f"SELECT {', '.join(keys)} FROM {load.target_name(cfg.target_schema, tm)} WHERE ".replace("%", "%%")
+    where = " AND ".join(f"{c.replace('%', '%%')} = %s" for c in cols)
+    return [tuple(r) for r in conn.execute(head + where, values).fetchall()]
+
+
+def _collect(batch: Any, by_table: dict[str, str], positions: dict[str, Any], maps: dict[str, TableMap],
+             pending: dict[str, list[tuple[Any, ...]]], whole: set[str], applied: dict[str, int], stats: dict[str, Any],
+             n_keys: int) -> int:
+    """Add a transaction's changed keys per synced table (tables whose position is before it)."""
+    for ch in batch:
+        k = by_table.get(ch.table)
+        if k is None or not positions[k] < batch.position:
+            continue
+        tm = maps[k]
+        stats["changes"] += 1
+        applied[k] += 1
+        if not tm.key:
+            whole.add(k)
+            continue
+        for image in (ch.before, ch.after):
+            if image is not None:
+                pending.setdefault(k, []).append(tuple(image.get(c) for c in tm.key))
+                n_keys += 1
+    return n_keys
+
+
 def _watermark_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: dict[str, dict[str, Any]],
                     max_seconds: float) -> dict[str, Any]:
+    """Pages of rows in (watermark, key) order after the stored (watermark, key): every row of a bulk
+    update sharing one timestamp is read, page after page; the first sync after the copy starts at the
+    copy's watermark, ties included (re-applying a row is harmless)."""
     t0 = time.monotonic()
     out: dict[str, Any] = {"tables": {}}
     wm = cfg.watermark_column
@@ -172,32 +216,37 @@ def _watermark_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: 
         if not tm.key or not any(c.source == wm for c in tm.columns):
             out["tables"][tm.source] = f"not synced: no key or no {wm!r} column (copy it again to refresh)"
             continue
-        mark = pos[k]["watermark"]
+        mark, last_key = pos[k]["watermark"], decode_key(pos[k].get("watermark_key"))
         n = 0
-        q = f"{quote_mysql(cfg.source_database)}.{quote_mysql(tm.source)}"
-        kcols = ", ".join(quote_mysql(c) for c in tm.key)
+        q = f"{quote_mysql(cfg.source_database)}.{quote_mysql(tm.source)}".replace("%", "%%")
+        w = quote_mysql(wm).replace("%", "%%")
+        kcols = ", ".join(quote_mysql(c) for c in tm.key).replace("%", "%%")
         with load.source_session(cfg.source_conn_id) as src:
             cur = src.cursor()
             while time.monotonic() - t0 < max_seconds:
-                where = f"{quote_mysql(wm)} >= %s" if mark else "TRUE"
-                sql = (f"SELECT CAST({quote_mysql(wm)} AS CHAR), {kcols} FROM {q}".replace("%", "%%")
-                       + f" WHERE {where} ORDER BY {quote_mysql(wm).replace('%', '%%')}, {kcols.replace('%', '%%')}"
-                       + f" LIMIT {int(cfg.chunk_rows)}")
-                cur.execute(sql, (mark,) if mark else ())
+                if not mark:
+                    where, args = "TRUE", []
+                elif last_key is None:
+                    where, args = f"{w} >= %s", [mark]
+                else:
+                    where = f"({w} > %s OR ({w} = %s AND {after_key(tm.key, escape_percent=True)}))"
+                    args = [mark, mark, *after_params(last_key)]
+                cur.execute(f"SELECT CAST({w} AS CHAR), {kcols} FROM {q} WHERE {where} "
+                            f"ORDER BY {w}, {kcols} LIMIT {int(cfg.chunk_rows)}", args)
                 rows = cur.fetchall()
+                if not rows:
+                    break
                 keys = [tuple(r[1:]) for r in rows]
+                mark, last_key = text_of(rows[-1][0]), keys[-1]
                 with pg_connect(cfg.target_conn_id) as conn:
                     up, _de, dead = load.refresh_keys(cur, conn, tm, cfg.source_database, cfg.target_schema, keys)
                     load.record_dead(conn, PIPELINE, k, tm.source, dead)
-                    new = text_of(rows[-1][0]) if rows else mark
-                    conn.execute(f"""UPDATE {load.STATE_SCHEMA}.m2p_positions SET watermark = %s,
+                    conn.execute(f"""UPDATE {load.STATE_SCHEMA}.m2p_positions SET watermark = %s, watermark_key = %s,
                                      changes_applied = changes_applied + %s, updated_at = now() WHERE unit_key = %s""",
-                                 (new, up, k))
+                                 (mark, encode_key(list(last_key)), up, k))
                 n += up
-                # rows sharing the last watermark value are read again next time (>=): re-applying is harmless
-                if len(rows) < cfg.chunk_rows or new == mark:
+                if len(rows) < cfg.chunk_rows:
                     break
-                mark = new
             cur.close()
         out["tables"][tm.source] = {"upserted": n, "watermark": mark}
     out["seconds"] = round(time.monotonic() - t0, 3)

@@ -70,9 +70,10 @@ def reset_identity(conn: Any, tm: TableMap, schema: str) -> dict[str, Any]:
             continue
         q = quote_pg(c.target)
         floor = max(int(tm.auto_increment or 1) - 1, 0)
+        qp, tp = q.replace("%", "%%"), tgt.replace("%", "%%")  # names may hold %: the statement has parameters
         row = conn.execute(
-            f"SELECT setval(pg_get_serial_sequence(%s, %s), greatest(coalesce(max({q}), 0), %s, 1)::bigint, "
-            f"coalesce(max({q}), 0) >= 1 OR %s >= 1) FROM {tgt}", (tgt, c.target, floor, floor)).fetchone()
+            f"SELECT setval(pg_get_serial_sequence(%s, %s), greatest(coalesce(max({qp}), 0), %s, 1)::bigint, "
+            f"coalesce(max({qp}), 0) >= 1 OR %s >= 1) FROM {tp}", (tgt, c.target, floor, floor)).fetchone()
         out[c.target] = int(row[0])
     return out
 

@@ -60,6 +60,9 @@ def compare_table(cfg: MysqlToPostgresConfig, tm: TableMap, unit_key: str, run_i
     unexplained = [k for k in res.missing if key_text(k) not in letters] if tm.key else list(res.missing)
     dead = len(res.missing) - len(unexplained)
     failures: list[str] = []
+    if res.target_rows != res.source_rows - dead and not (res.extra or res.changed or unexplained):
+        failures.append(f"{tm.source}: {res.source_rows} source rows, {res.target_rows} target rows"
+                        f"{f' ({dead} in dead letters)' if dead else ''} — duplicate rows in a table without a key?")
     if res.extra or res.changed or unexplained:
         d = res.details(max_keys=20)
         failures.append(
