@@ -65,6 +65,7 @@ airflow: install services
 	$(VENV)/bin/airflow standalone
 
 bench: install services
+	@bash scripts/ensure-bench.sh
 	@for b in benchmarks/bench_*.py; do echo "=== $$b"; $(PY) $$b || exit 1; done
 
 lint: install

@@ -131,7 +131,7 @@ def read_chunk(cur: Any, tm: TableMap, database: str, last: tuple[Any, ...] | No
 
 def _copy(cur: Any, target: str, columns: str, lines: Sequence[bytes]) -> None:
     with cur.copy(f"COPY {target} ({columns}) FROM STDIN") as cp:
-        cp.write(b"\n".join(lines) + b"\n")
+        cp.write(b"\n".join([*lines, b""]))
 
 
 def _row_error(exc: BaseException) -> bool:
@@ -145,26 +145,23 @@ def write_lines(conn: Any, target: str, columns: str, chunk: Chunk, load: Callab
     about a row's data (connection lost, missing table) propagate."""
     do = load or (lambda cur, lines: _copy(cur, target, columns, lines))
     out = Written()
-
-    def attempt(lo: int, hi: int) -> None:
-        lines = chunk.lines[lo:hi]
+    todo = [(0, len(chunk.lines))] if chunk.lines else []
+    while todo:  # a stack, not recursion: no reference cycle keeps earlier chunks alive until a full GC
+        lo, hi = todo.pop()
         try:
             with conn.transaction():
-                do(conn.cursor(), lines)
+                do(conn.cursor(), chunk.lines[lo:hi])
             out.rows += hi - lo
         except Exception as exc:
             if not _row_error(exc):
                 raise
             if hi - lo == 1:
                 out.dead.append((chunk.keys[lo], f"{type(exc).__name__}: {str(exc).strip()}",
-                                 lines[0].decode("utf-8", "backslashreplace")))
-                return
+                                 chunk.lines[lo].decode("utf-8", "backslashreplace")))
+                continue
             mid = (lo + hi) // 2
-            attempt(lo, mid)
-            attempt(mid, hi)
-
-    if chunk.lines:
-        attempt(0, len(chunk.lines))
+            todo.append((mid, hi))
+            todo.append((lo, mid))
     return out
 
 

@@ -312,7 +312,7 @@ def map_column(table: str, col: Column, *, json_columns: set[str], zero_date: st
         allowed = list(labels) + ([""] if enum_empty == "keep" and "" not in labels else [])
         check = f"{tq} IN (" + ", ".join(pg_lit(x) for x in allowed) + ")"
         rule = f"enum_empty: {enum_empty}"
-        inner = copy_escape(c)
+        inner = copy_escape(c) if any(ch in x for x in labels for ch in "\\\t\n\r") else c  # labels known: escape only if needed
         if enum_empty == "null":
             inner = f"IF({c} + 0 = 0, NULL, {inner})"
         render = inner
@@ -320,7 +320,7 @@ def map_column(table: str, col: Column, *, json_columns: set[str], zero_date: st
         labels = enum_labels(col.column_type)
         pg = "text"
         check = f"{tq} = '' OR string_to_array({tq}, ',') <@ ARRAY[" + ", ".join(pg_lit(x) for x in labels) + "]::text[]"
-        render = copy_escape(c)
+        render = copy_escape(c) if any(ch in x for x in labels for ch in "\\\t\n\r") else c
     elif dt == "json" or col.name in json_columns:
         pg, render = "json", copy_escape(c)
         notes.append("JSON text kept exactly (json); override type jsonb to normalise")

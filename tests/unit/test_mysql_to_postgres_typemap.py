@@ -1,0 +1,76 @@
+"""mysql_to_postgres' pure parts without a database: ENUM label parsing, the type table, defaults, grants."""
+
+from __future__ import annotations
+
+import pytest
+
+from cutover.mysql_schema import Column
+from cutover.mysql_to_postgres.readonly import write_grants
+from cutover.mysql_to_postgres.typemap import TypeMapError, enum_labels, map_column
+
+
+def _col(name: str, ctype: str, default: str | None = None, extra: str = "", charset: str | None = "utf8mb4") -> Column:
+    return Column(name, ctype, ctype.split("(")[0].split(" ")[0], True, default, extra, charset)
+
+
+def test_enum_labels_are_byte_exact() -> None:
+    assert enum_labels("enum('a b','c,d','(e)','it''s','')") == ["a b", "c,d", "(e)", "it's", ""]
+    assert enum_labels("set('x','y z')") == ["x", "y z"]
+
+
+@pytest.mark.parametrize(("ctype", "pg"), [
+    ("tinyint(4)", "smallint"), ("tinyint(3) unsigned", "smallint"), ("smallint(5) unsigned", "integer"),
+    ("mediumint(8) unsigned", "integer"), ("int(10) unsigned", "bigint"), ("int(11)", "integer"),
+    ("bigint(20) unsigned", "numeric(20,0)"), ("bigint(20)", "bigint"), ("decimal(28,13)", "numeric(28,13)"),
+    ("float", "real"), ("double", "double precision"), ("bit(5)", "bit(5)"), ("year(4)", "smallint"),
+    ("date", "date"), ("datetime(6)", "timestamp(6) without time zone"), ("timestamp(3)", "timestamp(3) with time zone"),
+    ("time(6)", "interval"), ("varchar(20)", "varchar(20)"), ("char(36)", "varchar(36)"), ("longtext", "text"),
+    ("blob", "bytea"), ("varbinary(16)", "bytea"), ("enum('a','b')", "text"), ("set('a','b')", "text"),
+])
+def test_type_table(ctype: str, pg: str) -> None:
+    cm = map_column("t", _col("c", ctype), json_columns=set(), zero_date="null", enum_empty="dead_letter")
+    assert cm is not None and cm.pg_type == pg
+
+
+def test_json_columns_and_overrides() -> None:
+    cm = map_column("t", _col("doc", "longtext"), json_columns={"doc"}, zero_date="null", enum_empty="dead_letter")
+    assert cm is not None and cm.pg_type == "json"
+    cm = map_column("t", _col("doc", "longtext"), json_columns={"doc"}, zero_date="null", enum_empty="dead_letter",
+                    opts={"type": "jsonb"})
+    assert cm is not None and cm.pg_type == "jsonb"
+    assert map_column("t", _col("x", "int(11)"), json_columns=set(), zero_date="null", enum_empty="dead_letter",
+                      opts={"skip": True}) is None
+    with pytest.raises(TypeMapError, match=r"t\.spot"):
+        map_column("t", _col("spot", "point"), json_columns=set(), zero_date="null", enum_empty="dead_letter")
+
+
+def test_enum_escaping_only_when_a_label_needs_it() -> None:
+    plain = map_column("t", _col("e", "enum('a b','c')"), json_columns=set(), zero_date="null", enum_empty="dead_letter")
+    odd = map_column("t", _col("e", "enum('a\\\\b','c')"), json_columns=set(), zero_date="null", enum_empty="dead_letter")
+    assert plain is not None and "REPLACE" not in plain.render
+    assert odd is not None and "REPLACE" in odd.render
+
+
+@pytest.mark.parametrize(("ctype", "default", "extra", "want"), [
+    ("timestamp(6)", "current_timestamp(6)", "on update current_timestamp(6)", "CURRENT_TIMESTAMP(6)"),
+    ("datetime(6)", "current_timestamp(6)", "", "LOCALTIMESTAMP(6)"),
+    ("date", "curdate()", "", "CURRENT_DATE"),
+    ("varchar(10)", "'it''s'", "", "'it''s'"),
+    ("int(11)", "5", "", "5"),
+    ("bit(3)", "b'101'", "", "B'101'"),
+    ("date", "'0000-00-00'", "", None),
+    ("varchar(10)", "NULL", "", None),
+])
+def test_defaults_stay_expressions(ctype: str, default: str, extra: str, want: str | None) -> None:
+    cm = map_column("t", _col("c", ctype, default, extra), json_columns=set(), zero_date="null", enum_empty="dead_letter")
+    assert cm is not None and cm.default == want
+    if extra:
+        assert cm.on_update == "CURRENT_TIMESTAMP(6)"
+
+
+def test_write_grants() -> None:
+    assert write_grants(["GRANT USAGE ON *.* TO `ro`@`%`", "GRANT SELECT, SHOW VIEW ON `db`.* TO `ro`@`%`",
+                         "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO `ro`@`%`"]) == []
+    bad = ["GRANT SELECT, INSERT ON `db`.* TO `rw`@`%`", "GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION",
+           "GRANT SELECT (a), UPDATE (b) ON `db`.`t` TO `x`@`%`"]
+    assert write_grants(bad) == bad
