@@ -53,7 +53,15 @@ class SourceChanged(RuntimeError):
 
 
 def ensure_state(conn: Any) -> None:
-    """Create the target's state tables (checkpoints, sync positions) when missing."""
+    """Create the target's state tables (checkpoints, sync positions) when missing. A cheap catalog read
+    first: the DDL (an ``ALTER TABLE`` takes an exclusive lock) runs only when something is missing, so
+    parallel copies and a running sync do not queue behind each other here."""
+    ready = conn.execute(
+        f"""SELECT to_regclass('{STATE_SCHEMA}.m2p_checkpoints') IS NOT NULL AND EXISTS (
+              SELECT 1 FROM information_schema.columns WHERE table_schema = '{STATE_SCHEMA}'
+                AND table_name = 'm2p_positions' AND column_name = 'watermark_key')""").fetchone()[0]
+    if ready:
+        return
     conn.execute(f"""
         CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA};
         CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.m2p_checkpoints (
