@@ -1,12 +1,37 @@
-"""Benchmark the narrow → wide pivot: this pipeline vs the in-database pivot vs a row-at-a-time client.
+"""Benchmark ship_wide_build against the pivot a user would write in SQL, on data shapes it was not tuned for.
 
-    python benchmarks/bench_ship_wide.py --rows 2000000           # 5 ships × 50 channels × 8000 times
+    .venv/bin/python benchmarks/bench_ship_wide.py            # every shape and the growth tables (~5 min, 2 cores)
+    .venv/bin/python benchmarks/bench_ship_wide.py --quick    # the same at a tenth of the size (development)
 
-Same data, same run, same server (``postgres_target``; set ``AIRFLOW_CONN_POSTGRES_TARGET`` for
-another one). Prints narrow rows/s for each contender, the ratios, and the peak memory of the
-pipeline's copy (the max RSS of a child process that does only the copy, at two chunk sizes: it
-follows the chunk, not the table). The row-at-a-time client is measured on one ship's first
-``--slow-rows`` narrow rows (it would take minutes on all of them); its rate is per narrow row too.
+The anchor (issue #13), per ship, with ``SET jit = off``::
+
+    CREATE TABLE anchor_<ship> AS
+      SELECT created_time, max(CASE WHEN data_channel_id = 'ch_0000' THEN double_v END) AS "ch_0000", …
+      FROM tbl_data_timeseries WHERE ship_id = '<ship>' GROUP BY created_time;
+    ALTER TABLE anchor_<ship> ADD PRIMARY KEY (created_time);
+
+Each channel's aggregate takes its *typed* value column (``value_format`` says which: Decimal →
+``double_v``, Integer → ``long_v``, String → ``str_v``, Boolean → ``bool_v``; booleans have no
+``max`` in PostgreSQL, so ``bool_or``), so the anchor's columns have the pipeline's types. In text
+mode (the ``text`` shape; the pipeline with ``text_columns=True``) every aggregate takes the value
+text, ``coalesce(double_v::text, long_v::text, str_v, bool_v::text)``.
+
+The pipeline: ``plan_run`` and ``prepare_ship`` for every ship (untimed), then — timed from the first
+copy — ``copy_history`` + ``finalize_ship`` per ship, default settings, in a child process whose
+max RSS is the peak memory reported.
+
+Shapes (same server, same run, anchor and pipeline on the same narrow table):
+
+* **steady** — ships × channels × times, each time's rows in one steady order;
+* **random** — the same rows inserted in random order (ids and heap order ≠ arrival pattern);
+* **fleet** — ≥ 200 ships × 20 channels, steady;
+* **wide** — 1,000 channels, fewer times;
+* **text** — steady data, text columns (anchor casts to text).
+
+Then how time grows with ships (total rows fixed), rows (ships and channels fixed) and channels
+(total rows fixed): 3 sizes each. Both sides are checked to hold the same data: per ship the row
+count and a checksum (sum of a 64-bit md5 prefix of each row's text, columns in one order).
+ratio = anchor seconds / pipeline seconds (> 1: the pipeline is faster).
 """
 
 from __future__ import annotations
@@ -20,244 +45,293 @@ import time
 from typing import Any
 
 SCHEMA = "bench_ship_wide"
+NARROW = "tbl_data_timeseries"
+TYPED = {"Decimal": "double_v", "Integer": "long_v", "String": "str_v", "Boolean": "bool_v"}
+VALUE_TEXT = "coalesce(double_v::text, long_v::text, str_v, bool_v::text)"
+ROW_HASH = "coalesce(sum(('x' || substr(md5(({row})::text), 1, 16))::bit(64)::bigint::numeric), 0)::text"
 
 
-def _setup(rows: int, ships: int, channels: int) -> Any:
+# --- data -------------------------------------------------------------------------------------
+
+def _clean_control(conn: Any) -> None:
+    """Remove every control-schema row of this benchmark's schema (a fresh start for the pipeline)."""
+    cols = conn.execute(
+        """SELECT table_name, column_name FROM information_schema.columns
+           WHERE table_schema = 'cutover' AND data_type = 'text'
+             AND column_name IN ('unit_key', 'scope', 'name', 'source_table', 'target_table')""").fetchall()
+    for table, col in cols:
+        conn.execute(f'DELETE FROM cutover."{table}" WHERE "{col}" LIKE %s', (f"%{SCHEMA}%",))
+
+
+def generate(ships: int, channels: int, times: int, order: str) -> dict[str, Any]:
+    """(Re)create the narrow table with ships × channels × times rows in ``order`` (steady | random)."""
     from cutover import connections, control
     from cutover.connections import pg_connect
     from cutover.samples import ship
 
     connections.apply_default_env()
-    timestamps = max(1, rows // (ships * channels))
+    t0 = time.perf_counter()
     with pg_connect() as conn:
         control.ensure_schema(conn)
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        conn.execute("DELETE FROM cutover.checkpoints WHERE unit_key LIKE %s", (f"{SCHEMA}.%",))
-        conn.execute("DELETE FROM cutover.name_map WHERE scope LIKE %s OR scope LIKE %s",
-                     (f"columns:{SCHEMA}.%", f"tables:{SCHEMA}.%"))
-        sample = ship.generate(conn, SCHEMA, ships=ships, channels=channels, timestamps=timestamps, seed=1)
+        _clean_control(conn)
+        sample = ship.generate(conn, SCHEMA, ships=ships, channels=channels, timestamps=times, seed=1)
+        if order == "random":
+            # the same rows, inserted again in a random order: ids and heap order no longer follow
+            # the (time, channel) pattern the data arrives in
+            cols = ", ".join(ship.NARROW_COLUMNS)
+            conn.execute(f"CREATE TEMP TABLE bench_rows AS SELECT {cols} FROM {SCHEMA}.{NARROW}")
+            conn.execute(f"TRUNCATE {SCHEMA}.{NARROW} RESTART IDENTITY")
+            conn.execute("SELECT setseed(0.42)")
+            conn.execute(f"INSERT INTO {SCHEMA}.{NARROW} ({cols}) SELECT {cols} FROM bench_rows ORDER BY random()")
+            conn.execute("DROP TABLE bench_rows")
     with pg_connect(autocommit=True) as conn:
-        conn.execute(f"VACUUM ANALYZE {SCHEMA}.tbl_data_timeseries")
-    return sample
+        conn.execute(f"VACUUM ANALYZE {SCHEMA}.{NARROW}")
+    return {"rows": sample.rows, "ships": sample.ships, "channels": sample.channels,
+            "seconds": time.perf_counter() - t0}
 
 
-def _reset_ships(cfg: Any, ships: list[str]) -> None:
-    from cutover import ship_wide as sw
+# --- the anchor ---------------------------------------------------------------------------------
 
-    for s in ships:
-        sw.rollback_ship(cfg, s, drop=True)
+def run_anchor(ships: list[str], text: bool) -> dict[str, Any]:
+    """Per ship: typed (or text) CTAS … max(CASE …) … GROUP BY created_time, then ADD PRIMARY KEY; jit off."""
+    from psycopg import sql
+
+    from cutover.connections import pg_connect
+    from cutover.identifiers import pg_ident
+
+    narrow = pg_ident(SCHEMA, NARROW)
+    with pg_connect() as conn:
+        conn.execute("SET jit = off")
+        # what a user knows before writing the query: each ship's channels and their format (untimed)
+        fmts: dict[str, list[tuple[str, str]]] = {}
+        for s, ch, fmt in conn.execute(sql.SQL(
+                "SELECT ship_id, data_channel_id, min(value_format) FROM {} GROUP BY 1, 2 ORDER BY 1, 2").format(narrow)):
+            fmts.setdefault(s, []).append((ch, fmt))
+        for s in ships:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(pg_ident(SCHEMA, f"anchor_{s}")))
+        conn.commit()
+        t0 = time.perf_counter()
+        for s in ships:
+            aggs = []
+            for ch, fmt in fmts[s]:
+                if text:
+                    agg = sql.SQL("max(CASE WHEN data_channel_id = {} THEN {} END)").format(sql.Literal(ch), sql.SQL(VALUE_TEXT))
+                else:
+                    fn = "bool_or" if fmt == "Boolean" else "max"
+                    agg = sql.SQL("{}(CASE WHEN data_channel_id = {} THEN {} END)").format(
+                        sql.SQL(fn), sql.Literal(ch), sql.Identifier(TYPED[fmt]))
+                aggs.append(sql.SQL("{} AS {}").format(agg, pg_ident(ch)))
+            tbl = pg_ident(SCHEMA, f"anchor_{s}")
+            conn.execute(sql.SQL("CREATE TABLE {} AS SELECT created_time, {} FROM {} WHERE ship_id = {} GROUP BY created_time")
+                         .format(tbl, sql.SQL(", ").join(aggs), narrow, sql.Literal(s)))
+            conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (created_time)").format(tbl))
+            conn.commit()
+        secs = time.perf_counter() - t0
+    return {"seconds": secs, "channels": {s: [c for c, _ in v] for s, v in fmts.items()}}
 
 
-def run_pipeline(chunk_rows: int, pivot: str = "auto", connections_per_ship: int | None = None) -> dict[str, Any]:
-    """Plan, prepare, copy and finalize every ship with the pipeline (in this process)."""
+# --- the pipeline -------------------------------------------------------------------------------
+
+def run_pipeline(text: bool) -> dict[str, Any]:
+    """Plan and prepare every ship, then (timed) copy_history + finalize_ship per ship; default settings."""
     from cutover import connections
     from cutover import ship_wide as sw
 
     connections.apply_default_env()
-    extra = {} if connections_per_ship is None else {"copy_connections": connections_per_ship}
-    cfg = sw.ShipWideConfig(schema=SCHEMA, chunk_rows=chunk_rows, pivot=pivot, **extra)
+    cfg = sw.ShipWideConfig(schema=SCHEMA, text_columns=text)
     plans = sw.plan_run(cfg)
-    _reset_ships(cfg, [p["ship_id"] for p in plans])
     for p in plans:
         sw.prepare_ship(cfg, p)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     rows = 0
-    used = set()
+    pivots = set()
     for p in plans:
         out = sw.copy_history(cfg, p["ship_id"], rows_total=p["rows"])
         rows += out["narrow_rows"]
-        used.add(out["pivot"])
+        pivots.add(out.get("pivot", "?"))
         sw.finalize_ship(cfg, p["ship_id"])
     secs = time.perf_counter() - t0
     return {"rows": rows, "seconds": secs, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "pivot": ",".join(sorted(used)), "connections": cfg.copy_connections}
+            "rss_before_mb": rss0, "pivot": ",".join(sorted(pivots)), "connections": cfg.copy_connections}
 
 
-def _warm(_: int = 0) -> int:
-    """Import the pipeline in a pool worker before the clock starts (an Airflow worker has it loaded)."""
-    import os
-
-    from cutover import (
-        connections,
-        ship_wide,  # noqa: F401
-    )
-
-    connections.apply_default_env()
-    return os.getpid()
-
-
-def _copy_ships(chunk_rows: int, ships: list[dict[str, Any]]) -> int:
-    """Copy and finalize some ships in one worker process (what one mapped copy task does per ship)."""
-    from cutover import ship_wide as sw
-
-    cfg = sw.ShipWideConfig(schema=SCHEMA, chunk_rows=chunk_rows)
-    rows = 0
-    for p in ships:
-        rows += sw.copy_history(cfg, p["ship_id"], rows_total=p["rows"])["narrow_rows"]
-        sw.finalize_ship(cfg, p["ship_id"])
-    return rows
-
-
-def run_pipeline_parallel(chunk_rows: int, workers: int) -> dict[str, Any]:
-    """The copy as the DAG runs it: ships spread over ``workers`` processes (mapped tasks in parallel)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from cutover import connections
-    from cutover import ship_wide as sw
-
-    connections.apply_default_env()
-    cfg = sw.ShipWideConfig(schema=SCHEMA, chunk_rows=chunk_rows)
-    plans = sw.plan_run(cfg)
-    _reset_ships(cfg, [p["ship_id"] for p in plans])
-    for p in plans:
-        sw.prepare_ship(cfg, p)
-    # biggest first, each to the least loaded worker
-    lanes: list[list[dict[str, Any]]] = [[] for _ in range(workers)]
-    load = [0] * workers
-    for p in sorted(plans, key=lambda p: -p["rows"]):
-        i = load.index(min(load))
-        lanes[i].append(p)
-        load[i] += p["rows"]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pids = set(pool.map(_warm, range(workers)))
-        t0 = time.perf_counter()
-        rows = sum(pool.map(_copy_ships, [chunk_rows] * workers, lanes))
-        secs = time.perf_counter() - t0
-    return {"rows": rows, "seconds": secs, "workers": len(pids)}
-
-
-def _child(chunk_rows: int, pivot: str = "auto", connections_per_ship: int = 0) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", str(chunk_rows), "--pivot", pivot, "--conn", str(connections_per_ship)],
-        check=True, capture_output=True, text=True,
-    )
+def _child(text: bool) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, "--child", "text" if text else "typed"],
+                         check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_in_database(ships: list[str], channels: list[str]) -> dict[str, Any]:
-    """INSERT … SELECT … GROUP BY created_time with one max(CASE …) per channel, per ship."""
+def _reset_pipeline() -> None:
+    """Drop the pipeline's wide tables and control rows (the narrow table and anchors stay)."""
     from psycopg import sql
 
     from cutover.connections import pg_connect
     from cutover.identifiers import pg_ident
 
-    rows = 0
-    t0 = time.perf_counter()
     with pg_connect() as conn:
+        views = conn.execute("SELECT viewname FROM pg_views WHERE schemaname = %s", (SCHEMA,)).fetchall()
+        for (v,) in views:
+            conn.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(pg_ident(SCHEMA, v)))
+        tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> %s "
+                              "AND tablename NOT LIKE 'anchor\\_%%'", (SCHEMA, NARROW)).fetchall()
+        for (t,) in tables:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(pg_ident(SCHEMA, t)))
+        _clean_control(conn)
+
+
+# --- verification -------------------------------------------------------------------------------
+
+def verify(ships: list[str], channels: dict[str, list[str]]) -> dict[str, Any]:
+    """Per ship: the anchor's and the pipeline's wide table hold the same rows (count + row checksum)."""
+    from psycopg import sql
+
+    from cutover import ship_wide as sw
+    from cutover.connections import pg_connect
+    from cutover.identifiers import pg_ident
+    from cutover.ship_wide.ddl import load_wide
+    from cutover.ship_wide.plan import session_setup
+
+    cfg = sw.ShipWideConfig(schema=SCHEMA)
+    bad = []
+    total = 0
+    with pg_connect() as conn:
+        session_setup(conn)
         for s in ships:
-            tbl = pg_ident(SCHEMA, f"indb_{s}")
-            cols = sql.SQL(", ").join(sql.SQL("{} text").format(pg_ident(c)) for c in channels)
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(tbl))
-            conn.execute(sql.SQL("CREATE TABLE {} (created_time timestamptz PRIMARY KEY, {})").format(tbl, cols))
-            aggs = sql.SQL(", ").join(
-                sql.SQL("max(CASE WHEN data_channel_id = {} THEN coalesce(double_v::text, long_v::text, str_v, bool_v::text) END)")
-                .format(sql.Literal(c)) for c in channels
-            )
-            conn.execute(sql.SQL(
-                "INSERT INTO {} SELECT created_time, {} FROM {} WHERE ship_id = %s GROUP BY created_time"
-            ).format(tbl, aggs, pg_ident(SCHEMA, "tbl_data_timeseries")), (s,))
-            n = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE ship_id = %s").format(
-                pg_ident(SCHEMA, "tbl_data_timeseries")), (s,)).fetchone()
-            rows += int(n[0]) if n else 0
-        conn.commit()
-    return {"rows": rows, "seconds": time.perf_counter() - t0}
+            wide = load_wide(conn, cfg, s)
+            if wide is None:
+                bad.append(f"{s}: no wide table")
+                continue
+            chs = channels[s]
+            a_cols = sql.SQL(", ").join([pg_ident("created_time"), *(pg_ident(c) for c in chs)])
+            w_cols = sql.SQL(", ").join([pg_ident("created_time"), *(pg_ident(wide.columns[c]) for c in chs)])
+            q = "SELECT count(*), " + ROW_HASH + " FROM {tbl} t"
+            a = conn.execute(sql.SQL(q.replace("{row}", "ROW({cols})")).format(
+                cols=a_cols, tbl=pg_ident(SCHEMA, f"anchor_{s}"))).fetchone()
+            w = conn.execute(sql.SQL(q.replace("{row}", "ROW({cols})")).format(cols=w_cols, tbl=wide.ident)).fetchone()
+            total += int(a[0])
+            if tuple(a) != tuple(w):
+                bad.append(f"{s}: anchor {a[0]} rows / {a[1]}, pipeline {w[0]} rows / {w[1]}")
+    return {"ok": not bad, "wide_rows": total, "failures": bad}
 
 
-def run_row_at_a_time(ship_id: str, channels: list[str], limit: int) -> dict[str, Any]:
-    """Fetch narrow rows, build a dict per wide row, INSERT one wide row at a time."""
-    from psycopg import sql
+# --- one measurement ----------------------------------------------------------------------------
 
-    from cutover.connections import pg_connect
-    from cutover.identifiers import pg_ident
-
-    tbl = pg_ident(SCHEMA, f"slow_{ship_id}")
-    t0 = time.perf_counter()
-    with pg_connect() as conn:
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(tbl))
-        conn.execute(sql.SQL("CREATE TABLE {} (created_time timestamptz PRIMARY KEY, {})").format(
-            tbl, sql.SQL(", ").join(sql.SQL("{} text").format(pg_ident(c)) for c in channels)))
-        rows = conn.execute(sql.SQL(
-            "SELECT created_time, data_channel_id, double_v, long_v, str_v, bool_v FROM {} WHERE ship_id = %s "
-            "ORDER BY created_time LIMIT %s").format(pg_ident(SCHEMA, "tbl_data_timeseries")), (ship_id, limit)).fetchall()
-        wide: dict[Any, dict[str, Any]] = {}
-        for t, ch, d, lv, sv, bv in rows:
-            v = next((x for x in (d, lv, sv, bv) if x is not None), None)
-            wide.setdefault(t, {})[ch] = None if v is None else str(v)
-        for t, values in wide.items():
-            names = list(values)
-            conn.execute(sql.SQL("INSERT INTO {} (created_time, {}) VALUES (%s, {})").format(
-                tbl, sql.SQL(", ").join(pg_ident(n) for n in names), sql.SQL(", ").join(sql.Placeholder() * len(names))),
-                [t, *values.values()])
-        conn.commit()
-    return {"rows": len(rows), "seconds": time.perf_counter() - t0}
+_CACHE: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
-def _median(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The round with the median rate."""
-    return sorted(results, key=lambda r: r["rows"] / r["seconds"])[len(results) // 2]
+def measure(ships: int, channels: int, times: int, order: str = "steady", text: bool = False,
+            repeat: int = 1) -> dict[str, Any]:
+    key = (ships, channels, times, order, text)
+    if key in _CACHE:
+        return _CACHE[key]
+    gen = generate(ships, channels, times, order)
+    anchors, pipes = [], []
+    for _ in range(max(repeat, 1)):
+        _reset_pipeline()
+        anchors.append(run_anchor(gen["ships"], text))
+        pipes.append(_child(text))
+    anchor = sorted(anchors, key=lambda r: r["seconds"])[len(anchors) // 2]
+    pipe = sorted(pipes, key=lambda r: r["seconds"])[len(pipes) // 2]
+    check = verify(gen["ships"], anchor["channels"])
+    if pipe["rows"] != gen["rows"]:
+        check["ok"] = False
+        check["failures"].append(f"pipeline read {pipe['rows']:,} narrow rows of {gen['rows']:,}")
+    res = {"ships": ships, "channels": channels, "times": times, "rows": gen["rows"], "order": order, "text": text,
+           "gen_s": gen["seconds"], "anchor_s": anchor["seconds"], "pipe_s": pipe["seconds"],
+           "ratio": anchor["seconds"] / pipe["seconds"], "pipe_rate": gen["rows"] / pipe["seconds"],
+           "anchor_rate": gen["rows"] / anchor["seconds"], "maxrss_mb": pipe["maxrss_mb"], "pivot": pipe["pivot"],
+           "ok": check["ok"], "failures": check["failures"], "wide_rows": check["wide_rows"]}
+    print(f"  {ships} ships × {channels} ch × {times} times ({order}{', text' if text else ''}): "
+          f"anchor {res['anchor_s']:.2f} s, pipeline {res['pipe_s']:.2f} s, ratio {res['ratio']:.2f}, "
+          f"same data: {'yes' if res['ok'] else 'NO ' + '; '.join(res['failures'][:3])}  (generated in {res['gen_s']:.1f} s)",
+          flush=True)
+    _CACHE[key] = res
+    return res
+
+
+def _times(rows: int, ships: int, channels: int) -> int:
+    return max(1, rows // (ships * channels))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=2_000_000)
-    ap.add_argument("--ships", type=int, default=5)
-    ap.add_argument("--channels", type=int, default=50)
-    ap.add_argument("--chunk-rows", type=int, default=200_000)
-    ap.add_argument("--slow-rows", type=int, default=50_000)
-    ap.add_argument("--workers", type=int, default=2, help="parallel copy processes (default 2: one per core here)")
-    ap.add_argument("--repeat", type=int, default=3, help="rounds of every contender; the median round counts")
-    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--pivot", default="auto", help=argparse.SUPPRESS)
-    ap.add_argument("--conn", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--quick", action="store_true", help="a tenth of the sizes (development)")
+    ap.add_argument("--rows", type=int, default=1_000_000, help="narrow rows of the steady/random/text shapes")
+    ap.add_argument("--ships", type=int, default=5, help="ships of the steady/random/text shapes")
+    ap.add_argument("--channels", type=int, default=50, help="channels of the steady/random/text shapes")
+    ap.add_argument("--fleet-ships", type=int, default=200)
+    ap.add_argument("--fleet-rows", type=int, default=1_000_000, help="narrow rows of the fleet shape (20 channels)")
+    ap.add_argument("--wide-channels", type=int, default=1000)
+    ap.add_argument("--wide-ships", type=int, default=2)
+    ap.add_argument("--wide-rows", type=int, default=500_000)
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of anchor and pipeline per point; the median counts")
+    ap.add_argument("--no-growth", action="store_true", help="skip the growth tables")
+    ap.add_argument("--child", choices=("typed", "text"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_pipeline(args.child, args.pivot, args.conn or None)))
+        print(json.dumps(run_pipeline(args.child == "text")))
         return
-    t = time.perf_counter()
-    sample = _setup(args.rows, args.ships, args.channels)
-    print(f"generated {sample.rows:,} narrow rows ({len(sample.ships)} ships × {len(sample.channels)} channels × "
-          f"{sample.timestamps} times) in {time.perf_counter() - t:.1f} s")
-    small_chunk = max(args.chunk_rows // 4, 1000)
-    # Every contender runs once per round, rounds interleaved, and the median round of each is
-    # reported: a shared machine's noise then hits all of them alike.
-    rounds: dict[str, list[dict[str, Any]]] = {k: [] for k in ("pipe", "pipe1", "par", "client", "indb", "slow")}
-    for r in range(max(args.repeat, 1)):
-        rounds["pipe"].append(_child(args.chunk_rows))
-        rounds["pipe1"].append(_child(args.chunk_rows, connections_per_ship=1))
-        rounds["par"].append(run_pipeline_parallel(args.chunk_rows, args.workers))
-        rounds["client"].append(_child(args.chunk_rows, "client"))
-        rounds["indb"].append(run_in_database(sample.ships, sample.channels))
-        rounds["slow"].append(run_row_at_a_time(sample.ships[0], sample.channels, args.slow_rows))
-        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]['rows'] / v[-1]['seconds']:,.0f}" for k, v in rounds.items())
-              + " rows/s", flush=True)
-    pipe, pipe1, par, client, indb, slow = (_median(rounds[k]) for k in ("pipe", "pipe1", "par", "client", "indb", "slow"))
-    client_small = _child(small_chunk, "client")
-    rate = {k: v["rows"] / v["seconds"] for k, v in
-            (("pipeline", pipe), ("one_conn", pipe1), ("parallel", par), ("client", client), ("in_db", indb),
-             ("row_at_a_time", slow))}
+    if args.quick:
+        args.rows //= 10
+        args.fleet_rows //= 10
+        args.wide_rows //= 10
+    t_all = time.perf_counter()
+    R = args.repeat
+    print("shapes", flush=True)
+    shapes = [
+        ("steady", measure(args.ships, args.channels, _times(args.rows, args.ships, args.channels), "steady", repeat=R)),
+        ("random order", measure(args.ships, args.channels, _times(args.rows, args.ships, args.channels), "random", repeat=R)),
+        ("fleet", measure(args.fleet_ships, 20, _times(args.fleet_rows, args.fleet_ships, 20), repeat=R)),
+        ("wide", measure(args.wide_ships, args.wide_channels,
+                         _times(args.wide_rows, args.wide_ships, args.wide_channels), repeat=R)),
+        ("text (steady)", measure(args.ships, args.channels, _times(args.rows, args.ships, args.channels), "steady",
+                                  text=True, repeat=R)),
+    ]
+    growth: list[tuple[str, list[dict[str, Any]]]] = []
+    if not args.no_growth:
+        print("growth", flush=True)
+        fs = args.fleet_ships
+        growth.append(("ships (total rows fixed, 20 channels)", [
+            measure(n, 20, _times(args.fleet_rows, n, 20), repeat=R) for n in (max(1, fs // 10), max(1, fs // 3), fs)]))
+        growth.append((f"rows ({args.ships} ships × {args.channels} channels)", [
+            measure(args.ships, args.channels, _times(n, args.ships, args.channels), repeat=R)
+            for n in (args.rows // 4, args.rows // 2, args.rows)]))
+        wc = args.wide_channels
+        growth.append((f"channels (total rows fixed, {args.wide_ships} ships)", [
+            measure(args.wide_ships, n, _times(args.wide_rows, args.wide_ships, n), repeat=R)
+            for n in (max(1, wc // 20), max(1, wc // 4), wc)]))
+
     print()
-    print(f"median of {max(args.repeat, 1)} rounds")
-    print(f"{'contender':<64} {'narrow rows':>12} {'seconds':>9} {'rows/s':>12}")
-    for key, label, res in (
-        ("pipeline", f"ship_wide_build copy ({pipe['pivot']} pivot, chunk {args.chunk_rows:,}, "
-                     f"{pipe['connections']} conn/ship)", pipe),
-        ("one_conn", "  same, 1 connection per ship (chunks one after another)", pipe1),
-        ("parallel", f"  same, {par['workers']} ships at a time (DAG parallelism)", par),
-        ("client", "  client pivot (source in another database)", client),
-        ("in_db", "in-database pivot (INSERT … GROUP BY)", indb),
-        ("row_at_a_time", "row-at-a-time client", slow),
-    ):
-        print(f"{label:<64} {res['rows']:>12,} {res['seconds']:>9.2f} {rate[key]:>12,.0f}")
+    print(f"ship_wide_build vs the anchor (typed CTAS + primary key, jit off); same server, same run; "
+          f"median of {R} round(s); ratio = anchor s / pipeline s (> 1: pipeline faster)")
+    hdr = (f"{'shape':<15} {'ships×ch×times':>18} {'narrow rows':>12} {'anchor s':>9} {'pipe s':>8} "
+           f"{'anchor rows/s':>14} {'pipe rows/s':>12} {'ratio':>6} {'peak MB':>8} {'same data':>9}")
+    print(hdr)
+    print("-" * len(hdr))
+    for name, r in shapes:
+        dims = f"{r['ships']}×{r['channels']}×{r['times']}"
+        print(f"{name:<15} {dims:>18} {r['rows']:>12,} {r['anchor_s']:>9.2f} {r['pipe_s']:>8.2f} "
+              f"{r['anchor_rate']:>14,.0f} {r['pipe_rate']:>12,.0f} {r['ratio']:>6.2f} {r['maxrss_mb']:>8.0f} "
+              f"{'yes' if r['ok'] else 'NO':>9}")
+    for title, pts in growth:
+        print()
+        print(f"growth with {title}")
+        print(f"{'ships×ch×times':>18} {'narrow rows':>12} {'anchor s':>9} {'pipe s':>8} {'ratio':>6} "
+              f"{'pipe ms/ship':>12} {'pipe µs/row':>11} {'same data':>9}")
+        for r in pts:
+            dims = f"{r['ships']}×{r['channels']}×{r['times']}"
+            print(f"{dims:>18} {r['rows']:>12,} {r['anchor_s']:>9.2f} {r['pipe_s']:>8.2f} {r['ratio']:>6.2f} "
+                  f"{1000 * r['pipe_s'] / r['ships']:>12.1f} {1e6 * r['pipe_s'] / r['rows']:>11.2f} "
+                  f"{'yes' if r['ok'] else 'NO':>9}")
+    failed = [r for _, r in shapes if not r["ok"]] + [r for _, pts in growth for r in pts if not r["ok"]]
     print()
-    for anchor, name, fmt, target in (("in_db", "in-database pivot", ".2f", "1.0"), ("row_at_a_time", "row-at-a-time", ".1f", "20")):
-        print(f"pipeline / {name:<18}: {rate['pipeline'] / rate[anchor]:{fmt}}x one ship at a time "
-              f"({rate['one_conn'] / rate[anchor]:{fmt}}x with 1 connection), "
-              f"{rate['parallel'] / rate[anchor]:{fmt}}x with {par['workers']} ships at a time; "
-              f"client pivot {rate['client'] / rate[anchor]:{fmt}}x  (target >= {target}x)")
-    print(f"peak memory (max RSS of the copy process): {pipe['pivot']} pivot {pipe['maxrss_mb']:.0f} MB; client pivot "
-          f"{client['maxrss_mb']:.0f} MB at chunk {args.chunk_rows:,}, {client_small['maxrss_mb']:.0f} MB at chunk "
-          f"{small_chunk:,} (that run: {client_small['rows'] / client_small['seconds']:,.0f} rows/s)")
+    print(f"pipeline pivot: {', '.join(sorted({r['pivot'] for _, r in shapes}))}; total {time.perf_counter() - t_all:.0f} s")
+    if failed:
+        print("DATA MISMATCH:", "; ".join(f for r in failed for f in r["failures"][:3]))
+        sys.exit(1)
+
 
 if __name__ == "__main__":
     main()
