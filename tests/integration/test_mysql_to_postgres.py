@@ -187,7 +187,7 @@ def test_hostile_table_and_column_names(built: dict[str, Any]) -> None:
 
 
 def test_type_mapping_report_is_saved_and_in_the_evidence(built: dict[str, Any]) -> None:
-    from cutover.tenant_split.diff_report import report_dir
+    from cutover.reports import report_dir
 
     with pg_connect() as conn:
         run = control.get_run(conn, built["run_id"])

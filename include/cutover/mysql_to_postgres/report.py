@@ -86,7 +86,8 @@ def save(cfg: MysqlToPostgresConfig, run_id: str, maps: list[TableMap], units: l
     from cutover import control
     from cutover.connections import pg_connect
     from cutover.lifecycle.model import UnitKey
-    from cutover.tenant_split.diff_report import URL_PREFIX, _write_text, report_dir
+    from cutover.reports import URL_PREFIX, report_dir, write_text
+    from cutover.ui.pages import report_url
 
     figures: dict[str, dict[str, Any]] = {}
     for u in units:
@@ -95,14 +96,12 @@ def save(cfg: MysqlToPostgresConfig, run_id: str, maps: list[TableMap], units: l
                           "dead_letters": ((u.get("detail") or {}).get("verify") or {}).get("dead_letters", "")}
     folder = report_dir(run_id)
     folder.mkdir(parents=True, exist_ok=True)
-    _write_text(folder / "type_mapping.html", render_html(cfg, run_id, maps, figures, found))
-    _write_text(folder / "type_mapping.json", json.dumps(
+    write_text(folder / "type_mapping.html", render_html(cfg, run_id, maps, figures, found))
+    write_text(folder / "type_mapping.json", json.dumps(
         {"run_id": run_id, "source_database": cfg.source_database, "target_schema": cfg.target_schema,
          "tables": [t.to_dict() for t in maps], "figures": figures}, indent=1, default=str))
-    from urllib.parse import quote
-
-    base = f"{URL_PREFIX}/reports/{quote(run_id, safe='')}"
-    entry = {"html": f"{base}/type_mapping.html", "json": f"{base}/type_mapping.json", "tables": len(maps),
+    entry = {"html": report_url(URL_PREFIX, run_id, "type_mapping.html"),
+             "json": report_url(URL_PREFIX, run_id, "type_mapping.json"), "tables": len(maps),
              "columns": sum(len(t.columns) for t in maps),
              "warnings": sum(len(c.warnings) for t in maps for c in t.columns)}
     with pg_connect(cfg.control_conn_id) as conn:

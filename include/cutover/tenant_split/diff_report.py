@@ -32,14 +32,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from cutover.identifiers import quote_mysql, slugify
+from cutover.identifiers import quote_mysql
 from cutover.mysql_schema import (
     Column,
     DatabaseSchema,
@@ -49,6 +48,9 @@ from cutover.mysql_schema import (
     TableSchema,
     Trigger,
 )
+from cutover.reports import URL_PREFIX, report_dir, write_text
+from cutover.reports import reports_root as reports_root  # re-exported: where the UI and tests look
+from cutover.reports import safe_run_dir as safe_run_dir
 from cutover.tenant_split.mapping import TableRule
 from cutover.ui.pages import PAGE_CSS, report_url
 from cutover.ui.status import _e, _num, _table
@@ -61,7 +63,6 @@ KINDS = ("table", "column", "index", "foreign_key", "trigger", "view", "event", 
 SET_ASIDE = "set aside during copy, restored after, definition proven equal"
 REPORT_FILES = ("schema_diff.html", "schema_diff.xlsx", "schema_diff.json")
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-URL_PREFIX = "/cutover"  # where plugins/cutover_plugin.py mounts the UI app
 
 
 @dataclass(frozen=True)
@@ -875,38 +876,6 @@ def write_xlsx(diff: SchemaDiff, path: str | Path, *, title: str = "Schema diff"
 # --- files and URLs -------------------------------------------------------------------------------
 
 
-def reports_root(docs: Path | None = None) -> Path:
-    """Where run reports live: ``reports/`` beside the data docs site (``docs``, default
-    :func:`cutover.quality.gate.docs_dir`), i.e. ``<GX root>/uncommitted/data_docs/reports`` (ignored by git)."""
-    if docs is None:
-        from cutover.quality.gate import docs_dir
-
-        docs = docs_dir()
-    return Path(docs).parent / "reports"
-
-
-def safe_run_dir(run_id: str) -> str:
-    """The folder name of a run's reports: ``[a-z0-9_]`` only, with a hash of the run id whenever that
-    changed it (``manual__2024-01-01T00:00:00+00:00`` → ``manual__2024_01_01t00_00_00_00_00_<hash>``),
-    so two run ids never share a folder and no run id reaches outside the reports root. Raises
-    ``ValueError`` for an empty run id."""
-    if not run_id:
-        raise ValueError("a run id is needed to name the report's folder")
-    return slugify(run_id, max_bytes=120)
-
-
-def report_dir(run_id: str, *, root: Path | None = None) -> Path:
-    """The folder of ``run_id``'s reports under ``root`` (default :func:`reports_root`)."""
-    return (root if root is not None else reports_root()) / safe_run_dir(run_id)
-
-
-def _write_text(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                     delete=False) as fh:
-        fh.write(text)
-    os.replace(fh.name, path)
-
-
 def save_report(diff: SchemaDiff, run_id: str, *, root: Path | None = None, title: str | None = None,
                 prefix: str = URL_PREFIX) -> dict[str, str]:
     """Write ``schema_diff.html``, ``schema_diff.xlsx`` and ``schema_diff.json`` into
@@ -918,9 +887,9 @@ def save_report(diff: SchemaDiff, run_id: str, *, root: Path | None = None, titl
     folder = report_dir(run_id, root=root)
     folder.mkdir(parents=True, exist_ok=True)
     html_path, xlsx_path, json_path = (folder / n for n in REPORT_FILES)
-    _write_text(json_path, json.dumps({"run_id": run_id, "title": title, **diff.to_dict()}, indent=1, default=str))
+    write_text(json_path, json.dumps({"run_id": run_id, "title": title, **diff.to_dict()}, indent=1, default=str))
     write_xlsx(diff, xlsx_path, title=title, run_id=run_id)
-    _write_text(html_path, render_html(diff, title=title, run_id=run_id))
+    write_text(html_path, render_html(diff, title=title, run_id=run_id))
     out = {"dir": str(folder), "html": str(html_path), "xlsx": str(xlsx_path), "json": str(json_path)}
     out.update({f"{n.rsplit('.', 1)[1]}_url": report_url(prefix, run_id, n) for n in REPORT_FILES})
     return out
