@@ -376,16 +376,22 @@ def pair_name(cfg: MysqlToPostgresConfig, table: str) -> str:
     return f"{PIPELINE}:{cfg.source_database}.{table}->{cfg.target_schema}"
 
 
-def _stored_target(cfg: MysqlToPostgresConfig, key: UnitKey) -> str:
-    """The target table name the latest plan of ``key`` chose (the source name when never planned)."""
+def latest_plans(cfg: MysqlToPostgresConfig, keys: list[str]) -> dict[str, TableMap]:
+    """unit key → the table mapping of its latest plan (one query; keys never planned are left out)."""
     from cutover import control
 
     with pg_connect(cfg.control_conn_id) as conn:
         control.ensure_schema(conn)
-        row = conn.execute(f"""SELECT detail -> 'plan' -> 'table' ->> 'target' FROM {control.SCHEMA}.units
-                               WHERE pipeline = %s AND unit_key = %s AND detail -> 'plan' ? 'table'
-                               ORDER BY updated_at DESC LIMIT 1""", (PIPELINE, str(key))).fetchone()
-    return str(row[0]) if row and row[0] else key.parts[0]
+        rows = conn.execute(f"""SELECT DISTINCT ON (unit_key) unit_key, detail -> 'plan' -> 'table' FROM {control.SCHEMA}.units
+                                WHERE pipeline = %s AND unit_key = ANY(%s) AND detail -> 'plan' ? 'table'
+                                ORDER BY unit_key, updated_at DESC""", (PIPELINE, keys)).fetchall()
+    return {k: TableMap.from_dict(d) for k, d in rows if d}
+
+
+def _stored_target(cfg: MysqlToPostgresConfig, key: UnitKey) -> str:
+    """The target table name the latest plan of ``key`` chose (the source name when never planned)."""
+    tm = latest_plans(cfg, [str(key)]).get(str(key))
+    return tm.target if tm is not None else key.parts[0]
 
 
 def route_unit(conn: Any, cfg: MysqlToPostgresConfig, key: UnitKey, backend: str) -> dict[str, Any]:

@@ -39,21 +39,13 @@ FLUSH_S = 1.0
 def built_units(cfg: MysqlToPostgresConfig) -> dict[str, TableMap]:
     """Every unit of ``cfg``'s scope with a sync position (finalized at least once), with the mapping of
     its latest plan."""
-    from cutover import control
+    from cutover.mysql_to_postgres.build import latest_plans
 
     with pg_connect(cfg.target_conn_id) as conn:
         load.ensure_state(conn)
-        keys = [r[0] for r in conn.execute(f"SELECT unit_key FROM {load.STATE_SCHEMA}.m2p_positions WHERE unit_key LIKE %s",
-                                           (cfg.scope.replace("%", r"\%").replace("_", r"\_") + ":%",)).fetchall()]
-    out: dict[str, TableMap] = {}
-    with pg_connect(cfg.control_conn_id) as conn:
-        for k in keys:
-            row = conn.execute(f"""SELECT detail -> 'plan' -> 'table' FROM {control.SCHEMA}.units
-                                   WHERE pipeline = %s AND unit_key = %s AND detail -> 'plan' ? 'table'
-                                   ORDER BY updated_at DESC LIMIT 1""", (PIPELINE, k)).fetchone()
-            if row and row[0]:
-                out[k] = TableMap.from_dict(row[0])
-    return out
+        keys = [r[0] for r in conn.execute(f"SELECT unit_key FROM {load.STATE_SCHEMA}.m2p_positions "
+                                           "WHERE starts_with(unit_key, %s)", (cfg.scope + ":",)).fetchall()]
+    return latest_plans(cfg, keys)
 
 
 def _positions(conn: Any, keys: list[str]) -> dict[str, dict[str, Any]]:

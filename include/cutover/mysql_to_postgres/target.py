@@ -7,23 +7,20 @@ derived from the target names and cut to 63 bytes with a hash (:class:`cutover.i
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
-from cutover.identifiers import quote_pg, truncate_utf8
+from cutover.identifiers import quote_pg
 from cutover.mysql_to_postgres.load import target_name
-from cutover.mysql_to_postgres.typemap import TableMap, create_table_sql, identity_sequence, pg_lit
+from cutover.mysql_to_postgres.typemap import (
+    TableMap,
+    create_table_sql,
+    derived_name,
+    identity_sequence,
+    pg_lit,
+)
 
 log = logging.getLogger(__name__)
-
-
-def _name(*parts: str) -> str:
-    text = "_".join(parts)
-    if len(text.encode("utf-8")) <= 63:
-        return text
-    h = hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
-    return truncate_utf8(text, 52) + "_" + h
 
 
 def create_table(conn: Any, tm: TableMap, schema: str) -> None:
@@ -51,7 +48,7 @@ def build_keys(conn: Any, tm: TableMap, schema: str) -> dict[str, Any]:
                           (tgt,)).fetchone()
     if tm.primary_key and not has_pk:
         cols = ", ".join(quote_pg(tm.column(k).target) for k in tm.primary_key)
-        conn.execute(f"ALTER TABLE {tgt} ADD CONSTRAINT {quote_pg(_name(tm.target, 'pkey'))} PRIMARY KEY ({cols})")
+        conn.execute(f"ALTER TABLE {tgt} ADD CONSTRAINT {quote_pg(derived_name(tm.target, 'pkey'))} PRIMARY KEY ({cols})")
         out["primary_key"] = True
     for idx in tm.indexes:
         conn.execute(f"CREATE {'UNIQUE ' if idx['unique'] else ''}INDEX IF NOT EXISTS {quote_pg(idx['name'])} "
@@ -86,7 +83,7 @@ def on_update_triggers(conn: Any, tm: TableMap, schema: str) -> list[str]:
     if not cols:
         return []
     tgt = target_name(schema, tm)
-    fn = f"{quote_pg(schema)}.{quote_pg(_name(tm.target, 'on_update'))}"
+    fn = f"{quote_pg(schema)}.{quote_pg(derived_name(tm.target, 'on_update'))}"
     body = []
     for c in cols:
         key = pg_lit(c.target)
@@ -103,7 +100,7 @@ BEGIN
   RETURN NEW;
 END
 $cutover$""")
-    trig = quote_pg(_name(tm.target, "on_update"))
+    trig = quote_pg(derived_name(tm.target, "on_update"))
     conn.execute(f"DROP TRIGGER IF EXISTS {trig} ON {tgt}")
     conn.execute(f"CREATE TRIGGER {trig} BEFORE UPDATE ON {tgt} FOR EACH ROW EXECUTE FUNCTION {fn}()")
     return [c.target for c in cols]
@@ -141,5 +138,5 @@ def drop_table(conn: Any, tm_target: str, schema: str) -> bool:
     """Drop a target table (and its trigger function); True when it existed."""
     existed = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{quote_pg(schema)}.{quote_pg(tm_target)}",)).fetchone()[0]
     conn.execute(f"DROP TABLE IF EXISTS {quote_pg(schema)}.{quote_pg(tm_target)} CASCADE")
-    conn.execute(f"DROP FUNCTION IF EXISTS {quote_pg(schema)}.{quote_pg(_name(tm_target, 'on_update'))}()")
+    conn.execute(f"DROP FUNCTION IF EXISTS {quote_pg(schema)}.{quote_pg(derived_name(tm_target, 'on_update'))}()")
     return bool(existed)

@@ -355,9 +355,8 @@ def map_column(table: str, col: Column, *, json_columns: set[str], zero_date: st
             raise TypeMapError(f"{table}.{col.name}: MySQL type {col.column_type!r} is not mapped; "
                                "give an override (type: text copies its text, skip: true leaves it out)")
         pg, render = "text", copy_escape(f"CAST({c} AS CHAR)")
-    if col.charset and not col.charset.lower().startswith("utf8") and pg in ("text",) or pg.startswith("varchar"):
-        if col.charset and not col.charset.lower().startswith("utf8"):
-            notes.append(f"{col.charset} converted to UTF-8 by the server")
+    if (pg == "text" or pg.startswith("varchar")) and col.charset and not col.charset.lower().startswith("utf8"):
+        notes.append(f"{col.charset} converted to UTF-8 by the server")
     if "type" in opts:
         new = str(opts["type"])
         if new.lower() == "boolean":
@@ -478,16 +477,22 @@ def line_expr(tm: TableMap, alias: str = "") -> str:
     return "CONCAT_WS(" + ", ".join([lit("\t"), *(c.render for c in tm.columns)]) + ")"
 
 
-def identity_sequence(tm: TableMap, c: ColumnMap) -> str:
-    """The sequence name of an AUTO_INCREMENT column PostgreSQL cannot make an identity (BIGINT UNSIGNED)."""
+def derived_name(*parts: str) -> str:
+    """A name derived from target names (``parts`` joined by ``_``: a constraint, trigger, sequence), cut
+    to PostgreSQL's 63 bytes with a hash of the whole when longer."""
     import hashlib
 
     from cutover.identifiers import truncate_utf8
 
-    name = f"{tm.target}_{c.target}_seq"
-    if len(name.encode("utf-8")) > 63:
-        name = truncate_utf8(name, 52) + "_" + hashlib.sha1(name.encode("utf-8")).hexdigest()[:10]
-    return name
+    text = "_".join(parts)
+    if len(text.encode("utf-8")) <= 63:
+        return text
+    return truncate_utf8(text, 52) + "_" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
+
+
+def identity_sequence(tm: TableMap, c: ColumnMap) -> str:
+    """The sequence name of an AUTO_INCREMENT column PostgreSQL cannot make an identity (BIGINT UNSIGNED)."""
+    return derived_name(tm.target, c.target, "seq")
 
 
 def create_table_sql(tm: TableMap, schema: str) -> str:
