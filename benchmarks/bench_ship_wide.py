@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -133,31 +134,72 @@ def run_anchor(ships: list[str], text: bool) -> dict[str, Any]:
 
 # --- the pipeline -------------------------------------------------------------------------------
 
-def run_pipeline(text: bool) -> dict[str, Any]:
-    """Plan and prepare every ship, then (timed) copy_history + finalize_ship per ship; default settings."""
+def _worker_init() -> None:
+    """A worker process = one Airflow task slot: imports and connection settings before the clock starts."""
     from cutover import connections
-    from cutover import ship_wide as sw
+    from cutover.lifecycle import stages  # noqa: F401 - imported before the clock starts
+    from cutover.ship_wide import spec  # noqa: F401
 
     connections.apply_default_env()
-    cfg = sw.ShipWideConfig(schema=SCHEMA, text_columns=text)
-    plans = sw.plan_run(cfg)
-    for p in plans:
-        sw.prepare_ship(cfg, p)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _run_batch(args: tuple[dict[str, Any], dict[str, Any], str]) -> dict[str, Any]:
+    """copy then finalize over one batch, as its two mapped task instances would (in one worker)."""
+    params, batch, run_id = args
+    from cutover.lifecycle import stages
+    from cutover.ship_wide.spec import SPEC
+
     t0 = time.perf_counter()
-    rows = 0
-    pivots = set()
-    for p in plans:
-        out = sw.copy_history(cfg, p["ship_id"], rows_total=p["rows"])
-        rows += out["narrow_rows"]
-        pivots.add(out.get("pivot", "?"))
-        sw.finalize_ship(cfg, p["ship_id"])
-    secs = time.perf_counter() - t0
-    return {"rows": rows, "seconds": secs, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "rss_before_mb": rss0, "pivot": ",".join(sorted(pivots)), "connections": cfg.copy_connections}
+    copy = stages.run_unit_stage(SPEC, "copy", params, batch, run_id)
+    t1 = time.perf_counter()
+    fin = stages.run_unit_stage(SPEC, "finalize", params, batch, run_id)
+    return {"copy_s": t1 - t0, "finalize_s": time.perf_counter() - t1, "done": len(fin["done"]),
+            "failed": {**copy["failed"], **fin["failed"]},
+            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _noop(_: int) -> int:
+    return os.getpid()
+
+
+def run_pipeline(text: bool) -> dict[str, Any]:
+    """The pipeline as Airflow runs it, minus Airflow: the life cycle plans the run and packs the ships
+    into mapped batches (``ship_wide``'s batch policy), prepare runs for every batch (untimed), then —
+    timed — each batch's copy and finalize stages in a worker process, ``parallelism`` workers at once
+    (Airflow's mapped task instances). Default settings."""
+    import multiprocessing as mp
+
+    from cutover import connections, control
+    from cutover.connections import pg_connect
+    from cutover.lifecycle import stages
+    from cutover.ship_wide.config import ShipWideConfig
+    from cutover.ship_wide.spec import SPEC
+
+    connections.apply_default_env()
+    params = {"schema": SCHEMA, "text_columns": text}
+    cfg = ShipWideConfig.from_params(params)
+    run_id = f"bench_ship_wide__{time.time_ns()}"
+    batches = stages.plan(SPEC, params, run_id, max_batches=1024)
+    for b in batches:
+        stages.run_unit_stage(SPEC, "prepare", params, b, run_id)
+    workers = min(cfg.parallelism, len(batches))
+    with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
+        pool.map(_noop, range(workers * 4), chunksize=1)  # every worker started and imported
+        t0 = time.perf_counter()
+        outs = pool.map(_run_batch, [(params, b, run_id) for b in batches], chunksize=1)
+        secs = time.perf_counter() - t0
+    with pg_connect() as conn:
+        rows = conn.execute(f"SELECT coalesce(sum(rows_read), 0), count(*) FILTER (WHERE state <> 'copied') "
+                            f"FROM {control.SCHEMA}.units WHERE run_id = %s", (run_id,)).fetchone()
+    failed = {k: v for o in outs for k, v in o["failed"].items()}
+    return {"rows": int(rows[0]), "seconds": secs, "maxrss_mb": max(o["maxrss_mb"] for o in outs),
+            "pivot": "server" if cfg.pivot != "client" else "client", "batches": len(batches), "workers": workers,
+            "tasks": 4 * len(batches), "not_copied": int(rows[1]), "failed": failed,
+            "copy_s": max(o["copy_s"] for o in outs), "finalize_s": max(o["finalize_s"] for o in outs)}
 
 
 def _child(text: bool) -> dict[str, Any]:
+    """run_pipeline in a fresh process (its workers' memory is reported, nothing left from the anchor)."""
     out = subprocess.run([sys.executable, __file__, "--child", "text" if text else "typed"],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -238,13 +280,18 @@ def measure(ships: int, channels: int, times: int, order: str = "steady", text: 
     if pipe["rows"] != gen["rows"]:
         check["ok"] = False
         check["failures"].append(f"pipeline read {pipe['rows']:,} narrow rows of {gen['rows']:,}")
+    if pipe["failed"] or pipe["not_copied"]:
+        check["ok"] = False
+        check["failures"].append(f"ships failed: {list(pipe['failed'].items())[:3]}; {pipe['not_copied']} not copied")
     res = {"ships": ships, "channels": channels, "times": times, "rows": gen["rows"], "order": order, "text": text,
            "gen_s": gen["seconds"], "anchor_s": anchor["seconds"], "pipe_s": pipe["seconds"],
            "ratio": anchor["seconds"] / pipe["seconds"], "pipe_rate": gen["rows"] / pipe["seconds"],
            "anchor_rate": gen["rows"] / anchor["seconds"], "maxrss_mb": pipe["maxrss_mb"], "pivot": pipe["pivot"],
+           "batches": pipe["batches"], "tasks": pipe["tasks"], "workers": pipe["workers"],
            "ok": check["ok"], "failures": check["failures"], "wide_rows": check["wide_rows"]}
     print(f"  {ships} ships × {channels} ch × {times} times ({order}{', text' if text else ''}): "
-          f"anchor {res['anchor_s']:.2f} s, pipeline {res['pipe_s']:.2f} s, ratio {res['ratio']:.2f}, "
+          f"anchor {res['anchor_s']:.2f} s, pipeline {res['pipe_s']:.2f} s ({res['batches']} batches, "
+          f"{res['workers']} workers), ratio {res['ratio']:.2f}, "
           f"same data: {'yes' if res['ok'] else 'NO ' + '; '.join(res['failures'][:3])}  (generated in {res['gen_s']:.1f} s)",
           flush=True)
     _CACHE[key] = res
@@ -307,14 +354,14 @@ def main() -> None:
     print(f"ship_wide_build vs the anchor (typed CTAS + primary key, jit off); same server, same run; "
           f"median of {R} round(s); ratio = anchor s / pipeline s (> 1: pipeline faster)")
     hdr = (f"{'shape':<15} {'ships×ch×times':>18} {'narrow rows':>12} {'anchor s':>9} {'pipe s':>8} "
-           f"{'anchor rows/s':>14} {'pipe rows/s':>12} {'ratio':>6} {'peak MB':>8} {'same data':>9}")
+           f"{'anchor rows/s':>14} {'pipe rows/s':>12} {'ratio':>6} {'peak MB':>8} {'tasks':>6} {'same data':>9}")
     print(hdr)
     print("-" * len(hdr))
     for name, r in shapes:
         dims = f"{r['ships']}×{r['channels']}×{r['times']}"
         print(f"{name:<15} {dims:>18} {r['rows']:>12,} {r['anchor_s']:>9.2f} {r['pipe_s']:>8.2f} "
               f"{r['anchor_rate']:>14,.0f} {r['pipe_rate']:>12,.0f} {r['ratio']:>6.2f} {r['maxrss_mb']:>8.0f} "
-              f"{'yes' if r['ok'] else 'NO':>9}")
+              f"{r['tasks']:>6} {'yes' if r['ok'] else 'NO':>9}")
     for title, pts in growth:
         print()
         print(f"growth with {title}")

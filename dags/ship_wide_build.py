@@ -30,7 +30,8 @@ on *Migration status*.
 | `text_columns` | every column `text`, as the legacy readers expect (default: typed) |
 | `chunk_rows` | narrow rows per chunk: memory is bounded by it (default 200,000) |
 | `pivot` | `auto` (in the database when source and target are one database), `server`, or `client` |
-| `parallelism` | ships copied at the same time |
+| `parallelism` | ships copied at the same time (also the least number of mapped batches) |
+| `batch_rows` | narrow rows per mapped batch: 1,000 small ships are a few batches, not 4,000 task instances |
 | `copy_connections` | chunks of one ship worked on at the same time, a connection each |
 | `dry_run` | plan only: report and stop |
 
@@ -69,6 +70,8 @@ SPEC = "cutover.ship_wide.spec:SPEC"
         "pivot": Param("auto", type="string", enum=["auto", "server", "client"], title="Pivot",
                        description="Where chunks are pivoted: auto = inside PostgreSQL when narrow and wide share a database."),
         "parallelism": Param(4, type="integer", minimum=1, maximum=32, title="Parallelism", description="Ships copied at once."),
+        "batch_rows": Param(5_000_000, type="integer", minimum=1000, title="Narrow rows per batch",
+                            description="Ships are mapped in batches: max(parallelism, narrow rows / this) task groups."),
         "copy_connections": Param(2, type="integer", minimum=1, maximum=16, title="Connections per ship",
                                   description="Chunks of one ship worked on at once, a connection each."),
         "dry_run": Param(False, type="boolean", title="Dry run", description="Plan only: report and stop."),

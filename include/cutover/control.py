@@ -715,6 +715,16 @@ def load_name_map(conn: Connection[Any], pipeline: str, scope: str) -> dict[str,
     return {r[0]: r[1] for r in rows}
 
 
+def lookup_names(conn: Connection[Any], pipeline: str, scope: str, originals: list[str]) -> dict[str, str]:
+    """original → mapped for just ``originals`` of a scope (those stored; one index probe each, where
+    :func:`load_name_map` reads the whole scope — thousands of names for a fleet's tables)."""
+    rows = conn.execute(
+        f"SELECT original, mapped FROM {SCHEMA}.name_map WHERE pipeline = %s AND scope = %s AND original = ANY(%s)",
+        (pipeline, scope, originals),
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
 def save_name_map(
     conn: Connection[Any], pipeline: str, scope: str, mapping: dict[str, str], detail: dict[str, dict[str, Any]] | None = None
 ) -> None:

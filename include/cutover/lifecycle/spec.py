@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -45,6 +46,73 @@ class Verification:
         return not self.failures
 
 
+class BatchSession:
+    """What the units of one stage share while it works through a batch: connections and a cache.
+
+    A batch of 250 small ships would otherwise open ~5 PostgreSQL connections per ship (~3 ms each
+    on a local server: more than a small ship's copy) and re-read the same catalog rows per ship.
+    A hook takes its connections from :meth:`pg` (opened on first use, kept for the rest of the
+    stage, closed by the life cycle), may hold a context for the whole stage with :meth:`hold`
+    (e.g. a parallelism slot) and may memoise with :attr:`cache`. The life cycle calls
+    :meth:`reset` after a unit fails (its transactions rolled back, the cache emptied) and
+    :meth:`close` when the stage ends. Hooks must leave the connections idle: commit or roll back
+    what they did before returning.
+    """
+
+    def __init__(self) -> None:
+        self._stack = ExitStack()
+        self._conns: dict[tuple[str, bool], Any] = {}
+        self._held: dict[Hashable, Any] = {}
+        self.cache: dict[Hashable, Any] = {}
+
+    def pg(self, conn_id: str, *, autocommit: bool = False) -> Connection[Any]:
+        """A psycopg 3 connection for ``conn_id`` shared by the stage's units (a new one when the last
+        one broke; one left in a transaction is rolled back first)."""
+        from psycopg.pq import TransactionStatus
+
+        from cutover.connections import pg_open
+
+        key = (conn_id, autocommit)
+        conn = self._conns.get(key)
+        if conn is not None and (conn.closed or conn.broken):
+            conn = None
+        if conn is None:
+            conn = pg_open(conn_id, autocommit=autocommit)
+            self._conns[key] = conn
+        elif conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.rollback()
+        return conn
+
+    def hold(self, key: Hashable, cm: AbstractContextManager[Any]) -> Any:
+        """Enter ``cm`` once per ``key`` and keep it entered until the stage ends; returns what it yields."""
+        if key not in self._held:
+            self._held[key] = self._stack.enter_context(cm)
+        return self._held[key]
+
+    def reset(self) -> None:
+        """After a failure: roll back every connection (close the broken ones) and empty the cache."""
+        self.cache.clear()
+        for key, conn in list(self._conns.items()):
+            try:
+                if not conn.closed and not conn.autocommit:
+                    conn.rollback()
+            except Exception:  # noqa: BLE001 - broken: the next pg() opens a new one
+                self._conns.pop(key, None)
+
+    def close(self) -> None:
+        """Close the connections and leave what :meth:`hold` entered."""
+        try:
+            self._stack.close()
+        finally:
+            for conn in self._conns.values():
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
+            self._conns.clear()
+            self.cache.clear()
+
+
 @dataclass
 class UnitContext:
     """What a hook gets besides its config and unit: the run, where the control schema is, progress.
@@ -59,6 +127,8 @@ class UnitContext:
     unit: PlannedUnit
     control_conn_id: str
     log: logging.Logger
+    #: shared by the units of this stage and batch (None when a hook is called alone, e.g. in a test)
+    session: BatchSession | None = None
 
     @property
     def key(self) -> str:
@@ -138,6 +208,10 @@ class PipelineSpec:
     #: names a user may give for several units (a tenant for all its tables): ``expand_units(cfg, names)``
     #: returns unit names (cutover and rollback apply it to their ``units`` Param)
     expand_units: Callable[[Any, list[str]], list[str]] | None = None
+    #: how many mapped batches the plan's units need (``max_batches(cfg, units)``; the life cycle caps it
+    #: at Airflow's ``max_map_length``). None: one batch per unit up to that cap. A pipeline with many
+    #: small units packs them, so 1,000 small ships are a few task instances, not 4,000
+    max_batches: Callable[[Any, list[PlannedUnit]], int] | None = None
 
 
 def load_spec(ref: str) -> PipelineSpec:

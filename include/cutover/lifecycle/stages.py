@@ -21,7 +21,7 @@ from cutover.connections import pg_connect, pg_open
 from cutover.lifecycle import state
 from cutover.lifecycle.batching import make_batches
 from cutover.lifecycle.model import BUILD_END_STATES, PlannedUnit, UnitState
-from cutover.lifecycle.spec import CopyResult, PipelineSpec, UnitContext, Verification
+from cutover.lifecycle.spec import BatchSession, CopyResult, PipelineSpec, UnitContext, Verification
 
 log = logging.getLogger(__name__)
 S = UnitState
@@ -82,6 +82,8 @@ def plan(
     t0 = time.monotonic()
     units = spec.plan(cfg, wanted)
     dry = bool(params.get("dry_run"))
+    if spec.max_batches is not None and units:
+        max_batches = max(1, min(max_batches, spec.max_batches(cfg, units)))
     batches = [] if dry else make_batches(units, max_batches)
     with pg_connect(spec.control_conn_id(cfg)) as conn:  # the plan, its batches and its evidence: one transaction
         n = state.record_plan(conn, run_id, spec.name, [] if dry else units)
@@ -164,6 +166,7 @@ def run_unit_stage(spec: PipelineSpec, stage_name: str, params: dict[str, Any], 
     with pg_connect(conn_id) as conn:
         rows = state.units_in(conn, run_id, [str(u.key) for u in units])
     control_conn = _ControlConnection(conn_id)
+    session = BatchSession()
     try:
         for unit in units:
             key = str(unit.key)
@@ -180,7 +183,7 @@ def run_unit_stage(spec: PipelineSpec, stage_name: str, params: dict[str, Any], 
             if stage.name == "verify" and current == S.COPIED and not (row.get("detail") or {}).get("finalized"):
                 skipped[key] = "copied but not finalized"
                 continue
-            ctx = UnitContext(run_id, spec.name, unit, conn_id, log)
+            ctx = UnitContext(run_id, spec.name, unit, conn_id, log, session)
             t0 = time.monotonic()
             try:
                 if stage.working is not None:
@@ -208,12 +211,14 @@ def run_unit_stage(spec: PipelineSpec, stage_name: str, params: dict[str, Any], 
                          time.monotonic() - t0, stage.leaves)
             except Exception as exc:  # any error: recorded on the unit, the batch goes on
                 control_conn.rollback()
+                session.reset()
                 text = state.format_error(exc)
                 state.fail(run_id, key, stage.name, text, conn_id=conn_id, pipeline=spec.name)
                 failed[key] = text
                 permanent = permanent and isinstance(exc, spec.permanent_errors)
                 log.exception("%s %s: %s failed", spec.unit_noun, unit.key.label, stage.name)
     finally:
+        session.close()
         control_conn.close()
     summary = {"stage": stage.name, "done": done, "skipped": skipped, "failed": failed}
     if failed:

@@ -45,6 +45,9 @@ MAX_PATTERNS = 32
 MIN_TIMES_TO_LEARN = 2
 #: chunks in a row in which the fast path took nothing and learned nothing: then it stops for the ship
 GIVE_UP_AFTER = 3
+#: the probe's patterns must describe at least this share of the probed times, or the fast path is
+#: off for the ship from the start (rows stored in random order: each time arrives its own way)
+MIN_PROBE_COVERAGE = 0.5
 #: joins a time's channels (and formats) into one text, compared in one go; a pattern whose channel
 #: ids hold it is never learned, which keeps the join unambiguous (see :func:`fast_statement`)
 SEP = "\x1e"
@@ -207,6 +210,10 @@ class ArrivalPatterns:
         arrive the same way twice only cost it an aggregation pass per chunk."""
         return self.idle_chunks < GIVE_UP_AFTER
 
+    def disable(self) -> None:
+        """Turn the fast path off for this ship (every chunk goes to the general statement)."""
+        self.idle_chunks = GIVE_UP_AFTER
+
     def observe(self, fc: FastChunk) -> int:
         """Learn from a chunk's result (its frequent unmatched patterns); returns the patterns added."""
         added = self.learn(fc.unmatched)
@@ -242,18 +249,27 @@ class ArrivalPatterns:
         return added
 
     def probe(self, conn: Connection[Any], lo: str | None, *, rows: int) -> int:
-        """Learn the patterns of the times among the next ``rows`` narrow rows after ``lo``."""
+        """Learn the patterns of the times among the next ``rows`` narrow rows after ``lo``; returns how
+        many. When the patterns learned describe less than :data:`MIN_PROBE_COVERAGE` of those times
+        (rows stored in random order, so each time's rows come in their own order), the fast path is
+        turned off for the ship at once instead of after :data:`GIVE_UP_AFTER` wasted chunks."""
         where, params = chunk_where(self.wide.ship_id, lo, None)
         q = sql.SQL(
-            """SELECT chs, fs, n, count(*) AS times FROM (
+            """SELECT chs, fs, n, count(*) AS times, sum(count(*)) OVER () AS all_times FROM (
                  SELECT created_time, {joined}
                  FROM (SELECT * FROM {narrow}{where} ORDER BY created_time LIMIT %s) n GROUP BY created_time) g
                WHERE nc = n AND nf = n
                GROUP BY chs, fs, n ORDER BY times DESC LIMIT %s"""
         ).format(joined=_JOINED, narrow=pg_ident(self.cfg.schema, self.cfg.narrow_table), where=where)
         chunk_settings(conn)
-        found = _patterns(conn.execute(with_params(q), [*params, rows, MAX_PATTERNS]).fetchall())
-        return self.learn(found)  # a pattern seen once may be the last time, cut by the limit
+        got = conn.execute(with_params(q), [*params, rows, MAX_PATTERNS]).fetchall()
+        found = _patterns([r[:4] for r in got])
+        added = self.learn(found)  # a pattern seen once may be the last time, cut by the limit
+        probed = int(got[0][4]) if got else 0
+        covered = sum(t for p, t in found if p in self.entries)
+        if probed >= 2 * MIN_TIMES_TO_LEARN and covered < MIN_PROBE_COVERAGE * probed:
+            self.disable()
+        return added
 
     def statement(self, lo: str | None, hi: str | None) -> tuple[sql.Composed, list[Any]]:
         """The fast statement of the chunk ``(lo, hi]`` with its parameters, as the patterns are now

@@ -58,6 +58,9 @@ class ShipWideConfig:
     copy_connections: int = 2
     #: ships of one run copied at the same time (applied at run time with advisory-lock slots)
     parallelism: int = 4
+    #: narrow rows per mapped batch of ships: a run has ``max(parallelism, rows / batch_rows)`` batches
+    #: (each four task instances: prepare, copy, finalize, verify), so 1,000 small ships are a few tasks
+    batch_rows: int = 5_000_000
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -67,6 +70,8 @@ class ShipWideConfig:
             raise ValueError(f"copy_connections must be between 1 and {MAX_COPY_CONNECTIONS}, got {self.copy_connections}")
         if self.pivot not in PIVOT_MODES:
             raise ValueError(f"pivot must be one of {', '.join(PIVOT_MODES)}, got {self.pivot!r}")
+        if self.batch_rows < 1:
+            raise ValueError(f"batch_rows must be positive, got {self.batch_rows}")
         if self.parallelism < 1:
             raise ValueError(f"parallelism must be at least 1, got {self.parallelism}")
         if not 1 <= self.max_channels <= MAX_CHANNELS:
@@ -86,7 +91,7 @@ class ShipWideConfig:
         """The config from a trigger form's Params (the build, sync, cutover and rollback DAGs share the
         names; a Param a DAG does not have keeps the default). Raises ``ValueError`` for bad values."""
         known = {"schema": str, "text_columns": bool, "chunk_rows": int, "pivot": str, "copy_connections": int,
-                 "parallelism": int, "sync_overlap": int}
+                 "parallelism": int, "sync_overlap": int, "batch_rows": int}
         return cls(**{k: conv(params[k]) for k, conv in known.items() if params.get(k) is not None})  # type: ignore[operator]
 
     def to_dict(self) -> dict[str, Any]:

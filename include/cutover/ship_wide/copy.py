@@ -45,6 +45,7 @@ from psycopg import Connection, errors, sql
 from cutover import control
 from cutover.connections import pg_connect
 from cutover.identifiers import pg_ident, with_params
+from cutover.lifecycle.spec import BatchSession
 from cutover.ship_wide.arrival import GIVE_UP_AFTER, ArrivalPatterns, FastChunk, run_fast
 from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, ShipWideConfig
 from cutover.ship_wide.ddl import (
@@ -75,6 +76,9 @@ ChunkCallback = Callable[[Connection[Any], int, int], None]
 
 #: narrow rows read to learn a ship's arrival patterns before its first chunk (the in-database pivot)
 PROBE_ROWS = 20_000
+#: a ship with fewer narrow rows skips the arrival patterns: the general statement pivots it at
+#: once, and learning patterns (a probe, a statement built per pattern set) costs more than it saves
+SMALL_SHIP_ROWS = 50_000
 
 
 class ShipNotPrepared(RuntimeError):
@@ -274,17 +278,18 @@ class InDatabaseChunks:
     """
 
     def __init__(self, cfg: ShipWideConfig, wide: WideTable, patterns: ArrivalPatterns, src: Connection[Any],
-                 conns: list[Connection[Any]], lo: str | None) -> None:
+                 conns: list[Connection[Any]], lo: str | None, *, whole: bool = False) -> None:
         self.cfg, self.wide, self.patterns, self.src = cfg, wide, patterns, src
         self.free = deque(conns)
         self.inflight: deque[_Chunk] = deque()
         self.next_lo, self.more = lo, True
+        self.whole = whole  # the ship is one chunk: no bound to look up
         self.pool = ThreadPoolExecutor(max_workers=len(conns), thread_name_prefix=f"ship-{wide.ship_id}-pivot")
 
     def _fill(self) -> None:
         while self.more and self.free:
             lo = self.next_lo
-            hi = chunk_upper(self.src, self.cfg, self.wide.ship_id, lo)
+            hi = None if self.whole else chunk_upper(self.src, self.cfg, self.wide.ship_id, lo)
             fast = self.patterns.statement(lo, hi) if self.patterns.active else None
             conn = self.free.popleft()
             self.inflight.append(_Chunk(lo, hi, conn, self.pool.submit(self._pivot, conn, lo, hi, fast)))
@@ -333,21 +338,46 @@ class InDatabaseChunks:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def open_pair(cfg: ShipWideConfig, session: BatchSession | None, stack: ExitStack) -> tuple[Connection[Any], Connection[Any]]:
+    """(source autocommit, target) connections with :func:`session_setup` applied: the batch session's
+    (set up once per connection) or new ones closed with ``stack`` (the target's work is committed
+    when ``stack`` closes without an error)."""
+    if session is None:
+        src = stack.enter_context(pg_connect(cfg.source_conn_id, autocommit=True))
+        tgt = stack.enter_context(pg_connect(cfg.target_conn_id))
+        session_setup(src)
+        session_setup(tgt)
+        tgt.commit()
+        return src, tgt
+    pair = []
+    for conn_id, auto in ((cfg.source_conn_id, True), (cfg.target_conn_id, False)):
+        conn = session.pg(conn_id, autocommit=auto)
+        if session.cache.get(("ship_wide.setup", id(conn))) is not conn:
+            session_setup(conn)
+            if not auto:
+                conn.commit()
+            session.cache[("ship_wide.setup", id(conn))] = conn
+        pair.append(conn)
+    return pair[0], pair[1]
+
+
 def copy_history(
     cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None, rows_total: int | None = None,
-    hook: Hook | None = None, on_chunk: ChunkCallback | None = None,
+    hook: Hook | None = None, on_chunk: ChunkCallback | None = None, session: BatchSession | None = None,
 ) -> dict[str, Any]:
     """Copy a ship's narrow history into its wide table, resuming after the last committed chunk.
 
     ``hook(stage, chunk_number)`` is called with ``"loaded"`` (before the commit) and ``"committed"``;
     tests raise from it to simulate a task killed mid-copy. ``on_chunk`` records progress in the
-    chunk's transaction (see :data:`ChunkCallback`). Returns counts for the task log / XCom, with
-    ``rows_done`` (narrow rows read) and ``rows_written`` (wide rows written), both running totals
-    over every run that worked on the ship.
+    chunk's transaction (see :data:`ChunkCallback`). ``session``: the life cycle's batch session,
+    whose connections the ships of a batch share (else the copy opens its own). ``rows_total``: the
+    planned narrow rows; a ship planned at no more than ``chunk_rows`` is pivoted in the database as
+    one chunk (no bound looked up, one connection), and one under :data:`SMALL_SHIP_ROWS` skips the
+    arrival patterns. Returns counts for the task log / XCom, with ``rows_done`` (narrow rows read)
+    and ``rows_written`` (wide rows written), both running totals over every run that worked on the ship.
     """
-    with pg_connect(cfg.source_conn_id, autocommit=True) as src, pg_connect(cfg.target_conn_id) as tgt:
-        session_setup(src)
-        session_setup(tgt)
+    with ExitStack() as own:
+        src, tgt = open_pair(cfg, session, own)
         wide = load_wide(tgt, cfg, ship_id)
         if wide is None:
             raise ShipNotPrepared(f"ship {ship_id!r}: wide table missing, run prepare first")
@@ -358,15 +388,16 @@ def copy_history(
         rows_written = cp.rows_written if cp else 0
         if state is not None and state.history_complete:
             log.info("ship %s: history already copied (%d chunks), nothing to do", ship_id, state.chunks)
+            tgt.commit()
             return {"ship_id": ship_id, "skipped": True, "finalized": state.finalized, "rows_done": rows_done,
                     "rows_written": rows_written}
-        if state is None:
+        if state is None:  # stored with the first chunk (a copy that commits nothing leaves nothing)
             top = src.execute(sql.SQL("SELECT coalesce(max({}), 0) FROM {}").format(
                 pg_ident(cfg.seq_column), pg_ident(cfg.schema, cfg.narrow_table))).fetchone()
             state = ShipWatermark(seq_start=int(top[0]) if top else 0)
-            control.set_checkpoint(tgt, PIPELINE, unit, state.to_json(), rows_done=0, run_id=run_id)
         tgt.commit()
         server = use_server_pivot(cfg, src, tgt, wide)
+        whole = server and state.created_time is None and rows_total is not None and rows_total <= cfg.chunk_rows
         log.info("ship %s: history copy, pivot in the %s, chunks of %s narrow rows", ship_id,
                  "database (same server as the narrow table)" if server else "client (COPY out → pyarrow → COPY in)",
                  f"{cfg.chunk_rows:,}")
@@ -376,11 +407,14 @@ def copy_history(
         stats = {"chunks": 0, "narrow_rows": 0, "wide_rows": 0, "dead_letters": 0, "superseded": 0, "new_columns": 0,
                  "client_rows": 0, "fast_rows": 0}
         patterns = ArrivalPatterns(cfg, wide)
-        if server:
+        if server and rows_total is not None and rows_total < SMALL_SHIP_ROWS:
+            patterns.disable()
+        elif server:
             patterns.probe(tgt, state.created_time, rows=PROBE_ROWS)
             tgt.commit()
-            log.info("ship %s: %d arrival patterns learned from its first times; %d chunk(s) at a time", ship_id,
-                     len(patterns.entries), cfg.copy_connections)
+            log.info("ship %s: %d arrival patterns learned from its first times (%s); %d chunk(s) at a time", ship_id,
+                     len(patterns.entries), "fast path on" if patterns.active else
+                     "they cover too few times: the general statement takes every chunk", cfg.copy_connections)
 
         def fetch(reader: Connection[Any], lo: str | None, hi: str | None) -> Any:
             """Read and parse the chunk ``(lo, hi]`` (source only)."""
@@ -404,13 +438,13 @@ def copy_history(
         reader = ThreadPoolExecutor(max_workers=max(n_readers, 1), thread_name_prefix=f"ship-{ship_id}-reader")
         with ExitStack() as extra:
             conns = [tgt] + [extra.enter_context(pg_connect(cfg.target_conn_id))
-                             for _ in range(cfg.copy_connections - 1 if server else 0)]
+                             for _ in range(cfg.copy_connections - 1 if server and not whole else 0)]
             readers = deque(extra.enter_context(pg_connect(cfg.source_conn_id, autocommit=True)) for _ in range(n_readers))
             for c in [*conns[1:], *readers]:
                 session_setup(c)
                 if not c.autocommit:
                     c.commit()
-            chunks = InDatabaseChunks(cfg, wide, patterns, src, conns, state.created_time) if server else None
+            chunks = InDatabaseChunks(cfg, wide, patterns, src, conns, state.created_time, whole=whole) if server else None
             reads: deque[tuple[str | None, Connection[Any], Future[Any]]] = deque()
             read_lo, more_to_read = state.created_time, not server
 
@@ -519,22 +553,35 @@ def use_server_pivot(cfg: ShipWideConfig, src: Connection[Any], tgt: Connection[
     return same and supported(wide)
 
 
-def finalize_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None) -> dict[str, Any]:
-    """Restore the set-aside primary key exactly as backed up, ANALYZE, and mark the ship built."""
-    with pg_connect(cfg.target_conn_id) as tgt:
+def finalize_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None,
+                  session: BatchSession | None = None) -> dict[str, Any]:
+    """Restore the set-aside primary key exactly as backed up, ANALYZE, register the consistency pair,
+    and mark the ship built (one transaction). ``session``: the batch's shared connections (else its own).
+    ``wide_rows`` in the result is the copy's count of wide rows written."""
+    with ExitStack() as own:
+        _, tgt = open_pair(cfg, session, own)
         wide = load_wide(tgt, cfg, ship_id)
-        state = get_state(tgt, cfg, ship_id)
-        if wide is None or state is None:
+        cp = control.get_checkpoint(tgt, PIPELINE, cfg.unit(ship_id))
+        state = ShipWatermark.from_json(cp.watermark) if cp else None
+        if wide is None or state is None or cp is None:
             raise ShipNotPrepared(f"ship {ship_id!r}: nothing copied yet")
         if not state.history_complete:
             raise RuntimeError(f"ship {ship_id!r}: history copy has not finished (watermark {state.created_time})")
         restored = restore_primary_key(tgt, wide)
         from cutover.ship_wide.pair import register_ship  # here: pair imports this package's modules
 
-        pair = register_ship(tgt, cfg, wide)  # consistency_checks watches the ship from now on
+        pair = register_ship(tgt, cfg, wide, ensure=session is None or _once(session, "ship_wide.registry"))
         if not state.finalized:
             state.finalized = True
             control.set_checkpoint(tgt, PIPELINE, cfg.unit(ship_id), state.to_json(), run_id=run_id)
-        rows = tgt.execute(sql.SQL("SELECT count(*) FROM {}").format(wide.ident)).fetchone()
-        return {"ship_id": ship_id, "restored": restored, "wide_rows": int(rows[0]) if rows else 0,
-                "key": TIME_COLUMN, "consistency_pair": pair}
+        tgt.commit()
+        return {"ship_id": ship_id, "restored": restored, "wide_rows": cp.rows_written, "key": TIME_COLUMN,
+                "consistency_pair": pair}
+
+
+def _once(session: BatchSession, key: str) -> bool:
+    """True the first time ``key`` is asked for in this batch session."""
+    if session.cache.get(key):
+        return False
+    session.cache[key] = True
+    return True

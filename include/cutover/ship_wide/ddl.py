@@ -97,8 +97,17 @@ def column_scope(unit: str) -> str:
 
 
 def object_names(conn: Connection[Any], cfg: ShipWideConfig, ship_id: str, *, save: bool = True) -> tuple[str, str]:
-    """(wide table, reader view) names of a ship, assigned once and stored."""
+    """(wide table, reader view) names of a ship, assigned once and stored.
+
+    Once stored, the two names are looked up alone: the whole scope holds every ship's names, and
+    reading it per ship made a fleet's cost grow with the square of its ships. Only a ship seen for
+    the first time reads it (its new names must not collide with any other).
+    """
     scope = table_scope(cfg)
+    keys = [f"{cfg.narrow_table}_{ship_id}", f"ts_reader_{ship_id}"]
+    known = control.lookup_names(conn, PIPELINE, scope, keys)
+    if len(known) == 2:
+        return known[keys[0]], known[keys[1]]
     mapper = NameMapper(existing=control.load_name_map(conn, PIPELINE, scope), reserved=[cfg.narrow_table])
     table = mapper.map(f"{cfg.narrow_table}_{ship_id}")
     view = mapper.map(f"ts_reader_{ship_id}")

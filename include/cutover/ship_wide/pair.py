@@ -49,9 +49,11 @@ def ship_pair(conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable) -> Pa
     )
 
 
-def register_ship(conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable) -> str:
-    """Register (or refresh) the ship's pair in ``cutover.sync_pairs``; returns its name."""
-    registry.ensure_registry(conn)
+def register_ship(conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, *, ensure: bool = True) -> str:
+    """Register (or refresh) the ship's pair in ``cutover.sync_pairs``; returns its name. ``ensure``:
+    check the registry's schema first (a batch does it for its first ship only)."""
+    if ensure:
+        registry.ensure_registry(conn)
     spec = ship_pair(conn, cfg, wide)
     registry.register_pair(conn, spec, pipeline=PIPELINE)
     return spec.name

@@ -105,17 +105,20 @@ def channel_map(wide: WideTable) -> tuple[list[str], list[str | None], list[int]
     return chs, fmts, ps, cols
 
 
-def chunk_settings(conn: Connection[Any]) -> None:
+def chunk_settings(conn: Connection[Any], *, ordered: bool = True) -> None:
     """Settings for the rest of a chunk's transaction (they end with it).
 
     * ``jit = off``: the chunk statements hold an expression per column, which pushes their cost past
       ``jit_above_cost``; compiling them takes longer than running them (0.7 s against 0.1 s for a
       chunk of 200,000 rows of 50 channels on PostgreSQL 15).
-    * ``enable_sort = off``: the chunk is read through the (ship_id, created_time) index. On a small
-      table the planner may prefer a scan and a sort, and a sort does not keep the rows of one time in
-      arrival order: every time would look new to the fast path (only speed depends on it, never results).
+    * ``enable_sort = off`` (``ordered``, the fast path): the chunk is read through the (ship_id,
+      created_time) index. On a small table the planner may prefer a scan and a sort, and a sort does
+      not keep the rows of one time in arrival order: every time would look new to the fast path
+      (only speed depends on it, never results). The general statement needs no order (``ordered=False``):
+      the planner may take a bitmap scan, which reads a ship stored in random order in heap order —
+      0.30 s instead of 0.45 s for 200,000 rows of 50 channels.
     """
-    conn.execute("SET LOCAL jit = off; SET LOCAL enable_sort = off")
+    conn.execute("SET LOCAL jit = off; SET LOCAL enable_sort = " + ("off" if ordered else "on"))
 
 
 def sum_nonnulls(names: list[str]) -> sql.Composable:
@@ -178,7 +181,7 @@ def pivot_in_database(
         params = [wide.ship_id, times]
     else:
         where, params = chunk_where(wide.ship_id, lo, hi)
-    chunk_settings(conn)
+    chunk_settings(conn, ordered=False)
     row = conn.execute(with_params(pivot_statement(cfg, wide, cols, where)), [chs, fmts, ps, *params]).fetchone()
     assert row is not None
     return ServerChunk(wide_rows=int(row[0]), narrow_rows=int(row[1]), problem_times=list(row[2]))

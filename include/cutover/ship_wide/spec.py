@@ -39,15 +39,28 @@ def _copy(cfg: ShipWideConfig, unit: PlannedUnit, ctx: UnitContext) -> CopyResul
     from cutover.lifecycle.state import parallel_slot
     from cutover.ship_wide.copy import copy_history
 
-    with parallel_slot(ctx.run_id, PIPELINE, cfg.parallelism, conn_id=cfg.target_conn_id):
-        out = copy_history(cfg, _ship(unit), run_id=ctx.run_id, rows_total=unit.rows, on_chunk=ctx.chunk_done)
+    slot = parallel_slot(ctx.run_id, PIPELINE, cfg.parallelism, conn_id=cfg.target_conn_id)
+    if ctx.session is not None:  # a batch copies its ships one after another: one slot for all of them
+        ctx.session.hold("ship_wide.parallel_slot", slot)
+        out = copy_history(cfg, _ship(unit), run_id=ctx.run_id, rows_total=unit.rows, on_chunk=ctx.chunk_done,
+                           session=ctx.session)
+    else:
+        with slot:
+            out = copy_history(cfg, _ship(unit), run_id=ctx.run_id, rows_total=unit.rows, on_chunk=ctx.chunk_done)
     return CopyResult(int(out["rows_done"]), int(out["rows_written"]), out)
 
 
 def _finalize(cfg: ShipWideConfig, unit: PlannedUnit, ctx: UnitContext) -> dict[str, Any]:
     from cutover.ship_wide.copy import finalize_ship
 
-    return finalize_ship(cfg, _ship(unit), run_id=ctx.run_id)
+    return finalize_ship(cfg, _ship(unit), run_id=ctx.run_id, session=ctx.session)
+
+
+def _max_batches(cfg: ShipWideConfig, units: list[PlannedUnit]) -> int:
+    """Mapped batches for a plan: ``parallelism`` batches at least (ships copied at once), more when the
+    narrow rows exceed ``batch_rows`` per batch — never one task per small ship."""
+    rows = sum(max(u.rows, 0) for u in units)
+    return max(cfg.parallelism, -(-rows // cfg.batch_rows))
 
 
 def _verify(cfg: ShipWideConfig, unit: PlannedUnit, ctx: UnitContext) -> Verification:
@@ -98,4 +111,5 @@ SPEC = PipelineSpec(
     control_conn_id=lambda cfg: cfg.target_conn_id,
     backends=("narrow", "wide"),
     permanent_errors=(ChannelLimitExceeded,),
+    max_batches=_max_batches,
 )
