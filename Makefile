@@ -10,12 +10,13 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export GX_ANALYTICS_ENABLED := false
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: help install system services init demo test test-unit test-integration test-dags test-ui airflow bench lint up down stop-pg clean
+.PHONY: help install system services init demo test test-unit test-integration test-dags test-ui test-celery airflow airflow-celery bench lint up down stop-pg clean
 
 help:
 	@echo "make demo      seed sample data, run every pipeline end to end, print where the data docs are"
-	@echo "make test      every test tier (unit, integration on real MariaDB/PostgreSQL, dags, ui in Chromium)"
+	@echo "make test      every test tier (unit, integration on real MariaDB/PostgreSQL, dags, ui in Chromium, celery)"
 	@echo "make airflow   the Airflow UI on http://localhost:8080 with these DAGs, connections and plugin"
+	@echo "make airflow-celery  the same under the CeleryExecutor: Redis broker, two workers"
 	@echo "make bench     benchmarks side by side with their anchors"
 	@echo "make lint      ruff + mypy;  make up / down  docker compose stack"
 
@@ -58,11 +59,21 @@ test-dags: install services
 test-ui: install services
 	$(PYTEST) tests/ui
 
+# Celery tier: scheduler, dag-processor, API server and two Celery workers (Redis broker, metadata in the
+# embedded PostgreSQL) run ship_wide_build; the summary goes to .data/celery-ship-wide-summary.txt
+test-celery: install services
+	$(PYTEST) tests/celery
+
 # Local UI: SQLite metadata under .data/airflow, LocalExecutor, every user an admin (local use only).
 airflow: install services
 	eval "$$($(PY) -m cutover env)"; \
 	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH" AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True; \
 	$(VENV)/bin/airflow standalone
+
+# The same under the CeleryExecutor: Redis broker (127.0.0.1:6379/5), metadata in the embedded PostgreSQL
+# (database airflow_celery), two workers; logs in .data/airflow-celery/ (scripts/airflow-celery.sh).
+airflow-celery: install services
+	@bash scripts/airflow-celery.sh
 
 bench: install services
 	@bash scripts/ensure-bench.sh

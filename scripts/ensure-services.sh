@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Start the local MariaDB (127.0.0.1:3306, root, no password) and, if installed, the local
-# PostgreSQL cluster when they are down. The embedded PostgreSQL (pgserver) needs no service:
+# Start the local MariaDB (127.0.0.1:3306, root, no password), Redis (127.0.0.1:6379) and, if
+# installed, the local PostgreSQL cluster when they are down. The embedded PostgreSQL (pgserver) needs no service:
 # Cutover starts it on first use under .data/pg.
 #
 # MariaDB runs with the binary log in ROW format with full row images and full row metadata (column
@@ -56,5 +56,28 @@ if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ] && [ -n "$
   if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
     echo "ensure-services: starting the local PostgreSQL cluster"
     $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  fi
+fi
+
+# Redis, the Celery broker of `make airflow-celery` (database 5) and of the Celery test tier (database
+# 6): a server already answering on 127.0.0.1:6379 is used as it is. Otherwise Debian's service is
+# started, or where there is no service manager, redis-server itself as a broker only (no snapshots,
+# its log in .data/redis/). Without Redis only those two need it: a warning, not a failure.
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+if ! redis_up; then
+  if ! command -v redis-server >/dev/null 2>&1; then
+    echo "ensure-services: redis-server is not installed (make system); make airflow-celery and the Celery tests need it" >&2
+  else
+    echo "ensure-services: starting Redis (127.0.0.1:6379)"
+    $SUDO service redis-server start >/dev/null 2>&1 || true
+    for _ in $(seq 1 10); do redis_up && break; sleep 0.5; done
+    if ! redis_up; then
+      redis_dir="$(cd "$(dirname "$0")/.." && pwd)/.data/redis"
+      mkdir -p "$redis_dir"
+      redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --save '' --appendonly no \
+        --dir "$redis_dir" --logfile "$redis_dir/redis.log" >/dev/null || true
+      for _ in $(seq 1 20); do redis_up && break; sleep 0.5; done
+    fi
+    redis_up || echo "ensure-services: Redis did not start; make airflow-celery and the Celery tests need it" >&2
   fi
 fi

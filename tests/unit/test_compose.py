@@ -17,11 +17,13 @@ README = PROJECT_ROOT / "README.md"
 SERVICES = {
     "postgres",
     "mysql",
+    "redis",
     "airflow-init",
     "airflow-apiserver",
     "airflow-scheduler",
     "airflow-dag-processor",
     "airflow-triggerer",
+    "airflow-worker",
 }
 AIRFLOW_SERVICES = sorted(s for s in SERVICES if s.startswith("airflow-"))
 CONNECTIONS = ("MYSQL_SOURCE", "MYSQL_TARGET", "POSTGRES_TARGET", "POSTGRES_SOURCE")
@@ -63,7 +65,12 @@ def test_airflow_services(compose: dict[str, Any], service: str) -> None:
     svc = compose["services"][service]
     assert svc["image"].endswith("apache/airflow:3.3.2}") or svc["image"] == "apache/airflow:3.3.2"
     env = svc["environment"]
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379/")  # the compose service
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
+    assert "@postgres:5432/airflow" in env["AIRFLOW__CELERY__RESULT_BACKEND"]
+    # Airflow 3: the workers' task runners talk to the API server's execution API
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
     assert "/opt/airflow/include" in env["PYTHONPATH"].split(":")
     for conn in CONNECTIONS:
         value = env[f"AIRFLOW_CONN_{conn}"]
@@ -74,6 +81,7 @@ def test_airflow_services(compose: dict[str, Any], service: str) -> None:
     if service != "airflow-init":
         assert svc["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
         assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert svc["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
 def test_apiserver_command_and_port(compose: dict[str, Any]) -> None:
@@ -90,8 +98,29 @@ def test_apiserver_command_and_port(compose: dict[str, Any]) -> None:
     }
 
 
+def test_redis_broker(compose: dict[str, Any]) -> None:
+    redis = compose["services"]["redis"]
+    assert redis["image"].startswith("redis:")
+    assert "redis-cli" in redis["healthcheck"]["test"]
+    assert "ports" not in redis  # reached by the other services only, never from the host
+
+
+def test_celery_worker_scales(compose: dict[str, Any]) -> None:
+    """`docker compose up --scale airflow-worker=N`: no fixed container name, no host port (either would
+    make the second replica fail), and a health check that pings this worker through Celery."""
+    worker = compose["services"]["airflow-worker"]
+    assert worker["command"] == "celery worker"
+    assert "container_name" not in worker and "ports" not in worker and "hostname" not in worker
+    assert "inspect ping" in " ".join(worker["healthcheck"]["test"])
+    assert worker["environment"]["DUMB_INIT_SETSID"] == "0"  # a warm shutdown lets running tasks finish
+    assert worker["depends_on"]["airflow-apiserver"]["condition"] == "service_healthy"
+    assert re.fullmatch(r"\$\{AIRFLOW_WORKER_CONCURRENCY:-[1-9][0-9]*\}", worker["environment"]["AIRFLOW__CELERY__WORKER_CONCURRENCY"])
+    for name in compose["services"]:
+        assert "container_name" not in compose["services"][name], name
+
+
 def test_databases_have_healthchecks(compose: dict[str, Any]) -> None:
-    for name in ("postgres", "mysql"):
+    for name in ("postgres", "mysql", "redis"):
         assert compose["services"][name]["healthcheck"]["test"], name
 
 
