@@ -72,7 +72,7 @@ def _verify(cfg: ShipWideConfig, unit: PlannedUnit, ctx: UnitContext) -> Verific
         rows_source=int(narrow["times"]), rows_target=int(wide["rows"]), checksum_source=narrow["checksum"],
         checksum_target=wide["checksum"], failures=list(res["failures"]),
         detail={"narrow_times": narrow["times"], "cells": narrow["cells"], "wide_rows": wide["rows"],
-                "upto_seq": res["upto_seq"], "gate": res.get("gate")},
+                "upto_seq": res["upto_seq"], "gate": res.get("gate"), "readers": res.get("readers")},
     )
 
 

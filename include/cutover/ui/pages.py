@@ -100,6 +100,50 @@ def type_mapping_links(prefix: str, run_id: str, entry: Any) -> str:
             f'<span class="state {"bad" if warn else "ok"}">{_num(warn)} warning(s)</span></p>')
 
 
+def _ms(value: Any) -> str:
+    try:
+        return f"{float(value):,.2f}"
+    except (TypeError, ValueError):
+        return '<span class="muted">–</span>'
+
+
+def reader_speedups(units: list[Mapping[str, Any]]) -> str:
+    """The run page's table of the readers' queries timed at verify (``detail.verify.readers`` of each
+    unit, :func:`cutover.ship_wide.readers.time_reader_queries`): per unit and query the narrow and wide
+    milliseconds, the speed-up and whether the field's target is met; empty when no unit has one."""
+    rows: list[list[str]] = []
+    target: Any = None
+    for u in units:
+        fig = ((u.get("detail") or {}).get("verify") or {}).get("readers")
+        if not isinstance(fig, Mapping):
+            continue
+        if "skipped" in fig:
+            rows.append([_e(u.get("unit_key")), "", "", "", "", "", f'<span class="muted">{_e(fig["skipped"])}</span>'])
+            continue
+        target = (fig.get("overall") or {}).get("target_faster_pct", target)
+        for name in (*[k for k in fig if k != "overall"], "overall"):
+            q = fig.get(name)
+            if not isinstance(q, Mapping):
+                continue
+            if "narrow_ms" not in q:
+                rows.append([_e(u.get("unit_key")), _e(name), "", "", "", "", f'<span class="muted">{_e(q.get("skipped"))}</span>'])
+                continue
+            window = q.get("window") if isinstance(q.get("window"), Mapping) else None
+            note = (f"{_num(window.get('times'))} times, {_e(window.get('first'))} → {_e(window.get('last'))}"
+                    if window else (f"{_num(q.get('rows'))} rows" if q.get("rows") is not None else ""))
+            speed = f"{float(q['speedup']):,.2f}×" if q.get("speedup") is not None else "∞"
+            rows.append([_e(u.get("unit_key")), f"<b>{_e(name)}</b>" if name == "overall" else _e(name),
+                         _ms(q.get("narrow_ms")), _ms(q.get("wide_ms")), _e(speed),
+                         _bool(bool(q.get("target_met")), f"{_e(q.get('faster_pct'))} % faster",
+                               f"{_e(q.get('faster_pct'))} % faster"), note])
+    if not rows:
+        return ""
+    head = ("<h2>Readers: narrow → wide</h2><p>The readers' typical queries timed at verify, on the narrow table "
+            "(through the reader view) and on the wide table, same answers checked; medians of warm runs"
+            + (f"; the field's target: at least {_e(target)} % faster" if target is not None else "") + ".</p>")
+    return head + _table(["unit", "query", "narrow ms", "wide ms", "speed-up", "faster", "rows / window"], rows, "")
+
+
 def _page(title: str, body: list[str]) -> str:
     return ('<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">'
             f"<title>{_e(title)}</title><style>{PAGE_CSS}</style></head><body>" + "\n".join(body) + "</body></html>")
@@ -223,6 +267,9 @@ def render_run_html(run: Mapping[str, Any] | None, *, run_id: str, prefix: str =
           _e(u.get("failed_stage")), _e(u.get("error")), _ts(u.get("updated_at")),
           task_log_link(prefix, {**run, "run_id": run_id}, u)] for u in units],
         "No units."))
+    speedups = reader_speedups(list(units))
+    if speedups:
+        body.append(speedups)
     quality = run.get("quality") or []
     body.append(f"<h2>Quality gates ({len(quality)})</h2>")
     body.append(_table(
