@@ -148,6 +148,17 @@ class _ControlConnection:
         self._conn = None
 
 
+def _commit_bookkeeping(conn: Any) -> None:
+    """Commit a unit's state transition without waiting for the WAL flush (``synchronous_commit = off``
+    for this transaction; PostgreSQL, "Asynchronous Commit"). A server crash may lose the last such
+    transitions, never reorder them: each later synchronous commit (a chunk's data, a finalize) flushes
+    them first. What a lost one leaves is always on the safe side — the unit looks less advanced, its
+    checkpoint knows better, and a run with a unit short of its end state is red. It spares one WAL
+    flush per unit and stage: 1–2 ms each on a local disk, the cost of a small ship's whole pivot."""
+    conn.execute("SET LOCAL synchronous_commit = off")
+    conn.commit()
+
+
 def run_unit_stage(spec: PipelineSpec, stage_name: str, params: dict[str, Any], batch: dict[str, Any],
                    run_id: str) -> dict[str, Any]:
     """Run one stage over a batch's units; returns ``{"done": [...], "skipped": {...}, "failed": {...}}``.
@@ -189,7 +200,7 @@ def run_unit_stage(spec: PipelineSpec, stage_name: str, params: dict[str, Any], 
                 if stage.working is not None:
                     conn = control_conn.get()
                     state.advance(conn, run_id, key, stage.working)
-                    conn.commit()
+                    _commit_bookkeeping(conn)
                 out = hook(cfg, unit, ctx)
                 fields = _result_fields(stage, out)
                 seconds = dict(((row.get("detail") or {}).get("seconds")) or {})  # each stage adds its own
@@ -205,7 +216,7 @@ def run_unit_stage(spec: PipelineSpec, stage_name: str, params: dict[str, Any], 
                     log.error("%s %s: verification failed: %s", spec.unit_noun, unit.key.label, error)
                     continue
                 state.advance(conn, run_id, key, stage.leaves, **fields)
-                conn.commit()
+                _commit_bookkeeping(conn)
                 done.append(key)
                 log.info("%s %s: %s done in %.1f s → %s", spec.unit_noun, unit.key.label, stage.name,
                          time.monotonic() - t0, stage.leaves)

@@ -281,9 +281,9 @@ class InDatabaseChunks:
                  conns: list[Connection[Any]], lo: str | None, *, whole: bool = False) -> None:
         self.cfg, self.wide, self.patterns, self.src = cfg, wide, patterns, src
         self.free = deque(conns)
+        self.whole = whole  # the ship is one chunk: no bound to look up, pivoted on the calling thread
         self.inflight: deque[_Chunk] = deque()
         self.next_lo, self.more = lo, True
-        self.whole = whole  # the ship is one chunk: no bound to look up
         self.pool = ThreadPoolExecutor(max_workers=len(conns), thread_name_prefix=f"ship-{wide.ship_id}-pivot")
 
     def _fill(self) -> None:
@@ -292,7 +292,15 @@ class InDatabaseChunks:
             hi = None if self.whole else chunk_upper(self.src, self.cfg, self.wide.ship_id, lo)
             fast = self.patterns.statement(lo, hi) if self.patterns.active else None
             conn = self.free.popleft()
-            self.inflight.append(_Chunk(lo, hi, conn, self.pool.submit(self._pivot, conn, lo, hi, fast)))
+            if self.whole:  # one chunk, nothing to overlap with: pivot it on this thread
+                done: Future[tuple[FastChunk | None, ServerChunk | None]] = Future()
+                try:
+                    done.set_result(self._pivot(conn, lo, hi, fast))
+                except Exception as exc:  # noqa: BLE001 - raised by next(), as a pool's future would
+                    done.set_exception(exc)
+                self.inflight.append(_Chunk(lo, hi, conn, done))
+            else:
+                self.inflight.append(_Chunk(lo, hi, conn, self.pool.submit(self._pivot, conn, lo, hi, fast)))
             self.next_lo, self.more = hi, hi is not None
 
     def _pivot(self, conn: Connection[Any], lo: str | None, hi: str | None,
@@ -404,6 +412,7 @@ def copy_history(
         base = narrow_select(cfg)
         table = pg_ident(cfg.schema, cfg.narrow_table)
         progress = Progress(f"ship {ship_id} history copy", rows_total - rows_done if rows_total else None)
+        finalized: dict[str, Any] | None = None  # a ship taken in one chunk is finalized with it
         stats = {"chunks": 0, "narrow_rows": 0, "wide_rows": 0, "dead_letters": 0, "superseded": 0, "new_columns": 0,
                  "client_rows": 0, "fast_rows": 0}
         patterns = ArrivalPatterns(cfg, wide)
@@ -508,6 +517,8 @@ def copy_history(
                     state.history_complete = done
                     rows_done += narrow
                     rows_written += wide_rows
+                    if done and whole:  # the whole ship in this transaction: finalize it here too
+                        finalized = finalize_in(conn, cfg, wide, state, rows_done, session)
                     control.set_checkpoint(conn, PIPELINE, unit, state.to_json(), rows_done=rows_done, run_id=run_id,
                                            rows_written=rows_written)
                     if on_chunk is not None:
@@ -539,7 +550,7 @@ def copy_history(
                 close_fast()
         progress.finish()
         return {"ship_id": ship_id, "skipped": False, "rows_done": rows_done, "rows_written": rows_written,
-                "pivot": "server" if server else "client", **stats}
+                "pivot": "server" if server else "client", "finalized": finalized, **stats}
 
 
 def use_server_pivot(cfg: ShipWideConfig, src: Connection[Any], tgt: Connection[Any], wide: WideTable) -> bool:
@@ -553,30 +564,42 @@ def use_server_pivot(cfg: ShipWideConfig, src: Connection[Any], tgt: Connection[
     return same and supported(wide)
 
 
+def finalize_in(conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, state: ShipWatermark, rows_done: int,
+                session: BatchSession | None) -> dict[str, Any]:
+    """Finalize in ``conn``'s transaction (the caller stores ``state`` and commits): restore the set-aside
+    primary key exactly as backed up, ANALYZE its column (ships of :data:`SMALL_SHIP_ROWS` narrow rows
+    or more), register the consistency pair, mark ``state`` finalized."""
+    from cutover.ship_wide.pair import register_ship  # here: pair imports this package's modules
+
+    restored = restore_primary_key(conn, wide, analyze=rows_done >= SMALL_SHIP_ROWS)
+    pair = register_ship(conn, cfg, wide, ensure=session is None or _once(session, "ship_wide.registry"))
+    state.finalized = True
+    return {"restored": restored, "key": TIME_COLUMN, "consistency_pair": pair}
+
+
 def finalize_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None,
                   session: BatchSession | None = None) -> dict[str, Any]:
     """Restore the set-aside primary key exactly as backed up, ANALYZE, register the consistency pair,
-    and mark the ship built (one transaction). ``session``: the batch's shared connections (else its own).
-    ``wide_rows`` in the result is the copy's count of wide rows written."""
+    and mark the ship built (one transaction, :func:`finalize_in`). A ship the copy took in one chunk
+    was finalized in that chunk's transaction (nothing to do). ``session``: the batch's shared
+    connections (else its own). ``wide_rows`` in the result is the copy's count of wide rows written."""
     with ExitStack() as own:
         _, tgt = open_pair(cfg, session, own)
-        wide = load_wide(tgt, cfg, ship_id)
         cp = control.get_checkpoint(tgt, PIPELINE, cfg.unit(ship_id))
         state = ShipWatermark.from_json(cp.watermark) if cp else None
+        if state is not None and cp is not None and state.finalized:
+            tgt.commit()
+            return {"ship_id": ship_id, "restored": [], "wide_rows": cp.rows_written, "key": TIME_COLUMN,
+                    "finalized": "with the copy"}
+        wide = load_wide(tgt, cfg, ship_id)
         if wide is None or state is None or cp is None:
             raise ShipNotPrepared(f"ship {ship_id!r}: nothing copied yet")
         if not state.history_complete:
             raise RuntimeError(f"ship {ship_id!r}: history copy has not finished (watermark {state.created_time})")
-        restored = restore_primary_key(tgt, wide)
-        from cutover.ship_wide.pair import register_ship  # here: pair imports this package's modules
-
-        pair = register_ship(tgt, cfg, wide, ensure=session is None or _once(session, "ship_wide.registry"))
-        if not state.finalized:
-            state.finalized = True
-            control.set_checkpoint(tgt, PIPELINE, cfg.unit(ship_id), state.to_json(), run_id=run_id)
+        out = finalize_in(tgt, cfg, wide, state, cp.rows_done, session)
+        control.set_checkpoint(tgt, PIPELINE, cfg.unit(ship_id), state.to_json(), run_id=run_id)
         tgt.commit()
-        return {"ship_id": ship_id, "restored": restored, "wide_rows": cp.rows_written, "key": TIME_COLUMN,
-                "consistency_pair": pair}
+        return {"ship_id": ship_id, "wide_rows": cp.rows_written, **out}
 
 
 def _once(session: BatchSession, key: str) -> bool:

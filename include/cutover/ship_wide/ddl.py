@@ -236,12 +236,13 @@ def has_primary_key(conn: Connection[Any], wide: WideTable) -> bool:
     return row is not None
 
 
-def restore_primary_key(conn: Connection[Any], wide: WideTable) -> list[str]:
+def restore_primary_key(conn: Connection[Any], wide: WideTable, *, analyze: bool = True) -> list[str]:
     """Recreate what prepare set aside, exactly as backed up, then ANALYZE the key; returns what was restored.
 
     Only the key column is analyzed here (what readers filter on; it also sets the row count): the
     statistics of every channel column cost more than the copy of a ship, and autovacuum gathers them
-    after a load of this size anyway.
+    after a load of this size anyway. ``analyze=False`` (a small ship): not even the key — autovacuum
+    analyzes a new table after its first 50 rows, and any plan of a few thousand rows is fine meanwhile.
     """
     restored: list[str] = []
     for kind, name, definition in control.pending_backups(conn, PIPELINE, wide.unit):
@@ -249,5 +250,6 @@ def restore_primary_key(conn: Connection[Any], wide: WideTable) -> list[str]:
             conn.execute(definition)
         control.mark_restored(conn, PIPELINE, wide.unit, kind, name)
         restored.append(f"{kind} {name}")
-    conn.execute(sql.SQL("ANALYZE {} ({})").format(wide.ident, pg_ident(TIME_COLUMN)))
+    if analyze:
+        conn.execute(sql.SQL("ANALYZE {} ({})").format(wide.ident, pg_ident(TIME_COLUMN)))
     return restored
