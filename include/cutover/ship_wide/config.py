@@ -35,6 +35,11 @@ TIME_COLUMN = "created_time"
 #: the wide table's key column takes one of PostgreSQL's 1600 columns
 MAX_CHANNELS = PG_MAX_COLUMNS - 1
 PIVOT_MODES = ("auto", "server", "client")
+#: a ship planned with fewer narrow rows is "small": its wide table gets its primary key at once (inserting
+#: a few thousand rows into an indexed table costs less than building the key after), the in-database
+#: copy skips the arrival patterns (a probe and a statement per pattern set cost more than they save) and
+#: finalize skips ANALYZE (autovacuum analyzes a new table after its first 50 rows)
+SMALL_SHIP_ROWS = 50_000
 MAX_COPY_CONNECTIONS = 16
 
 

@@ -47,7 +47,7 @@ from cutover.connections import pg_connect
 from cutover.identifiers import pg_ident, with_params
 from cutover.lifecycle.spec import BatchSession
 from cutover.ship_wide.arrival import GIVE_UP_AFTER, ArrivalPatterns, FastChunk, run_fast
-from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, ShipWideConfig
+from cutover.ship_wide.config import PIPELINE, SMALL_SHIP_ROWS, TIME_COLUMN, ShipWideConfig
 from cutover.ship_wide.ddl import (
     ChannelLimitExceeded,
     WideTable,
@@ -76,9 +76,6 @@ ChunkCallback = Callable[[Connection[Any], int, int], None]
 
 #: narrow rows read to learn a ship's arrival patterns before its first chunk (the in-database pivot)
 PROBE_ROWS = 20_000
-#: a ship with fewer narrow rows skips the arrival patterns: the general statement pivots it at
-#: once, and learning patterns (a probe, a statement built per pattern set) costs more than it saves
-SMALL_SHIP_ROWS = 50_000
 
 
 class ShipNotPrepared(RuntimeError):
@@ -588,9 +585,11 @@ def finalize_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = Non
         cp = control.get_checkpoint(tgt, PIPELINE, cfg.unit(ship_id))
         state = ShipWatermark.from_json(cp.watermark) if cp else None
         if state is not None and cp is not None and state.finalized:
+            from cutover.ship_wide.pair import pair_name
+
             tgt.commit()
             return {"ship_id": ship_id, "restored": [], "wide_rows": cp.rows_written, "key": TIME_COLUMN,
-                    "finalized": "with the copy"}
+                    "consistency_pair": pair_name(cfg, ship_id), "finalized": "with the copy"}
         wide = load_wide(tgt, cfg, ship_id)
         if wide is None or state is None or cp is None:
             raise ShipNotPrepared(f"ship {ship_id!r}: nothing copied yet")

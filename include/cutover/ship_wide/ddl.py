@@ -30,7 +30,7 @@ from psycopg import Connection, sql
 
 from cutover import control
 from cutover.identifiers import NameMapper, pg_ident
-from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, ShipWideConfig, column_type
+from cutover.ship_wide.config import PIPELINE, SMALL_SHIP_ROWS, TIME_COLUMN, ShipWideConfig, column_type
 from cutover.ship_wide.plan import ShipPlan
 
 
@@ -145,10 +145,20 @@ def _catalog_types(conn: Connection[Any], schema: str, table: str) -> dict[str, 
 def load_wide(conn: Connection[Any], cfg: ShipWideConfig, ship_id: str) -> WideTable | None:
     """The ship's wide table as it is now (None when it does not exist)."""
     table, view = object_names(conn, cfg, ship_id, save=False)
-    types = _catalog_types(conn, cfg.schema, table)
+    # the table's columns and the ship's channel map in one round trip (both per ship, every stage)
+    row = conn.execute(
+        f"""SELECT (SELECT coalesce(jsonb_agg(jsonb_build_array(a.attname, format_type(a.atttypid, a.atttypmod))
+                                     ORDER BY a.attnum), '[]')
+                    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped),
+                   (SELECT coalesce(jsonb_agg(jsonb_build_array(original, mapped) ORDER BY created_at, original), '[]')
+                    FROM {control.SCHEMA}.name_map WHERE pipeline = %s AND scope = %s)""",
+        (cfg.schema, table, PIPELINE, column_scope(cfg.unit(ship_id))),
+    ).fetchone()
+    types = {name: typ for name, typ in row[0]} if row else {}
     if not types:
         return None
-    columns = control.load_name_map(conn, PIPELINE, column_scope(cfg.unit(ship_id)))
+    columns = {orig: mapped for orig, mapped in row[1]} if row else {}
     types.pop(TIME_COLUMN, None)
     return WideTable(ship_id, cfg.unit(ship_id), cfg.schema, table, view, columns, types)
 
@@ -157,7 +167,9 @@ def create_wide_table(conn: Connection[Any], cfg: ShipWideConfig, plan: ShipPlan
     """Create the ship's wide table (or add what is missing), store the map, set the primary key aside.
 
     The key is created after the bulk load (:func:`restore_primary_key`); its exact definition is kept
-    in ``cutover.object_backups`` meanwhile. Idempotent. The caller commits.
+    in ``cutover.object_backups`` meanwhile — except for a small ship (fewer than
+    :data:`~cutover.ship_wide.config.SMALL_SHIP_ROWS` planned rows), whose table has its key from the
+    start. Idempotent. The caller commits.
     """
     table, view = object_names(conn, cfg, plan.ship_id)
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pg_ident(cfg.schema)))
@@ -172,14 +184,16 @@ def create_wide_table(conn: Connection[Any], cfg: ShipWideConfig, plan: ShipPlan
         existing = WideTable(plan.ship_id, unit, cfg.schema, table, view,
                              control.load_name_map(conn, PIPELINE, column_scope(unit)), {})
         wide = existing
-        definition = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
-            wide.ident, pg_ident(wide.pk_name), pg_ident(TIME_COLUMN)
-        ).as_string(conn)
         conn.execute(
             f"DELETE FROM {control.SCHEMA}.object_backups WHERE pipeline = %s AND unit_key = %s",
             (PIPELINE, unit),
         )
-        control.backup_object(conn, PIPELINE, unit, "constraint", wide.pk_name, definition)
+        key = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
+            wide.ident, pg_ident(wide.pk_name), pg_ident(TIME_COLUMN))
+        if plan.rows < SMALL_SHIP_ROWS:  # a small ship loads into its indexed table
+            conn.execute(key)
+        else:
+            control.backup_object(conn, PIPELINE, unit, "constraint", wide.pk_name, key.as_string(conn))
     add_channels(conn, cfg, existing, {ch: set(f) for ch, f in plan.channels.items()})
     return existing
 
