@@ -1,5 +1,5 @@
 """
-### ship_wide_sync — keep every built wide table up to date while narrow data keeps arriving
+### ship_wide_sync — the minute safety net of the wide tables, and the builds of ships that appear
 
 Every minute (change `schedule` in this file or trigger by hand), for every ship that
 `ship_wide_build` has built in the schema: read the narrow rows whose ingest sequence (`id`) is past
@@ -10,9 +10,22 @@ duplicate reading still ends with the latest row. A **new channel** gets its col
 (`ALTER TABLE … ADD COLUMN`, catalog only) and the reader view is recreated, in the same
 transaction; nothing stops. Bad rows go to `cutover.dead_letters`.
 
-**Params**: `schema` (of the narrow table), `chunk_rows`, `sync_overlap`.
+With `ship_wide_live` running (the follower that keeps wide tables under a second behind), this run
+mostly finds nothing new: it re-reads its overlap and catches what the follower could not (a
+transaction open longer than the follower's gap timeout, a ship the follower had to leave). The two
+never interleave on a ship: both take the ship's advisory lock.
 
-**Cut over / roll back**: this DAG never switches readers; see `ship_wide_build` and
+**New ships**: a ship that appears in the narrow table after the build (no checkpoint, no reader
+switch, in no build run) gets a `ship_wide_build` run triggered for it (`build_new_ships`), with the
+settings of the table's last build; the run is recorded in the control schema as soon as it is asked
+for, its ships as planned units, so the next minute does not ask again. Once built, this sync and
+the follower pick it up. A ship whose build failed waits for a person (its error is on *Migration
+status*). Nothing is built before a first build of the table: that one is a person's decision.
+
+**Params**: `schema` (of the narrow table), `chunk_rows`, `sync_overlap`, `auto_build` (trigger builds
+of new ships).
+
+**Cut over / roll back**: this DAG never switches readers; see `ship_wide_cutover` and
 `ship_wide_rollback`. Pausing it is safe: the next run catches up from the watermark.
 """
 
@@ -20,6 +33,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
 from cutover.dag_defaults import default_args
@@ -38,6 +52,8 @@ from cutover.dag_defaults import default_args
         "schema": Param("tenant", type="string", minLength=1, title="Schema", description="Schema of the narrow table."),
         "chunk_rows": Param(200_000, type="integer", minimum=1000, title="Chunk rows", description="Narrow rows per upsert chunk."),
         "sync_overlap": Param(10_000, type="integer", minimum=0, title="Sync overlap", description="Ingest ids re-read each run."),
+        "auto_build": Param(True, type="boolean", title="Build new ships",
+                            description="Trigger ship_wide_build for ships that appear in the narrow table after the build."),
     },
 )
 def ship_wide_sync() -> None:
@@ -57,7 +73,21 @@ def ship_wide_sync() -> None:
             raise RuntimeError("sync failed for " + "; ".join(errors))
         return results
 
-    sync()
+    @task
+    def new_ships(params: dict | None = None, run_id: str | None = None) -> list[dict]:
+        """Ships that appeared after the build: [] or one build request (recorded, then triggered)."""
+        from cutover.ship_wide import ShipWideConfig
+        from cutover.ship_wide.live import build_requests
+
+        p = dict(params or {})
+        if not p.get("auto_build", True):
+            return []
+        return build_requests(ShipWideConfig.from_params(p), f"new_ships__{run_id}")
+
+    build = TriggerDagRunOperator.partial(
+        task_id="build_new_ships", trigger_dag_id="ship_wide_build", skip_when_already_exists=True,
+    ).expand_kwargs(new_ships())
+    sync() >> build
 
 
 ship_wide_sync()

@@ -52,13 +52,30 @@ from cutover.streaming import Progress
 log = logging.getLogger(__name__)
 
 
+def lock_key(cfg: ShipWideConfig, ship_id: str) -> str:
+    """The text of the ship's advisory lock (``pg_advisory_lock(hashtextextended(key, 0))``): the minute
+    sync, a verification and the live follower (:mod:`cutover.ship_wide.live`) all take this one."""
+    return f"{PIPELINE}:{cfg.unit(ship_id)}"
+
+
 @contextmanager
-def ship_lock(conn: Connection[Any], cfg: ShipWideConfig, ship_id: str) -> Iterator[None]:
-    """Hold the ship's advisory lock (session level) for the block: one sync or verify at a time."""
-    key = f"{PIPELINE}:{cfg.schema}.{cfg.narrow_table}:{ship_id}"
-    conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+def ship_lock(conn: Connection[Any], cfg: ShipWideConfig, ship_id: str, *, wait: bool = True) -> Iterator[bool]:
+    """Hold the ship's advisory lock (session level) for the block: one sync or verify at a time.
+
+    Yields True when held; with ``wait=False`` it only tries, and yields False (holding nothing)
+    when another session has the ship.
+    """
+    key = lock_key(cfg, ship_id)
+    if wait:
+        conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+    else:
+        row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()
+        if not (row and row[0]):
+            conn.rollback()
+            yield False
+            return
     try:
-        yield
+        yield True
     finally:
         if not conn.closed:
             conn.rollback()
@@ -85,13 +102,19 @@ def upsert(conn: Connection[Any], wide: WideTable, res: PivotResult) -> int:
     return cur.rowcount
 
 
-def sync_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None) -> dict[str, Any]:
-    """Move the ship's rows that arrived since its watermark (new, late, new channels) into its wide table."""
+def sync_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None, wait: bool = True) -> dict[str, Any]:
+    """Move the ship's rows that arrived since its watermark (new, late, new channels) into its wide table.
+
+    With ``wait=False`` a ship whose lock another session holds (a verification, the other sync) is
+    left alone: ``{"skipped": True, "why": "locked"}``.
+    """
     with pg_connect(cfg.source_conn_id, autocommit=True) as src, pg_connect(cfg.target_conn_id) as tgt:
         session_setup(src)
         session_setup(tgt)
         tgt.commit()
-        with ship_lock(tgt, cfg, ship_id):
+        with ship_lock(tgt, cfg, ship_id, wait=wait) as held:
+            if not held:
+                return {"ship_id": ship_id, "skipped": True, "why": "locked"}
             return _sync_locked(src, tgt, cfg, ship_id, run_id)
 
 
