@@ -128,6 +128,10 @@ class _ControlConnection:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self.close()
             self._conn = pg_open(self.conn_id)
+            # state transitions only (a stage's data goes through the pipeline's own connections):
+            # committed without waiting for the WAL flush, see _commit_bookkeeping
+            self._conn.execute("SET synchronous_commit = off")
+            self._conn.commit()
         return self._conn
 
     def rollback(self) -> None:
@@ -149,13 +153,13 @@ class _ControlConnection:
 
 
 def _commit_bookkeeping(conn: Any) -> None:
-    """Commit a unit's state transition without waiting for the WAL flush (``synchronous_commit = off``
-    for this transaction; PostgreSQL, "Asynchronous Commit"). A server crash may lose the last such
-    transitions, never reorder them: each later synchronous commit (a chunk's data, a finalize) flushes
-    them first. What a lost one leaves is always on the safe side — the unit looks less advanced, its
-    checkpoint knows better, and a run with a unit short of its end state is red. It spares one WAL
-    flush per unit and stage: 1–2 ms each on a local disk, the cost of a small ship's whole pivot."""
-    conn.execute("SET LOCAL synchronous_commit = off")
+    """Commit a unit's state transition on the stage's control connection, whose session has
+    ``synchronous_commit = off`` (PostgreSQL, "Asynchronous Commit"): the commit does not wait for the
+    WAL flush. A server crash may lose the last such transitions, never reorder them: each later
+    synchronous commit (a chunk's data, a finalize) flushes them first. What a lost one leaves is
+    always on the safe side — the unit looks less advanced, its checkpoint knows better, and a run
+    with a unit short of its end state is red. It spares one WAL flush per unit and stage: 1–2 ms
+    each on a local disk, the cost of a small ship's whole pivot."""
     conn.commit()
 
 

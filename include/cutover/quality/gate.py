@@ -248,11 +248,15 @@ def run_gate(
     expectations: list[dict[str, Any]] | None = None,
     run_id: str | None = None,
     raise_on_failure: bool = True,
+    update_docs: bool = True,
 ) -> GateResult:
     """Validate ``schema.table`` (or ``query``) on ``conn_id`` against ``suite_name``; record; rebuild docs.
 
     ``expectations`` (``[{"type": "expect_…", "kwargs": {…}}]``) builds the suite at run time instead
     of reading the committed file. Raises :class:`QualityGateFailed` on failure unless told not to.
+    ``update_docs=False`` leaves the data docs site as it is (the caller runs :func:`rebuild_docs` once
+    after many gates: GX rebuilds the whole site on each update, so a gate per unit made a run of
+    1,000 units rebuild it 1,000 times, each over every validation so far).
     """
     import great_expectations as gx
 
@@ -261,7 +265,7 @@ def run_gate(
     with _gx_lock():
         return _run_gate_locked(
             gx, suite_name, conn_id=conn_id, table=table, schema=schema, query=query, asset_name=asset_name,
-            expectations=expectations, run_id=run_id, raise_on_failure=raise_on_failure,
+            expectations=expectations, run_id=run_id, raise_on_failure=raise_on_failure, update_docs=update_docs,
         )
 
 
@@ -289,6 +293,7 @@ def _run_gate_locked(
     expectations: list[dict[str, Any]] | None,
     run_id: str | None,
     raise_on_failure: bool,
+    update_docs: bool = True,
 ) -> GateResult:
     context = get_context()
     dialect: Dialect = "postgres" if resolve(conn_id).is_postgres else "mysql"
@@ -318,7 +323,7 @@ def _run_gate_locked(
         gx.Checkpoint(
             name=gate_name,
             validation_definitions=[vd],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")] if update_docs else [],
             result_format="SUMMARY",
         )
     )

@@ -144,21 +144,34 @@ def _catalog_types(conn: Connection[Any], schema: str, table: str) -> dict[str, 
 
 def load_wide(conn: Connection[Any], cfg: ShipWideConfig, ship_id: str) -> WideTable | None:
     """The ship's wide table as it is now (None when it does not exist)."""
-    table, view = object_names(conn, cfg, ship_id, save=False)
-    # the table's columns and the ship's channel map in one round trip (both per ship, every stage)
+    # the stored table and view names, the table's columns and the ship's channel map in one round
+    # trip (every stage asks for each ship); a ship whose names were never stored maps them first
+    n = f"{control.SCHEMA}.name_map"
     row = conn.execute(
-        f"""SELECT (SELECT coalesce(jsonb_agg(jsonb_build_array(a.attname, format_type(a.atttypid, a.atttypmod))
+        f"""WITH t AS (SELECT (SELECT mapped FROM {n} WHERE pipeline = %(p)s AND scope = %(ts)s AND original = %(tk)s) AS tbl,
+                              (SELECT mapped FROM {n} WHERE pipeline = %(p)s AND scope = %(ts)s AND original = %(vk)s) AS vw)
+            SELECT t.tbl, t.vw,
+                   (SELECT coalesce(jsonb_agg(jsonb_build_array(a.attname, format_type(a.atttypid, a.atttypmod))
                                      ORDER BY a.attnum), '[]')
-                    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-                    WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped),
+                    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace s ON s.oid = c.relnamespace
+                    WHERE s.nspname = %(schema)s AND c.relname = t.tbl AND a.attnum > 0 AND NOT a.attisdropped),
                    (SELECT coalesce(jsonb_agg(jsonb_build_array(original, mapped) ORDER BY created_at, original), '[]')
-                    FROM {control.SCHEMA}.name_map WHERE pipeline = %s AND scope = %s)""",
-        (cfg.schema, table, PIPELINE, column_scope(cfg.unit(ship_id))),
+                    FROM {n} WHERE pipeline = %(p)s AND scope = %(cs)s)
+            FROM t""",
+        {"p": PIPELINE, "ts": table_scope(cfg), "tk": f"{cfg.narrow_table}_{ship_id}", "vk": f"ts_reader_{ship_id}",
+         "schema": cfg.schema, "cs": column_scope(cfg.unit(ship_id))},
     ).fetchone()
-    types = {name: typ for name, typ in row[0]} if row else {}
+    assert row is not None
+    if row[0] is None or row[1] is None:  # names not stored yet: the mapper's names, looked up the long way
+        table, view = object_names(conn, cfg, ship_id, save=False)
+        types = _catalog_types(conn, cfg.schema, table)
+        columns = control.load_name_map(conn, PIPELINE, column_scope(cfg.unit(ship_id)))
+    else:
+        table, view = row[0], row[1]
+        types = {name: typ for name, typ in row[2]}
+        columns = {orig: mapped for orig, mapped in row[3]}
     if not types:
         return None
-    columns = {orig: mapped for orig, mapped in row[1]} if row else {}
     types.pop(TIME_COLUMN, None)
     return WideTable(ship_id, cfg.unit(ship_id), cfg.schema, table, view, columns, types)
 

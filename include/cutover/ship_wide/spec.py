@@ -66,7 +66,7 @@ def _max_batches(cfg: ShipWideConfig, units: list[PlannedUnit]) -> int:
 def _verify(cfg: ShipWideConfig, unit: PlannedUnit, ctx: UnitContext) -> Verification:
     from cutover.ship_wide.verify import verify_ship
 
-    res = verify_ship(cfg, _ship(unit), run_id=ctx.run_id, raise_on_failure=False)
+    res = verify_ship(cfg, _ship(unit), run_id=ctx.run_id, raise_on_failure=False, update_docs=False)
     narrow, wide = res["narrow"], res["wide"]
     return Verification(
         rows_source=int(narrow["times"]), rows_target=int(wide["rows"]), checksum_source=narrow["checksum"],
@@ -74,6 +74,19 @@ def _verify(cfg: ShipWideConfig, unit: PlannedUnit, ctx: UnitContext) -> Verific
         detail={"narrow_times": narrow["times"], "cells": narrow["cells"], "wide_rows": wide["rows"],
                 "upto_seq": res["upto_seq"], "gate": res.get("gate"), "readers": res.get("readers")},
     )
+
+
+def _close(cfg: ShipWideConfig, run_id: str, units: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rebuild the data docs once for the run (each ship's gate left them alone: see ``run_gate``)."""
+    import time
+
+    if not any((u.get("detail") or {}).get("verify") for u in units):
+        return {"failed": {}}
+    from cutover.quality.gate import rebuild_docs
+
+    t0 = time.monotonic()
+    index = rebuild_docs()
+    return {"failed": {}, "data_docs": str(index), "data_docs_seconds": round(time.monotonic() - t0, 3)}
 
 
 def _route(conn: Connection[Any], cfg: ShipWideConfig, key: UnitKey, backend: str) -> dict[str, Any]:
@@ -112,4 +125,5 @@ SPEC = PipelineSpec(
     backends=("narrow", "wide"),
     permanent_errors=(ChannelLimitExceeded,),
     max_batches=_max_batches,
+    close=_close,
 )

@@ -123,8 +123,9 @@ def reader_figure(src: Connection[Any], tgt: Connection[Any], cfg: ShipWideConfi
 
 
 def verify_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None, gate: bool = True,
-                raise_on_failure: bool = True, readers: bool = True) -> dict[str, Any]:
+                raise_on_failure: bool = True, readers: bool = True, update_docs: bool = True) -> dict[str, Any]:
     """Catch up, compare narrow and wide (counts, checksum), run the GX gate, time the readers' queries.
+    ``update_docs=False``: the gate leaves the data docs site for the run's close to rebuild once.
 
     Returns ``{"narrow": {...}, "wide": {...}, "gate": {...}, "readers": {...}, "failures": [str, …]}``
     (``readers`` when every check passed and ``readers`` is on); raises
@@ -164,7 +165,7 @@ def verify_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None,
                 g = run_gate(
                     f"generated__ship_wide__{slugify(wide.unit)}", conn_id=cfg.target_conn_id, schema=wide.schema,
                     table=wide.table, expectations=gate_expectations(wide, narrow, time_type[0] if time_type else ""),
-                    run_id=run_id, raise_on_failure=False,
+                    run_id=run_id, raise_on_failure=False, update_docs=update_docs,
                 )
                 result["gate"] = {"success": g.success, "evaluated": g.evaluated, "failed": g.failed, "docs": g.docs_index}
                 if not g.success:
