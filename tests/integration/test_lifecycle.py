@@ -242,3 +242,82 @@ def test_a_rerun_whose_planning_fails_is_red_even_after_a_green_attempt(pg: Any,
     assert not rep.green and "planning did not finish" in rep.reason
     assert control.get_run(pg, run_id)["state"] == "failed"
     pg.commit()
+
+
+# --- batches: the session a batch's units share, and how many batches a plan needs ----------------------
+
+
+@pytest.fixture
+def fleet(pg: Any) -> Iterator[Any]:
+    _clean(pg, SCHEMA)
+    sample = ship.generate(pg, SCHEMA, ships=6, channels=4, timestamps=10)
+    pg.commit()
+    yield sample
+    _clean(pg, SCHEMA)
+
+
+def test_a_batch_shares_connections_and_a_failed_unit_leaves_them_clean(pg: Any, fleet: Any) -> None:
+    """The units of a stage share the batch session's connections (one backend for all), a unit that
+    fails mid-transaction is rolled back without touching the others, and the session's cache is emptied."""
+    from cutover.lifecycle.spec import CopyResult
+    from cutover.ship_wide.spec import SPEC
+
+    pids: dict[str, int] = {}
+    broken = fleet.ships[2]
+
+    def copy(cfg: Any, unit: PlannedUnit, ctx: Any) -> CopyResult:
+        assert ctx.session is not None
+        conn = ctx.session.pg(cfg.target_conn_id)
+        pids[unit.key.parts[0]] = conn.info.backend_pid
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # nothing left by the unit before
+        assert "poison" not in ctx.session.cache
+        if unit.key.parts[0] == broken:
+            ctx.session.cache["poison"] = True
+            conn.execute(f"CREATE TABLE {SCHEMA}.left_by_a_failed_unit (x int)")  # uncommitted
+            raise RuntimeError("the copy broke half-way")
+        return SPEC.copy(cfg, unit, ctx)
+
+    spec = dataclasses.replace(SPEC, copy=copy)
+    run_id = _run_id("session")
+    params = {**_params(pivot="auto"), "parallelism": 1}
+    batches = plan(spec, params, run_id, max_batches=1024)
+    assert len(batches) == 1  # six small ships, parallelism 1: one batch (four task instances, not 24)
+    run_unit_stage(spec, "prepare", params, batches[0], run_id)
+    with pytest.raises(UnitsFailed, match="half-way"):
+        run_unit_stage(spec, "copy", params, batches[0], run_id)
+    assert len(pids) == 6 and len(set(pids.values())) == 1  # one target connection for the whole batch
+    gone = pg.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.left_by_a_failed_unit",)).fetchone()
+    assert gone == (None,)  # the failed unit's transaction was rolled back
+    states = {u["unit_key"].rsplit(":", 1)[1]: u["state"] for u in control.list_units(pg, run_id)}
+    assert states.pop(broken) == "failed" and set(states.values()) == {"copied"}
+    pg.commit()
+
+
+def test_small_ships_are_few_batches_and_finalized_with_their_copy(pg: Any, fleet: Any) -> None:
+    from cutover.ship_wide.copy import get_state
+    from cutover.ship_wide.ddl import has_primary_key, load_wide
+    from cutover.ship_wide.spec import SPEC
+
+    cfg_params = {**_params(pivot="auto"), "parallelism": 2}
+    run_id = _run_id("fewbatches")
+    batches = plan(SPEC, cfg_params, run_id, max_batches=1024)
+    assert len(batches) == 2 and sorted(len(b["units"]) for b in batches) == [3, 3]
+    # a plan larger than batch_rows per batch gets more batches, never more than its units
+    assert len(plan(SPEC, {**cfg_params, "batch_rows": 100}, _run_id("more"), max_batches=1024)) == 3  # 240 rows
+    assert len(plan(SPEC, {**cfg_params, "batch_rows": 1}, _run_id("most"), max_batches=1024)) == 6
+    cfg = SPEC.config(cfg_params)
+    for b in batches:
+        run_unit_stage(SPEC, "prepare", cfg_params, b, run_id)
+        run_unit_stage(SPEC, "copy", cfg_params, b, run_id)
+    for s in fleet.ships:  # one chunk each: key, pair and the finalized mark came with the copy
+        wide = load_wide(pg, cfg, s)
+        st = get_state(pg, cfg, s)
+        assert wide is not None and has_primary_key(pg, wide) and st is not None and st.finalized
+    for b in batches:
+        out = run_unit_stage(SPEC, "finalize", cfg_params, b, run_id)
+        assert len(out["done"]) == 3
+        run_unit_stage(SPEC, "verify", cfg_params, b, run_id)
+    assert report(SPEC, cfg_params, run_id).green
+    fin = [u["detail"]["finalize"] for u in control.list_units(pg, run_id)]
+    assert {f.get("finalized") for f in fin} == {"with the copy"}
+    pg.commit()
