@@ -240,10 +240,11 @@ def add_channels(conn: Connection[Any], cfg: ShipWideConfig, wide: WideTable, ch
             "(double precision, bigint) cannot move out of line. The ship is not built; split its channels "
             "or keep its readers on the narrow table."
         )
-    for ch in sorted(names, key=lambda c: names[c]):
-        col, typ = names[ch], missing[ch]
-        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(wide.ident, pg_ident(col), sql.SQL(typ)))
-        wide.types[col] = typ
+    ordered = sorted(names, key=lambda c: names[c])
+    conn.execute(sql.SQL("ALTER TABLE {} {}").format(wide.ident, sql.SQL(", ").join(  # one statement for all
+        sql.SQL("ADD COLUMN IF NOT EXISTS {} {}").format(pg_ident(names[ch]), sql.SQL(missing[ch])) for ch in ordered)))
+    for ch in ordered:
+        wide.types[names[ch]] = missing[ch]
     control.save_name_map(
         conn, PIPELINE, column_scope(wide.unit), fresh,
         {ch: {"type": missing[ch], "formats": sorted(channels[ch])} for ch in fresh},

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from typing import Any
 
 from psycopg import sql
 
 from cutover import control
 from cutover.connections import pg_connect
+from cutover.lifecycle.spec import BatchSession
 from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, ShipWideConfig
-from cutover.ship_wide.copy import get_state
+from cutover.ship_wide.copy import get_state, open_pair
 from cutover.ship_wide.cutover import current_backend, refresh_reader_view
 from cutover.ship_wide.ddl import create_wide_table, load_wide
 from cutover.ship_wide.plan import ShipPlan, check_narrow, plan_ships
@@ -35,12 +37,14 @@ def plan_run(cfg: ShipWideConfig, ships: list[str] | None = None) -> list[dict[s
     return [p.to_dict() for p in plans]
 
 
-def prepare_ship(cfg: ShipWideConfig, plan: dict[str, Any], *, run_id: str | None = None) -> dict[str, Any]:
-    """Create the ship's wide table and map, set its key aside, give readers the (narrow) view."""
+def prepare_ship(cfg: ShipWideConfig, plan: dict[str, Any], *, run_id: str | None = None,
+                 session: BatchSession | None = None) -> dict[str, Any]:
+    """Create the ship's wide table and map, set its key aside (a small ship keeps it), give readers
+    the (narrow) view. ``session``: the batch's shared connections (else its own), committed here."""
     p = ShipPlan.from_dict(plan)
-    with pg_connect(cfg.source_conn_id) as src:
+    with ExitStack() as own:
+        src, tgt = open_pair(cfg, session, own)
         time_type = check_narrow(src, cfg)[TIME_COLUMN]
-    with pg_connect(cfg.target_conn_id) as tgt:
         control.ensure_schema(tgt)
         leftover = load_wide(tgt, cfg, p.ship_id)
         if leftover is not None and get_state(tgt, cfg, p.ship_id) is None:
@@ -56,6 +60,7 @@ def prepare_ship(cfg: ShipWideConfig, plan: dict[str, Any], *, run_id: str | Non
         if control.get_switch(tgt, PIPELINE, wide.unit) is None:
             control.switch_backend(tgt, PIPELINE, wide.unit, "narrow", run_id=run_id, reason="prepare: readers on narrow")
         renamed = {ch: col for ch, col in wide.columns.items() if ch != col}
+        tgt.commit()
     for ch, col in renamed.items():
         log.info("ship %s: channel %r → column %r (stored in cutover.name_map)", p.ship_id, ch, col)
     return {"ship_id": p.ship_id, "table": f"{wide.schema}.{wide.table}", "view": wide.view if has_view else None,

@@ -32,7 +32,7 @@ def _ship(unit: PlannedUnit) -> str:
 def _prepare(cfg: ShipWideConfig, unit: PlannedUnit, ctx: UnitContext) -> dict[str, Any]:
     from cutover.ship_wide.pipeline import prepare_ship
 
-    return prepare_ship(cfg, unit.detail, run_id=ctx.run_id)
+    return prepare_ship(cfg, unit.detail, run_id=ctx.run_id, session=ctx.session)
 
 
 def _copy(cfg: ShipWideConfig, unit: PlannedUnit, ctx: UnitContext) -> CopyResult:
