@@ -170,3 +170,27 @@ def test_gates_leave_no_connection_open(pg: Any, schema: str) -> None:
     # a leak kept 2 connections per gate (12 here); one session of slack for a connection closing late
     assert open_connections() <= before + 1
     pg.commit()
+
+
+def test_types_of_columns_whose_names_differ_only_in_case(pg: Any, schema: str) -> None:
+    """GX reads PostgreSQL column types by case-insensitive name: the gate checks such columns itself."""
+    ident = pg_ident(schema, "case_pair")
+    pg.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+    pg.execute(sql.SQL('CREATE TABLE {} ("Mixed Case" text, "mixed case" boolean, "MIXED CASE" bigint)').format(ident))
+    pg.execute(sql.SQL("INSERT INTO {} VALUES ('a', true, 1)").format(ident))
+    pg.commit()
+
+    def types(**want: str) -> list[dict[str, Any]]:
+        return [{"type": "expect_column_values_to_be_of_type", "kwargs": {"column": c, "type_": t}} for c, t in want.items()]
+
+    right = {"Mixed Case": "TEXT", "mixed case": "BOOLEAN", "MIXED CASE": "BIGINT"}
+    ok = gate.run_gate("generated__it_case_pair", schema=schema, table="case_pair", raise_on_failure=False,
+                       expectations=[*types(**right), {"type": "expect_column_values_to_not_be_null",
+                                                       "kwargs": {"column": "mixed case"}}])
+    assert ok.success, ok.failures
+    assert (ok.evaluated, ok.failed) == (4, 0) and ok.statistics.get("checked_by_cutover") == 3
+    wrong = gate.run_gate("generated__it_case_pair", schema=schema, table="case_pair", raise_on_failure=False,
+                          expectations=types(**{**right, "mixed case": "TEXT"}))
+    assert not wrong.success and wrong.failed == 1
+    assert "'mixed case'" in wrong.failures[0] and "BOOLEAN" in wrong.failures[0]
+    assert gate.split_case_collisions(types(a="TEXT", b="TEXT"))[1] == []  # no collision: GX checks them

@@ -209,6 +209,45 @@ def _quote_columns(expectations: list[dict[str, Any]], dialect: Dialect) -> list
     return quoted
 
 
+_TYPE_EXPECTATION = "expect_column_values_to_be_of_type"
+
+
+def split_case_collisions(expectations: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(expectations GX can check, type expectations it cannot): GX 1.x reads a PostgreSQL table's column
+    types with case-insensitive names (``CaseInsensitiveString``; great_expectations PR #11192), so of
+    two columns whose names differ only in case — ``"Mixed Case"`` and ``"mixed case"``, both valid
+    channel ids — ``expect_column_values_to_be_of_type`` checks the first one's type for both. Type
+    expectations on such columns are taken out and checked by :func:`check_types_exactly`."""
+    folded: dict[str, int] = {}
+    for e in expectations:
+        if e.get("type") == _TYPE_EXPECTATION and isinstance(e.get("kwargs", {}).get("column"), str):
+            key = str(e["kwargs"]["column"]).casefold()
+            folded[key] = folded.get(key, 0) + 1
+    own = [e for e in expectations if e.get("type") == _TYPE_EXPECTATION
+           and folded.get(str(e.get("kwargs", {}).get("column")).casefold(), 0) > 1]
+    return [e for e in expectations if not any(e is o for o in own)], own
+
+
+def check_types_exactly(conn_id: str, schema: str | None, table: str, expectations: list[dict[str, Any]]) -> list[str]:
+    """Check type expectations by exact column name in PostgreSQL's catalog (``format_type``, compared as
+    GX compares: case-insensitively); returns the failures in the gate's wording."""
+    with pg_connect(conn_id) as conn:
+        rows = conn.execute(
+            """SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+               JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE c.relname = %s AND n.nspname = coalesce(%s, current_schema()) AND a.attnum > 0
+                 AND NOT a.attisdropped""", (table, schema)).fetchall()
+    actual = {name: typ for name, typ in rows}
+    failures = []
+    for e in expectations:
+        col, want = str(e["kwargs"]["column"]), str(e["kwargs"].get("type_", ""))
+        got = actual.get(col)
+        if got is None or got.upper() != want.upper():
+            failures.append(f"{_TYPE_EXPECTATION}({{'column': {col!r}, 'type_': {want!r}}}), observed "
+                            f"{(got or 'no such column').upper()!r} (checked by Cutover: names differ only in case)")
+    return failures
+
+
 def _suite(context: Any, suite_name: str, expectations: list[dict[str, Any]] | None) -> Any:
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
@@ -321,6 +360,9 @@ def _run_gate_locked(
             schema_name=sa_ident(schema, dialect=dialect) if schema else None,
         )
     batch = asset.add_batch_definition_whole_table("whole")
+    own_checks: list[dict[str, Any]] = []
+    if expectations is not None and dialect == "postgres" and table is not None:
+        expectations, own_checks = split_case_collisions(expectations)
     if expectations is not None:
         expectations = _quote_columns(expectations, dialect)
     suite = _suite(context, suite_name, expectations)
@@ -347,11 +389,18 @@ def _run_gate_locked(
         evaluated += int(s.get("evaluated_expectations", 0))
         failed += int(s.get("unsuccessful_expectations", 0))
         failures.extend(_describe(r) for r in vr.results if not r.success)
+    if own_checks:
+        assert table is not None
+        own_failures = check_types_exactly(conn_id, schema, table, own_checks)
+        evaluated += len(own_checks)
+        failed += len(own_failures)
+        failures.extend(own_failures)
+        stats["checked_by_cutover"] = len(own_checks)
     index = docs_dir() / "index.html"
     result = GateResult(
         suite=suite_name,
         asset=f"{conn_id}:{asset_name}",
-        success=bool(run.success),
+        success=bool(run.success) and failed == 0,
         evaluated=evaluated,
         failed=failed,
         statistics=stats,
