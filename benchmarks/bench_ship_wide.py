@@ -54,14 +54,14 @@ ROW_HASH = "coalesce(sum(('x' || substr(md5(({row})::text), 1, 16))::bit(64)::bi
 
 # --- data -------------------------------------------------------------------------------------
 
-def _clean_control(conn: Any) -> None:
-    """Remove every control-schema row of this benchmark's schema (a fresh start for the pipeline)."""
+def _clean_control(conn: Any, schema: str = SCHEMA) -> None:
+    """Remove every control-schema row of a benchmark's schema (a fresh start for the pipeline)."""
     cols = conn.execute(
         """SELECT table_name, column_name FROM information_schema.columns
            WHERE table_schema = 'cutover' AND data_type = 'text'
              AND column_name IN ('unit_key', 'scope', 'name', 'source_table', 'target_table')""").fetchall()
     for table, col in cols:
-        conn.execute(f'DELETE FROM cutover."{table}" WHERE "{col}" LIKE %s', (f"%{SCHEMA}%",))
+        conn.execute(f'DELETE FROM cutover."{table}" WHERE "{col}" LIKE %s', (f"%{schema}%",))
 
 
 def generate(ships: int, channels: int, times: int, order: str) -> dict[str, Any]:

@@ -97,13 +97,10 @@ def insert_sql() -> Any:
 
 
 def _clean_control(conn: Any) -> None:
-    """Remove every control-schema row of this benchmark's schema."""
-    cols = conn.execute(
-        """SELECT table_name, column_name FROM information_schema.columns
-           WHERE table_schema = 'cutover' AND data_type = 'text'
-             AND column_name IN ('unit_key', 'scope', 'name', 'source_table', 'target_table')""").fetchall()
-    for table, col in cols:
-        conn.execute(f'DELETE FROM cutover."{table}" WHERE "{col}" LIKE %s', (f"%{SCHEMA}%",))
+    """Remove every control-schema row of this benchmark's schema (bench_ship_wide's cleanup) and its runs."""
+    from bench_ship_wide import _clean_control as clean_schema
+
+    clean_schema(conn, SCHEMA)
     conn.execute("DELETE FROM cutover.runs WHERE run_id LIKE 'bench_ship_wide_lag%%'")
 
 

@@ -45,7 +45,6 @@ from each narrow row's commit to its wide row's commit (p50/p95/max).
 from __future__ import annotations
 
 import datetime as dt
-import io
 import logging
 import math
 import threading
@@ -63,7 +62,7 @@ from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, ShipWideConfig
 from cutover.ship_wide.copy import ShipWatermark, copy_out, pivot_chunk, store_dead_letters
 from cutover.ship_wide.cutover import refresh_reader_view
 from cutover.ship_wide.ddl import WideTable, load_wide
-from cutover.ship_wide.pivot import CHUNK_COLUMNS
+from cutover.ship_wide.pivot import CHUNK_COLUMNS, read_chunk
 from cutover.ship_wide.plan import check_narrow, session_setup
 from cutover.ship_wide.sync import lock_key, sync_ship, upsert
 
@@ -162,24 +161,8 @@ class Gaps:
 
 
 def read_rows(data: bytes | memoryview) -> Any:
-    """Parse a poll's ``COPY … TO STDOUT (FORMAT csv)`` of :data:`READ_COLUMNS` (types as :func:`cutover.ship_wide.pivot.read_chunk`)."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    types = {c: pa.string() for c in READ_COLUMNS}
-    types["seq"] = pa.int64()
-    for c in ("data_channel_id", "value_format"):
-        types[c] = pa.dictionary(pa.int32(), pa.string())
-    if not len(data):
-        return pa.table({c: pa.array([], t) for c, t in types.items()})
-    return pacsv.read_csv(
-        io.BytesIO(data),
-        read_options=pacsv.ReadOptions(column_names=list(READ_COLUMNS), block_size=1 << 24),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
-            column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False, null_values=[""]
-        ),
-    )
+    """Parse a poll's ``COPY … TO STDOUT (FORMAT csv)`` of :data:`READ_COLUMNS` (the chunk reader's types)."""
+    return read_chunk(data, READ_COLUMNS)
 
 
 def merge_rows(tables: Iterable[Any]) -> Any:

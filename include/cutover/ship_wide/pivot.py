@@ -43,12 +43,13 @@ class PivotResult:
     last_time: str | None = None
 
 
-def read_chunk(data: bytes | memoryview) -> Any:
-    """Parse a narrow chunk written by ``COPY (…) TO STDOUT (FORMAT csv)`` (NULL unquoted, '' quoted)."""
+def read_chunk(data: bytes | memoryview, columns: tuple[str, ...] = CHUNK_COLUMNS) -> Any:
+    """Parse a narrow chunk written by ``COPY (…) TO STDOUT (FORMAT csv)`` (NULL unquoted, '' quoted) of
+    ``columns`` (``seq`` int64, channel and format dictionary-encoded, the rest text)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    types = {c: pa.string() for c in CHUNK_COLUMNS}
+    types = {c: pa.string() for c in columns}
     types["seq"] = pa.int64()
     for c in ("data_channel_id", "value_format"):
         types[c] = pa.dictionary(pa.int32(), pa.string())
@@ -56,7 +57,7 @@ def read_chunk(data: bytes | memoryview) -> Any:
         return pa.table({c: pa.array([], t) for c, t in types.items()})
     return pacsv.read_csv(
         io.BytesIO(data),
-        read_options=pacsv.ReadOptions(column_names=list(CHUNK_COLUMNS), block_size=1 << 24),
+        read_options=pacsv.ReadOptions(column_names=list(columns), block_size=1 << 24),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
             column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False, null_values=[""]
