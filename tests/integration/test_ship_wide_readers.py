@@ -21,6 +21,7 @@ from cutover.ship_wide import readers
 from cutover.ship_wide.cutover import view_sql
 from cutover.ship_wide.ddl import WideTable, load_wide
 from cutover.ship_wide.plan import session_setup
+from tests.integration.test_ship_wide_hostile import _clean as _clean_schema
 
 pytestmark = pytest.mark.integration
 
@@ -38,18 +39,9 @@ GHOST = "ghost 100%"
 
 
 def _clean(pg: Any, schema: str) -> None:
-    """Drop the schema and every control row of its ships (prefix match: the schema may hold ``%``)."""
+    """The hostile tests' cleanup (schema and every control row of its ships), after a rollback."""
     pg.rollback()
-    pg.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(pg_ident(schema)))
-    prefix = f"{schema}."
-    for table in ("units", "checkpoints", "switches", "switch_history", "object_backups", "dead_letters"):
-        pg.execute(f"DELETE FROM cutover.{table} WHERE pipeline = 'ship_wide_build' AND starts_with(unit_key, %s)",
-                   (prefix,))
-    pg.execute("DELETE FROM cutover.name_map WHERE pipeline = 'ship_wide_build'"
-               " AND (starts_with(scope, %s) OR starts_with(scope, %s))", (f"columns:{prefix}", f"tables:{prefix}"))
-    if pg.execute("SELECT to_regclass('cutover.sync_pairs')").fetchone()[0] is not None:
-        pg.execute("DELETE FROM cutover.sync_pairs WHERE starts_with(name, %s)", (f"ship_wide_build:{prefix}",))
-    pg.commit()
+    _clean_schema(pg, schema)
 
 
 @pytest.fixture(params=[SCHEMA, HOSTILE_SCHEMA], ids=["schema", "hostile_schema"])
