@@ -12,22 +12,13 @@ from typing import Any
 import pytest
 
 from cutover import connections
+from tests.dags.conftest import load_dag as _dag
 
 pytestmark = [pytest.mark.dags]
 
 PG_SCHEMA = "cc_dagtest"
 PAIRS = ("cc_dagtest_equal", "cc_dagtest_diff")
 
-
-def _dag(dag_id: str) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    from tests.dags.conftest import DAGS_DIR
-
-    bag = DagBag(dag_folder=str(DAGS_DIR / f"{dag_id}.py"), bundle_path=DAGS_DIR)
-    dag = bag.get_dag(dag_id)
-    assert dag is not None, bag.import_errors
-    return dag
 
 
 @pytest.mark.parametrize("dag_id,schedule,full", [("consistency_checks", "*/10 * * * *", False),

@@ -13,19 +13,13 @@ from psycopg import sql
 from cutover import connections
 from cutover.platform.config import PLATFORM_TABLES
 from cutover.platform.schema import load_migrations
+from tests.dags.conftest import load_dag
 
 pytestmark = [pytest.mark.dags, pytest.mark.integration]
 
 
 def _dag(dag_id: str = "platform_schema") -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    from tests.dags.conftest import DAGS_DIR
-
-    bag = DagBag(dag_folder=str(DAGS_DIR / f"{dag_id}.py"), bundle_path=DAGS_DIR)
-    dag = bag.get_dag(dag_id)
-    assert dag is not None, bag.import_errors
-    return dag
+    return load_dag(dag_id)
 
 
 def _states(dr: Any) -> dict[str, str]:

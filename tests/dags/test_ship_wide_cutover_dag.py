@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests.dags.conftest import load_dag
+
 pytestmark = [pytest.mark.dags, pytest.mark.integration]
 
 SCHEMA = "sw_dagtest_cutover"
@@ -17,14 +19,7 @@ SPEC = "cutover.ship_wide.spec:SPEC"
 
 
 def _dag() -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    from tests.dags.conftest import DAGS_DIR
-
-    bag = DagBag(dag_folder=str(DAGS_DIR / "ship_wide_cutover.py"), bundle_path=DAGS_DIR)
-    dag = bag.get_dag("ship_wide_cutover")
-    assert dag is not None, bag.import_errors
-    return dag
+    return load_dag("ship_wide_cutover")
 
 
 class _Reviewer(threading.Thread):

@@ -6,24 +6,14 @@ from typing import Any
 
 import pytest
 
+from tests.dags.conftest import load_dag as _dag
+from tests.dags.conftest import mapped_states as _states
+
 pytestmark = [pytest.mark.dags, pytest.mark.integration]
 
 SCHEMA = "sw_dagtest_ship_wide"
 
 
-def _dag(name: str) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    from tests.dags.conftest import DAGS_DIR
-
-    bag = DagBag(dag_folder=str(DAGS_DIR / f"{name}.py"), bundle_path=DAGS_DIR)
-    dag = bag.get_dag(name)
-    assert dag is not None, bag.import_errors
-    return dag
-
-
-def _states(dr: Any) -> dict[str, str]:
-    return {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in dr.get_task_instances()}
 
 
 @pytest.fixture

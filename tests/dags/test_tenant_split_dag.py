@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from tests.dags.conftest import load_dag as _dag
+from tests.dags.conftest import mapped_states as _states
+
 pytestmark = [pytest.mark.dags, pytest.mark.integration]
 
 SRC = "ts_dagtest_src"
@@ -15,19 +18,6 @@ PREFIX = "tsdag_"
 CONF = {"source_database": SRC, "mapping": "mappings/tenant_split.yaml", "database_prefix": PREFIX}
 
 
-def _dag(dag_id: str) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    from tests.dags.conftest import DAGS_DIR
-
-    bag = DagBag(dag_folder=str(DAGS_DIR / f"{dag_id}.py"), bundle_path=DAGS_DIR)
-    dag = bag.get_dag(dag_id)
-    assert dag is not None, bag.import_errors
-    return dag
-
-
-def _states(dr: Any) -> dict[str, str]:
-    return {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in dr.get_task_instances()}
 
 
 @pytest.fixture
