@@ -45,7 +45,13 @@ def seeded() -> Iterator[dict[str, Any]]:
             conn.commit()
             time.sleep(0.3)
         state.advance(conn, RUN, str(good), UnitState.COPIED, rows_read=120, rows_written=4)
-        state.advance(conn, RUN, str(good), UnitState.VERIFIED, checksum_source="42", checksum_target="42")
+        readers = {  # what ship_wide's verify records (cutover.ship_wide.readers.time_reader_queries)
+            "range": {"narrow_ms": 28.4, "wide_ms": 2.1, "speedup": 13.52, "faster_pct": 92.6, "target_met": True,
+                      "rows": 240},
+            "overall": {"narrow_ms": 29.8, "wide_ms": 2.3, "speedup": 12.96, "faster_pct": 92.3, "target_met": True,
+                        "target_faster_pct": 50}}
+        state.advance(conn, RUN, str(good), UnitState.VERIFIED, checksum_source="42", checksum_target="42",
+                      detail={"verify": {"readers": readers}})
         state.advance(conn, RUN, str(bad), UnitState.FAILED, error="ChannelLimitExceeded: 1017 channels",
                       failed_stage="prepare")
         control.add_dead_letters(conn, "ui_review", RUN, str(good), [
@@ -147,6 +153,8 @@ def test_run_evidence_and_dead_letters_pages(seeded: dict[str, Any], browser: An
     assert "Evidence bundle" in text and "planned_units" in text and "reason" in text  # the report, in full
     assert "ship-bad" in text and "ChannelLimitExceeded" in text and "prepare" in text
     assert "ui_review_bad" in text and "Switches" in text
+    # the readers' speed-up recorded at verify, in its own table
+    assert "Readers: narrow → wide" in text and "13.52×" in text and "92.6 % faster" in text
     chart = browser.find_element("css selector", "svg.rate")
     assert chart.is_displayed() and len(browser.find_elements("css selector", "svg.rate circle")) >= 2
     bars = [b.get_attribute("style") for b in browser.find_elements("css selector", ".bar i")]
