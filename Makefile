@@ -64,11 +64,11 @@ test-ui: install services
 test-celery: install services
 	$(PYTEST) tests/celery
 
-# Local UI: SQLite metadata under .data/airflow, LocalExecutor, every user an admin (local use only).
+# Local UI: LocalExecutor, metadata in the embedded PostgreSQL (database airflow; SQLite's scheduler died on
+# "database is locked" under a few runs), api-server + scheduler + dag-processor + triggerer, logs in
+# .data/airflow/*.log, every user an admin (local use only), Ctrl-C stops all (scripts/airflow-local.sh).
 airflow: install services
-	eval "$$($(PY) -m cutover env)"; \
-	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH" AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True; \
-	$(VENV)/bin/airflow standalone
+	@bash scripts/airflow-local.sh
 
 # The same under the CeleryExecutor: Redis broker (127.0.0.1:6379/5), metadata in the embedded PostgreSQL
 # (database airflow_celery), two workers; logs in .data/airflow-celery/ (scripts/airflow-celery.sh).

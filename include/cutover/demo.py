@@ -2,9 +2,9 @@
 
 Each pipeline contributes a :class:`DemoStep`: a function that seeds its sample data and returns the
 run configuration (the same Params a user fills in the trigger form), and the DAG id. The DAGs run
-for real through ``dag.test()`` against the Airflow metadata DB in ``$AIRFLOW_HOME`` (default
-``.data/airflow``, the SQLite database ``airflow standalone`` uses), so their runs show up in the UI
-afterwards (``make airflow``).
+for real through ``dag.test()`` against the Airflow metadata database of ``make airflow`` (database
+``airflow`` in the embedded PostgreSQL, :mod:`cutover.airflow_metadata`; ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``
+wins), so their runs show up in its UI afterwards.
 """
 
 from __future__ import annotations
@@ -79,11 +79,17 @@ def demo_steps() -> list[DemoStep]:
 
 
 def prepare_airflow() -> None:
-    """Point Airflow at this project and migrate its metadata DB (idempotent)."""
+    """Point Airflow at this project and at ``make airflow``'s metadata database (the embedded
+    PostgreSQL's ``airflow``, created when missing, unless one is configured) and migrate it (idempotent)."""
     os.environ.setdefault("AIRFLOW_HOME", str(DATA_DIR / "airflow"))
     os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(PROJECT_ROOT / "dags"))
     os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(PROJECT_ROOT / "plugins"))
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    if not os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        from cutover.airflow_metadata import LOCAL_DATABASE, metadata_url
+
+        # the metadata database of `make airflow`, so the demo's runs show in its UI
+        os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = metadata_url(LOCAL_DATABASE)
     from airflow.utils import db
 
     db.initdb()
@@ -177,6 +183,10 @@ def run_demo(*, scale: float = 1.0, only: list[str] | None = None) -> int:
         with connections.pg_connect() as conn:
             control.ensure_schema(conn)
         prepare_airflow()
+        from cutover.consistency.demo import remove_legacy_table
+
+        if remove_legacy_table():
+            log.info("demo: dropped cutover_source.demo_accounts, left in tenant_split's source by an older demo")
         from airflow.dag_processing.dagbag import DagBag
 
         dags_dir = PROJECT_ROOT / "dags"

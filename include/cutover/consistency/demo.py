@@ -3,6 +3,11 @@
 The copy maps types the way a migration would (``decimal(12,2)`` → ``numeric(14,2)``,
 ``datetime(6)`` → ``timestamptz``, ``tinyint(1)`` → ``boolean``), so the demo check shows that equal
 data hashes equal across engines. ``consistency_checks`` then sweeps the pair and finds it equal.
+
+Its MySQL table lives in a database of its own (``cutover_demo_consistency``), never in
+``cutover_source``: that is tenant_split's source, whose mapping has ``unlisted: error``, so a
+``demo_accounts`` left there made the second ``make demo`` fail at tenant_split's plan.
+:func:`remove_legacy_table` drops the one an older demo left there.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from cutover.consistency.spec import Endpoint, PairSpec
 from cutover.identifiers import quote_mysql
 
 PAIR = "demo_accounts_mysql_to_pg"
-MYSQL_DB = "cutover_source"
+MYSQL_DB = "cutover_demo_consistency"
+#: where demos before this one put ``demo_accounts`` (tenant_split's source database)
+LEGACY_MYSQL_DB = "cutover_source"
 PG_SCHEMA = "cutover_demo"
 
 
@@ -35,6 +42,19 @@ def _rows(n: int, seed: int = 7) -> list[tuple[Any, ...]]:
         )
         for i in range(1, n + 1)
     ]
+
+
+def remove_legacy_table() -> bool:
+    """Drop ``cutover_source.demo_accounts`` that an older demo left in tenant_split's source (run
+    before tenant_split's part). Returns whether there was one."""
+    with connections.mysql_connect(connections.MYSQL_SOURCE, database="") as my:
+        cur = my.cursor()
+        cur.execute("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'demo_accounts'",
+                    (LEGACY_MYSQL_DB,))
+        if cur.fetchone() is None:
+            return False
+        cur.execute(f"DROP TABLE {quote_mysql(LEGACY_MYSQL_DB)}.demo_accounts")
+        return True
 
 
 def demo_step(scale: float) -> dict[str, Any]:
