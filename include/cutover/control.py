@@ -283,6 +283,23 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.route_history (
 CREATE INDEX IF NOT EXISTS route_history_name ON {SCHEMA}.route_history (pipeline, scope, name, at);
 """
 
+#: version 6, who switched: the user who triggered the run and the one who approved it (None when Airflow
+#: knows no user, e.g. ``dag.test()``), and what else the switch decided (policy, discarded target writes)
+V6_SWITCH_ACTORS = f"""
+ALTER TABLE {SCHEMA}.switch_history ADD COLUMN IF NOT EXISTS triggered_by text;
+ALTER TABLE {SCHEMA}.switch_history ADD COLUMN IF NOT EXISTS approved_by text;
+ALTER TABLE {SCHEMA}.switch_history ADD COLUMN IF NOT EXISTS detail jsonb;
+"""
+
+
+#: version 7, a run's own error: why a run failed when no unit can say it (a plan that raised: a bad
+#: mapping, a missing schema or source database), shown on the status page and the run's evidence page;
+#: ``closed_by`` names what closed a run whose Airflow run ended without its report (a killed task)
+V7_RUN_ERROR = f"""
+ALTER TABLE {SCHEMA}.runs ADD COLUMN IF NOT EXISTS error text;
+ALTER TABLE {SCHEMA}.runs ADD COLUMN IF NOT EXISTS closed_by text;
+"""
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -301,6 +318,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "life cycle: unit state enum, rows read / written, failed stage, run kind and plan", V3_LIFECYCLE),
     Migration(4, "progress over time: rows read and written per committed chunk", V4_PROGRESS),
     Migration(5, "routing entries with history (tenant → database)", V5_ROUTES),
+    Migration(6, "switch history names who triggered and who approved, and the switch's detail", V6_SWITCH_ACTORS),
+    Migration(7, "a run's own error (a failed plan's reason) and what closed a run left running", V7_RUN_ERROR),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -389,6 +408,7 @@ def start_run(
         f"""INSERT INTO {SCHEMA}.runs (run_id, pipeline, params, kind, dag_id, started_at)
             VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()))
             ON CONFLICT (run_id) DO UPDATE SET state = 'running', params = EXCLUDED.params, finished_at = NULL,
+                error = NULL, closed_by = NULL,
                 kind = EXCLUDED.kind, dag_id = coalesce(EXCLUDED.dag_id, runs.dag_id),
                 planned_at = NULL, planned_units = NULL""",
         (run_id, pipeline, Jsonb(params or {}), kind, dag_id, started_at),
@@ -402,6 +422,11 @@ def finish_run(conn: Connection[Any], run_id: str, state: str, evidence: dict[st
             WHERE run_id = %s""",
         (state, Jsonb(evidence or {}), run_id),
     )
+
+
+def set_run_error(conn: Connection[Any], run_id: str, error: str) -> None:
+    """Record why a run failed where no unit says it (a plan that raised); cleared when the run restarts."""
+    conn.execute(f"UPDATE {SCHEMA}.runs SET error = %s WHERE run_id = %s", (error[:8000], run_id))
 
 
 def add_evidence(conn: Connection[Any], run_id: str, evidence: dict[str, Any]) -> None:
@@ -551,8 +576,12 @@ def switch_backend(
     run_id: str | None = None,
     actor: str | None = None,
     reason: str | None = None,
+    triggered_by: str | None = None,
+    approved_by: str | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> Switch:
-    """Point a unit's readers at ``backend`` (for ``canary_pct`` % of them) and record it in the history."""
+    """Point a unit's readers at ``backend`` (for ``canary_pct`` % of them) and record it in the history
+    (with who triggered and who approved, None where unknown, and ``detail``: JSON, e.g. the policy)."""
     if not 0 <= canary_pct <= 100:
         raise ValueError(f"canary_pct must be between 0 and 100, got {canary_pct}")
     # Lock the row so two concurrent switches record a consistent from → to history.
@@ -571,9 +600,11 @@ def switch_backend(
     ).fetchone()
     conn.execute(
         f"""INSERT INTO {SCHEMA}.switch_history
-                (pipeline, unit_key, from_backend, to_backend, canary_pct, run_id, actor, reason)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-        (pipeline, unit_key, prev[0] if prev else None, backend, canary_pct, run_id, actor, reason),
+                (pipeline, unit_key, from_backend, to_backend, canary_pct, run_id, actor, reason,
+                 triggered_by, approved_by, detail)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        (pipeline, unit_key, prev[0] if prev else None, backend, canary_pct, run_id, actor, reason,
+         triggered_by, approved_by, None if detail is None else Jsonb(detail)),
     )
     assert row is not None
     return Switch(*row)

@@ -205,8 +205,8 @@ def test_upgrade_from_version_2_keeps_and_maps_the_rows(scratch_db: str) -> None
                         VALUES ('ship_wide_build', 's:2', '{"phase": "copied"}', 40)""")
         conn.execute("""INSERT INTO cutover.switches (pipeline, unit_key, backend) VALUES ('ship_wide_build', 's:1', 'wide')""")
         conn.commit()
-        assert control.ensure_schema(conn) == control.SCHEMA_VERSION == 5
-        assert control.ensure_schema(conn) == 5  # idempotent
+        assert control.ensure_schema(conn) == control.SCHEMA_VERSION == control.MIGRATIONS[-1].version
+        assert control.ensure_schema(conn) == control.SCHEMA_VERSION  # idempotent
         conn.commit()
         units = {r[0]: r[1:] for r in conn.execute(
             "SELECT unit_key, state, rows_read, rows_written, error FROM cutover.units ORDER BY unit_key").fetchall()}
