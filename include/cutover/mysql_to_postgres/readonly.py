@@ -156,9 +156,9 @@ def effective_grants(cur: Any) -> tuple[list[str], list[str]]:
                 unreadable.append(role[0])
                 continue
             lines += [g for g in got if g not in lines]
-            for r in granted_roles(got):
-                via_role.add(r[0])
-                roles.setdefault(r, None)
+            for sub in granted_roles(got):
+                via_role.add(sub[0])
+                roles.setdefault(sub, None)
     lines += [f"{name}: grants not readable" for name in unreadable if name not in via_role]
     return lines, [name for name, _ in roles]
 
