@@ -17,7 +17,7 @@ from cutover.connections import mysql_connect, pg_connect
 from cutover.identifiers import quote_mysql
 from cutover.lifecycle.model import PlannedUnit, UnitKey
 from cutover.lifecycle.spec import CopyResult, UnitContext, Verification
-from cutover.mysql_schema import read_database, table_names
+from cutover.mysql_schema import read_database, table_names, text_of
 from cutover.streaming import Progress
 from cutover.tenant_split import copy as copier
 from cutover.tenant_split import target
@@ -61,24 +61,90 @@ def plan_and_report(cfg: TenantSplitConfig, wanted: list[str] | None) -> list[Pl
     return units
 
 
-def schema_report(cfg: TenantSplitConfig, run_id: str, units: list[dict[str, Any]], schema: Any, rules: Any) -> dict[str, Any]:
-    """The schema diff report of the run (source vs the DDL the mapping implies), with the verified
-    figures per target table, saved as HTML + xlsx + JSON; returns the evidence entry."""
-    from cutover.tenant_split import diff_report
+def _unit_figure(u: dict[str, Any], failed: dict[str, str]) -> dict[str, Any]:
+    """One unit's figures from its verified record: ``rows_source`` (the source rows its verify counted,
+    every source table of the unit), ``rows_target``, ``dead_letters``, ``checksums_match``, ``verified``
+    (its state is an end state and the run's close did not fail it), ``state`` and ``error``."""
+    d = u.get("detail") or {}
+    v = d.get("verify") or {}
+    state = "failed" if u["unit_key"] in failed else str(u.get("state"))
+    fig: dict[str, Any] = {"verified": state in ("verified", "cut_over"), "state": state,
+                           "error": failed.get(u["unit_key"]) or u.get("error")}
+    if v.get("sources") is not None and v.get("target_rows") is not None:
+        fig["rows_source"] = sum(int(x.get("rows") or 0) for x in v["sources"].values())
+        fig["rows_target"] = int(v["target_rows"])
+        fig["dead_letters"] = int(v.get("dead_letters") or 0)
+        fig["checksums_match"] = u.get("checksum_source") is not None and u.get("checksum_source") == u.get("checksum_target")
+    return fig
 
+
+def report_figures(units: list[dict[str, Any]], rules: dict[str, Any], orphans: dict[str, Any],
+                   failed: dict[str, str] | None = None, *, dry_run: bool = False) -> dict[str, dict[str, Any]]:
+    """Target table → the schema diff report's figures (see :class:`cutover.tenant_split.diff_report.TableDiff`),
+    built only from the run's unit records (``cutover.units``: state, checksums and the latest verify
+    detail; ``failed``: units the run's close fails) and the rows outside every tenant
+    (:func:`cutover.tenant_split.plan.outside_rows`), so that the report says what the verdict says:
+    ``rows_source`` = the verified source rows of the planned tenants + rows outside every tenant that
+    are not copied + rows of tenants the run left out. In a dry run only the tables' rows outside the
+    tenants are given (no unit ran)."""
+    failed = failed or {}
     figures: dict[str, dict[str, Any]] = {}
     for u in units:
-        d = u.get("detail") or {}
-        table = UnitKey.parse(u["unit_key"], 2).parts[1]
-        f = figures.setdefault(table, {"rows_source": 0, "rows_target": 0, "tenants": 0, "checksums_match": True})
-        f["tenants"] += 1
-        f["rows_source"] += int(u.get("rows_read") or 0)
-        f["rows_target"] += int(u.get("rows_written") or 0)
-        f["checksums_match"] = f["checksums_match"] and u.get("checksum_source") is not None and \
-            u.get("checksum_source") == u.get("checksum_target")
-        if d.get("verify", {}).get("dead_letters"):
-            f["dead_letters"] = f.get("dead_letters", 0) + int(d["verify"]["dead_letters"])
-    diff = diff_report.build_diff(schema, rules)
+        key = UnitKey.parse(u["unit_key"], 2)
+        tenant, table = key.parts
+        uf = _unit_figure(u, failed)
+        f = figures.setdefault(table, {"rows_source": 0, "rows_target": 0, "dead_letters": 0, "units": 0,
+                                       "units_verified": 0, "checksums_match": True, "per_tenant": {}})
+        f["units"] += 1
+        f["units_verified"] += int(uf["verified"])
+        for k in ("rows_source", "rows_target", "dead_letters"):
+            f[k] += int(uf.get(k) or 0)
+        f["checksums_match"] = bool(f["checksums_match"] and uf.get("checksums_match"))
+        f["per_tenant"][tenant] = uf
+        if not uf["verified"] and uf.get("error") and not f.get("error"):
+            f["error"] = f"tenant {tenant}: {uf['error']}"
+    for f in figures.values():
+        f["verified"] = f["units_verified"] == f["units"]
+    targets: dict[str, list[str]] = {}
+    for r in rules.values():
+        if r.action == "copy":
+            targets.setdefault(r.target, []).append(r.source)
+    for target_table, sources in targets.items():
+        found = [orphans[x] for x in sources if x in orphans]
+        if not found or (target_table not in figures and not dry_run):
+            continue
+        f = figures.setdefault(target_table, {"verified": None})
+        for o in found:
+            n = int(o.orphans)
+            policy = o.policy
+            if policy.mode == "report":
+                f["orphans_reported"] = f.get("orphans_reported", 0) + n
+            elif policy.mode == "error":
+                f["orphans_refused"] = f.get("orphans_refused", 0) + n
+            elif policy.tenant in (f.get("per_tenant") or {}) or dry_run:
+                f["orphans_copied"] = f.get("orphans_copied", 0) + n  # counted in that tenant's verified rows
+                f["copy_to"] = policy.tenant
+            else:  # its copy_to tenant is not in this run: another run copies them
+                f["excluded"] = f.get("excluded", 0) + n
+            f["excluded"] = f.get("excluded", 0) + int(o.excluded)
+            if not dry_run:
+                f["rows_source"] = int(f.get("rows_source") or 0) + int(o.excluded) + (
+                    n if policy.mode in ("report", "error") or policy.tenant not in (f.get("per_tenant") or {}) else 0)
+    return figures
+
+
+def schema_report(cfg: TenantSplitConfig, run_id: str, units: list[dict[str, Any]], schema: Any, rules: Any, *,
+                  phase: str = "copied", orphans: dict[str, Any] | None = None,
+                  failed: dict[str, str] | None = None) -> dict[str, Any]:
+    """The schema diff report of the run (source vs the DDL the mapping implies) in its ``phase``
+    (``dry_run`` / ``planned`` / ``copied``), with the figures of :func:`report_figures` per target
+    table, saved as HTML + xlsx + JSON; returns the evidence entry."""
+    from cutover.tenant_split import diff_report
+
+    figures = report_figures(units, rules, orphans or {}, failed, dry_run=phase == "dry_run")
+    diff = diff_report.build_diff(schema, rules).with_phase(phase)
+    known = {t.table for t in diff.tables if t.action != "drop"}
+    figures = {k: v for k, v in figures.items() if k in known}
     if figures:
         diff = diff.with_figures(figures)
     paths = diff_report.save_report(diff, run_id)
@@ -140,6 +206,19 @@ def prepare_unit(cfg: TenantSplitConfig, unit: PlannedUnit, *, run_id: str) -> d
     return {"database": db, "table": table, "triggers_backed_up": [s["name"] for s in saved], "findings": findings}
 
 
+def generated_columns(cur: Any, database: str, table: str) -> set[str]:
+    """The generated columns (STORED / PERSISTENT or VIRTUAL) of a table, lower-cased: MySQL and MariaDB
+    mark them in ``EXTRA`` (MySQL 8's ``DEFAULT_GENERATED`` marks a default expression, not one)."""
+    cur.execute("""SELECT COLUMN_NAME, EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s""",
+                (database, table))
+    out = set()
+    for name, extra in cur.fetchall():
+        e = text_of(extra or "").upper().replace("DEFAULT_GENERATED", "")
+        if "GENERATED" in e or "PERSISTENT" in e:
+            out.add(text_of(name).lower())
+    return out
+
+
 def copy_unit(cfg: TenantSplitConfig, unit: PlannedUnit, ctx: UnitContext) -> CopyResult:
     """Copy each source table of the unit from its checkpoint; progress in the log and the control schema."""
     d = unit.detail
@@ -149,7 +228,11 @@ def copy_unit(cfg: TenantSplitConfig, unit: PlannedUnit, ctx: UnitContext) -> Co
         _catch_up_from_copy_start(cfg, unit)
     progress = Progress(f"tenant {d['tenant']} → {d['database']}.{d['table']}", unit.rows, logger=log)
     with mysql_connect(cfg.target_conn_id, database="") as tconn:
-        ttypes = {c.lower(): c for c in column_types(tconn.cursor(), d["database"], d["table"])}
+        tcur = tconn.cursor()
+        generated = generated_columns(tcur, d["database"], d["table"])
+        # generated columns (STORED or VIRTUAL) are never written: the target computes them (MySQL 3105 /
+        # MariaDB 1906 otherwise); both copy modes take their insert column list from here
+        ttypes = {c.lower(): c for c in column_types(tcur, d["database"], d["table"]) if c.lower() not in generated}
     pg = pg_connect(cfg.control_conn_id)
     conn = pg.__enter__()
     try:
@@ -221,12 +304,31 @@ def finalize_unit(cfg: TenantSplitConfig, unit: PlannedUnit, *, run_id: str) -> 
     return {"triggers": restored, "triggers_proven_equal": sorted(backups), "auto_increment": auto}
 
 
-def close_run(cfg: TenantSplitConfig, run_id: str, units: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per tenant whose units all verified: its views and events recreated, every foreign key proven.
+def _run_phase(cfg: TenantSplitConfig, run_id: str, units: list[dict[str, Any]]) -> tuple[str, list[str] | None]:
+    """(the report's phase, the run's ``units`` Param): ``dry_run`` when the run's params say so,
+    ``copied`` once any unit got past ``prepared``, else ``planned``."""
+    with pg_connect(cfg.control_conn_id) as conn:
+        run = control.get_run(conn, run_id) or {}
+    params = run.get("params") or {}
+    wanted = [str(x) for x in (params.get("units") or [])] or None
+    if params.get("dry_run"):
+        return "dry_run", wanted
+    copied = any(u.get("state") not in ("planned", "prepared") or int(u.get("rows_written") or 0) for u in units)
+    return ("copied" if copied else "planned"), wanted
 
-    Returns ``{"failed": {unit key: error}, "tenants": {tenant: {...}}}``: a broken foreign key fails
-    every unit of its tenant (the tenant cannot be cut over).
+
+def close_run(cfg: TenantSplitConfig, run_id: str, units: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per tenant whose units all verified: its views and events recreated, every foreign key proven;
+    then the rows outside every tenant counted again and the schema diff report written from the run's
+    unit records (so its figures and labels say what the verdict says).
+
+    Returns ``{"failed": {unit key: error}, "tenants": {tenant: {...}}, "orphans": {table: {...}}}``: a
+    broken foreign key fails every unit of its tenant (the tenant cannot be cut over), and so do rows
+    outside every tenant that appeared after the plan in a table whose policy is ``orphans: error``.
     """
+    from cutover.tenant_split.mapping import MappingError
+    from cutover.tenant_split.plan import PlanError, outside_rows
+
     by_tenant: dict[str, list[dict[str, Any]]] = {}
     for u in units:
         key = UnitKey.parse(u["unit_key"], 2)
@@ -234,32 +336,49 @@ def close_run(cfg: TenantSplitConfig, run_id: str, units: list[dict[str, Any]]) 
     with mysql_connect(cfg.source_conn_id, database="") as sconn:
         schema = read_database(sconn.cursor(), cfg.source_database)
     _, rules = load_rules(cfg, schema)
-    evidence: dict[str, Any] = {"schema_diff": schema_report(cfg, run_id, units, schema, rules)}
-    with pg_connect(cfg.control_conn_id) as conn:
-        control.add_evidence(conn, run_id, {"schema_diff": evidence["schema_diff"],
-                                            "tenant_databases": control.load_name_map(conn, PIPELINE, cfg.scope),
-                                            "copy_mode": copier.copy_mode(cfg)})
-    if not by_tenant:
-        return {"failed": {}}
-    renames = _renames(cfg, rules)
+    phase, wanted = _run_phase(cfg, run_id, units)
+    try:  # a plan that failed (a refusal) still gets its report: what it says then is the plan's reason
+        orphans = outside_rows(cfg, sorted(by_tenant) if by_tenant and phase != "dry_run" else None, wanted)
+    except (PlanError, MappingError) as exc:
+        log.warning("tenant_split run %s: rows outside the tenants not counted: %s", run_id, exc)
+        orphans = {}
     failed: dict[str, str] = {}
+    for source, o in orphans.items():
+        if o.orphans and o.policy.mode == "error" and phase != "dry_run":
+            target_table = rules[source].target
+            for u in units:
+                if UnitKey.parse(u["unit_key"], 2).parts[1] == target_table:
+                    failed[u["unit_key"]] = f"rows outside every tenant appeared after the plan: {o.describe()}"
+    renames = _renames(cfg, rules)
     tenants: dict[str, Any] = {}
-    with mysql_connect(cfg.target_conn_id, database="") as tconn:
-        tcur = tconn.cursor()
-        for tenant, rows in sorted(by_tenant.items()):
-            if any(r["state"] not in ("verified", "cut_over") for r in rows):
-                tenants[tenant] = {"skipped": "not every table verified"}
-                continue
-            db = ((rows[0].get("detail") or {}).get("plan") or {}).get("database") or _stored_database(cfg, tenant)
-            routines = target.restore_routines(tcur, schema.views + schema.events, cfg.source_database, db, renames)
-            problems = target.validate_foreign_keys(tcur, db)
-            tenants[tenant] = {"database": db, "routines": routines, "foreign_keys": "hold" if not problems else problems}
-            if problems:
-                for r in rows:
-                    failed[r["unit_key"]] = "; ".join(problems[:5])
-            log.info("tenant %s (%s): %d view(s)/event(s), foreign keys %s", tenant, db, len(routines),
-                     "hold" if not problems else f"BROKEN: {problems[:3]}")
-    return {"failed": failed, "tenants": tenants}
+    if by_tenant:
+        with mysql_connect(cfg.target_conn_id, database="") as tconn:
+            tcur = tconn.cursor()
+            for tenant, rows in sorted(by_tenant.items()):
+                if any(r["state"] not in ("verified", "cut_over") for r in rows):
+                    tenants[tenant] = {"skipped": "not every table verified"}
+                    continue
+                db = ((rows[0].get("detail") or {}).get("plan") or {}).get("database") or _stored_database(cfg, tenant)
+                routines = target.restore_routines(tcur, schema.views + schema.events, cfg.source_database, db, renames)
+                problems = target.validate_foreign_keys(tcur, db)
+                tenants[tenant] = {"database": db, "routines": routines,
+                                   "foreign_keys": "hold" if not problems else problems}
+                if problems:
+                    for r in rows:
+                        failed.setdefault(r["unit_key"], "; ".join(problems[:5]))
+                log.info("tenant %s (%s): %d view(s)/event(s), foreign keys %s", tenant, db, len(routines),
+                         "hold" if not problems else f"BROKEN: {problems[:3]}")
+    outside = {k: v.to_dict() for k, v in orphans.items()}
+    for o in orphans.values():
+        if o.orphans:
+            log.warning("tenant_split run %s: %s (orphans: %s)", run_id, o.describe(), o.policy)
+    entry = schema_report(cfg, run_id, units, schema, rules, phase=phase, orphans=orphans, failed=failed)
+    with pg_connect(cfg.control_conn_id) as conn:
+        control.add_evidence(conn, run_id, {"schema_diff": entry,
+                                            "tenant_databases": control.load_name_map(conn, PIPELINE, cfg.scope),
+                                            "copy_mode": copier.copy_mode(cfg),
+                                            "orphans": outside})
+    return {"failed": failed, "tenants": tenants, "orphans": outside}
 
 
 def _stored_database(cfg: TenantSplitConfig, tenant: str) -> str:

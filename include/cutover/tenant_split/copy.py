@@ -6,11 +6,22 @@ last one copied, ``(k1 > a) OR (k1 = a AND k2 > b) …``, so chunks never overla
 column's index (which InnoDB extends with the primary key) serves the scan.
 
 **Checkpoint in the chunk's transaction**: the target server holds a small state database
-(``cutover_state`` by default) whose ``copy_checkpoints`` row per (unit, source table) — the last
-key, rows read and written, done — is written in the *same* target transaction as the chunk's rows.
-A task killed at any point resumes after the last committed chunk: no duplicate and no gap. The
-control schema's progress (``cutover.units``, ``cutover.progress``) follows each commit (a kill
-between the two only delays the figures; the next chunk brings them up to date).
+(``cutover_state`` by default) whose ``copy_checkpoints`` row per (source object, target object)
+pair — the last key, rows read and written, done — is written in the *same* target transaction as
+the chunk's rows. A task killed at any point resumes after the last committed chunk: no duplicate and
+no gap. The control schema's progress (``cutover.units``, ``cutover.progress``) follows each commit
+(a kill between the two only delays the figures; the next chunk brings them up to date).
+
+**A checkpoint names its pair and is proven before it is trusted** (:class:`CheckpointPair`,
+:func:`trusted_checkpoint`): its key is the hash of the source server, database, table and tenant
+and the target database and table (the state database lives on the target server, which is recorded
+too), so a run with another ``database_prefix`` (or another control schema) never meets an earlier
+run's checkpoints. It also records the target table's *creation identity* (:func:`table_identity`:
+InnoDB's table id, which a ``DROP``/``CREATE``, a ``TRUNCATE`` or a table rebuild changes). Before a
+copy resumes, every checkpoint of the unit's target table must carry the table's current identity,
+and a table that holds rows must have checkpoints: a checkpoint that does not match is never used —
+the copy starts again from nothing when the target table is empty (always safe), and otherwise stops
+with :class:`CheckpointMismatch` naming the table and what differs (nothing is written).
 
 **Two ways to move rows** (``copy_mode``):
 
@@ -38,6 +49,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -110,15 +122,40 @@ def copy_mode(cfg: TenantSplitConfig) -> str:
 
 
 def ensure_state(cur: Any, state_db: str) -> None:
-    """Create the target's state database and its checkpoint / position tables if missing."""
+    """Create the target's state database and its checkpoint / position tables if missing.
+
+    A ``copy_checkpoints`` table of the old layout (keyed by unit and source table only, without its
+    target) is renamed ``copy_checkpoints_legacy`` and never read again: its rows cannot say which
+    target they describe, so a copy whose target already holds rows then stops
+    (:class:`CheckpointMismatch`) instead of trusting them.
+    """
     db = quote_mysql(state_db)
     cur.execute(f"CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'copy_checkpoints'",
+                (state_db,))
+    exists = int(cur.fetchone()[0])
+    cur.execute("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'copy_checkpoints' "
+                "AND COLUMN_NAME = 'pair_hash'", (state_db,))
+    if exists and not int(cur.fetchone()[0]):
+        try:
+            cur.execute(f"RENAME TABLE {db}.copy_checkpoints TO {db}.copy_checkpoints_legacy")
+            log.warning("%s.copy_checkpoints had the old layout (no target named): kept as copy_checkpoints_legacy, "
+                        "never trusted", state_db)
+        except Exception as exc:  # noqa: BLE001 - another unit's prepare moved it first (1146) or a legacy exists (1050)
+            if getattr(exc, "args", (None,))[0] not in (1050, 1146):
+                raise
+            if getattr(exc, "args", (None,))[0] == 1050:
+                cur.execute(f"RENAME TABLE {db}.copy_checkpoints TO {db}.`copy_checkpoints_legacy_{int(time.time())}`")
     cur.execute(f"""CREATE TABLE IF NOT EXISTS {db}.copy_checkpoints (
-        unit_hash CHAR(40) NOT NULL, source_table VARCHAR(64) NOT NULL, unit_key TEXT NOT NULL,
+        pair_hash CHAR(40) NOT NULL, unit_hash CHAR(40) NOT NULL, unit_key TEXT NOT NULL,
+        source_server VARCHAR(255) NOT NULL, source_database VARCHAR(64) NOT NULL, source_table VARCHAR(64) NOT NULL,
+        tenant TEXT NOT NULL, target_server VARCHAR(255) NOT NULL, target_database VARCHAR(64) NOT NULL,
+        target_table VARCHAR(64) NOT NULL, target_identity VARCHAR(255) NOT NULL,
         last_key LONGTEXT NULL, rows_read BIGINT NOT NULL DEFAULT 0, rows_written BIGINT NOT NULL DEFAULT 0,
         done TINYINT NOT NULL DEFAULT 0, snapshot_position VARCHAR(255) NULL,
         updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
-        PRIMARY KEY (unit_hash, source_table)) ENGINE=InnoDB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin""")
+        PRIMARY KEY (pair_hash), KEY copy_checkpoints_unit (unit_hash, target_database, target_table),
+        KEY copy_checkpoints_target (target_database, target_table)) ENGINE=InnoDB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin""")
     cur.execute(f"""CREATE TABLE IF NOT EXISTS {db}.binlog_positions (
         target_database VARCHAR(64) NOT NULL, target_table VARCHAR(64) NOT NULL,
         file VARCHAR(255) NOT NULL, pos BIGINT NOT NULL,
@@ -129,6 +166,84 @@ def ensure_state(cur: Any, state_db: str) -> None:
 
 def unit_hash(unit_key: str) -> str:
     """The checkpoint row's key for a unit key of any length."""
+    return hashlib.sha1(unit_key.encode("utf-8")).hexdigest()
+
+
+class CheckpointMismatch(RuntimeError):
+    """A unit's checkpoints do not describe its target table (recreated, rebuilt, or holding rows no
+    checkpoint accounts for): nothing was copied; the message names the table and what differs."""
+
+
+def server_identity(cur: Any) -> str:
+    """The server a cursor is connected to, as the server names itself: ``hostname:port``, plus MySQL's
+    ``server_uuid`` where there is one (MariaDB has none)."""
+    cur.execute("SELECT @@hostname, @@port")
+    host, port = cur.fetchone()
+    out = f"{text_of(host)}:{int(port)}"
+    try:
+        cur.execute("SELECT @@server_uuid")
+        uuid = cur.fetchone()[0]
+        if uuid:
+            out += "/" + text_of(uuid)
+    except Exception:  # noqa: BLE001 - MariaDB: no such variable
+        pass
+    return out
+
+
+def table_identity(cur: Any, database: str, table: str) -> str | None:
+    """The creation identity of ``database.table``: ``innodb:<table id>`` (changed by DROP + CREATE,
+    TRUNCATE and any rebuild, never by DML, triggers or ``ALTER … AUTO_INCREMENT``), or — where the
+    InnoDB dictionary cannot be read (no PROCESS privilege) — ``created:<CREATE_TIME>`` (whole seconds,
+    and unchanged by TRUNCATE on MariaDB: weaker, said so in the log). None when there is no such table."""
+    # the dictionary spells names in the server's file-name encoding; the server encodes them itself
+    for view in ("INNODB_SYS_TABLES", "INNODB_TABLES"):  # MariaDB / MySQL 5.7, MySQL 8
+        try:
+            cur.execute(f"SELECT TABLE_ID FROM information_schema.{view} WHERE CAST(NAME AS BINARY) = "
+                        "CONCAT(CAST(CONVERT(%s USING filename) AS BINARY), '/', CAST(CONVERT(%s USING filename) AS BINARY))",
+                        (database, table))
+        except Exception as exc:  # noqa: BLE001 - no such view (1109) or no PROCESS privilege (1227)
+            log.debug("table_identity: %s unreadable: %s", view, exc)
+            continue
+        row = cur.fetchone()
+        if row is not None:
+            return f"innodb:{int(row[0])}"
+    cur.execute("SELECT CREATE_TIME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                (database, table))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    log.warning("table_identity: %s.%s identified by its creation time only (no InnoDB dictionary access)", database, table)
+    return f"created:{row[0]}"
+
+
+@dataclass(frozen=True)
+class CheckpointPair:
+    """The (source object, target object) pair one checkpoint belongs to.
+
+    ``source_server`` / ``target_server`` are :func:`server_identity` strings; the key
+    (:attr:`pair_hash`) covers the source server, database, table and tenant and the target database
+    and table (the state database lives on the target server, recorded in ``target_server``).
+    """
+
+    unit_key: str
+    source_server: str
+    source_database: str
+    source_table: str
+    tenant: str
+    target_server: str
+    target_database: str
+    target_table: str
+
+    @property
+    def pair_hash(self) -> str:
+        """The checkpoint row's key."""
+        ident = [self.source_server, self.source_database, self.source_table, self.tenant, self.target_database,
+                 self.target_table]
+        return hashlib.sha1(json.dumps(ident, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def unit_hash(unit_key: str) -> str:
+    """The hash of a unit key of any length (checkpoints are looked up by unit with it)."""
     return hashlib.sha1(unit_key.encode("utf-8")).hexdigest()
 
 
@@ -143,31 +258,88 @@ class Checkpoint:
     snapshot_position: str | None = None
 
 
-def read_checkpoint(cur: Any, state_db: str, unit_key: str, table: str) -> Checkpoint:
-    """The committed checkpoint (a fresh one when none)."""
+_CP_COLUMNS = "pair_hash, source_table, target_identity, last_key, rows_read, rows_written, done, snapshot_position"
+
+
+def _unit_target_rows(cur: Any, state_db: str, pair: CheckpointPair) -> list[tuple[Any, ...]]:
+    cur.execute(f"SELECT {_CP_COLUMNS} FROM {quote_mysql(state_db)}.copy_checkpoints "
+                "WHERE unit_hash = %s AND target_database = %s AND target_table = %s",
+                (unit_hash(pair.unit_key), pair.target_database, pair.target_table))
+    return list(cur.fetchall())
+
+
+def read_checkpoint(cur: Any, state_db: str, pair: CheckpointPair) -> Checkpoint:
+    """The committed checkpoint of ``pair`` as stored (a fresh one when none); not yet proven, see
+    :func:`trusted_checkpoint`."""
     cur.execute(f"SELECT last_key, rows_read, rows_written, done, snapshot_position FROM {quote_mysql(state_db)}.copy_checkpoints "
-                "WHERE unit_hash = %s AND source_table = %s", (unit_hash(unit_key), table))
+                "WHERE pair_hash = %s", (pair.pair_hash,))
     row = cur.fetchone()
     if row is None:
         return Checkpoint()
     return Checkpoint(decode_key(row[0]), int(row[1]), int(row[2]), bool(row[3]), row[4])
 
 
-def write_checkpoint(cur: Any, state_db: str, unit_key: str, table: str, cp: Checkpoint) -> None:
-    """Upsert the checkpoint (call inside the chunk's transaction)."""
+def trusted_checkpoint(cur: Any, state_db: str, pair: CheckpointPair, identity: str) -> Checkpoint:
+    """The checkpoint of ``pair`` once proven to describe the target table as it is now.
+
+    ``identity`` is the target table's :func:`table_identity`. Every checkpoint of the unit's target
+    table (all its source tables: a merge writes several) must carry that identity, a table that holds
+    rows must have checkpoints, and checkpoints that claim rows need a table that has some. When one of
+    these fails and the table is empty, the unit's checkpoints of it are deleted and the copy starts
+    from nothing (a fresh checkpoint is returned; safe, nothing can be duplicated); when the table holds
+    rows, :class:`CheckpointMismatch` is raised naming the table and what differs.
+    """
+    rows = _unit_target_rows(cur, state_db, pair)
+    name = f"{pair.target_database}.{pair.target_table}"
+    cur.execute(f"SELECT 1 FROM {quote_mysql(pair.target_database)}.{quote_mysql(pair.target_table)} LIMIT 1")
+    empty = cur.fetchone() is None
+    stale = sorted({text_of(r[2]) for r in rows if text_of(r[2]) != identity})
+    claimed = sum(int(r[5]) for r in rows)
+    problem = None
+    if not rows and not empty:
+        problem = (f"{name} holds rows but no checkpoint of unit {pair.unit_key!r} accounts for them (written by "
+                   "something else, by a copy whose checkpoints were lost, or before checkpoints named their target)")
+    elif stale:
+        problem = (f"{name} is not the table the checkpoints of unit {pair.unit_key!r} were written into: it was "
+                   f"recreated, truncated or rebuilt since (identity now {identity}, checkpoints {', '.join(stale)})")
+    elif empty and claimed:
+        problem = f"{name} is empty although the checkpoints of unit {pair.unit_key!r} claim {claimed:,} row(s) written"
+    if problem is None:
+        return read_checkpoint(cur, state_db, pair)
+    if not empty:
+        raise CheckpointMismatch(problem + ": nothing copied. Drop the table (tenant_split_rollback with drop for this "
+                                 "tenant, or DROP TABLE) and build it again.")
+    log.warning("%s: checkpoints not trusted, copying from the start", problem)
+    cur.execute(f"DELETE FROM {quote_mysql(state_db)}.copy_checkpoints WHERE unit_hash = %s AND target_database = %s "
+                "AND target_table = %s", (unit_hash(pair.unit_key), pair.target_database, pair.target_table))
+    return Checkpoint()
+
+
+def write_checkpoint(cur: Any, state_db: str, pair: CheckpointPair, identity: str, cp: Checkpoint) -> None:
+    """Upsert the checkpoint of ``pair``, stamped with the target table's ``identity`` (call inside the
+    chunk's transaction)."""
     cur.execute(
         f"""INSERT INTO {quote_mysql(state_db)}.copy_checkpoints
-            (unit_hash, source_table, unit_key, last_key, rows_read, rows_written, done, snapshot_position)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-            ON DUPLICATE KEY UPDATE last_key = VALUES(last_key), rows_read = VALUES(rows_read),
-              rows_written = VALUES(rows_written), done = VALUES(done), snapshot_position = VALUES(snapshot_position)""",
-        (unit_hash(unit_key), table, unit_key, None if cp.last_key is None else encode_key(cp.last_key), cp.rows_read,
-         cp.rows_written, int(cp.done), cp.snapshot_position))
+            (pair_hash, unit_hash, unit_key, source_server, source_database, source_table, tenant, target_server,
+             target_database, target_table, target_identity, last_key, rows_read, rows_written, done, snapshot_position)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            ON DUPLICATE KEY UPDATE target_identity = VALUES(target_identity), last_key = VALUES(last_key),
+              rows_read = VALUES(rows_read), rows_written = VALUES(rows_written), done = VALUES(done),
+              snapshot_position = VALUES(snapshot_position)""",
+        (pair.pair_hash, unit_hash(pair.unit_key), pair.unit_key, pair.source_server, pair.source_database,
+         pair.source_table, pair.tenant, pair.target_server, pair.target_database, pair.target_table, identity,
+         None if cp.last_key is None else encode_key(cp.last_key), cp.rows_read, cp.rows_written, int(cp.done),
+         cp.snapshot_position))
 
 
-def clear_checkpoints(cur: Any, state_db: str, unit_key: str) -> None:
-    """Forget a unit's checkpoints (its table was dropped)."""
-    cur.execute(f"DELETE FROM {quote_mysql(state_db)}.copy_checkpoints WHERE unit_hash = %s", (unit_hash(unit_key),))
+def clear_checkpoints(cur: Any, state_db: str, unit_key: str, target_database: str | None = None) -> None:
+    """Forget a unit's checkpoints (its table was dropped or created anew): those of its table in
+    ``target_database`` only when given, else of every target it was copied to."""
+    sql = f"DELETE FROM {quote_mysql(state_db)}.copy_checkpoints WHERE unit_hash = %s"
+    params: tuple[Any, ...] = (unit_hash(unit_key),)
+    if target_database is not None:
+        sql, params = sql + " AND target_database = %s", (*params, target_database)
+    cur.execute(sql, params)
 
 
 # --- SQL pieces ---------------------------------------------------------------------------------
@@ -193,9 +365,10 @@ class Source:
     def where(self, last: tuple[Any, ...] | None, upper: tuple[Any, ...] | None = None) -> tuple[str, list[Any]]:
         """The WHERE clause (tenant, after ``last``, up to ``upper`` inclusive) and its params."""
         terms, params = [], []
-        if self.table.tenant_column:
-            terms.append(f"{quote_mysql(self.table.tenant_column)} = %s")
-            params.append(self.tenant)
+        tenant_sql, tenant_params = self.table.tenant_filter(self.database, self.tenant)  # orphans too with copy_to
+        if tenant_sql:
+            terms.append(tenant_sql)
+            params += tenant_params
         if last is not None:
             terms.append(after_key(self.table.key))
             params += after_params(last)
@@ -325,14 +498,25 @@ def copy_source(cfg: TenantSplitConfig, src: Source, target_db: str, target_tabl
         tcur = tconn.cursor()
         target_session(tcur)
         loader = mode == "client" and cfg.extra.get("writer", "auto") != "insert" and local_infile_allowed(tcur)
-        cp = read_checkpoint(tcur, cfg.state_database, unit_key, src.table.table)
+        target_server = server_identity(tcur)
+        if mode == "client":
+            with raw_connect(cfg.source_conn_id) as probe:
+                source_server = server_identity(probe.cursor())
+        else:
+            source_server = target_server
+        pair = CheckpointPair(unit_key, source_server, src.database, src.table.table, src.tenant, target_server,
+                              target_db, target_table)
+        identity = table_identity(tcur, target_db, target_table)
+        if identity is None:
+            raise CheckpointMismatch(f"{target_db}.{target_table} does not exist on the target: prepare the unit first")
+        cp = trusted_checkpoint(tcur, cfg.state_database, pair, identity)
         tconn.commit()
         if cp.done:
             totals.rows_read += cp.rows_read
             totals.rows_written += cp.rows_written
             return cp
         if not src.table.key:
-            return _copy_whole(cfg, src, tconn, insert_values, unit_key, totals, on_commit, run_id)
+            return _copy_whole(cfg, src, tconn, insert_values, pair, identity, totals, on_commit, run_id)
         base_read, base_written = totals.rows_read, totals.rows_written
         totals.rows_read, totals.rows_written = base_read + cp.rows_read, base_written + cp.rows_written
         sconn_ctx = raw_connect(cfg.source_conn_id) if mode == "client" else None
@@ -391,7 +575,7 @@ def copy_source(cfg: TenantSplitConfig, src: Source, target_db: str, target_tabl
                                 src.tenant, src.table.table, len(dead), dead[0].reason)
                 cp = Checkpoint(last if last is not None else cp.last_key, cp.rows_read + got, cp.rows_written + written,
                                 done=last is None)
-                write_checkpoint(tcur, cfg.state_database, unit_key, src.table.table, cp)
+                write_checkpoint(tcur, cfg.state_database, pair, identity, cp)
                 tconn.commit()
                 totals.rows_read, totals.rows_written = base_read + cp.rows_read, base_written + cp.rows_written
                 totals.chunks += 1
@@ -415,8 +599,8 @@ def _snapshot_position(cur: Any) -> str | None:
     return None
 
 
-def _copy_whole(cfg: TenantSplitConfig, src: Source, tconn: Any, insert_values: str, unit_key: str, totals: UnitCopy,
-                on_commit: Callable[[UnitCopy], None], run_id: str) -> Checkpoint:
+def _copy_whole(cfg: TenantSplitConfig, src: Source, tconn: Any, insert_values: str, pair: CheckpointPair, identity: str,
+                totals: UnitCopy, on_commit: Callable[[UnitCopy], None], run_id: str) -> Checkpoint:
     """A table without a copy key: the tenant's rows from one consistent snapshot, in one target transaction."""
     import MySQLdb.cursors
 
@@ -450,10 +634,10 @@ def _copy_whole(cfg: TenantSplitConfig, src: Source, tconn: Any, insert_values: 
         sconn.rollback()
     if dead:
         with pg_connect(cfg.control_conn_id) as pg:
-            control.add_dead_letters(pg, PIPELINE, run_id, unit_key, dead)
+            control.add_dead_letters(pg, PIPELINE, run_id, pair.unit_key, dead)
         totals.dead_letters += len(dead)
     cp = Checkpoint(None, got, written, True, position)
-    write_checkpoint(tcur, cfg.state_database, unit_key, src.table.table, cp)
+    write_checkpoint(tcur, cfg.state_database, pair, identity, cp)
     tconn.commit()
     totals.rows_read += got
     totals.rows_written += written

@@ -19,7 +19,13 @@ source table) it lists :class:`Finding` rows, each with a severity and the actio
 
 A :class:`SchemaDiff` is JSON-able (:meth:`SchemaDiff.to_dict`, :meth:`SchemaDiff.from_dict`),
 summarised (:meth:`SchemaDiff.summary`), and takes verification figures per target table afterwards
-(:meth:`SchemaDiff.with_figures`). :func:`render_html` writes one self-contained offline page (no
+(:meth:`SchemaDiff.with_figures`). Its ``phase`` (:data:`PHASES`) says where the run stands, and every
+label follows it: ``dry_run`` (nothing written), ``planned`` (before the copy), ``copied`` (after it).
+The figures come from the verified records (``cutover.units`` of the run, each unit's latest verify
+detail), never from copy counters, and account for every source row: ``rows_source`` = rows in the
+target + dead letters + rows outside every tenant that were reported (``orphans: report``) + rows of
+tenants the run left out; a table with dead letters, unverified units or unaccounted rows is never
+green. :func:`render_html` writes one self-contained offline page (no
 script, no remote asset), :func:`write_xlsx` a workbook (Summary, Findings, Tables; cells from data
 never become formulas), and :func:`save_report` both plus the JSON into ``reports/<safe run id>/``
 beside the data docs, where the Airflow UI plugin serves them at
@@ -59,6 +65,12 @@ SEVERITIES = ("error", "warning", "info")
 #: what becomes of a table, as the report says it
 ACTIONS = ("copy", "rename", "merge into", "shared copy", "drop")
 KINDS = ("table", "column", "index", "foreign_key", "trigger", "view", "event", "merge", "rows")
+#: where the run stands when the report is written: nothing written / before the copy / after it
+PHASES = ("dry_run", "planned", "copied")
+PHASE_LABELS = {"dry_run": "dry run: nothing was written", "planned": "planned, before the copy",
+                "copied": "after the copy"}
+#: figure keys counted as source rows that are, by decision, not in the target
+NOT_COPIED = ("dead_letters", "orphans_reported", "orphans_refused", "excluded")
 #: the action taken for every trigger, view and event
 SET_ASIDE = "set aside during copy, restored after, definition proven equal"
 REPORT_FILES = ("schema_diff.html", "schema_diff.xlsx", "schema_diff.json")
@@ -94,7 +106,8 @@ class TableDiff:
 
     ``figures`` holds the verification figures once attached (:meth:`SchemaDiff.with_figures`):
     ``rows_source``, ``rows_target`` (ints), ``checksums_match`` (bool) and optionally ``per_tenant``
-    (tenant → the same three keys)."""
+    (tenant → the same three keys), ``dead_letters``, ``orphans_reported``, ``orphans_copied``,
+    ``excluded`` (rows), ``units`` / ``units_verified`` and ``verified`` (every unit verified)."""
 
     table: str
     action: str
@@ -121,6 +134,17 @@ class SchemaDiff:
     target_database: str | None
     tables: list[TableDiff] = field(default_factory=list)
     database_findings: list[Finding] = field(default_factory=list)
+    #: one of :data:`PHASES`
+    phase: str = "planned"
+
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES:
+            raise ValueError(f"schema diff phase {self.phase!r} not in {PHASES}")
+
+    @property
+    def copied(self) -> bool:
+        """Whether the copy has run (labels say "after the copy", errors are not "fix before the copy")."""
+        return self.phase == "copied"
 
     @property
     def compared_with(self) -> str:
@@ -164,12 +188,14 @@ class SchemaDiff:
             "severity": severity,
             "kinds": {k: kinds[k] for k in KINDS if k in kinds},
             "ok": severity["error"] == 0,
+            "phase": self.phase,
         }
         verified = [t for t in self.tables if t.figures]
         if verified:
-            out["verified_tables"] = len(verified)
-            out["rows_source"] = sum(int(t.figures.get("rows_source") or 0) for t in verified)
-            out["rows_target"] = sum(int(t.figures.get("rows_target") or 0) for t in verified)
+            out["verified_tables"] = sum(1 for t in verified if t.figures.get("verified", True))
+            out["figure_tables"] = len(verified)
+            for key in ("rows_source", "rows_target", "orphans_copied", *NOT_COPIED):
+                out[key] = sum(int(t.figures.get(key) or 0) for t in verified)
             out["tables_mismatched"] = sum(1 for t in verified if _mismatch(t.figures))
         return out
 
@@ -180,6 +206,7 @@ class SchemaDiff:
             "version": 1,
             "source_database": self.source_database,
             "target_database": self.target_database,
+            "phase": self.phase,
             "compared_with": self.compared_with,
             "tables": [asdict(t) for t in self.tables],
             "database_findings": [asdict(f) for f in self.database_findings],
@@ -197,7 +224,7 @@ class SchemaDiff:
                 findings=[Finding(**f) for f in t.get("findings") or []], figures=dict(t.get("figures") or {}),
             ) for t in data["tables"]]
             return cls(str(data["source_database"]), data.get("target_database"), tables,
-                       [Finding(**f) for f in data.get("database_findings") or []])
+                       [Finding(**f) for f in data.get("database_findings") or []], str(data.get("phase") or "planned"))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a schema diff dict: {exc!r}") from exc
 
@@ -218,12 +245,26 @@ class SchemaDiff:
             fig = dict(figures[t.table])
             kept = [f for f in t.findings if f.kind != "rows"]
             tables.append(replace(t, findings=kept + _figure_findings(t.table, fig), figures=fig))
-        return SchemaDiff(self.source_database, self.target_database, tables, list(self.database_findings))
+        return SchemaDiff(self.source_database, self.target_database, tables, list(self.database_findings), self.phase)
+
+    def with_phase(self, phase: str) -> SchemaDiff:
+        """A copy in another :data:`PHASES` phase (raises ``ValueError`` for an unknown one)."""
+        return replace(self, tables=list(self.tables), database_findings=list(self.database_findings), phase=phase)
+
+
+def unaccounted(fig: Mapping[str, Any]) -> int:
+    """Source rows of a figure that are neither in the target nor counted as not copied (dead letters,
+    reported orphans, excluded tenants): 0 when every row is accounted for; None-safe."""
+    if fig.get("rows_source") is None:
+        return 0
+    return int(fig["rows_source"]) - int(fig.get("rows_target") or 0) - sum(int(fig.get(k) or 0) for k in NOT_COPIED)
 
 
 def _mismatch(fig: Mapping[str, Any]) -> bool:
-    rows_differ = fig.get("rows_source") is not None and fig.get("rows_source") != fig.get("rows_target")
-    return bool(rows_differ or fig.get("checksums_match") is False)
+    """Whether a table (or tenant) figure is not green: rows unaccounted for, a checksum that differs,
+    dead letters (rows that are not in the target), or a unit that did not verify."""
+    return bool(unaccounted(fig) or fig.get("checksums_match") is False or int(fig.get("dead_letters") or 0)
+                or int(fig.get("orphans_refused") or 0) or fig.get("verified") is False)
 
 
 def _figure_findings(table: str, fig: Mapping[str, Any]) -> list[Finding]:
@@ -231,12 +272,38 @@ def _figure_findings(table: str, fig: Mapping[str, Any]) -> list[Finding]:
     parts: list[tuple[str, Mapping[str, Any]]] = [("all tenants", fig)]
     parts += [(f"tenant {k}", v) for k, v in sorted((fig.get("per_tenant") or {}).items(), key=lambda kv: str(kv[0]))]
     for who, f in parts:
-        if f.get("rows_source") is not None and f.get("rows_source") != f.get("rows_target"):
+        state = f.get("state")
+        if f.get("verified") is False:
+            out.append(Finding(table, "rows", who, "not verified", f"{_num(f.get('units_verified') or 0)} of "
+                               f"{_num(f.get('units') or 0)} unit(s) verified" if f.get("units") else "",
+                               str(state or f.get("error") or ""), "error",
+                               "stopped before cutover: " + (str(f["error"])[:300] if f.get("error") else "not verified")))
+        if unaccounted(f):
+            not_copied = sum(int(f.get(k) or 0) for k in NOT_COPIED)
             out.append(Finding(table, "rows", who, "row count differs", _num(f.get("rows_source")),
-                               _num(f.get("rows_target")), "error", "unit stopped before cutover: verification failed"))
-        elif f.get("checksums_match") is False:
+                               _num(f.get("rows_target")) + (f" (+ {_num(not_copied)} not copied)" if not_copied else ""),
+                               "error", "unit stopped before cutover: verification failed"))
+        elif f.get("checksums_match") is False and not int(f.get("dead_letters") or 0):
             out.append(Finding(table, "rows", who, "checksum differs", "", "", "error",
                                "unit stopped before cutover: verification failed"))
+        if int(f.get("dead_letters") or 0):
+            out.append(Finding(table, "rows", who, "rows in dead letters", _num(f.get("dead_letters")), "not in the target",
+                               "error", "fix the rows named in cutover.dead_letters and build the unit again"))
+    if int(fig.get("orphans_reported") or 0):
+        out.append(Finding(table, "rows", "outside every tenant", "not copied (orphans: report)",
+                           _num(fig.get("orphans_reported")), "copied nowhere", "warning",
+                           "reported: tenant column NULL or a tenant the directory does not list"))
+    if int(fig.get("orphans_refused") or 0):
+        out.append(Finding(table, "rows", "outside every tenant", "not copied (orphans: error)",
+                           _num(fig.get("orphans_refused")), "copied nowhere", "error",
+                           "the plan refuses them: fix the rows, or set orphans: report or {copy_to: <tenant>}"))
+    if int(fig.get("orphans_copied") or 0):
+        out.append(Finding(table, "rows", "outside every tenant", "copied to a tenant (orphans: copy_to)",
+                           _num(fig.get("orphans_copied")), f"tenant {fig.get('copy_to')}", "info",
+                           "copied with that tenant's rows, tenant column kept as it was"))
+    if int(fig.get("excluded") or 0):
+        out.append(Finding(table, "rows", "tenants not in this run", "not copied by this run", _num(fig.get("excluded")),
+                           "", "info", "left out by the run's tenants / tables / units: another run copies them"))
     return out
 
 
@@ -691,13 +758,29 @@ def _counts(t: TableDiff) -> str:
     return " ".join(parts) or '<span class="muted">no change</span>'
 
 
+def _not_copied(fig: Mapping[str, Any]) -> str:
+    parts = [(k, int(fig.get(k) or 0)) for k in NOT_COPIED]
+    labels = {"dead_letters": "dead letters", "orphans_reported": "outside every tenant (reported)",
+              "orphans_refused": "outside every tenant (refused)", "excluded": "tenants not in this run"}
+    shown = [f"{_num(n)} {labels[k]}" for k, n in parts if n]
+    return "; ".join(shown) if shown else '<span class="muted">0</span>'
+
+
 def _figures_cells(fig: Mapping[str, Any]) -> list[str]:
     if not fig:
-        return ['<span class="muted">–</span>'] * 3
+        return ['<span class="muted">–</span>'] * 4
     match = fig.get("checksums_match")
-    return [_num(fig.get("rows_source")), _num(fig.get("rows_target")),
-            '<span class="muted">–</span>' if match is None else
-            ('<span class="state ok">match</span>' if match else '<span class="state bad">MISMATCH</span>')]
+    if fig.get("verified") is False:
+        verdict = '<span class="state bad">NOT VERIFIED</span>'
+    elif int(fig.get("dead_letters") or 0):
+        verdict = '<span class="state bad">DEAD LETTERS</span>'
+    elif unaccounted(fig):
+        verdict = '<span class="state bad">ROWS UNACCOUNTED</span>'
+    elif match is None:
+        verdict = '<span class="muted">–</span>'
+    else:
+        verdict = '<span class="state ok">match</span>' if match else '<span class="state bad">MISMATCH</span>'
+    return [_num(fig.get("rows_source")), _num(fig.get("rows_target")), _not_copied(fig), verdict]
 
 
 def _findings_table(findings: list[Finding], *, with_table: bool = False) -> str:
@@ -724,18 +807,29 @@ def render_html(diff: SchemaDiff, *, title: str, run_id: str, links: Mapping[str
         "Spreadsheet (XLSX)": "schema_diff.xlsx", "JSON": "schema_diff.json",
         "Run evidence": "../../run/" + quote(run_id, safe=""), "Migration status": "../../status"}
     against = (f"target database <code>{_e(diff.target_database)}</code>" if diff.target_database is not None
-               else "the DDL the mapping implies (dry run: each target table has its source's shape under its new name)")
+               else "the DDL the mapping implies (each target table has its source's shape under its new name)")
     body = [
         "<nav>" + " ".join(f'<a href="{_e(href)}">{_e(label)}</a>' for label, href in nav.items()) + "</nav>",
         f"<h1>{_e(title)}</h1>",
         f"<p>Run <code>{_e(run_id)}</code> · source database <code>{_e(diff.source_database)}</code> · compared with "
-        f"{against}</p>",
+        f"{against} · <strong>{_e(PHASE_LABELS[diff.phase])}</strong></p>",
         f'<p class="verdict {"bad" if sev["error"] else "ok"}">{sev["error"]:,} error(s), {sev["warning"]:,} warning(s), '
         f'{sev["info"]:,} info · {s["tables"]:,} target table(s), {s["dropped"]:,} dropped</p>',
     ]
-    if "verified_tables" in s:
-        body.append(f"<p>Verified {s['verified_tables']:,} table(s): {s['rows_source']:,} source rows, "
-                    f"{s['rows_target']:,} target rows, {s['tables_mismatched']:,} table(s) with a mismatch.</p>")
+    if "verified_tables" in s and diff.phase == "dry_run":
+        body.append(f"<p>Dry run: {s['orphans_reported'] + s['orphans_refused']:,} row(s) outside every tenant "
+                    f"({s['orphans_refused']:,} refused by orphans: error), {s['orphans_copied']:,} to be copied to a "
+                    f"tenant (orphans: copy_to), {s['excluded']:,} of tenants not in this run.</p>")
+    elif "verified_tables" in s:
+        body.append(f"<p>Verified {s['verified_tables']:,} of {s['figure_tables']:,} table(s) (from the run's verified "
+                    f"units): {s['rows_source']:,} source rows = {s['rows_target']:,} in the target + "
+                    f"{s['dead_letters']:,} in dead letters + {s['orphans_reported']:,} outside every tenant (reported) + "
+                    + (f"{s['orphans_refused']:,} outside every tenant (refused) + " if s["orphans_refused"] else "") +
+                    f"{s['excluded']:,} of tenants not in this run"
+                    + (f" ({s['orphans_copied']:,} outside every tenant copied to a tenant)" if s["orphans_copied"] else "")
+                    + f"; {s['tables_mismatched']:,} table(s) not green.</p>")
+    elif diff.copied:
+        body.append('<p class="muted">No verified figures: no unit of this run reached verification.</p>')
     body.append("<h2>Summary</h2>")
     rows = []
     for i, t in enumerate(diff.tables):
@@ -747,15 +841,16 @@ def render_html(diff: SchemaDiff, *, title: str, run_id: str, links: Mapping[str
     if diff.database_findings:
         rows.append(['<a href="#db">(views, events)</a>', "", "", "", "",
                      " ".join(f"{_sev(v)} {sum(1 for f in diff.database_findings if f.severity == v)}" for v in SEVERITIES
-                              if any(f.severity == v for f in diff.database_findings)), "", "", ""])
+                              if any(f.severity == v for f in diff.database_findings)), "", "", "", ""])
     body.append(_table(["target table", "source table(s)", "action", "columns", "tenant column", "findings",
-                        "rows source", "rows target", "checksums"], rows, "The source has no table."))
+                        "rows source", "rows target", "not copied", "verified"], rows, "The source has no table."))
     kind_rows = [[_e(k), *[_num(v[x]) if v[x] else "" for x in SEVERITIES]] for k, v in s["kinds"].items()]
     body.append("<h3>Findings by kind</h3>")
     body.append(_table(["kind", *SEVERITIES], kind_rows, "No finding."))
     errors = [f for f in diff.findings if f.severity == "error"]
     if errors:
-        body.append(f"<h2>Errors ({len(errors):,}): fix before the copy</h2>")
+        body.append(f"<h2>Errors ({len(errors):,}): fix before the cutover</h2>" if diff.copied
+                    else f"<h2>Errors ({len(errors):,}): fix before the copy</h2>")
         body.append(_findings_table(errors, with_table=True))
     for i, t in enumerate(diff.tables):
         lines = ", ".join(str(x) for x in t.mapping_lines)
@@ -767,7 +862,7 @@ def render_html(diff: SchemaDiff, *, title: str, run_id: str, links: Mapping[str
                     + (f" · mapping line {_e(lines)}" if lines else "") + "</p>")
         if t.figures:
             per = t.figures.get("per_tenant") or {}
-            body.append(_table(["tenant", "rows source", "rows target", "checksums"],
+            body.append(_table(["tenant", "rows source", "rows target", "not copied", "verified"],
                                [["all", *_figures_cells(t.figures)]]
                                + [[_e(k), *_figures_cells(v)] for k, v in sorted(per.items(), key=lambda kv: str(kv[0]))],
                                ""))
@@ -840,13 +935,14 @@ def write_xlsx(diff: SchemaDiff, path: str | Path, *, title: str = "Schema diff"
     s = diff.summary()
     summary: list[list[Any]] = [["title", title], ["run id", run_id], ["source database", diff.source_database],
                                 ["compared with", "target database " + diff.target_database if diff.target_database
-                                 else "the DDL the mapping implies (dry run)"],
+                                 else "the DDL the mapping implies"], ["run", PHASE_LABELS[diff.phase]],
                                 ["target tables", s["tables"]], ["dropped tables", s["dropped"]],
                                 ["findings", s["findings"]]]
     summary += [[f"findings: {sev}", s["severity"][sev]] for sev in SEVERITIES]
     summary += [[f"tables: {a}", n] for a, n in s["actions"].items()]
     summary += [[f"{k}: {sev}", n] for k, by in s["kinds"].items() for sev, n in by.items() if n]
-    for key in ("verified_tables", "rows_source", "rows_target", "tables_mismatched"):
+    for key in ("verified_tables", "rows_source", "rows_target", "dead_letters", "orphans_reported", "orphans_copied",
+                "excluded", "tables_mismatched"):
         if key in s:
             summary.append([key.replace("_", " "), s[key]])
     wb = Workbook()
@@ -861,10 +957,13 @@ def write_xlsx(diff: SchemaDiff, path: str | Path, *, title: str = "Schema diff"
             if cell.value in fills:
                 cell.fill = fills[cell.value]
     _sheet(wb, "Tables", ["source table(s)", "target table", "action", "column count", "tenant column", "errors",
-                          "warnings", "rows source", "rows target", "checksums match"],
+                          "warnings", "rows source", "rows target", "checksums match", "dead letters",
+                          "outside tenants (reported)", "outside tenants (copied)", "tenants not in run", "verified"],
            [[", ".join(t.sources), "" if t.action == "drop" else t.table, t.action, len(t.columns), t.tenant_column or "",
              t.count("error"), t.count("warning"), t.figures.get("rows_source"), t.figures.get("rows_target"),
-             _yes_no(t.figures.get("checksums_match"))] for t in diff.tables])
+             _yes_no(t.figures.get("checksums_match")), t.figures.get("dead_letters"), t.figures.get("orphans_reported"),
+             t.figures.get("orphans_copied"), t.figures.get("excluded"),
+             _yes_no(None if not t.figures else not _mismatch(t.figures))] for t in diff.tables])
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -925,8 +1024,8 @@ def list_reports(root: Path | None = None) -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "ACTIONS", "KINDS", "REPORT_FILES", "SET_ASIDE", "SEVERITIES", "XLSX_MEDIA_TYPE", "Finding", "SchemaDiff",
+    "ACTIONS", "KINDS", "PHASES", "PHASE_LABELS", "REPORT_FILES", "SET_ASIDE", "SEVERITIES", "XLSX_MEDIA_TYPE", "Finding", "SchemaDiff",
     "TableDiff", "build_diff", "evidence_entry", "list_reports", "load_report", "normalise_definition",
     "normalise_default", "normalise_type", "references", "render_html", "report_dir", "reports_root", "safe_run_dir",
-    "save_report", "write_xlsx",
+    "save_report", "unaccounted", "write_xlsx",
 ]

@@ -10,7 +10,19 @@
       customer_notes: {rename: notes}
       invoices_2019: {merge_into: invoices}   # rows go into another table of the same shape
       plans: {action: shared}           # reference data without a tenant column, copied to every tenant
+      audit_log: {orphans: report}      # this table's rows outside every tenant: reported, not copied
+      legacy_cache: {non_transactional: copy}  # a MyISAM table copied anyway (resume not exact)
     unlisted: copy                      # tables not listed: copy (default) or error
+    orphans: error                      # rows outside every tenant: error (default) | report | {copy_to: <tenant>}
+
+**Orphans** are a tenant-scoped table's rows that no tenant of the directory claims: the tenant
+column is NULL, or holds an id the tenant directory does not list. ``orphans`` (top level, and per
+table) says what becomes of them: ``error`` (the default) stops the plan, naming the table, the
+counts and sample keys; ``report`` copies them nowhere and reports them (run evidence, schema diff
+report); ``{copy_to: <tenant>}`` copies them into that tenant's database (they keep their tenant
+column's value). **Non-transactional tables** (MyISAM, Aria, MEMORY, …) are refused at plan: a chunk
+and its checkpoint cannot commit together there, so a resumed copy could duplicate rows;
+``non_transactional: copy`` on a table accepts that risk for it.
 
 :func:`load_mapping` reads it with PyYAML's node API so every error names the file and line
 (``mapping.yaml line 7: …``): unknown keys or actions, a rename and a drop at once, a duplicate table,
@@ -29,12 +41,35 @@ from typing import Any
 from cutover.identifiers import IdentifierError, validate_identifier
 
 ACTIONS = ("copy", "drop", "shared")
-TABLE_KEYS = ("action", "rename", "merge_into", "tenant_column")
-TOP_KEYS = ("tenant_column", "tables", "unlisted")
+TABLE_KEYS = ("action", "rename", "merge_into", "tenant_column", "orphans", "non_transactional")
+TOP_KEYS = ("tenant_column", "tables", "unlisted", "orphans")
+#: what becomes of a table's rows outside every tenant (``copy_to`` takes a tenant id)
+ORPHAN_MODES = ("error", "report", "copy_to")
+#: ``non_transactional``: ``refuse`` (the default: the plan stops) or ``copy`` (the table's opt-in)
+NON_TRANSACTIONAL = ("refuse", "copy")
 
 
 class MappingError(ValueError):
     """The mapping file is wrong; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class OrphanPolicy:
+    """What becomes of rows outside every tenant: ``mode`` is one of :data:`ORPHAN_MODES`; ``tenant``
+    the tenant id they go to (``copy_to`` only); ``line`` the mapping line that set it (0: default)."""
+
+    mode: str = "error"
+    tenant: str | None = None
+    line: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ORPHAN_MODES:
+            raise ValueError(f"orphans must be one of {', '.join(ORPHAN_MODES)}, got {self.mode!r}")
+        if (self.mode == "copy_to") != bool(self.tenant):
+            raise ValueError("orphans: copy_to needs a non-empty tenant id (and only copy_to takes one)")
+
+    def __str__(self) -> str:
+        return f"copy_to: {self.tenant}" if self.mode == "copy_to" else self.mode
 
 
 @dataclass(frozen=True)
@@ -48,6 +83,10 @@ class TableRule:
     tenant_column: str | None
     line: int
     merged: bool = False  # its rows go into ``target``, a table kept under its own rule
+    #: this table's orphan policy (None: the mapping's top-level ``orphans``)
+    orphans: OrphanPolicy | None = None
+    #: ``non_transactional: copy`` was given: a MyISAM (or other non-transactional) table is copied anyway
+    allow_non_transactional: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +97,11 @@ class Mapping:
     tenant_column: str
     rules: dict[str, TableRule] = field(default_factory=dict)
     unlisted: str = "copy"
+    orphans: OrphanPolicy = field(default_factory=OrphanPolicy)
+
+    def orphan_policy(self, rule: TableRule) -> OrphanPolicy:
+        """The orphan policy of one table: its own, else the mapping's."""
+        return rule.orphans or self.orphans
 
     def resolve(self, tables: Iterable[str]) -> dict[str, TableRule]:
         """The rule of every table the source has (listed or not); raises :class:`MappingError` for a
@@ -131,6 +175,28 @@ def _ident(path: str, node: Any, what: str) -> str:
         raise MappingError(f"{path} line {_line(node)}: {what} {name!r}: {exc}") from exc
 
 
+def _orphans(path: str, node: Any, what: str) -> OrphanPolicy:
+    """``error`` | ``report`` | ``{copy_to: <tenant id>}`` (the tenant id is data: any non-empty text)."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        pairs = _pairs(path, node, what)
+        keys = [_scalar(path, k, f"a key of {what}") for k, _ in pairs]
+        if keys != ["copy_to"]:
+            raise MappingError(f"{path} line {_line(node)}: {what} must be error, report or {{copy_to: <tenant>}}, "
+                               f"got the key(s) {keys}")
+        tenant = _scalar(path, pairs[0][1], f"copy_to of {what}")
+        if not tenant.strip():
+            raise MappingError(f"{path} line {_line(pairs[0][1])}: copy_to of {what}: the tenant id is blank")
+        return OrphanPolicy("copy_to", tenant, _line(node))
+    value = _scalar(path, node, what)
+    if value not in ("error", "report"):
+        hint = " (write it as {copy_to: <tenant>})" if value.startswith("copy_to") else ""
+        raise MappingError(f"{path} line {_line(node)}: {what} must be error, report or {{copy_to: <tenant>}}, "
+                           f"got {value!r}{hint}")
+    return OrphanPolicy(value, None, _line(node))
+
+
 def parse_mapping(text: str, *, path: str = "<mapping>") -> Mapping:
     """Parse and validate mapping YAML (see the module docstring); raises :class:`MappingError`."""
     import yaml
@@ -153,6 +219,7 @@ def parse_mapping(text: str, *, path: str = "<mapping>") -> Mapping:
     unlisted = _scalar(path, top["unlisted"][1], "unlisted") if "unlisted" in top else "copy"
     if unlisted not in ("copy", "error"):
         raise MappingError(f"{path} line {_line(top['unlisted'][1])}: unlisted must be copy or error, got {unlisted!r}")
+    orphans = _orphans(path, top["orphans"][1], "orphans") if "orphans" in top else OrphanPolicy()
     rules: dict[str, TableRule] = {}
     tables_node = top["tables"][1]
     for k, v in _pairs(path, tables_node, "tables"):
@@ -165,7 +232,7 @@ def parse_mapping(text: str, *, path: str = "<mapping>") -> Mapping:
                 if key not in TABLE_KEYS:
                     raise MappingError(f"{path} line {_line(ok)}: table {name!r}: unknown key {key!r} "
                                        f"(expected one of {', '.join(TABLE_KEYS)})")
-                opts[key] = (ov, _scalar(path, ov, f"{key} of table {name!r}"))
+                opts[key] = (ov, "" if key == "orphans" else _scalar(path, ov, f"{key} of table {name!r}"))
         action = opts.get("action", (None, "copy"))[1]
         if action not in ACTIONS:
             raise MappingError(f"{path} line {_line(opts['action'][0])}: table {name!r}: unknown action {action!r} "
@@ -177,6 +244,16 @@ def parse_mapping(text: str, *, path: str = "<mapping>") -> Mapping:
                                f"{', '.join(sorted({'rename', 'merge_into', 'tenant_column'} & set(opts)))} means nothing")
         if action == "shared" and "tenant_column" in opts:
             raise MappingError(f"{path} line {line}: table {name!r} is shared reference data: it has no tenant column")
+        if action != "copy" and "orphans" in opts:
+            raise MappingError(f"{path} line {_line(opts['orphans'][0])}: table {name!r} is {action}: it has no "
+                               "tenant column, so no row outside a tenant (orphans means nothing)")
+        table_orphans = _orphans(path, opts["orphans"][0], f"orphans of table {name!r}") if "orphans" in opts else None
+        non_tx = opts.get("non_transactional", (None, "refuse"))
+        if non_tx[1] not in NON_TRANSACTIONAL:
+            raise MappingError(f"{path} line {_line(non_tx[0])}: table {name!r}: non_transactional must be "
+                               f"{' or '.join(NON_TRANSACTIONAL)}, got {non_tx[1]!r}")
+        if action == "drop" and "non_transactional" in opts:
+            raise MappingError(f"{path} line {line}: table {name!r} is dropped, so non_transactional means nothing")
         target = name
         for key in ("rename", "merge_into"):
             if key in opts:
@@ -185,9 +262,10 @@ def parse_mapping(text: str, *, path: str = "<mapping>") -> Mapping:
                     raise MappingError(f"{path} line {_line(opts[key][0])}: table {name!r}: {key} to itself")
         col = _ident(path, opts["tenant_column"][0], "tenant_column") if "tenant_column" in opts else default_col
         rules[name] = TableRule(name, action, target, None if action == "shared" else col, line,
-                                merged="merge_into" in opts)
+                                merged="merge_into" in opts, orphans=table_orphans,
+                                allow_non_transactional=non_tx[1] == "copy")
     _check_targets(path, rules)
-    return Mapping(path, default_col, rules, unlisted)
+    return Mapping(path, default_col, rules, unlisted, orphans)
 
 
 def _check_targets(path: str, rules: dict[str, TableRule]) -> None:

@@ -6,12 +6,26 @@ unit is one (tenant, target table): a copied table, a renamed one, a table that 
 copied whole. Dropped tables and, with ``shared: keep``, shared ones make no unit; the diff report
 lists them. Rows per unit come from one ``GROUP BY tenant`` query per source table (the cost grows
 with tables, not with tenants × tables).
+
+**Every source row is accounted for**: the same query shows the rows outside every planned tenant —
+tenant column NULL, a tenant id the tenant directory does not list (*orphans*), or a tenant of the
+directory this run leaves out (*excluded*: another run copies them). :func:`count_outside` counts
+them per table with sample keys, and the mapping's ``orphans`` policy decides: ``error`` (default)
+stops the plan naming table, counts and keys; ``report`` records them; ``copy_to`` adds them to that
+tenant's unit (:meth:`SourceTable.tenant_filter`).
+
+**Refused before anything is written** (:func:`refuse_unsafe`, :func:`check_tenant_ids`), each naming
+table and column: a non-transactional table (MyISAM …: a chunk and its checkpoint cannot commit
+together) unless the mapping opts in with ``non_transactional: copy``; a copy key over a generated
+column; an empty (or blank) tenant id, or one whose database would be named just the prefix.
+Generated columns themselves are copied correctly: they are left out of every insert column list
+and recomputed by the target (see :func:`cutover.tenant_split.build.copy_unit`).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cutover import control
@@ -20,9 +34,14 @@ from cutover.identifiers import NameMapper, quote_mysql, slugify
 from cutover.lifecycle.model import PlannedUnit, UnitKey
 from cutover.mysql_schema import DatabaseSchema, TableSchema, read_database, text_of
 from cutover.tenant_split.config import MYSQL_MAX_NAME, PIPELINE, TenantSplitConfig
-from cutover.tenant_split.mapping import Mapping, MappingError, TableRule, load_mapping
+from cutover.tenant_split.mapping import Mapping, MappingError, OrphanPolicy, TableRule, load_mapping
 
 log = logging.getLogger(__name__)
+
+#: storage engines whose writes commit and roll back with a transaction (any other is refused at plan)
+TRANSACTIONAL_ENGINES = frozenset({"innodb", "xtradb", "rocksdb", "tokudb", "ndbcluster", "ndb"})
+#: sample keys kept per table and kind of row outside the tenants
+SAMPLE_KEYS = 5
 
 
 class PlanError(ValueError):
@@ -37,15 +56,90 @@ class SourceTable:
     tenant_column: str | None
     key: tuple[str, ...]
     rows: int
+    #: ``orphans: copy_to`` this unit's tenant: the unit also takes the table's rows outside every tenant —
+    #: ``{"directory": [table, column] | None}`` (None: tenants came from the data, so only NULL ones)
+    orphans: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able."""
-        return {"table": self.table, "tenant_column": self.tenant_column, "key": list(self.key), "rows": self.rows}
+        d: dict[str, Any] = {"table": self.table, "tenant_column": self.tenant_column, "key": list(self.key),
+                             "rows": self.rows}
+        if self.orphans is not None:
+            d["orphans"] = self.orphans
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SourceTable:
         """Inverse of :meth:`to_dict`."""
-        return cls(d["table"], d.get("tenant_column"), tuple(d.get("key") or ()), int(d.get("rows") or 0))
+        return cls(d["table"], d.get("tenant_column"), tuple(d.get("key") or ()), int(d.get("rows") or 0),
+                   d.get("orphans"))
+
+    def tenant_filter(self, database: str, tenant: str) -> tuple[str, list[Any]]:
+        """The SQL condition (no ``WHERE``) selecting the rows of ``tenant`` in this source table, and its
+        parameters; ``("", [])`` for a shared table (every row). With :attr:`orphans`, also the rows whose
+        tenant is NULL or absent from the directory (a ``NOT EXISTS``, compared by the server as the copy
+        compares). Names are quoted with ``%`` doubled: the condition always runs with parameters."""
+        if not self.tenant_column:
+            return "", []
+
+        def q(name: str) -> str:
+            return quote_mysql(name).replace("%", "%%")
+
+        col = q(self.tenant_column)
+        if self.orphans is None:
+            return f"{col} = %s", [tenant]
+        outer = f"{q(database)}.{q(self.table)}.{col}"
+        terms = [f"{outer} = %s", f"{outer} IS NULL"]
+        directory = self.orphans.get("directory")
+        if directory:
+            dtab, dcol = directory
+            terms.append(f"NOT EXISTS (SELECT 1 FROM {q(database)}.{q(dtab)} AS cutover_dir "
+                         f"WHERE cutover_dir.{q(dcol)} = {outer})")
+        return "(" + " OR ".join(terms) + ")", [tenant]
+
+
+@dataclass(frozen=True)
+class TableOrphans:
+    """The rows of one tenant-scoped source table outside every tenant a run plans.
+
+    ``rows``: every row of the table; ``null``: tenant column NULL; ``unknown``: a tenant id the
+    tenant directory does not list (``unknown_ids``: up to 20 of them); ``excluded``: rows of directory
+    tenants this run leaves out (``tenants`` / ``tables`` / ``units``; another run copies them);
+    ``samples``: up to :data:`SAMPLE_KEYS` per kind, ``{"kind", "tenant", "key"}``; ``policy`` the
+    mapping's ``orphans`` for the table. Orphans are ``null + unknown``: rows no run would copy.
+    """
+
+    table: str
+    tenant_column: str
+    rows: int
+    null: int = 0
+    unknown: int = 0
+    excluded: int = 0
+    unknown_ids: tuple[str, ...] = ()
+    samples: tuple[dict[str, Any], ...] = ()
+    policy: OrphanPolicy = field(default_factory=OrphanPolicy)
+
+    @property
+    def orphans(self) -> int:
+        """Rows no tenant of the directory claims (NULL or unknown tenant)."""
+        return self.null + self.unknown
+
+    def describe(self) -> str:
+        """One line for an error or a log: the table, the counts, the unknown ids, sample keys."""
+        parts = [f"{self.null:,} with {self.tenant_column} NULL"] if self.null else []
+        if self.unknown:
+            parts.append(f"{self.unknown:,} with a tenant the directory does not list "
+                         f"({', '.join(repr(t) for t in self.unknown_ids[:10])})")
+        keys = "; ".join(f"{s['kind']} {s['key']}" for s in self.samples[:SAMPLE_KEYS])
+        return (f"table {self.table!r}: {self.orphans:,} of {self.rows:,} row(s) outside every tenant: "
+                + ", ".join(parts) + (f"; sample keys: {keys}" if keys else ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able (run evidence, the schema diff report's figures)."""
+        return {"table": self.table, "tenant_column": self.tenant_column, "rows": self.rows, "null": self.null,
+                "unknown": self.unknown, "orphans": self.orphans, "excluded": self.excluded,
+                "unknown_ids": list(self.unknown_ids), "samples": list(self.samples), "policy": str(self.policy),
+                "copy_to": self.policy.tenant}
 
 
 def tenant_database(cfg: TenantSplitConfig, tenant: str) -> str:
@@ -94,19 +188,30 @@ def tenant_databases(cfg: TenantSplitConfig, tenants: list[str], *, existing: se
 
 
 
+def directory_column(cfg: TenantSplitConfig, schema: DatabaseSchema, rules: dict[str, TableRule]) -> str | None:
+    """The tenant column of the tenant directory table (None: no directory, tenants come from the data).
+    Raises :class:`PlanError` when the directory is not a table or lacks the column."""
+    if not cfg.tenant_directory:
+        return None
+    tab = schema.tables.get(cfg.tenant_directory)
+    if tab is None:
+        raise PlanError(f"tenant_directory {cfg.tenant_directory!r} is not a table of {cfg.source_database!r}")
+    rule = rules.get(tab.name)
+    col = (rule.tenant_column if rule and rule.tenant_column else None) or load_mapping(cfg.mapping_path).tenant_column
+    found = tab.column(col)
+    if found is None:
+        raise PlanError(f"tenant_directory {tab.name!r} has no tenant column {col!r}")
+    return found.name
+
+
 def discover_tenants(cur: Any, cfg: TenantSplitConfig, schema: DatabaseSchema, rules: dict[str, TableRule]) -> list[str]:
     """Every tenant id, as text: the tenant directory's tenant column, or the distinct values of every
     tenant-scoped table's tenant column. Raises :class:`PlanError` when the directory is not a table."""
     db = quote_mysql(cfg.source_database)
-    if cfg.tenant_directory:
-        tab = schema.tables.get(cfg.tenant_directory)
-        if tab is None:
-            raise PlanError(f"tenant_directory {cfg.tenant_directory!r} is not a table of {cfg.source_database!r}")
-        rule = rules.get(tab.name)
-        col = (rule.tenant_column if rule and rule.tenant_column else None) or load_mapping(cfg.mapping_path).tenant_column
-        if tab.column(col) is None:
-            raise PlanError(f"tenant_directory {tab.name!r} has no tenant column {col!r}")
-        cur.execute(f"SELECT DISTINCT {quote_mysql(col)} FROM {db}.{quote_mysql(tab.name)} WHERE {quote_mysql(col)} IS NOT NULL")
+    col = directory_column(cfg, schema, rules)
+    if col is not None:
+        cur.execute(f"SELECT DISTINCT {quote_mysql(col)} FROM {db}.{quote_mysql(cfg.tenant_directory)} "
+                    f"WHERE {quote_mysql(col)} IS NOT NULL")
         values = {text_of(r[0]) for r in cur.fetchall()}
     else:
         values = set()
@@ -118,11 +223,141 @@ def discover_tenants(cur: Any, cfg: TenantSplitConfig, schema: DatabaseSchema, r
     return sorted(values, key=lambda v: (len(v), v) if v.isdigit() else (10**9, v))
 
 
-def rows_per_tenant(cur: Any, database: str, table: TableSchema, tenant_column: str) -> dict[str, int]:
-    """Rows of each tenant in one table (one ``GROUP BY`` over the tenant column's index)."""
+def check_tenant_ids(cfg: TenantSplitConfig, tenants: list[str], rules: dict[str, TableRule]) -> None:
+    """Refuse tenant ids that cannot name a database: empty or blank (MySQL's PAD SPACE collations make
+    ``' '`` equal to ``''``), or mapping to a database named just ``database_prefix``. Raises
+    :class:`PlanError` naming where the id comes from (the directory's table and column, or the tables)."""
+    bad = [t for t in tenants if not t.strip() or tenant_database(cfg, t) in ("", cfg.database_prefix)]
+    if not bad:
+        return
+    if cfg.tenant_directory:
+        col = (rules[cfg.tenant_directory].tenant_column if cfg.tenant_directory in rules
+               and rules[cfg.tenant_directory].tenant_column else None) or "the tenant column"
+        where = f"the tenant directory {cfg.tenant_directory!r}, column {col!r}"
+    else:
+        where = "the tenant column of " + ", ".join(
+            f"{r.source!r} ({r.tenant_column!r})" for r in rules.values() if r.action == "copy" and r.tenant_column)
+    raise PlanError(f"{cfg.source_database!r}: {where} holds {len(bad)} empty or blank tenant id(s) "
+                    f"({', '.join(repr(t) for t in bad[:5])}): such a tenant would get a database named just the "
+                    f"prefix {cfg.database_prefix!r} (or a hash of blanks); fix or delete those rows before the split")
+
+
+def tenant_groups(cur: Any, database: str, table: TableSchema, tenant_column: str) -> dict[str | None, int]:
+    """Rows per tenant column value in one table, NULL (key ``None``) included: one ``GROUP BY`` over
+    the tenant column's index."""
     col = quote_mysql(tenant_column)
     cur.execute(f"SELECT {col}, COUNT(*) FROM {quote_mysql(database)}.{quote_mysql(table.name)} GROUP BY {col}")
-    return {text_of(k): int(n) for k, n in cur.fetchall() if k is not None}
+    out: dict[str | None, int] = {}
+    for k, n in cur.fetchall():
+        key = None if k is None else text_of(k)
+        out[key] = out.get(key, 0) + int(n)
+    return out
+
+
+def rows_per_tenant(cur: Any, database: str, table: TableSchema, tenant_column: str) -> dict[str, int]:
+    """Rows of each tenant in one table (one ``GROUP BY`` over the tenant column's index)."""
+    return {k: n for k, n in tenant_groups(cur, database, table, tenant_column).items() if k is not None}
+
+
+def _jsonable(v: Any) -> Any:
+    if v is None or isinstance(v, (int, float, str)):
+        return v
+    if isinstance(v, (bytes, bytearray)):
+        try:
+            return bytes(v).decode("utf-8")
+        except UnicodeDecodeError:
+            return "0x" + bytes(v).hex()
+    return str(v)
+
+
+def _samples(cur: Any, database: str, table: TableSchema, tenant_column: str, kind: str, where: str,
+             params: list[Any]) -> list[dict[str, Any]]:
+    key = table.copy_key()
+    cols = ", ".join(quote_mysql(c) for c in (tenant_column, *key))
+    order = f" ORDER BY {', '.join(quote_mysql(c) for c in key)}" if key else ""
+    cur.execute(f"SELECT {cols} FROM {quote_mysql(database)}.{quote_mysql(table.name)} AS t WHERE {where}{order} "
+                f"LIMIT {SAMPLE_KEYS}", params)
+    return [{"kind": kind, "tenant": _jsonable(r[0]),
+             "key": {c: _jsonable(v) for c, v in zip(key, r[1:], strict=True)} if key else None}
+            for r in cur.fetchall()]
+
+
+def count_outside(cur: Any, cfg: TenantSplitConfig, table: TableSchema, tenant_column: str,
+                  groups: dict[str | None, int], directory: tuple[list[str], str] | None, picked: set[str],
+                  policy: OrphanPolicy) -> tuple[TableOrphans, bool]:
+    """The rows of ``table`` outside every planned tenant (see :class:`TableOrphans`) from its
+    :func:`tenant_groups`; ``directory`` is (the directory's tenant ids, its tenant column) or None.
+
+    Where a value is not one of the directory's ids text for text, the server decides (a ``NOT EXISTS``
+    against the directory, compared as the copy's ``tenant = %s`` compares: case, trailing spaces). The
+    second value is False when the server could not compare the two columns (their collations clash):
+    the counts are then text-exact, and ``copy_to`` is refused for the table.
+    """
+    db, name = quote_mysql(cfg.source_database), quote_mysql(table.name)
+    col = quote_mysql(tenant_column)
+    total = sum(groups.values())
+    null = groups.get(None, 0)
+    samples: list[dict[str, Any]] = []
+    if null:
+        samples += _samples(cur, cfg.source_database, table, tenant_column, "NULL tenant", f"t.{col} IS NULL", [])
+    unknown, ids, comparable = 0, [], True
+    if directory is not None:
+        listed = set(directory[0])
+        strays = sorted(k for k in groups if k is not None and k not in listed)
+        if strays:
+            not_listed = (f"t.{col} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {db}.{quote_mysql(cfg.tenant_directory)} "
+                          f"AS d WHERE d.{quote_mysql(directory[1])} = t.{col})")
+            try:
+                cur.execute(f"SELECT COUNT(*) FROM {db}.{name} AS t WHERE {not_listed}")
+                unknown = int(cur.fetchone()[0])
+                cur.execute(f"SELECT DISTINCT t.{col} FROM {db}.{name} AS t WHERE {not_listed} LIMIT 20")
+                ids = [text_of(r[0]) for r in cur.fetchall()]
+                if unknown:
+                    samples += _samples(cur, cfg.source_database, table, tenant_column, "unknown tenant", not_listed, [])
+            except Exception as exc:  # noqa: BLE001 - e.g. 1267 illegal mix of collations: compare as text
+                log.warning("tenant_split: %s: cannot compare %s with the directory's column on the server (%s); "
+                            "counting tenant ids the directory lacks text for text", table.name, tenant_column, exc)
+                comparable = False
+                unknown, ids = sum(groups[k] for k in strays), strays[:20]
+                marks = ", ".join(["%s"] * min(len(strays), 20))
+                samples += _samples(cur, cfg.source_database, table, tenant_column, "unknown tenant",
+                                    f"t.{col} IN ({marks})", strays[:20])
+    planned = sum(n for k, n in groups.items() if k is not None and k in picked)
+    excluded = max(0, total - null - unknown - planned)
+    return TableOrphans(table.name, tenant_column, total, null, unknown, excluded, tuple(ids), tuple(samples),
+                        policy), comparable
+
+
+def refuse_unsafe(cfg: TenantSplitConfig, schema: DatabaseSchema, mapping: Mapping, rules: dict[str, TableRule]) -> None:
+    """Refuse, before anything is written, what the copy cannot do safely; raises :class:`PlanError`
+    listing every such table (and column):
+
+    * a non-transactional table (MyISAM, Aria, MEMORY, …: the target gets the same engine) — a chunk
+      and its checkpoint cannot commit together, so a killed copy resumes with duplicates or gaps;
+      ``non_transactional: copy`` on the table accepts that;
+    * a copy key with a generated column (generated columns are not written, the target recomputes
+      them, so the key could not be read back from what was written).
+    """
+    problems: list[str] = []
+    for rule in rules.values():
+        if rule.action == "drop" or (rule.action == "shared" and cfg.shared == "keep"):
+            continue
+        tab = schema.tables[rule.source]
+        where = f" (line {rule.line})" if rule.line else ""
+        engine = tab.engine.lower()
+        if engine and engine not in TRANSACTIONAL_ENGINES and not rule.allow_non_transactional:
+            problems.append(f"table {tab.name!r} uses the {tab.engine} engine, which is not transactional: a chunk and "
+                            "its checkpoint cannot commit together, so a killed copy would resume with duplicate or "
+                            f"missing rows; convert it (ALTER TABLE … ENGINE=InnoDB) or opt in with "
+                            f"`{tab.name}: {{non_transactional: copy}}` in {mapping.path}{where}")
+        for c in tab.copy_key():
+            column = tab.column(c)
+            if column is not None and column.generation is not None:
+                problems.append(f"table {tab.name!r}, column {column.name!r}: a generated column ({column.extra}) in the "
+                                "copy key: generated columns are recomputed by the target, not written, so the copy "
+                                "cannot page on it; give the table a primary key over stored columns")
+    if problems:
+        raise PlanError(f"{cfg.source_database!r}: {len(problems)} table(s) cannot be copied safely: " + "; ".join(problems))
 
 
 def load_rules(cfg: TenantSplitConfig, schema: DatabaseSchema) -> tuple[Mapping, dict[str, TableRule]]:
@@ -141,36 +376,9 @@ def load_rules(cfg: TenantSplitConfig, schema: DatabaseSchema) -> tuple[Mapping,
     return mapping, rules
 
 
-def plan_units(cfg: TenantSplitConfig, wanted: list[str] | None = None) -> tuple[list[PlannedUnit], dict[str, Any]]:
-    """The units of a split and the plan's findings (``schema`` and ``rules`` for the diff report).
-
-    ``wanted`` (unit names ``tenant`` or ``tenant / table``) and the config's ``tenants`` / ``tables``
-    narrow the plan; a wanted tenant or table that does not exist raises :class:`PlanError`.
-    """
-    with mysql_connect(cfg.source_conn_id, database="") as src:
-        cur = src.cursor()
-        schema = read_database(cur, cfg.source_database)
-        mapping, rules = load_rules(cfg, schema)
-        tenants = discover_tenants(cur, cfg, schema, rules)
-        targets: dict[str, list[TableRule]] = {}
-        for rule in rules.values():
-            if rule.action == "drop" or (rule.action == "shared" and cfg.shared == "keep"):
-                continue
-            targets.setdefault(rule.target, []).append(rule)
-        counts: dict[str, dict[str, int]] = {}
-        whole: dict[str, int] = {}
-        for rule in rules.values():
-            if rule.action == "copy" and rule.tenant_column:
-                counts[rule.source] = rows_per_tenant(cur, cfg.source_database, schema.tables[rule.source], rule.tenant_column)
-            elif rule.action == "shared" and cfg.shared == "copy":
-                cur.execute(f"SELECT COUNT(*) FROM {quote_mysql(cfg.source_database)}.{quote_mysql(rule.source)}")
-                whole[rule.source] = int(cur.fetchone()[0])
-        with mysql_connect(cfg.target_conn_id, database="") as tgt:
-            tc = tgt.cursor()
-            tc.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
-            existing = {text_of(r[0]) for r in tc.fetchall()}
-    want_tenants = set(cfg.tenants)
-    want_tables = set(cfg.tables)
+def _wanted(cfg: TenantSplitConfig, wanted: list[str] | None) -> tuple[set[str], set[str], set[tuple[str, str]]]:
+    """(tenants, tables, (tenant, table) pairs) the run asks for: the config's lists and ``wanted``."""
+    want_tenants, want_tables = set(cfg.tenants), set(cfg.tables)
     want_pairs: set[tuple[str, str]] = set()
     for w in wanted or []:
         tenant, sep, table = w.rpartition(" / ")
@@ -178,15 +386,139 @@ def plan_units(cfg: TenantSplitConfig, wanted: list[str] | None = None) -> tuple
             want_pairs.add((tenant, table))
         else:
             want_tenants.add(w)
+    return want_tenants, want_tables, want_pairs
+
+
+def pick_tenants(cfg: TenantSplitConfig, tenants: list[str], wanted: list[str] | None) -> list[str]:
+    """The tenants a run plans, in directory order; raises :class:`PlanError` for one not in the source."""
+    want_tenants, _, want_pairs = _wanted(cfg, wanted)
     missing = sorted((want_tenants | {t for t, _ in want_pairs}) - set(tenants))
     if missing:
         raise PlanError(f"tenant(s) not in {cfg.source_database!r}: {missing[:20]} (it has {len(tenants)} tenants)")
-    bad_tables = sorted((want_tables | {t for _, t in want_pairs}) - set(targets) - set(rules))
-    if bad_tables:
-        raise PlanError(f"table(s) not planned: {bad_tables[:20]} (target tables: {sorted(targets)[:30]})")
-    picked = [t for t in tenants if (not want_tenants and not want_pairs) or t in want_tenants
-              or any(t == p for p, _ in want_pairs)]
+    return [t for t in tenants if (not want_tenants and not want_pairs) or t in want_tenants
+            or any(t == p for p, _ in want_pairs)]
+
+
+def account_rows(cur: Any, cfg: TenantSplitConfig, schema: DatabaseSchema, mapping: Mapping,
+                 rules: dict[str, TableRule], tenants: list[str], picked: list[str],
+                 groups: dict[str, dict[str | None, int]], *, strict: bool = True) -> dict[str, TableOrphans]:
+    """Every tenant-scoped table's rows outside the planned tenants (:func:`count_outside`), the mapping's
+    ``orphans`` policy applied: raises :class:`PlanError` for ``error`` (default) with each table's counts
+    and sample keys, or for a ``copy_to`` tenant the source does not have. ``groups``: the tables'
+    :func:`tenant_groups`. Returns source table → :class:`TableOrphans` for every table that has rows
+    outside the planned tenants; ``strict=False`` (the report) counts without raising."""
+    dcol = directory_column(cfg, schema, rules)
+    directory = (tenants, dcol) if dcol is not None else None
+    chosen = set(picked)
+    out: dict[str, TableOrphans] = {}
+    refused: list[str] = []
+    for rule in sorted(rules.values(), key=lambda r: r.source):
+        if rule.action != "copy" or not rule.tenant_column or rule.source not in groups:
+            continue
+        policy = mapping.orphan_policy(rule)
+        tab = schema.tables[rule.source]
+        col = (tab.column(rule.tenant_column) or tab.columns[0]).name
+        found, comparable = count_outside(cur, cfg, tab, col, groups[rule.source], directory, chosen, policy)
+        if not (found.orphans or found.excluded):
+            continue
+        out[rule.source] = found
+        if not found.orphans:
+            continue
+        where = f"{mapping.path} line {policy.line}" if policy.line else f"{mapping.path} (default orphans: error)"
+        if not strict:
+            continue
+        if policy.mode == "error":
+            refused.append(found.describe())
+        elif policy.mode == "copy_to":
+            if policy.tenant not in tenants:
+                raise PlanError(f"{where}: orphans of table {rule.source!r} go to tenant {policy.tenant!r} (copy_to), "
+                                f"which {cfg.source_database!r} does not have")
+            if not comparable:
+                raise PlanError(f"{where}: orphans of table {rule.source!r} cannot be copied to {policy.tenant!r}: the "
+                                f"server cannot compare {col!r} with the tenant directory's column (collations clash); "
+                                "use orphans: report, or give both columns one collation")
+            log.warning("tenant_split: %s → copied to tenant %r", found.describe(), policy.tenant)
+        else:
+            log.warning("tenant_split: %s → reported, copied nowhere (orphans: report)", found.describe())
+    if refused:
+        raise PlanError(f"{cfg.source_database!r}: rows outside every tenant, and the mapping {mapping.path} says "
+                        "orphans: error (the default): " + " | ".join(refused)
+                        + ". Fix the rows, or set `orphans: report` (copied nowhere, reported) or "
+                        "`orphans: {copy_to: <tenant>}` for the table or the whole mapping")
+    return out
+
+
+def outside_rows(cfg: TenantSplitConfig, picked: list[str] | None = None, wanted: list[str] | None = None,
+                 ) -> dict[str, TableOrphans]:
+    """The rows outside every planned tenant now, per source table (for the report, which counts again
+    after the copy: the run's figures and these are of the same moment, within a build's verify).
+    ``picked``: the run's tenants (None: as the plan would pick them from ``wanted``). Never raises
+    for the ``orphans`` policy: the report shows it."""
+    with mysql_connect(cfg.source_conn_id, database="") as src:
+        cur = src.cursor()
+        schema = read_database(cur, cfg.source_database, with_create=False)
+        mapping, rules = load_rules(cfg, schema)
+        tenants = discover_tenants(cur, cfg, schema, rules)
+        chosen = pick_tenants(cfg, tenants, wanted) if picked is None else picked
+        groups = {r.source: tenant_groups(cur, cfg.source_database, schema.tables[r.source], r.tenant_column)
+                  for r in rules.values() if r.action == "copy" and r.tenant_column}
+        return account_rows(cur, cfg, schema, mapping, rules, tenants, chosen, groups, strict=False)
+
+
+def plan_units(cfg: TenantSplitConfig, wanted: list[str] | None = None) -> tuple[list[PlannedUnit], dict[str, Any]]:
+    """The units of a split and the plan's findings (``schema``, ``rules``, ``mapping``, ``tenants``,
+    ``databases`` and ``orphans``: source table → :class:`TableOrphans`).
+
+    ``wanted`` (unit names ``tenant`` or ``tenant / table``) and the config's ``tenants`` / ``tables``
+    narrow the plan; a wanted tenant or table that does not exist raises :class:`PlanError`, and so do
+    the refusals of :func:`refuse_unsafe`, :func:`check_tenant_ids` and :func:`account_rows`.
+    """
+    want_tenants, want_tables, want_pairs = _wanted(cfg, wanted)
+    with mysql_connect(cfg.source_conn_id, database="") as src:
+        cur = src.cursor()
+        schema = read_database(cur, cfg.source_database)
+        mapping, rules = load_rules(cfg, schema)
+        refuse_unsafe(cfg, schema, mapping, rules)
+        tenants = discover_tenants(cur, cfg, schema, rules)
+        check_tenant_ids(cfg, tenants, rules)
+        targets: dict[str, list[TableRule]] = {}
+        for rule in rules.values():
+            if rule.action == "drop" or (rule.action == "shared" and cfg.shared == "keep"):
+                continue
+            targets.setdefault(rule.target, []).append(rule)
+        bad_tables = sorted((want_tables | {t for _, t in want_pairs}) - set(targets) - set(rules))
+        if bad_tables:
+            raise PlanError(f"table(s) not planned: {bad_tables[:20]} (target tables: {sorted(targets)[:30]})")
+        picked = pick_tenants(cfg, tenants, wanted)
+        groups: dict[str, dict[str | None, int]] = {}
+        counts: dict[str, dict[str, int]] = {}
+        whole: dict[str, int] = {}
+        for rule in rules.values():
+            if rule.action == "copy" and rule.tenant_column:
+                groups[rule.source] = tenant_groups(cur, cfg.source_database, schema.tables[rule.source], rule.tenant_column)
+                counts[rule.source] = {k: n for k, n in groups[rule.source].items() if k is not None}
+            elif rule.action == "shared" and cfg.shared == "copy":
+                cur.execute(f"SELECT COUNT(*) FROM {quote_mysql(cfg.source_database)}.{quote_mysql(rule.source)}")
+                whole[rule.source] = int(cur.fetchone()[0])
+        orphans = account_rows(cur, cfg, schema, mapping, rules, tenants, picked, groups)
+        with mysql_connect(cfg.target_conn_id, database="") as tgt:
+            tc = tgt.cursor()
+            tc.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
+            existing = {text_of(r[0]) for r in tc.fetchall()}
     dbs = tenant_databases(cfg, picked, existing=existing)
+    dcol = directory_column(cfg, schema, rules)
+
+    def source(m: TableRule, tenant: str) -> SourceTable:
+        if m.action != "copy":
+            return SourceTable(m.source, None, schema.tables[m.source].copy_key(), whole.get(m.source, 0))
+        rows = counts.get(m.source, {}).get(tenant, 0)
+        found = orphans.get(m.source)
+        policy = mapping.orphan_policy(m)
+        if found is not None and found.orphans and policy.mode == "copy_to" and policy.tenant == tenant:
+            return SourceTable(m.source, m.tenant_column, schema.tables[m.source].copy_key(), rows + found.orphans,
+                               {"directory": [cfg.tenant_directory, dcol] if dcol else None, "rows": found.orphans})
+        return SourceTable(m.source, m.tenant_column, schema.tables[m.source].copy_key(), rows)
+
     units: list[PlannedUnit] = []
     for tenant in picked:
         for target, members in sorted(targets.items()):
@@ -196,16 +528,14 @@ def plan_units(cfg: TenantSplitConfig, wanted: list[str] | None = None) -> tuple
             if want_pairs and tenant not in want_tenants and not any(p == tenant and t in names for p, t in want_pairs):
                 continue
             owner = next((m for m in members if not m.merged), members[0])
-            sources = [SourceTable(m.source, m.tenant_column if m.action == "copy" else None,
-                                   schema.tables[m.source].copy_key(),
-                                   counts.get(m.source, {}).get(tenant, 0) if m.action == "copy" else whole.get(m.source, 0))
-                       for m in sorted(members, key=lambda m: (m.merged, m.source))]
+            sources = [source(m, tenant) for m in sorted(members, key=lambda m: (m.merged, m.source))]
             units.append(PlannedUnit(
                 UnitKey(cfg.scope, (tenant, target)), sum(s.rows for s in sources),
                 {"tenant": tenant, "database": dbs[tenant], "table": target, "owner": owner.source,
                  "shared": owner.action == "shared", "sources": [s.to_dict() for s in sources]},
             ))
-    findings = {"schema": schema, "rules": rules, "mapping": mapping, "tenants": len(picked), "databases": dbs}
+    findings = {"schema": schema, "rules": rules, "mapping": mapping, "tenants": len(picked), "databases": dbs,
+                "orphans": orphans}
     log.info("tenant_split: %d tenant(s), %d source table(s) (%d dropped, %d target tables), %d unit(s)", len(picked),
              len(rules), sum(r.action == "drop" for r in rules.values()), len(targets), len(units))
     return units, findings

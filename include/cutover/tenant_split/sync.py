@@ -132,7 +132,8 @@ def routes_for(cfg: TenantSplitConfig, tenants: dict[str, str],
             src, owner = schema.tables[n], schema.tables[owner_of.get(r.target, n)]
             ocols = {c.lower(): c for c in owner.column_names}
             routes[n] = TableRoute(n, r.target, r.tenant_column if r.action == "copy" else None, src.copy_key(),
-                                   {c.lower(): ocols[c.lower()] for c in src.column_names if c.lower() in ocols},
+                                   {c.name.lower(): ocols[c.name.lower()] for c in src.columns  # generated: recomputed
+                                    if c.name.lower() in ocols and c.generation is None},
                                    snapshot=BinlogPosition.parse(text_of(snap)) if snap else None, position=pos)
         for child_name, child in schema.tables.items():  # ON DELETE CASCADE keys, in target names
             if child_name not in target_of:

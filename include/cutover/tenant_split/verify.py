@@ -81,9 +81,8 @@ def verify_unit(cfg: TenantSplitConfig, detail: dict[str, Any], unit_key: str, *
         for s in sources:
             src_cols = [lowers[s.table][c.lower()] for c in cols]
             skinds = {lowers[s.table][c.lower()]: k for c, k in kinds.items()}
-            where, params = "", []
-            if s.tenant_column:
-                where, params = f" WHERE {_q(s.tenant_column)} = %s", [tenant]
+            cond, params = s.tenant_filter(cfg.source_database, tenant)  # with orphans: copy_to, those rows too
+            where = f" WHERE {cond}" if cond else ""
             scur.execute(row_checksum_sql(f"{_q(cfg.source_database)}.{_q(s.table)}", src_cols, stypes[s.table], skinds, where),
                          params)
             n, h = scur.fetchone()
