@@ -229,7 +229,7 @@ def test_overrides_uuid_coarser_timestamp_boolean_and_skip(tmp_path: Path) -> No
         _cleanup(db, schema)
 
 
-def test_an_unmapped_type_stops_the_plan_naming_the_column() -> None:
+def test_an_unmapped_type_fails_its_own_unit_and_the_others_go_on() -> None:
     db, schema = f"m2pbad_{uuid.uuid4().hex[:8]}", f"m2pbad_{uuid.uuid4().hex[:6]}"
     _cleanup(db, schema)
     try:
@@ -237,16 +237,23 @@ def test_an_unmapped_type_stops_the_plan_naming_the_column() -> None:
             cur = conn.cursor()
             cur.execute(f"CREATE DATABASE {db}")
             cur.execute(f"CREATE TABLE {db}.places (id INT PRIMARY KEY, spot POINT)")
+            cur.execute(f"CREATE TABLE {db}.{quote_mysql(HOSTILE_TABLE)} (id INT PRIMARY KEY, v VARCHAR(5))".replace("%", "%%"))
+            cur.execute(f"INSERT INTO {db}.{quote_mysql(HOSTILE_TABLE)} VALUES (1, 'a'), (2, 'b')".replace("%", "%%"))
         ensure_read_only_user(MYSQL_SOURCE, "cutover_ro", [db])
+        run_id = f"m2pbad-{uuid.uuid4().hex[:8]}"
         with pytest.raises(RunFailed) as err:
-            run_build(SPEC, {"source_database": db, "target_schema": schema, "gx_gate": False},
-                      f"m2pbad-{uuid.uuid4().hex[:8]}")
-        assert "not planned" in str(err.value) or "planning" in str(err.value) or err.value.report.planned == 0
-        from cutover.mysql_to_postgres.build import plan_tables
-        from cutover.mysql_to_postgres.typemap import TypeMapError
-
-        with pytest.raises(TypeMapError, match=r"places\.spot.*point"):
-            plan_tables(MysqlToPostgresConfig(source_database=db, target_schema=schema))
+            run_build(SPEC, {"source_database": db, "target_schema": schema, "gx_gate": False}, run_id)
+        assert err.value.report.states == {"verified": 1, "failed": 1}, err.value.report.states
+        with pg_connect() as conn:
+            units = {u["unit_key"].split(":", 1)[1]: u for u in control.list_units(conn, run_id)}
+            n = conn.execute(f"SELECT count(*) FROM {quote_pg(schema)}.{quote_pg(HOSTILE_TABLE)}").fetchone()[0]
+        assert n == 2 and units[HOSTILE_TABLE]["state"] == "verified"
+        bad = units["places"]
+        assert bad["state"] == "failed" and bad["failed_stage"] == "prepare", bad
+        # the error names the column, its type and the override to write, in the file to write it in
+        assert "places.spot" in bad["error"] and "point" in bad["error"]
+        assert "tables: {places: {columns: {spot: {type: text}}}}" in bad["error"]
+        assert "mappings/mysql_to_postgres.yaml" in bad["error"]
     finally:
         _cleanup(db, schema)
 

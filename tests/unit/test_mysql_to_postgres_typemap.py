@@ -1,12 +1,15 @@
-"""mysql_to_postgres' pure parts without a database: ENUM label parsing, the type table, defaults, grants."""
+"""mysql_to_postgres' pure parts without a database: ENUM label parsing, the type table, defaults, grants and
+role grants, override files checked key by key and value by value."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from cutover.mysql_schema import Column
-from cutover.mysql_to_postgres.readonly import write_grants
-from cutover.mysql_to_postgres.typemap import TypeMapError, enum_labels, map_column
+from cutover.mysql_to_postgres.readonly import granted_roles, write_grants
+from cutover.mysql_to_postgres.typemap import TypeMapError, enum_labels, load_overrides, map_column
 
 
 def _col(name: str, ctype: str, default: str | None = None, extra: str = "", charset: str | None = "utf8mb4") -> Column:
@@ -74,3 +77,55 @@ def test_write_grants() -> None:
     bad = ["GRANT SELECT, INSERT ON `db`.* TO `rw`@`%`", "GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION",
            "GRANT SELECT (a), UPDATE (b) ON `db`.`t` TO `x`@`%`"]
     assert write_grants(bad) == bad
+
+
+def test_granted_roles_are_read_from_show_grants_lines() -> None:
+    assert granted_roles(["GRANT `writer` TO `u`@`%`", "GRANT `a``b`@`%`,`c` TO `u`@`%`",
+                          "GRANT SELECT ON `db`.* TO `u`@`%`", "SET DEFAULT ROLE `writer` FOR `u`@`%`"]) == [
+        ("writer", ""), ("a`b", "%"), ("c", "")]
+
+
+@pytest.mark.parametrize(("body", "names"), [
+    ("zero_date: nul", ["zero_date: 'nul' is not allowed", "null or dead_letter"]),
+    ("enum_empty: drop", ["enum_empty: 'drop' is not allowed", "dead_letter, null or keep"]),
+    ("skip: 'yes'", ["skip: 'yes' is not allowed", "true or false"]),
+    ("kind: 'timestamp:9'", ["kind: 'timestamp:9' is not allowed", "out of range"]),
+    ("kind: money", ["kind: 'money' is not allowed", "consistency kind"]),
+    ("type: 'text; DROP TABLE x'", ["type: 'text; DROP TABLE x' is not allowed", "PostgreSQL type name"]),
+    ("typ: text", ["unknown option 'typ'", "type, kind, skip, zero_date, enum_empty, default"]),
+    ("{skip: true, type: text}", ["skip: true leaves the column out"]),
+])
+def test_override_values_are_checked_naming_file_table_column_and_allowed(tmp_path: Path, body: str,
+                                                                          names: list[str]) -> None:
+    f = tmp_path / "ov.yaml"
+    opts = body if body.startswith("{") else "{" + body + "}"
+    f.write_text(f"tables:\n  'x\"; DROP':\n    columns:\n      '100%': {opts}\n", encoding="utf-8")
+    with pytest.raises(TypeMapError) as err:
+        load_overrides(f)
+    text = str(err.value)
+    assert str(f) in text and 'tables.x"; DROP.columns.100%' in text, text
+    for n in names:
+        assert n in text, text
+
+
+def test_override_file_shape_and_yaml_null_rules(tmp_path: Path) -> None:
+    f = tmp_path / "ov.yaml"
+    f.write_text("table: {}\n", encoding="utf-8")
+    with pytest.raises(TypeMapError, match="one key, tables"):
+        load_overrides(f)
+    f.write_text("tables:\n  t:\n    colums: {}\n", encoding="utf-8")
+    with pytest.raises(TypeMapError, match=r"tables\.t: a table holds one key, columns"):
+        load_overrides(f)
+    # YAML reads an unquoted null as None: for the two rules it means the rule "null" (as the file's comment reads)
+    f.write_text("tables:\n  t:\n    columns:\n      d: {zero_date: null}\n      e: {enum_empty: null, default: 3}\n",
+                 encoding="utf-8")
+    assert load_overrides(f) == {"t": {"d": {"zero_date": "null"}, "e": {"enum_empty": "null", "default": "3"}}}
+
+
+def test_a_rule_override_on_a_column_it_does_not_apply_to_is_refused() -> None:
+    with pytest.raises(TypeMapError, match=r"t\.n: override zero_date applies to DATE, DATETIME and TIMESTAMP"):
+        map_column("t", _col("n", "int(11)"), json_columns=set(), zero_date="null", enum_empty="dead_letter",
+                   opts={"zero_date": "null"})
+    with pytest.raises(TypeMapError, match=r"t\.d: override enum_empty applies to ENUM columns"):
+        map_column("t", _col("d", "date"), json_columns=set(), zero_date="null", enum_empty="dead_letter",
+                   opts={"enum_empty": "keep"})

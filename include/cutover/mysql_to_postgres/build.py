@@ -38,8 +38,13 @@ def plan_tables(cfg: MysqlToPostgresConfig, wanted: list[str] | None = None) -> 
     """Read the source catalog, select the tables (``wanted`` unit names, else the config's list or
     pattern) and map each; returns the maps and what the plan found (binlog status, read-only proof).
 
+    A table that cannot be mapped (a type with no rule, an override that does not fit the column) is left
+    out of the maps and named in ``found["unmapped"]`` (``{table: error with the override to write}``):
+    its unit fails, the others go on.
+
     Raises :class:`PlanError` for an unknown wanted / listed table or no table at all,
-    :class:`~cutover.mysql_to_postgres.typemap.TypeMapError` for an unmapped type, and
+    :class:`~cutover.mysql_to_postgres.typemap.TypeMapError` for a malformed override file (every key and
+    value checked) or one naming a table that is not there, and
     :class:`~cutover.mysql_to_postgres.readonly.WritableSourceError` for a writable source (unless allowed).
     """
     from cutover.mysql_to_postgres.readonly import WritableSourceError, prove_read_only
@@ -49,7 +54,7 @@ def plan_tables(cfg: MysqlToPostgresConfig, wanted: list[str] | None = None) -> 
         cur = conn.cursor()
         names = table_names(cur, cfg.source_database)
         if wanted:
-            picked = [w.split(":", 1)[1] if w.startswith(cfg.scope + ":") else w for w in wanted]
+            picked = wanted_tables(cfg, wanted)
         elif cfg.tables:
             picked = list(cfg.tables)
         else:
@@ -82,10 +87,17 @@ def plan_tables(cfg: MysqlToPostgresConfig, wanted: list[str] | None = None) -> 
     tables = NameMapper()
     indexes = NameMapper()
     maps = []
+    unmapped: dict[str, str] = {}
     for t in picked:
-        maps.append(map_table(schema.tables[t], target=tables.map(t), json_columns=jcols.get(t, set()),
-                              zero_date=cfg.zero_date, enum_empty=cfg.enum_empty, overrides=overrides.get(t),
-                              index_names=indexes))
+        try:
+            maps.append(map_table(schema.tables[t], target=tables.map(t), json_columns=jcols.get(t, set()),
+                                  zero_date=cfg.zero_date, enum_empty=cfg.enum_empty, overrides=overrides.get(t),
+                                  index_names=indexes))
+        except TypeMapError as exc:  # this table's unit fails; every other table goes on
+            unmapped[t] = f"{exc} (overrides file: {cfg.overrides_path()})"
+            log.error("table %s cannot be mapped: %s", t, unmapped[t])
+    found["unmapped"] = unmapped
+    found["rows_estimate"] = {t: schema.tables[t].rows_estimate for t in unmapped}
     with load.source_session(cfg.source_conn_id) as conn:
         cur = conn.cursor()
         for tm in maps:
@@ -133,9 +145,19 @@ def plan(cfg: MysqlToPostgresConfig, wanted: list[str] | None) -> list[PlannedUn
         raise PlanError(f"sync_mode binlog, but {found['binlog']}")
     log.info("mysql_to_postgres: %d table(s), sync %s; %s", len(maps), mode,
              "source proven read-only" if "writable" not in found.get("read_only", {}) else "SOURCE IS WRITABLE")
-    return [PlannedUnit(unit_key(cfg, m.source), max(m.rows_estimate, 1),
-                        {"table": m.to_dict(), "sync_mode": mode, "read_only": found.get("read_only", {}).get("attempt", "")})
-            for m in maps]
+    ro = found.get("read_only", {}).get("attempt", "")
+    units = {m.source: PlannedUnit(unit_key(cfg, m.source), max(m.rows_estimate, 1),
+                                   {"table": m.to_dict(), "sync_mode": mode, "read_only": ro}) for m in maps}
+    for t, error in found.get("unmapped", {}).items():  # planned, to fail in prepare with the reason
+        units[t] = PlannedUnit(unit_key(cfg, t), max(int(found["rows_estimate"].get(t) or 0), 1),
+                               {"plan_error": error, "sync_mode": mode, "read_only": ro})
+    order = [t for t in (wanted_tables(cfg, wanted) or units) if t in units]
+    return [units[t] for t in order]
+
+
+def wanted_tables(cfg: MysqlToPostgresConfig, wanted: list[str] | None) -> list[str]:
+    """The table names of ``wanted`` unit names or keys (empty: none named)."""
+    return [w.split(":", 1)[1] if w.startswith(cfg.scope + ":") else w for w in wanted or []]
 
 
 def _table(unit: PlannedUnit) -> TableMap:
@@ -144,7 +166,10 @@ def _table(unit: PlannedUnit) -> TableMap:
 
 def prepare_unit(cfg: MysqlToPostgresConfig, unit: PlannedUnit) -> dict[str, Any]:
     """Create the target table fresh (dropping a previous one) and clear the unit's checkpoint and sync
-    position — unless a copy was killed part-way into a table of the same columns: a new run resumes it."""
+    position — unless a copy was killed part-way into a table of the same columns: a new run resumes it.
+    Raises :class:`TypeMapError` (permanent) for a table the plan could not map, with the override to write."""
+    if "plan_error" in unit.detail:  # the plan could not map this table: it fails here, the others go on
+        raise TypeMapError(str(unit.detail["plan_error"]))
     tm = _table(unit)
     key = str(unit.key)
     with pg_connect(cfg.target_conn_id) as conn:

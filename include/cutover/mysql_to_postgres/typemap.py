@@ -197,10 +197,73 @@ class TableMap:
         return cls(**{**d, "columns": cols})
 
 
+#: the options a column override may give, and what each may be
+OVERRIDE_OPTIONS: dict[str, str] = {
+    "type": "a PostgreSQL type name (e.g. jsonb, uuid, boolean, \"timestamp(3)\")",
+    "kind": "a consistency kind (int, decimal[:scale], float[:digits], text, bool, timestamp[:digits], date, "
+            "bytes, uuid, interval, bits[:length])",
+    "skip": "true or false",
+    "zero_date": "null or dead_letter",
+    "enum_empty": "dead_letter, null or keep",
+    "default": "a PostgreSQL default expression (text or a number) or null for none",
+}
+#: a PostgreSQL type name an override may give: words, an optional (p[,s]) and [] (no statement in it)
+_PG_TYPE = re.compile(r'^[A-Za-z_][A-Za-z0-9_ ."]*(\(\s*\d+\s*(,\s*\d+\s*)?\))?( with(out)? time zone)?(\[\])*$')
+
+
+def _override_error(path: Path, where: str, message: str) -> TypeMapError:
+    return TypeMapError(f"{path}: {where}: {message}")
+
+
+def check_override(path: Path, table: str, column: str, opts: Any) -> dict[str, Any]:
+    """One column's override options, checked: every key one of :data:`OVERRIDE_OPTIONS`, every value what
+    it may be. YAML's unquoted ``null`` for ``zero_date`` / ``enum_empty`` means the rule ``"null"``.
+    Raises :class:`TypeMapError` naming the file, table, column, option and the allowed values."""
+    from cutover.consistency.spec import Kind, PairSpecError
+    from cutover.mysql_to_postgres.config import ENUM_EMPTY_RULES, ZERO_DATE_RULES
+
+    where = f"tables.{table}.columns.{column}"
+    if not isinstance(opts, dict) or not opts:
+        raise _override_error(path, where, f"expected a mapping of options ({', '.join(OVERRIDE_OPTIONS)}), got {opts!r}")
+    out: dict[str, Any] = {}
+    for k, v in opts.items():
+        if k not in OVERRIDE_OPTIONS:
+            raise _override_error(path, where, f"unknown option {k!r}; the options are {', '.join(OVERRIDE_OPTIONS)}")
+        bad = f"{k}: {v!r} is not allowed; {k} must be {OVERRIDE_OPTIONS[k]}"
+        if k in ("zero_date", "enum_empty"):
+            v = "null" if v is None else v
+            allowed = ZERO_DATE_RULES if k == "zero_date" else ENUM_EMPTY_RULES
+            if not isinstance(v, str) or v not in allowed:
+                raise _override_error(path, where, bad)
+        elif k == "skip":
+            if not isinstance(v, bool):
+                raise _override_error(path, where, bad)
+        elif k == "type":
+            if not isinstance(v, str) or not _PG_TYPE.match(v.strip()):
+                raise _override_error(path, where, bad)
+            v = v.strip()
+        elif k == "kind":
+            try:
+                Kind.parse(str(v)) if isinstance(v, str) else Kind.parse("")
+            except PairSpecError as exc:
+                raise _override_error(path, where, f"{bad} ({exc})") from exc
+        elif k == "default":
+            if v is not None and (isinstance(v, bool) or not isinstance(v, str | int | float) or str(v).strip() == ""
+                                  or ";" in str(v)):
+                raise _override_error(path, where, bad)
+            v = None if v is None else str(v)
+        out[k] = v
+    if out.get("skip") and len(out) > 1:
+        raise _override_error(path, where, f"skip: true leaves the column out; the other options {sorted(set(out) - {'skip'})} "
+                              "would do nothing")
+    return out
+
+
 def load_overrides(path: Path, *, required: bool = False) -> dict[str, dict[str, dict[str, Any]]]:
     """``{table: {column: {option: value}}}`` from the override YAML (missing file: ``{}`` unless ``required``).
 
-    Raises :class:`TypeMapError` naming the file (and line, for YAML syntax errors) when it is malformed.
+    Every key and value is checked (:func:`check_override`). Raises :class:`TypeMapError` naming the file
+    (and line, for YAML syntax errors), the table, the column and what is allowed when it is malformed.
     """
     import yaml
 
@@ -212,14 +275,28 @@ def load_overrides(path: Path, *, required: bool = False) -> dict[str, dict[str,
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise TypeMapError(f"{path}: {exc}") from exc
+    if not isinstance(data, dict) or set(data) - {"tables"}:
+        raise TypeMapError(f"{path}: the file holds one key, tables (got {sorted(map(str, data)) if isinstance(data, dict) else data!r})")
+    tables = data.get("tables") or {}
+    if not isinstance(tables, dict):
+        raise TypeMapError(f"{path}: tables: expected a mapping of table names, got {tables!r}")
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    allowed = {"type", "kind", "skip", "zero_date", "enum_empty", "default"}
-    for table, spec in (data.get("tables") or {}).items():
-        for col, opts in ((spec or {}).get("columns") or {}).items():
-            if not isinstance(opts, dict) or set(opts) - allowed:
-                raise TypeMapError(f"{path}: tables.{table}.columns.{col}: options are {sorted(allowed)}, got {opts!r}")
-            out.setdefault(str(table), {})[str(col)] = dict(opts)
+    for table, spec in tables.items():
+        if spec is not None and (not isinstance(spec, dict) or set(spec) - {"columns"}):
+            raise TypeMapError(f"{path}: tables.{table}: a table holds one key, columns (got {spec!r})")
+        columns = (spec or {}).get("columns") or {}
+        if not isinstance(columns, dict):
+            raise TypeMapError(f"{path}: tables.{table}.columns: expected a mapping of column names, got {columns!r}")
+        for col, opts in columns.items():
+            out.setdefault(str(table), {})[str(col)] = check_override(path, str(table), str(col), opts)
     return out
+
+
+def yaml_key(name: str) -> str:
+    """``name`` as a YAML flow-mapping key (quoted when it is not a plain word), for override hints."""
+    import json
+
+    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else json.dumps(name, ensure_ascii=False)
 
 
 def _default(col: Column, pg_type: str, notes: list[str], warnings: list[str]) -> str | None:
@@ -267,6 +344,11 @@ def map_column(table: str, col: Column, *, json_columns: set[str], zero_date: st
     c = alias + quote_mysql(col.name)
     ct = col.column_type.lower()
     dt = col.data_type.lower()
+    if "zero_date" in opts and dt not in ("date", "datetime", "timestamp"):
+        raise TypeMapError(f"{table}.{col.name}: override zero_date applies to DATE, DATETIME and TIMESTAMP columns, "
+                           f"not {col.column_type!r}")
+    if "enum_empty" in opts and dt != "enum":
+        raise TypeMapError(f"{table}.{col.name}: override enum_empty applies to ENUM columns, not {col.column_type!r}")
     unsigned = "unsigned" in ct
     notes: list[str] = []
     warnings: list[str] = []
@@ -352,8 +434,10 @@ def map_column(table: str, col: Column, *, json_columns: set[str], zero_date: st
         pg, render = "bytea", f"CONCAT({lit(chr(92) * 2 + 'x')}, HEX({c}))"
     else:
         if "type" not in opts:
-            raise TypeMapError(f"{table}.{col.name}: MySQL type {col.column_type!r} is not mapped; "
-                               "give an override (type: text copies its text, skip: true leaves it out)")
+            raise TypeMapError(
+                f"{table}.{col.name}: MySQL type {col.column_type!r} is not mapped; write an override in the "
+                f"overrides file: tables: {{{yaml_key(table)}: {{columns: {{{yaml_key(col.name)}: {{type: text}}}}}}}} "
+                "copies its text (or {skip: true} leaves the column out)")
         pg, render = "text", copy_escape(f"CAST({c} AS CHAR)")
     if (pg == "text" or pg.startswith("varchar")) and col.charset and not col.charset.lower().startswith("utf8"):
         notes.append(f"{col.charset} converted to UTF-8 by the server")
