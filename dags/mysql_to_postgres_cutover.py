@@ -6,13 +6,18 @@ Takes tables whose latest verification passed (`mysql_to_postgres_build`), asks 
 PostgreSQL copy (`cutover.routes`, with history). MySQL stays the system of record:
 `mysql_to_postgres_sync` keeps the copies fresh afterwards too.
 
-**Params**: `units` (table names; empty = every ready table), the source / target Params,
-`require_approval`. **Roll back**: `mysql_to_postgres_rollback`.
+**Params**: `units` (table names; empty = every ready table), the source / target Params.
+**Approval** is the deployment's policy, not a form field: the env var `CUTOVER_REQUIRE_APPROVAL` or the
+Airflow Variable `cutover_require_approval` (`on` / `off`; per pipeline with the suffix `_mysql_to_postgres`),
+default on, read when the run runs. `require_approval: true` in the conf asks for an approval the policy
+does not require; `false` is ignored (logged, noted in the evidence). Who triggered the run and who
+approved are recorded with every switch (`cutover.switch_history`) and in the run's evidence.
+**Roll back**: `mysql_to_postgres_rollback`.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag
+from airflow.sdk import dag
 
 from cutover.dag_defaults import default_args
 from cutover.lifecycle.tasks import cutover_tasks, units_param
@@ -32,7 +37,6 @@ SPEC = "cutover.mysql_to_postgres.spec:SPEC"
     params={
         "units": units_param("table"),
         **source_params(),
-        "require_approval": Param(True, type="boolean", title="Require approval", description="Ask a human first."),
     },
 )
 def mysql_to_postgres_cutover() -> None:

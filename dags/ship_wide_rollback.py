@@ -16,7 +16,11 @@ recorded as a rollback run (each ship `rolled_back`, or `failed` with its error)
 | `schema` | schema of the narrow table |
 | `drop` | also drop the wide table and its state |
 
-Running it twice changes nothing the second time (the switch is recorded again).
+Running it twice changes nothing the second time (the switch is recorded again). Nothing written
+after the cutover is lost: readers only ever read the wide tables, writers keep writing the narrow table
+(kept in sync by `ship_wide_sync`), so no check of target writes is needed here (unlike
+`tenant_split_rollback` and `mysql_to_postgres_rollback`). Who triggered the run is recorded with
+each switch (`cutover.switch_history`).
 """
 
 from __future__ import annotations

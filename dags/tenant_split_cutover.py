@@ -10,12 +10,17 @@ log to the position taken inside the pause, **counts and checksums** of every ta
 are in the run's evidence. A tenant whose check fails is not routed; the others go on.
 
 **Params**: `units` (tenant ids, or `tenant / table`; empty = every ready tenant), `source_database`,
-`mapping`, `database_prefix`, `require_approval`. **Roll back**: `tenant_split_rollback`.
+`mapping`, `database_prefix`. **Approval** is the deployment's policy, not a form field: the env var `CUTOVER_REQUIRE_APPROVAL` or the
+Airflow Variable `cutover_require_approval` (`on` / `off`; per pipeline with the suffix `_tenant_split`),
+default on, read when the run runs. `require_approval: true` in the conf asks for an approval the policy
+does not require; `false` is ignored (logged, noted in the evidence). Who triggered the run and who
+approved are recorded with every switch (`cutover.switch_history`) and in the run's evidence.
+**Roll back**: `tenant_split_rollback`.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag
+from airflow.sdk import dag
 
 from cutover.dag_defaults import default_args
 from cutover.lifecycle.tasks import cutover_tasks, units_param
@@ -35,7 +40,6 @@ SPEC = "cutover.tenant_split.spec:SPEC"
     params={
         "units": units_param("tenant"),
         **source_params(),
-        "require_approval": Param(True, type="boolean", title="Require approval", description="Ask a human first."),
     },
 )
 def tenant_split_cutover() -> None:

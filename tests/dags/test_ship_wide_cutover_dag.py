@@ -16,6 +16,15 @@ pytestmark = [pytest.mark.dags, pytest.mark.integration]
 
 SCHEMA = "sw_dagtest_cutover"
 SPEC = "cutover.ship_wide.spec:SPEC"
+POLICY_OFF = "CUTOVER_REQUIRE_APPROVAL_SHIP_WIDE_BUILD"
+
+
+@pytest.fixture(autouse=True)
+def _policy_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts from the default approval policy (on), whatever the shell has set."""
+    for name in ("CUTOVER_REQUIRE_APPROVAL", POLICY_OFF, "AIRFLOW_VAR_CUTOVER_REQUIRE_APPROVAL",
+                 "AIRFLOW_VAR_CUTOVER_REQUIRE_APPROVAL_SHIP_WIDE_BUILD"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def _dag() -> Any:
@@ -114,24 +123,27 @@ def test_approval_sits_between_ready_and_switch(airflow_db: None) -> None:
     assert approve.defaults is None  # a timeout never approves in production: it fails the approval
     assert dag.get_task("switch").trigger_rule == "none_failed_min_one_success"
     assert dag.get_task("report").trigger_rule == "all_done"
-    assert dag.params["require_approval"] is True  # approval is the default
+    assert "require_approval" not in dag.params  # approval is the deployment's policy, not a form field
 
 
-def test_verified_ship_switches_and_unverified_ship_blocks(airflow_db: None, built: list[str], pg: Any) -> None:
+def test_verified_ship_switches_and_unverified_ship_blocks(airflow_db: None, built: list[str], pg: Any,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from cutover import control
     from cutover.ship_wide import PIPELINE, ShipWideConfig
+
+    monkeypatch.setenv(POLICY_OFF, "off")  # the operator's policy: no approval for this pipeline
 
     first, second = built
     cfg = ShipWideConfig(schema=SCHEMA)
     dag = _dag()
 
-    blocked = dag.test(run_conf={"units": [first, second], "schema": SCHEMA, "require_approval": False})
+    blocked = dag.test(run_conf={"units": [first, second], "schema": SCHEMA})
     states = _states(blocked)
     assert str(blocked.state) == "failed" and states["ready"] == "failed"
     assert states["switch"] == "upstream_failed" and states["report"] == "failed"
     assert control.get_switch(pg, PIPELINE, cfg.unit(first)).backend == "narrow"  # nothing switched
 
-    dr = dag.test(run_conf={"units": [first], "schema": SCHEMA, "require_approval": False})
+    dr = dag.test(run_conf={"units": [first], "schema": SCHEMA})
     states = _states(dr)
     assert str(dr.state) == "success", states
     assert states["approve"] == "skipped" and states["switch"] == "success"
@@ -139,10 +151,15 @@ def test_verified_ship_switches_and_unverified_ship_blocks(airflow_db: None, bui
     sw = control.get_switch(pg, PIPELINE, cfg.unit(first))
     assert sw is not None and sw.backend == "wide" and sw.canary_pct == 100
     hist = control.switch_history(pg, PIPELINE, cfg.unit(first))
-    assert hist[-1]["to_backend"] == "wide" and hist[-1]["actor"] == "ship_wide_cutover"
+    assert hist[-1]["to_backend"] == "wide"
+    # dag.test() has no user (Airflow says 'dag_test'): recorded as unknown, never the DAG's name
+    assert hist[-1]["actor"] is None and hist[-1]["triggered_by"] is None and hist[-1]["approved_by"] is None
+    assert hist[-1]["detail"]["policy"] == {"required": False, "source": f"env {POLICY_OFF}"}
+    assert "dag_test" in hist[-1]["detail"]["triggered_by"]["note"]
     run = control.get_run(pg, dr.run_id)
     assert run["kind"] == "cutover" and run["state"] == "success"
     assert run["evidence"]["approval"]["approved"] == "not required" and run["evidence"]["switched"][0]["to"] == "wide"
+    assert run["evidence"]["triggered_by"]["user"] is None and run["evidence"]["triggered_by"]["run_type"] == "manual"
     [unit] = control.list_units(pg, dr.run_id)
     assert unit["state"] == "cut_over" and unit["checksum_source"] == unit["checksum_target"] is not None
     # readers now read the wide table through the view
@@ -152,7 +169,7 @@ def test_verified_ship_switches_and_unverified_ship_blocks(airflow_db: None, bui
     assert any("tbl_data_timeseries_" in v[0] for v in view_def)
     pg.commit()
 
-    again = dag.test(run_conf={"units": [first], "schema": SCHEMA, "require_approval": False})
+    again = dag.test(run_conf={"units": [first], "schema": SCHEMA})
     assert str(again.state) == "failed"  # already on the wide table: nothing to cut over
 
 
@@ -166,7 +183,7 @@ def test_approval_answer_decides_the_switch(airflow_db: None, built: list[str], 
     reviewer = _Reviewer("ship_wide_cutover", answer)
     reviewer.start()
     try:
-        dr = _dag().test(run_conf={"units": [first], "schema": SCHEMA, "require_approval": True})
+        dr = _dag().test(run_conf={"units": [first], "schema": SCHEMA})  # the policy's default asks
     finally:
         reviewer.stop.set()
         reviewer.join(5)
@@ -184,7 +201,9 @@ def test_approval_answer_decides_the_switch(airflow_db: None, built: list[str], 
         assert str(dr.state) == "success", states
         assert states["switch"] == "success" and backend == "wide"
         assert run["state"] == "success" and run["evidence"]["approval"]["approved"] is True
-        assert control.switch_history(pg, PIPELINE, cfg.unit(first))[-1]["actor"] == "reviewer@example.com"
+        hist = control.switch_history(pg, PIPELINE, cfg.unit(first))[-1]
+        assert hist["actor"] == hist["approved_by"] == "reviewer@example.com"
+        assert run["evidence"]["approval"]["policy"] == {"required": True, "source": "default"}
         assert [s["unit"] for s in run["evidence"]["switched"]] == [first]
     else:
         assert str(dr.state) == "success", states  # a rejection is an answer, recorded, not an error
@@ -207,7 +226,7 @@ def test_switch_without_an_approval_never_switches(built: list[str], pg: Any) ->
     ready, _ = split_ready(spec, cfg, [first])
     for i, approval in enumerate([None, {"chosen_options": []}, {"chosen_options": ["Maybe"]}]):
         with pytest.raises(ApprovalMissing):
-            switch(spec, cfg, ready, f"sw-dagtest-no-approval-{i}", require_approval=True, approval=approval)
+            switch(spec, cfg, ready, f"sw-dagtest-no-approval-{i}", approval=approval)  # the default policy
         assert control.get_run(pg, f"sw-dagtest-no-approval-{i}")["state"] == "failed"
     assert control.get_switch(pg, PIPELINE, cfg.unit(first)).backend == "narrow"
     # refused switches recorded their runs, yet the unit is as ready as before (their "verified" plan
@@ -242,7 +261,7 @@ def test_a_unit_no_longer_ready_when_approved_is_not_switched(built: list[str], 
     pg.commit()
 
 
-def test_canary_share_only_where_readers_can_take_one(built: list[str], pg: Any) -> None:
+def test_canary_share_only_where_readers_can_take_one(built: list[str], pg: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """ship_wide's readers read one view: a 25 % canary is refused, nothing switched. A pipeline whose
     readers follow cutover.switches records the share with the switch."""
     import dataclasses
@@ -256,12 +275,13 @@ def test_canary_share_only_where_readers_can_take_one(built: list[str], pg: Any)
     cfg = ShipWideConfig(schema=SCHEMA)
     spec = load_spec(SPEC)
     ready, _ = split_ready(spec, cfg, [first])
+    monkeypatch.setenv(POLICY_OFF, "off")
     with pytest.raises(CanaryUnsupported, match="all at once"):
-        switch(spec, cfg, ready, "sw-dagtest-canary-refused", require_approval=False, approval=None, canary_pct=25)
+        switch(spec, cfg, ready, "sw-dagtest-canary-refused", approval=None, canary_pct=25)
     assert control.get_switch(pg, PIPELINE, cfg.unit(first)).backend == "narrow"
     pg.commit()
     follows = dataclasses.replace(spec, canary=True)
-    out = switch(follows, cfg, ready, "sw-dagtest-canary", require_approval=False, approval=None, canary_pct=25)
+    out = switch(follows, cfg, ready, "sw-dagtest-canary", approval=None, canary_pct=25)
     assert out["switched"][0]["canary_pct"] == 25
     sw = control.get_switch(pg, PIPELINE, cfg.unit(first))
     assert sw.backend == "wide" and sw.canary_pct == 25

@@ -46,7 +46,8 @@ def test_dags_are_wired_as_documented(airflow_db: None) -> None:
     assert _dag("ship_wide_rollback").default_args["retry_exponential_backoff"] is True
 
 
-def test_build_then_cutover_then_rollback(airflow_db: None, narrow: Any, pg: Any) -> None:
+def test_build_then_cutover_then_rollback(airflow_db: None, narrow: Any, pg: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUTOVER_REQUIRE_APPROVAL", "off")  # this test switches without a human: policy off
     from cutover import control
 
     dr = _dag("ship_wide_build").test(run_conf={
@@ -65,7 +66,7 @@ def test_build_then_cutover_then_rollback(airflow_db: None, narrow: Any, pg: Any
         assert control.get_switch(pg, "ship_wide_build", f"{SCHEMA}.tbl_data_timeseries:{s}").backend == "narrow"
     pg.commit()
 
-    cut = _dag("ship_wide_cutover").test(run_conf={"units": [], "schema": SCHEMA, "require_approval": False})
+    cut = _dag("ship_wide_cutover").test(run_conf={"units": [], "schema": SCHEMA})
     assert str(cut.state) == "success", _states(cut)
     for s in narrow.ships:
         sw = control.get_switch(pg, "ship_wide_build", f"{SCHEMA}.tbl_data_timeseries:{s}")

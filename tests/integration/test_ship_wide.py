@@ -149,7 +149,8 @@ def test_killed_copy_resumes_without_duplicate_or_gap(pg: Any, schema: str, pivo
     assert len(dead) == 3  # stored once, although chunks were retried
 
 
-def test_new_channel_between_two_syncs(pg: Any, schema: str) -> None:
+def test_new_channel_between_two_syncs(pg: Any, schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUTOVER_REQUIRE_APPROVAL", "off")  # this test switches without a human: policy off
     sample = ship.generate(pg, schema, ships=2, channels=4, timestamps=8)
     pg.commit()
     cfg = sw.ShipWideConfig(schema=schema)
@@ -294,7 +295,8 @@ def test_gate_blocks_cutover_on_corrupted_wide_table(pg: Any, schema: str) -> No
     assert control.get_switch(pg, "ship_wide_build", cfg.unit("9100001")).backend == "narrow"
 
 
-def test_rollback_restores_readers(pg: Any, schema: str) -> None:
+def test_rollback_restores_readers(pg: Any, schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUTOVER_REQUIRE_APPROVAL", "off")  # this test switches without a human: policy off
     ship.generate(pg, schema, ships=2, channels=4, timestamps=6)
     pg.commit()
     cfg = sw.ShipWideConfig(schema=schema)

@@ -170,7 +170,9 @@ def view_reads(pg: Any, schema: str, view: str, table: str) -> bool:
         (schema, view, schema, table)).fetchone()[0]
 
 
-def test_every_hostile_ship_id_builds_verifies_cuts_over_and_rolls_back(pg: Any, schema: str) -> None:
+def test_every_hostile_ship_id_builds_verifies_cuts_over_and_rolls_back(pg: Any, schema: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUTOVER_REQUIRE_APPROVAL", "off")  # this test switches without a human: policy off
     assert {"vessel-7", "M/V Ocean.1", "100%", "x:y", INJECTION, MAX_BYTES_NAME, "select", "Order"} <= set(HOSTILE_NAMES)
     load_narrow(pg, schema)
     cfg = sw.ShipWideConfig(schema=schema)

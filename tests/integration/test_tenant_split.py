@@ -363,7 +363,9 @@ def test_a_mapping_error_makes_the_run_red_naming_the_line(params: dict[str, Any
         TenantSplitConfig.from_params(params) and SPEC.plan(SPEC.config(params), None)
 
 
-def test_cutover_pauses_writes_routes_and_rolls_back(params: dict[str, Any], pg: Any, mysql: Any) -> None:
+def test_cutover_pauses_writes_routes_and_rolls_back(params: dict[str, Any], pg: Any, mysql: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUTOVER_REQUIRE_APPROVAL", "off")  # this test switches without a human: policy off
     assert stages.run_build(SPEC, {**params, "tenants": ["acme", "100%"]}, "ts_it_cut").green
     cfg = TenantSplitConfig.from_params(params)
     # a change after the build: the cutover's final catch-up brings it over inside the pause
@@ -372,7 +374,7 @@ def test_cutover_pauses_writes_routes_and_rolls_back(params: dict[str, Any], pg:
     mysql.commit()
     ready, blocked = split_ready(SPEC, cfg, ["acme"])
     assert len(ready) == 6 and not blocked
-    out = switch(SPEC, cfg, ready, "ts_it_cut_switch", require_approval=False, approval=None)
+    out = switch(SPEC, cfg, ready, "ts_it_cut_switch", approval=None)
     info = out["groups"]["acme"]
     assert info["catch_up"]["applied"] > 0 and 0 < info["paused_s"] < 5 and info["locked_rows"] > 0
     route = control.get_route(pg, PIPELINE, SRC, "acme")
@@ -391,7 +393,9 @@ def test_cutover_pauses_writes_routes_and_rolls_back(params: dict[str, Any], pg:
     assert cur.fetchone()[0] == 0
 
 
-def test_a_mismatch_under_the_pause_blocks_the_cutover(params: dict[str, Any], pg: Any) -> None:
+def test_a_mismatch_under_the_pause_blocks_the_cutover(params: dict[str, Any], pg: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUTOVER_REQUIRE_APPROVAL", "off")  # this test switches without a human: policy off
     assert stages.run_build(SPEC, {**params, "tenants": ['quo"te']}, "ts_it_gate").green
     cfg = TenantSplitConfig.from_params(params)
     db = _databases(pg)['quo"te']
@@ -399,7 +403,7 @@ def test_a_mismatch_under_the_pause_blocks_the_cutover(params: dict[str, Any], p
         t.cursor().execute(f"DELETE FROM {db}.orders ORDER BY order_no LIMIT 1")
     ready, _ = split_ready(SPEC, cfg, ['quo"te'])
     with pytest.raises(SwitchFailed, match="nothing routed"):
-        switch(SPEC, cfg, ready, "ts_it_gate_switch", require_approval=False, approval=None)
+        switch(SPEC, cfg, ready, "ts_it_gate_switch", approval=None)
     route = control.get_route(pg, PIPELINE, SRC, 'quo"te')
     assert route is None or route["location"]["backend"] == "shared"
     with pg_connect() as conn:

@@ -171,7 +171,8 @@ class PipelineSpec:
     * ``key_arity`` — the number of parts of its unit keys;
     * ``permanent_errors`` — exceptions that fail the same on every try: no retries;
     * ``close`` / ``switch_group`` / ``around_switch`` — optional: run-level checks before the verdict,
-      and units switched together inside one context (see the fields).
+      and units switched together inside one context (see the fields);
+    * ``target_divergence`` — optional: the writes a rollback would lose (see the field).
     """
 
     name: str
@@ -212,6 +213,12 @@ class PipelineSpec:
     #: at Airflow's ``max_map_length``). None: one batch per unit up to that cap. A pipeline with many
     #: small units packs them, so 1,000 small ships are a few task instances, not 4,000
     max_batches: Callable[[Any, list[PlannedUnit]], int] | None = None
+    #: writes the target holds that the source lacks, for a unit whose readers are on the target (what a
+    #: rollback would lose until changes flow back): ``target_divergence(cfg, key)`` returns None when the
+    #: target matches the source, else ``{"table": …, "inserted": n, "updated": n, "deleted": n,
+    #: "sample_keys": {"inserted": […], "updated": […], "deleted": […]}, …}`` (counts of rows; keys as the
+    #: pipeline names them). None: the pipeline's readers never write to the target (nothing to lose)
+    target_divergence: Callable[[Any, UnitKey], dict[str, Any] | None] | None = None
 
 
 def load_spec(ref: str) -> PipelineSpec:

@@ -4,16 +4,31 @@ Write → audit → publish: a unit is **ready** when its latest recorded state 
 equal checksums and its readers are not on the target yet. The **switch** points readers at the
 target (the pipeline's ``route`` hook and ``cutover.switches`` / ``switch_history``, one
 transaction per unit), for ``canary_pct`` % of them, and records the run (kind ``cutover``) with its
-units (``cut_over``) and the approval in its evidence. When approval is required, :func:`switch`
-refuses to run without an approval that says *approved* — whatever route led to it. **Rollback**
-points readers back at the source per unit (or all), optionally drops what was built, and records a
-run (kind ``rollback``) with its units (``rolled_back``).
+units (``cut_over``) and the approval in its evidence.
+
+**Approval is deployment policy** (:func:`approval_policy`: the env var ``CUTOVER_REQUIRE_APPROVAL``
+or the Airflow Variable ``cutover_require_approval``, per pipeline or for all; default on), read by
+:func:`switch` itself on every call, so no route (a cleared task, a task marked success, a library
+call) switches without an approval where the policy asks for one. A trigger form can ask for more
+care (``require_approval: true``), never less: ``require_approval: false`` is ignored, with a warning
+and a note in the evidence. Who triggered (Airflow's ``triggering_user_name``; None where Airflow
+knows no user) and who approved (the answer's ``responded_by_user``) are recorded with every switch
+(``switch_history``) and in the run's evidence.
+
+**Rollback** points readers back at the source per unit (or all), optionally drops what was built,
+and records a run (kind ``rollback``) with its units (``rolled_back``). Changes do not flow back from
+the target yet, so before anything moves it asks the pipeline (``target_divergence``) whether the
+target holds writes the source lacks; if any, it refuses (:class:`TargetWritesFound`, the report in
+the run's evidence) unless ``discard_target_writes`` says to lose them, which is recorded.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 from cutover import control
@@ -39,6 +54,120 @@ class SwitchFailed(RuntimeError):
 
 class CanaryUnsupported(ValueError):
     """A canary share was asked of a pipeline whose readers switch all at once."""
+
+
+class PolicyInvalid(ValueError):
+    """The approval policy setting holds a value that is neither on nor off (nothing is switched)."""
+
+
+class TargetWritesFound(RuntimeError):
+    """A rollback found writes on the target that the source lacks: nothing was rolled back.
+
+    ``found`` maps each unit label to what would be lost (the pipeline's ``target_divergence`` report,
+    or ``{"error": …}`` when the check itself failed)."""
+
+    def __init__(self, message: str, found: dict[str, dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.found = found
+
+
+#: the operator's approval setting: an env var and an Airflow Variable, each for all pipelines or, with
+#: the pipeline's name as a suffix (``CUTOVER_REQUIRE_APPROVAL_TENANT_SPLIT``,
+#: ``cutover_require_approval_tenant_split``), for one
+POLICY_ENV = "CUTOVER_REQUIRE_APPROVAL"
+POLICY_VARIABLE = "cutover_require_approval"
+_ON = {"1", "true", "on", "yes", "required"}
+_OFF = {"0", "false", "off", "no", "not_required"}
+#: what Airflow reports as a triggering user when there is no person behind it
+_NOT_A_PERSON = {"": "no user", "dag_test": "dag.test(): Airflow records 'dag_test', not a user",
+                 "anonymous": "no authenticated user (the auth manager says 'Anonymous')"}
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """Whether a pipeline's switches need an approval, and which setting said so (``default``: none set)."""
+
+    pipeline: str
+    required: bool
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The evidence form."""
+        return {"required": self.required, "source": self.source}
+
+
+def _variable(key: str) -> str | None:
+    """An Airflow Variable's value (None: not set, or Airflow not installed)."""
+    try:
+        from airflow.sdk import Variable
+    except ImportError:
+        return None
+    value = Variable.get(key, default=None)
+    return None if value is None else str(value)
+
+
+def policy_env(pipeline: str) -> str:
+    """The env var that sets ``pipeline``'s approval policy alone (e.g. ``CUTOVER_REQUIRE_APPROVAL_TENANT_SPLIT``)."""
+    return f"{POLICY_ENV}_{re.sub(r'[^A-Za-z0-9]+', '_', pipeline).upper()}"
+
+
+def approval_policy(pipeline: str) -> ApprovalPolicy:
+    """The deployment's approval policy for ``pipeline``, read now (never at parse time).
+
+    The first setting found wins, most specific first: env ``CUTOVER_REQUIRE_APPROVAL_<PIPELINE>``,
+    Variable ``cutover_require_approval_<pipeline>``, env ``CUTOVER_REQUIRE_APPROVAL``, Variable
+    ``cutover_require_approval``; none set: required. Values: on / off (also true / false, 1 / 0,
+    yes / no). Raises :class:`PolicyInvalid` for any other value; a Variable that cannot be read
+    counts as *required* (logged).
+    """
+    suffix = re.sub(r"[^A-Za-z0-9]+", "_", pipeline)
+    settings = [("env", policy_env(pipeline)), ("variable", f"{POLICY_VARIABLE}_{suffix.lower()}"),
+                ("env", POLICY_ENV), ("variable", POLICY_VARIABLE)]
+    for where, name in settings:
+        try:
+            raw = os.environ.get(name) if where == "env" else _variable(name)
+        except Exception as exc:  # noqa: BLE001 - fail closed: an unreadable policy requires approval
+            log.warning("%s: approval policy Variable %s unreadable (%s): approval required", pipeline, name, exc)
+            return ApprovalPolicy(pipeline, True, f"variable {name} unreadable")
+        if raw is None or not raw.strip():
+            continue
+        value = raw.strip().lower()
+        if value in _ON or value in _OFF:
+            return ApprovalPolicy(pipeline, value in _ON, f"{where} {name}")
+        raise PolicyInvalid(f"{where} {name} = {raw!r}: the approval policy is on or off (true / false); nothing switched")
+    return ApprovalPolicy(pipeline, True, "default")
+
+
+def approval_decision(pipeline: str, params: dict[str, Any] | None = None,
+                      require_approval: bool | None = None) -> dict[str, Any]:
+    """Whether this switch needs an approval: the policy, or more care asked by the form / the caller.
+
+    ``require_approval: true`` (in ``params`` or the argument) adds an approval where the policy has
+    none; ``false`` never removes one: it is ignored, logged as a warning and noted (``ignored``).
+    Returns ``{"required": bool, "policy": {...}, "asked": bool | None, "ignored": str | None}``.
+    """
+    policy = approval_policy(pipeline)
+    asked = (params or {}).get("require_approval") if require_approval is None else require_approval
+    ignored = None
+    if asked is not None and not bool(asked) and policy.required:
+        ignored = (f"require_approval={asked!r} asked to skip the approval: ignored, the deployment's policy "
+                   f"({policy.source}) requires one")
+        log.warning("%s: %s", pipeline, ignored)
+    return {"required": policy.required or bool(asked), "policy": policy.to_dict(),
+            "asked": None if asked is None else bool(asked), "ignored": ignored}
+
+
+def trigger_record(user: str | None, run_type: str | None = None, *, via: str | None = None) -> dict[str, Any]:
+    """Who triggered a run, as recorded: ``{"user": name | None, "run_type": …, "via": …, "note": …}``.
+
+    ``user`` is Airflow's ``DagRun.triggering_user_name`` (or a library caller's name). Values that
+    name no person (None, ``dag_test`` from ``dag.test()``, ``Anonymous``) are recorded as
+    ``user: None`` with a ``note`` saying what Airflow reported."""
+    out: dict[str, Any] = {"user": user or None, "run_type": run_type, "via": via}
+    note = _NOT_A_PERSON.get((user or "").strip().lower())
+    if note is not None:
+        out["user"], out["note"] = None, note + ("" if not user else f" ({user!r})")
+    return {k: v for k, v in out.items() if v is not None or k == "user"}
 
 
 def latest_units(spec: PipelineSpec, cfg: Any, keys: list[UnitKey] | None = None) -> dict[str, dict[str, Any]]:
@@ -109,19 +238,30 @@ def approval_verdict(approval: dict[str, Any] | None) -> tuple[bool, str]:
     return chosen == ["Approve"], who
 
 
+def approver(approval: dict[str, Any] | None) -> str | None:
+    """The user who answered the approval (None: no answer, or a timeout's default answered)."""
+    who = (approval or {}).get("responded_by_user")
+    if isinstance(who, dict):
+        who = who.get("name") or who.get("id")
+    return str(who) if who else None
+
+
 def switch(
-    spec: PipelineSpec, cfg: Any, units: list[dict[str, Any]], run_id: str, *, require_approval: bool,
-    approval: dict[str, Any] | None, canary_pct: int = 100, actor: str | None = None, params: dict[str, Any] | None = None,
-    dag_id: str | None = None,
+    spec: PipelineSpec, cfg: Any, units: list[dict[str, Any]], run_id: str, *, approval: dict[str, Any] | None,
+    require_approval: bool | None = None, canary_pct: int = 100, triggered_by: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None, dag_id: str | None = None,
 ) -> dict[str, Any]:
     """Point each unit's readers at the target (``canary_pct`` %), record the run, its units and the approval.
 
+    Whether an approval is needed is the deployment's policy (:func:`approval_decision`, read here on
+    every call); ``require_approval`` / ``params["require_approval"]`` can only add one.
+    ``triggered_by`` is :func:`trigger_record` of whoever started the run (None: unknown, recorded so).
     Readiness is checked again first (the approval may have waited while a rebuild failed its
     verification): :class:`NotReady` when a unit is no longer ready. Raises :class:`ApprovalMissing`
-    when ``require_approval`` and ``approval`` is not an approval, and
-    :class:`CanaryUnsupported` for ``canary_pct`` under 100 where the pipeline's readers cannot take a
-    share (nothing switched either way); a rejection is recorded (run state ``rejected``, nothing
-    switched) and returned, not raised.
+    when an approval is required and ``approval`` is not an approval, :class:`PolicyInvalid` for an
+    unreadable policy value, and :class:`CanaryUnsupported` for ``canary_pct`` under 100 where the
+    pipeline's readers cannot take a share (nothing switched in each case); a rejection is recorded
+    (run state ``rejected``, nothing switched) and returned, not raised.
     """
     if not 1 <= canary_pct <= 100:
         raise ValueError(f"canary_pct must be between 1 and 100, got {canary_pct}")
@@ -129,41 +269,50 @@ def switch(
         raise CanaryUnsupported(
             f"{spec.name}: readers switch all at once (route moves them together), so a canary of {canary_pct} % "
             "cannot be honoured; cut over with 100 % (or canary some units first, listing them)")
+    decision = approval_decision(spec.name, params, require_approval)
+    require = bool(decision["required"])
+    trigger = triggered_by or trigger_record(None, via="unknown caller")
     approved, who = approval_verdict(approval)
     conn_id = spec.control_conn_id(cfg)
     # readiness is checked again now: the approval may have waited while a rebuild failed verification
     names = [u["name"] for u in units]
     still, blocked = split_ready(spec, cfg, names) if names else ([], {})
-    if blocked and not (require_approval and not approved):
+    if blocked and not (require and not approved):
         with pg_connect(conn_id) as conn:
             state.start(conn, run_id, spec.name, kind="cutover", params=params, dag_id=dag_id)
-            control.finish_run(conn, run_id, "failed", {"not_ready_any_more": blocked, "switched": []})
+            control.finish_run(conn, run_id, "failed", {"not_ready_any_more": blocked, "switched": [],
+                                                        "triggered_by": trigger})
         raise NotReady("no longer ready for cutover, nothing switched: "
                        + "; ".join(f"{k}: {v}" for k, v in blocked.items()))
     fresh = {u["unit"]: u for u in still}
     units = [{**u, **fresh.get(u["unit"], {})} for u in units]
-    record = {"required": require_approval, "approved": approved if require_approval else "not required",
-              "by": who or None, "chosen": (approval or {}).get("chosen_options"),
-              "at": str((approval or {}).get("responded_at") or "") or None}
+    approved_by = approver(approval) if require and approved else None
+    record = {"required": require, "approved": approved if require else "not required",
+              "by": who or None, "approved_by": approved_by, "chosen": (approval or {}).get("chosen_options"),
+              "at": str((approval or {}).get("responded_at") or "") or None, "policy": decision["policy"],
+              **({"ignored": decision["ignored"]} if decision["ignored"] else {})}
     with pg_connect(conn_id) as conn:
         state.start(conn, run_id, spec.name, kind="cutover", params=params, dag_id=dag_id)
         # the cutover run's plan: the ready units, as verified (a rerun of the run id starts over)
         state.record_plan(conn, run_id, spec.name, [
             PlannedUnit(UnitKey.parse(u["unit"], spec.key_arity), int(u.get("rows_read") or 0), {"verified_in": u.get("run_id")})
             for u in units], state=UnitState.VERIFIED)
-        if require_approval and not approved:
+        if require and not approved:
             if rejected(approval):
-                control.finish_run(conn, run_id, "rejected", {"approval": record, "switched": [],
+                control.finish_run(conn, run_id, "rejected", {"approval": record, "switched": [], "triggered_by": trigger,
                                                               "not_switched": [u["name"] for u in units]})
                 log.warning("cutover rejected by %s: nothing switched", who)
                 return {"approval": record, "switched": []}
-            control.finish_run(conn, run_id, "failed", {"approval": record, "switched": []})
+            control.finish_run(conn, run_id, "failed", {"approval": record, "switched": [], "triggered_by": trigger})
             conn.commit()
-            raise ApprovalMissing("this cutover requires an approval and none was given: nothing switched")
+            raise ApprovalMissing(f"this cutover requires an approval ({decision['policy']['source']}) and none "
+                                  "was given: nothing switched")
     done: list[dict[str, Any]] = []
     groups_out: dict[str, Any] = {}
     failed: dict[str, str] = {}
-    actor = who if require_approval else (actor or spec.name)
+    # the person answerable for the switch: the approver, else whoever triggered it (None: nobody known)
+    actor = approved_by or trigger.get("user")
+    history = {"policy": decision["policy"], "triggered_by": trigger, **({"ignored": decision["ignored"]} if decision["ignored"] else {})}
     target = spec.backends[1]
     groups: dict[str, list[dict[str, Any]]] = {}
     for u in units:  # units that switch together (a tenant's tables) go through one context
@@ -179,7 +328,8 @@ def switch(
                         before = control.get_switch(conn, spec.name, str(key))
                         out = spec.route(conn, cfg, key, target)
                         control.switch_backend(conn, spec.name, str(key), target, canary_pct=canary_pct, run_id=run_id,
-                                               actor=actor, reason=f"cutover: verified in run {u.get('run_id')}")
+                                               actor=actor, reason=f"cutover: verified in run {u.get('run_id')}",
+                                               triggered_by=trigger.get("user"), approved_by=approved_by, detail=history)
                         state.advance(conn, run_id, str(key), UnitState.CUT_OVER, rows_read=u.get("rows_read"),
                                       rows_written=u.get("rows_written"), checksum_source=u.get("checksum_source"),
                                       checksum_target=u.get("checksum_target"),
@@ -196,28 +346,92 @@ def switch(
             log.exception("%s: switching %s failed; its units stay on %s", spec.name, group, spec.backends[0])
     with pg_connect(conn_id) as conn:
         control.finish_run(conn, run_id, "failed" if failed else "success",
-                           {"approval": record, "switched": done, **({"groups": groups_out} if groups_out else {}),
-                            **({"failed": failed} if failed else {})})
+                           {"approval": record, "triggered_by": trigger, "switched": done,
+                            **({"groups": groups_out} if groups_out else {}), **({"failed": failed} if failed else {})})
     if failed:
         raise SwitchFailed("not switched: " + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:10]))
-    return {"approval": record, "switched": done, **({"groups": groups_out} if groups_out else {})}
+    return {"approval": record, "triggered_by": trigger, "switched": done, **({"groups": groups_out} if groups_out else {})}
+
+
+def _lost_rows(found: dict[str, Any]) -> int:
+    """Rows a divergence report says would be lost (inserted + updated + deleted on the target)."""
+    return sum(int(found.get(k) or 0) for k in ("inserted", "updated", "deleted"))
+
+
+def target_writes(spec: PipelineSpec, cfg: Any, keys: list[UnitKey]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(found, checked) for the units whose readers are on the target: ``found`` maps unit label → the
+    pipeline's divergence report (or ``{"error": …}`` when the check failed: nothing is proven then);
+    ``checked`` says what was looked at (units on the target, or why nothing was checked)."""
+    target = spec.backends[1]
+    with pg_connect(spec.control_conn_id(cfg)) as conn:
+        on_target = [k for k in keys if (sw := control.get_switch(conn, spec.name, str(k))) is not None and sw.backend == target]
+    if not on_target:
+        return {}, {"units_on_target": [], "checked": False, "why": f"no unit's readers are on {target}"}
+    if spec.target_divergence is None:
+        return {}, {"units_on_target": [k.label for k in on_target], "checked": False,
+                    "why": f"{spec.name}'s readers never write to {target}: nothing to lose"}
+    found: dict[str, Any] = {}
+    for key in on_target:
+        try:
+            d = spec.target_divergence(cfg, key)
+        except Exception as exc:  # noqa: BLE001 - an unproven unit counts as diverged (refused, named)
+            log.exception("%s %s: could not compare the target with the source", spec.unit_noun, key.label)
+            d = {"error": state.format_error(exc)}
+        if d:
+            found[key.label] = d
+    return found, {"units_on_target": [k.label for k in on_target], "checked": True}
 
 
 def rollback(
-    spec: PipelineSpec, cfg: Any, wanted: list[str] | None, run_id: str, *, drop: bool = False, actor: str | None = None,
+    spec: PipelineSpec, cfg: Any, wanted: list[str] | None, run_id: str, *, drop: bool = False,
+    discard_target_writes: bool = False, triggered_by: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None, dag_id: str | None = None,
 ) -> dict[str, Any]:
     """Readers of each unit (``wanted`` labels; None: every known unit) back on the source; with ``drop``
     also remove what was built. Records a ``rollback`` run with its units; a unit that fails is
-    recorded failed and the others go on; raises ``RuntimeError`` at the end if any failed."""
+    recorded failed and the others go on; raises ``RuntimeError`` at the end if any failed.
+
+    First, for every unit whose readers are on the target, the pipeline's ``target_divergence`` says
+    whether the target holds writes the source lacks (changes do not flow back yet). If any unit has
+    some (or cannot be checked), nothing is rolled back: the run is recorded failed with the report
+    (``evidence.target_writes``: per unit, table, rows inserted / updated / deleted, sample keys) and
+    :class:`TargetWritesFound` is raised — unless ``discard_target_writes``, which goes on and records
+    the discarded writes in the evidence and in each unit's ``switch_history`` detail.
+    """
     if wanted and spec.expand_units is not None:
         wanted = spec.expand_units(cfg, wanted)
     keys = spec.known_units(cfg) if wanted is None else [spec.unit_key(cfg, w) for w in wanted]
     conn_id = spec.control_conn_id(cfg)
     source = spec.backends[0]
+    trigger = triggered_by or trigger_record(None, via="unknown caller")
     with pg_connect(conn_id) as conn:
         state.start(conn, run_id, spec.name, kind="rollback", params=params, dag_id=dag_id)
         state.record_plan(conn, run_id, spec.name, [])
+    found, checked = target_writes(spec, cfg, keys)
+    writes = {"checked": checked, "found": found, "discarded": bool(found) and discard_target_writes,
+              "rows": sum(_lost_rows(d) for d in found.values())}
+    if found and not discard_target_writes:
+        lines = {label: ("the check failed, nothing is proven: " + d["error"]) if "error" in d else
+                 (f"{d.get('table')}: {d.get('inserted', 0)} inserted, {d.get('updated', 0)} updated, "
+                  f"{d.get('deleted', 0)} deleted on the target; keys {d.get('sample_keys')}")
+                 for label, d in found.items()}
+        message = ("rollback refused, nothing rolled back: the target holds writes the source lacks, which a rollback "
+                   "would lose (changes do not flow back yet): "
+                   + "; ".join(f"{k}: {v}" for k, v in list(lines.items())[:10])
+                   + ". Copy them to the source first, or trigger again with discard_target_writes to lose them")
+        with pg_connect(conn_id) as conn:
+            for key in keys:
+                if key.label in lines:
+                    state.advance(conn, run_id, str(key), UnitState.FAILED, pipeline=spec.name,
+                                  error=f"target writes would be lost: {lines[key.label]}", failed_stage="rollback")
+            conn.execute(f"UPDATE {control.SCHEMA}.runs SET planned_units = %s WHERE run_id = %s", (len(keys), run_id))
+            control.finish_run(conn, run_id, "failed", {"refused": "target writes would be lost", "target_writes": writes,
+                                                        "rolled_back": [], "drop": drop, "triggered_by": trigger})
+        log.error("%s: %s", spec.name, message)
+        raise TargetWritesFound(message, found)
+    if found:
+        log.warning("%s: discarding the target's writes of %d unit(s) (%d rows) as asked (discard_target_writes)",
+                    spec.name, len(found), writes["rows"])
     results: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
     for key in keys:
@@ -226,9 +440,16 @@ def rollback(
                 before = control.get_switch(conn, spec.name, str(key))
                 out: dict[str, Any] = {"unit": key.label, "from": before.backend if before else None, "to": source}
                 out.update(spec.route(conn, cfg, key, source))
+                lost = found.get(key.label)
+                if lost:
+                    out["discarded_target_writes"] = lost
                 if before is not None or out.get("routed"):
-                    control.switch_backend(conn, spec.name, str(key), source, run_id=run_id,
-                                           actor=actor or spec.name, reason="rollback")
+                    control.switch_backend(
+                        conn, spec.name, str(key), source, run_id=run_id, actor=trigger.get("user"),
+                        reason="rollback" + (f", discarding {_lost_rows(lost)} target row(s)" if lost else ""),
+                        triggered_by=trigger.get("user"),
+                        detail={"triggered_by": trigger, "discard_target_writes": discard_target_writes,
+                                **({"discarded_target_writes": lost} if lost else {})})
                 if drop:
                     out.update(spec.drop(conn, cfg, key))
                     out["dropped"] = True
@@ -241,8 +462,9 @@ def rollback(
     with pg_connect(conn_id) as conn:
         conn.execute(f"UPDATE {control.SCHEMA}.runs SET planned_units = %s WHERE run_id = %s", (len(keys), run_id))
         control.finish_run(conn, run_id, "failed" if failed else "success",
-                           {"rolled_back": results, "failed": failed, "drop": drop})
+                           {"rolled_back": results, "failed": failed, "drop": drop, "target_writes": writes,
+                            "triggered_by": trigger})
     if failed:
         raise RuntimeError(f"rollback failed for {len(failed)} unit(s): "
                            + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:10]))
-    return {"rolled_back": results}
+    return {"rolled_back": results, "target_writes": writes}

@@ -31,14 +31,22 @@ def units_param(noun: str, **kw: Any) -> Param:
 
 
 def _fail_fast(exc: Exception) -> Exception:
-    """A failure that fails the same on every try becomes AirflowFailException (no retries)."""
+    """A failure that fails the same on every try (a batch whose units all failed permanently, a plan
+    that failed permanently) becomes AirflowFailException (no retries)."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from cutover.lifecycle.stages import UnitsFailed
+    from cutover.lifecycle.stages import PlanFailed, UnitsFailed
 
-    if isinstance(exc, UnitsFailed) and exc.permanent:
+    if isinstance(exc, UnitsFailed | PlanFailed) and exc.permanent:
         return AirflowFailException(str(exc))
     return exc
+
+
+def _airflow_dagrun_state(dag_id: str, run_id: str) -> str | None:
+    """Airflow's state of a DAG run, asked from inside a task through the Task SDK (the execution API)."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    return str(RuntimeTaskInstance.get_dagrun_state(dag_id=dag_id, run_id=run_id) or "") or None
 
 
 def _name_batch(batch: dict[str, Any]) -> None:
@@ -73,13 +81,20 @@ def build_tasks(spec_ref: str, *, copy_pool: str | None = None) -> Any:
 
     @task
     def plan(params: dict | None = None, run_id: str | None = None, dag_run: Any = None) -> list[dict]:
-        """Plan the units, record them, hand them out in batches (never more than max_map_length)."""
+        """Plan the units, record them, hand them out in batches (never more than max_map_length); close
+        earlier runs of the pipeline whose Airflow run ended without closing them. A permanent error (a
+        config or mapping error, a missing schema or source database) fails at once, recorded on the run."""
         from cutover.lifecycle.batching import max_map_length
         from cutover.lifecycle.spec import load_spec
+        from cutover.lifecycle.stages import PlanFailed
         from cutover.lifecycle.stages import plan as plan_units
 
-        return plan_units(load_spec(spec_ref), dict(params or {}), run_id or "", max_batches=max_map_length(),
-                          dag_id=getattr(dag_run, "dag_id", None), started_at=getattr(dag_run, "start_date", None))
+        try:
+            return plan_units(load_spec(spec_ref), dict(params or {}), run_id or "", max_batches=max_map_length(),
+                              dag_id=getattr(dag_run, "dag_id", None), started_at=getattr(dag_run, "start_date", None),
+                              dagrun_state=_airflow_dagrun_state)
+        except PlanFailed as exc:
+            raise _fail_fast(exc) from exc
 
     prepare = _stage_task("prepare", spec_ref)
     copy = _stage_task("copy", spec_ref, trigger_rule="all_done", **({"pool": copy_pool} if copy_pool else {}))
@@ -117,11 +132,17 @@ def cutover_tasks(spec_ref: str, *, approval_timeout: timedelta = timedelta(days
                   approval_defaults: list[str] | None = None) -> Any:
     """ready → ask → (approve | no_approval) → switch. Returns the switch task.
 
-    ``approve`` is Airflow's ``ApprovalOperator`` (under *Required Actions*); on *Reject* it skips
-    ``switch``, and ``record_rejection`` records the rejection. ``switch`` itself refuses to run
-    when ``require_approval`` is on and the approval's answer is not *Approve*, so no route (a
-    cleared task, a task marked success by hand) switches without one. ``approval_defaults`` is
-    what a timeout answers (None: a timeout fails the approval, nothing is switched).
+    ``ask`` reads the deployment's approval policy (:func:`cutover.lifecycle.switch.approval_policy`:
+    env ``CUTOVER_REQUIRE_APPROVAL`` / Variable ``cutover_require_approval``, default on) when the run
+    runs, never at parse time; a ``require_approval`` in the run's conf can ask for an approval the
+    policy does not require, never skip one (``false`` is ignored, with a warning in the log and the
+    evidence). ``approve`` is Airflow's ``ApprovalOperator`` (under *Required Actions*); on *Reject* it
+    skips ``switch``, and ``report`` records the rejection. ``switch`` reads the policy again itself
+    and refuses to run without an *Approve* where one is required, so no route (a cleared task, a
+    task marked success by hand) switches without one. Who triggered the run
+    (``dag_run.triggering_user_name``) and who approved are recorded with every switch.
+    ``approval_defaults`` is what a timeout answers (None: a timeout fails the approval, nothing is
+    switched).
     """
     from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.providers.standard.operators.hitl import ApprovalOperator
@@ -146,8 +167,17 @@ def cutover_tasks(spec_ref: str, *, approval_timeout: timedelta = timedelta(days
 
     @task.branch
     def ask(params: dict | None = None) -> str:
-        """Go through the approval when `require_approval` is on."""
-        return "approve" if (params or {}).get("require_approval", True) else "no_approval"
+        """Go through the approval when the deployment's policy (or the run's conf) asks for one."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from cutover.lifecycle.spec import load_spec
+        from cutover.lifecycle.switch import PolicyInvalid, approval_decision
+
+        try:
+            decision = approval_decision(load_spec(spec_ref).name, dict(params or {}))
+        except PolicyInvalid as exc:
+            raise AirflowFailException(str(exc)) from exc
+        return "approve" if decision["required"] else "no_approval"
 
     class RecordedApproval(ApprovalOperator):
         """Airflow's ApprovalOperator that also keeps the answer (who, what, when) in XCom ``answer``:
@@ -184,19 +214,25 @@ def cutover_tasks(spec_ref: str, *, approval_timeout: timedelta = timedelta(days
         from airflow.sdk.exceptions import AirflowFailException
 
         from cutover.lifecycle.spec import load_spec
-        from cutover.lifecycle.switch import ApprovalMissing, CanaryUnsupported, NotReady, SwitchFailed
+        from cutover.lifecycle.switch import (
+            ApprovalMissing,
+            CanaryUnsupported,
+            NotReady,
+            PolicyInvalid,
+            SwitchFailed,
+        )
         from cutover.lifecycle.switch import switch as do_switch
 
         spec = load_spec(spec_ref)
         p = dict(params or {})
-        required = bool(p.get("require_approval", True))
-        approval = ti.xcom_pull(task_ids="approve", key=ANSWER_KEY) if required and ti is not None else None
+        # whatever the policy said at `ask`, the switch decides again and needs the answer when it requires one
+        approval = ti.xcom_pull(task_ids="approve", key=ANSWER_KEY) if ti is not None else None
         try:
-            return do_switch(spec, spec.config(p), units, run_id or "", require_approval=required, approval=approval,
-                             canary_pct=int(p.get("canary_pct", 100)), actor=getattr(dag_run, "dag_id", None),
+            return do_switch(spec, spec.config(p), units, run_id or "", approval=approval,
+                             canary_pct=int(p.get("canary_pct", 100)), triggered_by=_triggered_by(dag_run),
                              params=p, dag_id=getattr(dag_run, "dag_id", None))
-        except (ApprovalMissing, CanaryUnsupported, NotReady, SwitchFailed) as exc:  # no retries: a retry would pause writes again
-            raise AirflowFailException(str(exc)) from exc
+        except (ApprovalMissing, CanaryUnsupported, NotReady, PolicyInvalid, SwitchFailed) as exc:
+            raise AirflowFailException(str(exc)) from exc  # no retries: a retry would pause writes again
 
     @task(trigger_rule="all_done")
     def report(params: dict | None = None, run_id: str | None = None, ti: Any = None,
@@ -218,7 +254,7 @@ def cutover_tasks(spec_ref: str, *, approval_timeout: timedelta = timedelta(days
         if rejected(approval):
             units = ti.xcom_pull(task_ids="ready") or []
             return do_switch(spec, cfg, units, run_id or "", require_approval=True, approval=approval,
-                             params=p, dag_id=getattr(dag_run, "dag_id", None))
+                             triggered_by=_triggered_by(dag_run), params=p, dag_id=getattr(dag_run, "dag_id", None))
         with pg_connect(spec.control_conn_id(cfg)) as conn:
             control.ensure_schema(conn)
             run = control.get_run(conn, run_id or "")
@@ -236,19 +272,47 @@ def cutover_tasks(spec_ref: str, *, approval_timeout: timedelta = timedelta(days
     return verdict
 
 
+def _triggered_by(dag_run: Any) -> dict[str, Any]:
+    """Who triggered this DAG run, as :func:`cutover.lifecycle.switch.trigger_record` records it
+    (Airflow 3's ``DagRun.triggering_user_name``; None where Airflow knows no user)."""
+    from cutover.lifecycle.switch import trigger_record
+
+    run_type = getattr(dag_run, "run_type", None)
+    return trigger_record(getattr(dag_run, "triggering_user_name", None),
+                          None if run_type is None else str(getattr(run_type, "value", run_type)),
+                          via=f"Airflow DAG run of {getattr(dag_run, 'dag_id', '?')}")
+
+
+def discard_param() -> Param:
+    """The rollback DAGs' ``discard_target_writes`` Param (off: a rollback that would lose writes refuses)."""
+    return Param(False, type="boolean", title="Discard target writes",
+                 description="Roll back even where the target holds writes the source lacks (made after the "
+                             "cutover): they are lost, and the run records them. Off: such a rollback refuses "
+                             "and names the rows.")
+
+
 def rollback_tasks(spec_ref: str) -> Any:
-    """One ``roll_back`` task: readers of the chosen units (empty = all known) back on the source."""
+    """One ``roll_back`` task: readers of the chosen units (empty = all known) back on the source.
+
+    It refuses (no retries) when the target holds writes the source lacks, unless the run's
+    ``discard_target_writes`` is on (see :func:`cutover.lifecycle.switch.rollback`)."""
 
     @task
     def roll_back(params: dict | None = None, run_id: str | None = None, dag_run: Any = None) -> dict:
         """Readers back on the source per unit; optionally drop what was built; recorded as a rollback run."""
+        from airflow.sdk.exceptions import AirflowFailException
+
         from cutover.lifecycle.spec import load_spec
-        from cutover.lifecycle.switch import rollback
+        from cutover.lifecycle.switch import TargetWritesFound, rollback
 
         spec = load_spec(spec_ref)
         p = dict(params or {})
         wanted = [str(u) for u in p.get("units") or []] or None
-        return rollback(spec, spec.config(p), wanted, run_id or "", drop=bool(p.get("drop", False)),
-                        actor=getattr(dag_run, "dag_id", None), params=p, dag_id=getattr(dag_run, "dag_id", None))
+        try:
+            return rollback(spec, spec.config(p), wanted, run_id or "", drop=bool(p.get("drop", False)),
+                            discard_target_writes=bool(p.get("discard_target_writes", False)),
+                            triggered_by=_triggered_by(dag_run), params=p, dag_id=getattr(dag_run, "dag_id", None))
+        except TargetWritesFound as exc:  # the same on every try: the user decides (discard_target_writes)
+            raise AirflowFailException(str(exc)) from exc
 
     return roll_back()

@@ -18,7 +18,7 @@ SCHEMA = "mysql_mirror"
 def demo_step(scale: float) -> dict[str, Any]:
     """Seed the sample database and the read-only user (after dropping an earlier demo's copies)."""
     from cutover.connections import MYSQL_SOURCE
-    from cutover.lifecycle.switch import rollback
+    from cutover.lifecycle.switch import rollback, trigger_record
     from cutover.mysql_to_postgres.build import known_units
     from cutover.mysql_to_postgres.config import MysqlToPostgresConfig
     from cutover.mysql_to_postgres.readonly import ensure_read_only_user
@@ -27,7 +27,8 @@ def demo_step(scale: float) -> dict[str, Any]:
 
     cfg = MysqlToPostgresConfig(source_database=SOURCE, target_schema=SCHEMA)
     if known_units(cfg):
-        rollback(SPEC, cfg, None, "make-demo-mysql-to-postgres-reset", drop=True, actor="make demo")
+        rollback(SPEC, cfg, None, "make-demo-mysql-to-postgres-reset", drop=True, discard_target_writes=True,
+                 triggered_by=trigger_record(None, via="make demo: reset"))
     seed(MYSQL_SOURCE, SOURCE, rows=max(500, int(5_000 * scale)))
     ensure_read_only_user(MYSQL_SOURCE, "cutover_ro", [SOURCE])
     return {"source_database": SOURCE, "target_schema": SCHEMA, "tables": [], "units": [], "gx_gate": True,
@@ -48,8 +49,15 @@ def demo_sync_step(scale: float) -> dict[str, Any]:
 
 def demo_cutover_step(scale: float) -> dict[str, Any]:
     """Cut over ``orders`` and ``events_log`` (approval off: no human in the demo). ``customers`` stays on
-    MySQL: two of its rows are dead letters, so its checksums differ and the cutover refuses it."""
-    return {"units": ["orders", "events_log"], "source_database": SOURCE, "target_schema": SCHEMA, "require_approval": False}
+    MySQL: two of its rows are dead letters, so its checksums differ and the cutover refuses it. The demo
+    turns this pipeline's approval policy off for its own process (env, as an operator would)."""
+    import os
+
+    from cutover.lifecycle.switch import policy_env
+    from cutover.mysql_to_postgres.config import PIPELINE
+
+    os.environ[policy_env(PIPELINE)] = "off"
+    return {"units": ["orders", "events_log"], "source_database": SOURCE, "target_schema": SCHEMA}
 
 
 def demo_platform_step(scale: float) -> dict[str, Any]:

@@ -81,6 +81,13 @@ def _unit_key(cfg: MysqlToPostgresConfig, name: str) -> UnitKey:
     return UnitKey(cfg.scope, (name,))
 
 
+
+def _divergence(cfg: MysqlToPostgresConfig, key: UnitKey) -> dict[str, Any] | None:
+    from cutover.mysql_to_postgres.divergence import target_divergence
+
+    return target_divergence(cfg, key)
+
+
 SPEC = PipelineSpec(
     name=PIPELINE,
     unit_noun="table",
@@ -100,4 +107,5 @@ SPEC = PipelineSpec(
     key_arity=1,
     permanent_errors=(TypeMapError, WritableSourceError),
     close=_close,
+    target_divergence=_divergence,
 )

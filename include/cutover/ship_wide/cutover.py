@@ -127,19 +127,24 @@ def _manual_run_id(kind: str) -> str:
     return f"manual__{kind}__{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S.%f')}"
 
 
-def cutover_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None, actor: str | None = None) -> dict[str, Any]:
-    """Readers of one verified ship → its wide table, outside Airflow (no approval: a library call
-    for scripts and tests; the ``ship_wide_cutover`` DAG is the route with approval). Recorded as a
-    cutover run through :func:`cutover.lifecycle.switch.switch`; raises
+def cutover_ship(cfg: ShipWideConfig, ship_id: str, *, run_id: str | None = None, actor: str | None = None,
+                 approval: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Readers of one verified ship → its wide table, outside Airflow (a library call for scripts and
+    tests; the ``ship_wide_cutover`` DAG asks for the approval under *Required Actions*). The
+    deployment's approval policy applies here too (:func:`cutover.lifecycle.switch.approval_policy`):
+    where it requires an approval, ``approval`` must be one (``{"chosen_options": ["Approve"],
+    "responded_by_user": …}``) or :class:`cutover.lifecycle.switch.ApprovalMissing` is raised, nothing
+    switched. ``actor`` names the caller (recorded as who triggered it; None: unknown, recorded so).
+    Recorded as a cutover run through :func:`cutover.lifecycle.switch.switch`; raises
     :class:`cutover.lifecycle.switch.NotReady` when the ship's latest verification did not pass."""
-    from cutover.lifecycle.switch import NotReady, split_ready, switch
+    from cutover.lifecycle.switch import NotReady, split_ready, switch, trigger_record
     from cutover.ship_wide.spec import SPEC
 
     ready, blocked = split_ready(SPEC, cfg, [ship_id])
     if blocked:
         raise NotReady(f"ship {ship_id!r}: {blocked[ship_id]}")
-    out = switch(SPEC, cfg, ready, run_id or _manual_run_id("cutover"), require_approval=False, approval=None,
-                 actor=actor or "cutover_ship")
+    out = switch(SPEC, cfg, ready, run_id or _manual_run_id("cutover"), approval=approval,
+                 triggered_by=trigger_record(actor, via="cutover.ship_wide.cutover_ship"))
     return out["switched"][0]
 
 
@@ -147,11 +152,14 @@ def rollback_ship(
     cfg: ShipWideConfig, ship_id: str, *, drop: bool = False, run_id: str | None = None, actor: str | None = None,
 ) -> dict[str, Any]:
     """Readers → the narrow table; with ``drop`` also remove the wide table, its map and its state.
-    Recorded as a rollback run through :func:`cutover.lifecycle.switch.rollback`."""
-    from cutover.lifecycle.switch import rollback
+    Recorded as a rollback run through :func:`cutover.lifecycle.switch.rollback` (``actor``: who asked,
+    recorded as who triggered it). Nothing written after the cutover is lost: writers write the narrow
+    table, readers only read the wide one, so ship_wide has no ``target_divergence`` check."""
+    from cutover.lifecycle.switch import rollback, trigger_record
     from cutover.ship_wide.spec import SPEC
 
-    out = rollback(SPEC, cfg, [ship_id], run_id or _manual_run_id("rollback"), drop=drop, actor=actor or "rollback_ship")
+    out = rollback(SPEC, cfg, [ship_id], run_id or _manual_run_id("rollback"), drop=drop,
+                   triggered_by=trigger_record(actor, via="cutover.ship_wide.rollback_ship"))
     return out["rolled_back"][0]
 
 

@@ -36,6 +36,13 @@ def demo_step(scale: float) -> dict[str, Any]:
 
 
 def demo_cutover_step(scale: float) -> dict[str, Any]:
-    """The run conf of ``ship_wide_cutover``: every verified ship, with approval off (no human in the
-    demo; a real cutover keeps ``require_approval`` on and is approved under *Required Actions*)."""
-    return {"units": [], "schema": SCHEMA, "canary_pct": 100, "require_approval": False}
+    """The run conf of ``ship_wide_cutover``: every verified ship. No human answers in the demo, so it
+    turns this pipeline's approval policy off for its own process (env, as an operator would); a real
+    deployment keeps it on and approves under *Required Actions*."""
+    import os
+
+    from cutover.lifecycle.switch import policy_env
+    from cutover.ship_wide.config import PIPELINE
+
+    os.environ[policy_env(PIPELINE)] = "off"
+    return {"units": [], "schema": SCHEMA}

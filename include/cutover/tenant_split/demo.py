@@ -17,7 +17,7 @@ SOURCE = "cutover_source"
 def demo_step(scale: float) -> dict[str, Any]:
     """Seed the shared tables (after dropping what an earlier demo built); the build's run conf."""
     from cutover.connections import MYSQL_SOURCE, mysql_connect
-    from cutover.lifecycle.switch import rollback
+    from cutover.lifecycle.switch import rollback, trigger_record
     from cutover.samples.tenants import seed_tenants
     from cutover.tenant_split.config import TenantSplitConfig
     from cutover.tenant_split.cutover import known_units
@@ -25,7 +25,8 @@ def demo_step(scale: float) -> dict[str, Any]:
 
     cfg = TenantSplitConfig(source_database=SOURCE)
     if known_units(cfg):
-        rollback(SPEC, cfg, None, "make-demo-tenant-split-reset", drop=True, actor="make demo")
+        rollback(SPEC, cfg, None, "make-demo-tenant-split-reset", drop=True, discard_target_writes=True,
+                 triggered_by=trigger_record(None, via="make demo: reset"))
     with mysql_connect(MYSQL_SOURCE, database="") as conn:
         seed_tenants(conn, database=SOURCE, tenants=4, rows=max(2_000, int(10_000 * scale)))
     return {"tenants": [], "tables": [], "units": [], "source_database": SOURCE, "copy_mode": "auto",
@@ -44,5 +45,13 @@ def demo_sync_step(scale: float) -> dict[str, Any]:
 
 
 def demo_cutover_step(scale: float) -> dict[str, Any]:
-    """Cut over two tenants (approval off: no human in the demo; a real cutover asks under *Required Actions*)."""
-    return {"units": ["1", "2"], "source_database": SOURCE, "require_approval": False}
+    """Cut over two tenants. No human answers in the demo, so it turns this pipeline's approval policy
+    off for its own process (env, as an operator would); a real deployment keeps it on and approves
+    under *Required Actions*."""
+    import os
+
+    from cutover.lifecycle.switch import policy_env
+    from cutover.tenant_split.config import PIPELINE
+
+    os.environ[policy_env(PIPELINE)] = "off"
+    return {"units": ["1", "2"], "source_database": SOURCE}

@@ -111,6 +111,13 @@ def _switch(cfg: TenantSplitConfig, keys: list[UnitKey], run_id: str) -> Any:
     return tenant_switch(cfg, keys, run_id)
 
 
+
+def _divergence(cfg: TenantSplitConfig, key: UnitKey) -> dict[str, Any] | None:
+    from cutover.tenant_split.divergence import target_divergence
+
+    return target_divergence(cfg, key)
+
+
 SPEC = PipelineSpec(
     name=PIPELINE,
     unit_noun="tenant table",
@@ -130,6 +137,7 @@ SPEC = PipelineSpec(
     key_arity=2,
     permanent_errors=(MappingError, PlanError),
     close=_close,
+    target_divergence=_divergence,
     switch_group=lambda key: key.parts[0],
     around_switch=_switch,
     expand_units=_expand,
