@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 
+from cutover import control
 from cutover.connections import MYSQL_SOURCE, mysql_connect, pg_connect
 from cutover.identifiers import quote_mysql, quote_pg
+from cutover.lifecycle.stages import run_build
 from cutover.mysql_to_postgres.config import MysqlToPostgresConfig
 from cutover.mysql_to_postgres.readonly import WritableSourceError, prove_read_only
+from cutover.mysql_to_postgres.spec import SPEC
 from cutover.samples.hostile import HOSTILE_NAMES
 
 pytestmark = pytest.mark.integration
@@ -115,3 +118,108 @@ def test_the_read_only_user_passes_every_probe(accounts: dict[str, Any]) -> None
     assert got["write_grants"] == [] and got["roles"] == []
     assert set(got["attempts"]) == {"INSERT", "UPDATE", "DELETE", "CREATE"}
     assert all(r.startswith("refused (1142") for r in got["attempts"].values()), got["attempts"]
+
+
+# ------------------------------------------------------------------------------ 2. every rule-changed value counted
+
+#: per column and rule, how many values the seeded table holds (row 21 also has a zero date in "100%",
+#: but its NOT NULL column "must" is a zero date too: the row is a dead letter and its values are not counted)
+EXPECTED_CHANGES = {
+    HOSTILE_COLUMN: {"zero date → NULL": 5, "partial date → NULL": 4, "year 0 → NULL": 2},
+    "seen": {"zero date → NULL": 3},
+    "stamp": {"zero date → NULL": 1},
+    "st": {"invalid ENUM '' kept": 4},
+    "flag": {"not 0 or 1 → true": 3},
+}
+
+
+def _seed_rules(db: str) -> None:
+    t = f"{{db}}.{quote_mysql(HOSTILE_TABLE)}"
+    d = quote_mysql(HOSTILE_COLUMN)
+    rows = []
+    for i in range(1, 41):
+        day = ("0000-00-00" if i <= 5 or i == 21 else "2020-00-15" if i <= 8 else "2020-05-00" if i == 9
+               else "0000-05-01" if i <= 11 else None if i == 12 else f"2021-01-{i % 28 + 1:02d}")
+        seen = "0000-00-00 00:00:00" if 13 <= i <= 15 else "2022-02-02 10:00:00.5"
+        stamp = "0000-00-00 00:00:00" if i == 16 else "2023-03-03 03:03:03"
+        st = "bogus" if 17 <= i <= 20 else "ab"[i % 2]
+        must = "0000-00-00" if i == 21 else "2020-01-01"
+        flag = {22: 2, 23: 2, 24: -1}.get(i, i % 2)
+        q = lambda v: "NULL" if v is None else f"'{v}'"  # noqa: E731
+        rows.append(f"({i}, {q(day)}, {q(seen)}, {q(stamp)}, {q(st)}, {q(must)}, {flag})")
+    _mysql(db, "CREATE DATABASE {db}", "SET SESSION sql_mode = ''",
+           f"CREATE TABLE {t} (id INT NOT NULL PRIMARY KEY, {d} DATE NULL, seen DATETIME(1) NULL, "
+           "stamp TIMESTAMP NULL DEFAULT NULL, st ENUM('a','b') NULL, must DATE NOT NULL, flag TINYINT NOT NULL)",
+           f"INSERT INTO {t} VALUES " + ", ".join(rows),
+           f"CREATE TABLE {{db}}.loose AS SELECT {d}, st FROM {t}")  # no key: copied whole from a snapshot
+
+
+@pytest.fixture(scope="module")
+def rules_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The rule table built with zero dates → NULL, '' ENUMs kept and a boolean override, 7 rows a chunk."""
+    from cutover.mysql_to_postgres.readonly import ensure_read_only_user
+    from cutover.mysql_to_postgres.typemap import yaml_key
+
+    tag = _tag()
+    db, schema = f"m2prule_{tag}", f"m2prule_{tag}_{HOSTILE_COLUMN}"
+    _cleanup(db, schema)
+    _seed_rules(db)
+    ensure_read_only_user(MYSQL_SOURCE, "cutover_ro", [db])
+    ov = tmp_path_factory.mktemp("m2prule") / "ov.yaml"
+    ov.write_text(f"tables: {{{yaml_key(HOSTILE_TABLE)}: {{columns: {{flag: {{type: boolean}}}}}}}}\n", encoding="utf-8")
+    params = {"source_database": db, "target_schema": schema, "gx_gate": False, "chunk_rows": 7,
+              "enum_empty": "keep", "zero_date": "null", "overrides": str(ov)}
+    run_id = f"m2prule-{tag}"
+    rep = run_build(SPEC, params, run_id, raise_on_red=False)
+    try:
+        yield {"db": db, "schema": schema, "run_id": run_id, "report": rep}
+    finally:
+        _cleanup(db, schema)
+
+
+def _units(run_id: str) -> dict[str, dict[str, Any]]:
+    with pg_connect() as conn:
+        return {u["unit_key"].split(":", 1)[1]: u for u in control.list_units(conn, run_id)}
+
+
+def test_every_value_a_rule_changed_is_counted_per_column(rules_run: dict[str, Any]) -> None:
+    units = _units(rules_run["run_id"])
+    assert rules_run["report"].states == {"verified": 2}, rules_run["report"].reason
+    got = units[HOSTILE_TABLE]["detail"]["copy"]["rule_changes"]
+    assert got == EXPECTED_CHANGES, got
+    # the counts are the values the copy really changed: NULL in PostgreSQL where MySQL has a non-NULL value
+    s, t = quote_pg(rules_run["schema"]), quote_pg(HOSTILE_TABLE)
+    with pg_connect() as conn:
+        nulls = conn.execute(f"SELECT count(*) FILTER (WHERE {quote_pg(HOSTILE_COLUMN)} IS NULL), "
+                             f"count(*) FILTER (WHERE st = ''), count(*) FILTER (WHERE flag) FROM {s}.{t}").fetchone()
+    assert nulls[0] == sum(EXPECTED_CHANGES[HOSTILE_COLUMN].values()) + 1  # + the row MySQL has NULL in
+    assert nulls[1] == 4
+    with mysql_connect(MYSQL_SOURCE, database=rules_run["db"]) as conn:
+        cur = conn.cursor()
+        cur.execute(f"SELECT COUNT(*) FROM {quote_mysql(HOSTILE_TABLE)} WHERE flag <> 0 AND id <> 21".replace("%", "%%"), ())
+        assert nulls[2] == cur.fetchone()[0]
+    # the table without a key (copied whole): the row refused in the keyed table is here, its zero date counted
+    loose = units["loose"]["detail"]["copy"]["rule_changes"]
+    assert loose == {HOSTILE_COLUMN: {"zero date → NULL": 6, "partial date → NULL": 4, "year 0 → NULL": 2},
+                     "st": {"invalid ENUM '' kept": 4}}, loose
+
+
+def test_invalid_enum_values_made_null_are_counted() -> None:
+    from cutover.mysql_to_postgres.readonly import ensure_read_only_user
+
+    tag = _tag()
+    db, schema = f"m2prule_{tag}", f"m2prule_{tag}_n"
+    _cleanup(db, schema)
+    try:
+        _seed_rules(db)
+        ensure_read_only_user(MYSQL_SOURCE, "cutover_ro", [db])
+        run_id = f"m2prulen-{tag}"
+        run_build(SPEC, {"source_database": db, "target_schema": schema, "gx_gate": False, "chunk_rows": 6,
+                         "enum_empty": "null", "tables": [HOSTILE_TABLE]}, run_id, raise_on_red=False)
+        got = _units(run_id)[HOSTILE_TABLE]["detail"]["copy"]["rule_changes"]
+        assert got["st"] == {"invalid ENUM '' → NULL": 4}, got
+        with pg_connect() as conn:
+            n = conn.execute(f"SELECT count(*) FROM {quote_pg(schema)}.{quote_pg(HOSTILE_TABLE)} WHERE st IS NULL").fetchone()[0]
+        assert n == 4
+    finally:
+        _cleanup(db, schema)

@@ -19,7 +19,14 @@ from cutover.lifecycle.spec import CopyResult, UnitContext, Verification
 from cutover.mysql_schema import read_database, table_names, text_of
 from cutover.mysql_to_postgres import load, target
 from cutover.mysql_to_postgres.config import PIPELINE, MysqlToPostgresConfig
-from cutover.mysql_to_postgres.typemap import TableMap, TypeMapError, json_columns, load_overrides, map_table
+from cutover.mysql_to_postgres.typemap import (
+    TableMap,
+    TypeMapError,
+    count_flags,
+    json_columns,
+    load_overrides,
+    map_table,
+)
 from cutover.streaming import Progress
 
 log = logging.getLogger(__name__)
@@ -204,7 +211,13 @@ def _start_marks(cfg: MysqlToPostgresConfig, cur: Any, tm: TableMap, mode: str) 
 
 def copy_unit(cfg: MysqlToPostgresConfig, unit: PlannedUnit, ctx: UnitContext) -> CopyResult:
     """Copy the table in keyset chunks (each with its checkpoint and progress in one PostgreSQL
-    transaction), or whole from one snapshot when it has no key. Resumes after the last committed chunk."""
+    transaction), or whole from one snapshot when it has no key. Resumes after the last committed chunk.
+
+    Every value a rule changes (zero / partial dates and year 0 → NULL, the invalid ENUM value, characters
+    a charset cannot carry to UTF-8, a boolean override's other numbers) is flagged by MySQL in the chunk's
+    own read and counted over the rows actually written (dead letters left out), kept in the checkpoint
+    (a resumed copy goes on counting) and returned in ``detail["rule_changes"]``
+    (``{column: {rule: values}}``)."""
     tm = _table(unit)
     key = str(unit.key)
     mode = str(unit.detail.get("sync_mode") or "binlog")
@@ -215,7 +228,9 @@ def copy_unit(cfg: MysqlToPostgresConfig, unit: PlannedUnit, ctx: UnitContext) -
         cp = load.read_checkpoint(conn, key) or {"last_key": None, "rows_read": 0, "rows_written": 0, "done": False,
                                                  "start_position": None, "start_watermark": None}
     if cp["done"]:
-        return CopyResult(cp["rows_read"], cp["rows_written"], {"resumed": "already done"})
+        return CopyResult(cp["rows_read"], cp["rows_written"], {"resumed": "already done",
+                                                                "rule_changes": cp.get("rule_counts") or {}})
+    counts: dict[str, dict[str, int]] = dict(cp.get("rule_counts") or {})  # values changed by rule, so far
     prog = Progress(f"{PIPELINE} {tm.source}", unit.rows, logger=ctx.log)
     read, written, dead_n = cp["rows_read"], cp["rows_written"], 0
     prog.add(read)
@@ -232,11 +247,13 @@ def copy_unit(cfg: MysqlToPostgresConfig, unit: PlannedUnit, ctx: UnitContext) -
                 else:
                     pos = str(binlog.current_position(cur))
             cur.close()
-            written, dead = load.reload_whole(src, conn, tm, cfg.source_database, cfg.target_schema, cfg.chunk_rows)
+            counts = {}
+            written, dead = load.reload_whole(src, conn, tm, cfg.source_database, cfg.target_schema, cfg.chunk_rows,
+                                              rule_counts=counts)
             read = written + len(dead)
             load.record_dead(conn, PIPELINE, key, tm.source, dead) if progress_in_chunk else None
             load.write_checkpoint(conn, key, last_key=None, rows_read=read, rows_written=written, done=True,
-                                  start_position=pos)
+                                  start_position=pos, rule_counts=counts)
             if progress_in_chunk:
                 ctx.chunk_done(conn, read, written)
         if not progress_in_chunk:
@@ -244,7 +261,8 @@ def copy_unit(cfg: MysqlToPostgresConfig, unit: PlannedUnit, ctx: UnitContext) -
                 load.record_dead(c2, PIPELINE, key, tm.source, dead)
         prog.add(read)
         prog.finish()
-        return CopyResult(read, written, {"keyless": True, "dead_letters": len(dead), "seconds": round(time.monotonic() - t0, 3)})
+        return CopyResult(read, written, {"keyless": True, "dead_letters": len(dead), "rule_changes": counts,
+                                          "seconds": round(time.monotonic() - t0, 3)})
 
     with load.source_session(cfg.source_conn_id) as src:
         cur = src.cursor()
@@ -264,8 +282,13 @@ def copy_unit(cfg: MysqlToPostgresConfig, unit: PlannedUnit, ctx: UnitContext) -
                     read += len(ch.lines)
                     written += w.rows
                     dead_n += len(w.dead)
+                    chunk_counts = count_flags(tm, ch.copied_flags(w.dead), {}) if ch.flags else {}
+                    for col, by_rule in chunk_counts.items():
+                        for label, n in by_rule.items():
+                            counts.setdefault(col, {})[label] = counts.get(col, {}).get(label, 0) + n
                     load.write_checkpoint(conn, key, last_key=ch.keys[-1], rows_read=read, rows_written=written,
-                                          done=False, start_position=start_pos, start_watermark=start_wm)
+                                          done=False, start_position=start_pos, start_watermark=start_wm,
+                                          rule_counts=counts)
                     if progress_in_chunk:
                         load.record_dead(conn, PIPELINE, key, tm.source, w.dead)
                         ctx.chunk_done(conn, read, written)
@@ -281,7 +304,10 @@ def copy_unit(cfg: MysqlToPostgresConfig, unit: PlannedUnit, ctx: UnitContext) -
                                       start_position=start_pos, start_watermark=start_wm)
         cur.close()
     prog.finish()
-    return CopyResult(read, written, {"dead_letters": dead_n, "seconds": round(time.monotonic() - t0, 3),
+    if counts:
+        ctx.log.info("%s: values changed by rule: %s", tm.source, counts)
+    return CopyResult(read, written, {"dead_letters": dead_n, "rule_changes": counts,
+                                      "seconds": round(time.monotonic() - t0, 3),
                                       "rows_per_s": round((read - cp["rows_read"]) / max(time.monotonic() - t0, 1e-9))})
 
 

@@ -39,7 +39,7 @@ from typing import Any
 from cutover.connections import mysql_connect, resolve
 from cutover.identifiers import quote_mysql, quote_pg
 from cutover.keyset import after_key, after_params, decode_key, encode_key
-from cutover.mysql_to_postgres.typemap import TableMap, line_expr
+from cutover.mysql_to_postgres.typemap import TableMap, count_flags, line_expr, rule_flags_expr
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,9 @@ def ensure_state(conn: Any) -> None:
     ready = conn.execute(
         f"""SELECT to_regclass('{STATE_SCHEMA}.m2p_checkpoints') IS NOT NULL AND EXISTS (
               SELECT 1 FROM information_schema.columns WHERE table_schema = '{STATE_SCHEMA}'
-                AND table_name = 'm2p_positions' AND column_name = 'watermark_key')""").fetchone()[0]
+                AND table_name = 'm2p_positions' AND column_name = 'watermark_key') AND EXISTS (
+              SELECT 1 FROM information_schema.columns WHERE table_schema = '{STATE_SCHEMA}'
+                AND table_name = 'm2p_checkpoints' AND column_name = 'rule_counts')""").fetchone()[0]
     if ready:
         return
     conn.execute(f"""
@@ -71,7 +73,8 @@ def ensure_state(conn: Any) -> None:
         CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.m2p_positions (
             unit_key text PRIMARY KEY, mode text NOT NULL, position text, watermark text,
             changes_applied bigint NOT NULL DEFAULT 0, updated_at timestamptz NOT NULL DEFAULT now());
-        ALTER TABLE {STATE_SCHEMA}.m2p_positions ADD COLUMN IF NOT EXISTS watermark_key text""")
+        ALTER TABLE {STATE_SCHEMA}.m2p_positions ADD COLUMN IF NOT EXISTS watermark_key text;
+        ALTER TABLE {STATE_SCHEMA}.m2p_checkpoints ADD COLUMN IF NOT EXISTS rule_counts jsonb""")
 
 
 @contextmanager
@@ -98,10 +101,20 @@ def same_database(a: str, b: str) -> bool:
 
 @dataclass
 class Chunk:
-    """Rows read from MySQL: their COPY lines (bytes, no trailing newline) and keys."""
+    """Rows read from MySQL: their COPY lines (bytes, no trailing newline), keys and rule flags (one
+    ``b"0"`` / ``b"1"`` string per row, :func:`cutover.mysql_to_postgres.typemap.rule_flags_expr`; empty
+    when the table has no value-changing rule)."""
 
     lines: list[bytes]
     keys: list[tuple[Any, ...]]
+    flags: list[bytes] = field(default_factory=list)
+
+    def copied_flags(self, dead: list[tuple[tuple[Any, ...], str, str]]) -> list[bytes]:
+        """The flags of the rows that were written (``dead``: the refused rows, by key)."""
+        if not dead or not self.flags:
+            return self.flags
+        refused = {tuple(k) for k, _, _ in dead}
+        return [f for f, k in zip(self.flags, self.keys, strict=True) if tuple(k) not in refused]
 
 
 @dataclass
@@ -112,12 +125,16 @@ class Written:
     dead: list[tuple[tuple[Any, ...], str, str]] = field(default_factory=list)
 
 
-def select_sql(tm: TableMap, database: str, where: str = "", *, order: bool = True, limit: int | None = None) -> str:
-    """``SELECT CAST(<line> AS BINARY), <key…> FROM db.t [WHERE …] [ORDER BY key] [LIMIT n]`` — with
-    every literal ``%`` doubled, ready for ``%s`` parameters in ``where``."""
+def select_sql(tm: TableMap, database: str, where: str = "", *, order: bool = True, limit: int | None = None,
+               flags: bool = False) -> str:
+    """``SELECT CAST(<line> AS BINARY), <key…>[, <rule flags>] FROM db.t [WHERE …] [ORDER BY key] [LIMIT n]``
+    — with every literal ``%`` doubled, ready for ``%s`` parameters in ``where``. ``flags``: add the row's
+    rule flags last (when the table has a value-changing rule), computed by MySQL in the same read."""
     table = f"{quote_mysql(database)}.{quote_mysql(tm.source)}"
     keys = [quote_mysql(k) for k in tm.key]
-    head = f"SELECT CAST({line_expr(tm)} AS BINARY)" + "".join(", " + k for k in keys) + f" FROM {table}"
+    fx = rule_flags_expr(tm) if flags else None
+    head = (f"SELECT CAST({line_expr(tm)} AS BINARY)" + "".join(", " + k for k in keys)
+            + (f", {fx}" if fx else "") + f" FROM {table}")
     head = head.replace("%", "%%")
     sql = head + (f" WHERE {where}" if where else "")
     if order and keys:
@@ -128,13 +145,21 @@ def select_sql(tm: TableMap, database: str, where: str = "", *, order: bool = Tr
 
 
 def read_chunk(cur: Any, tm: TableMap, database: str, last: tuple[Any, ...] | None, limit: int) -> Chunk:
-    """The next ``limit`` rows after key ``last`` (``None``: from the start), in key order."""
+    """The next ``limit`` rows after key ``last`` (``None``: from the start), in key order, with their rule flags."""
     if last is None:
-        cur.execute(select_sql(tm, database, limit=limit), ())
+        cur.execute(select_sql(tm, database, limit=limit, flags=True), ())
     else:
-        cur.execute(select_sql(tm, database, after_key(tm.key, escape_percent=True), limit=limit), after_params(last))
+        cur.execute(select_sql(tm, database, after_key(tm.key, escape_percent=True), limit=limit, flags=True),
+                    after_params(last))
     rows = cur.fetchall()
-    return Chunk([bytes(r[0]) for r in rows], [tuple(r[1:]) for r in rows])
+    n = len(tm.key)
+    flagged = rule_flags_expr(tm) is not None
+    return Chunk([bytes(r[0]) for r in rows], [tuple(r[1:1 + n]) for r in rows],
+                 [_flag_bytes(r[1 + n]) for r in rows] if flagged else [])
+
+
+def _flag_bytes(v: Any) -> bytes:
+    return bytes(v) if isinstance(v, bytes | bytearray) else str(v).encode("ascii")
 
 
 def _copy(cur: Any, target: str, columns: str, lines: Sequence[bytes]) -> None:
@@ -202,27 +227,32 @@ def record_dead(conn: Any, pipeline: str, unit_key: str, table: str, dead: list[
 
 def read_checkpoint(conn: Any, unit_key: str) -> dict[str, Any] | None:
     """The unit's checkpoint row (``last_key`` decoded), or None."""
-    row = conn.execute(f"SELECT last_key, rows_read, rows_written, done, start_position, start_watermark "
+    row = conn.execute(f"SELECT last_key, rows_read, rows_written, done, start_position, start_watermark, rule_counts "
                        f"FROM {STATE_SCHEMA}.m2p_checkpoints WHERE unit_key = %s", (unit_key,)).fetchone()
     if row is None:
         return None
     return {"last_key": decode_key(row[0]), "rows_read": int(row[1]), "rows_written": int(row[2]), "done": bool(row[3]),
-            "start_position": row[4], "start_watermark": row[5]}
+            "start_position": row[4], "start_watermark": row[5], "rule_counts": dict(row[6] or {})}
 
 
 def write_checkpoint(conn: Any, unit_key: str, *, last_key: Sequence[Any] | None, rows_read: int, rows_written: int,
-                     done: bool, start_position: str | None = None, start_watermark: str | None = None) -> None:
-    """Upsert the unit's checkpoint (in the caller's transaction: the chunk's)."""
+                     done: bool, start_position: str | None = None, start_watermark: str | None = None,
+                     rule_counts: dict[str, dict[str, int]] | None = None) -> None:
+    """Upsert the unit's checkpoint (in the caller's transaction: the chunk's); ``rule_counts``: the running
+    ``{column: {rule label: values changed}}`` of the rows copied so far (kept when None)."""
+    from psycopg.types.json import Jsonb
+
     conn.execute(
         f"""INSERT INTO {STATE_SCHEMA}.m2p_checkpoints AS c (unit_key, last_key, rows_read, rows_written, done,
-                                                            start_position, start_watermark)
-            VALUES (%s, %s, %s, %s, %s, %s, %s)
+                                                            start_position, start_watermark, rule_counts)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (unit_key) DO UPDATE SET last_key = EXCLUDED.last_key, rows_read = EXCLUDED.rows_read,
               rows_written = EXCLUDED.rows_written, done = EXCLUDED.done,
               start_position = coalesce(c.start_position, EXCLUDED.start_position),
-              start_watermark = coalesce(c.start_watermark, EXCLUDED.start_watermark), updated_at = now()""",
+              start_watermark = coalesce(c.start_watermark, EXCLUDED.start_watermark),
+              rule_counts = coalesce(EXCLUDED.rule_counts, c.rule_counts), updated_at = now()""",
         (unit_key, None if last_key is None else encode_key(list(last_key)), rows_read, rows_written, done,
-         start_position, start_watermark))
+         start_position, start_watermark, None if rule_counts is None else Jsonb(rule_counts)))
 
 
 def prefetch(read: Callable[[Any], Chunk | None], first: Any) -> Iterator[Chunk]:
@@ -322,16 +352,19 @@ def _norm(key: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def reload_whole(src_conn: Any, conn: Any, tm: TableMap, database: str, schema: str, chunk_rows: int,
+                 rule_counts: dict[str, dict[str, int]] | None = None,
                  ) -> tuple[int, list[tuple[tuple[Any, ...], str, str]]]:
     """Replace the target table's rows with the source's, read from ``src_conn``'s open snapshot, in
-    ``conn``'s open transaction (tables without a key). Returns ``(rows written, dead letters)``."""
+    ``conn``'s open transaction (tables without a key). Returns ``(rows written, dead letters)``; the
+    values rules changed in the written rows are added to ``rule_counts`` when given."""
     tgt, cols = target_name(schema, tm), column_list(tm)
     conn.execute("SELECT set_config('cutover.replaying', 'on', true)")
     conn.execute(f"DELETE FROM {tgt}")
     import MySQLdb.cursors
 
     cur = src_conn.cursor(MySQLdb.cursors.SSCursor)
-    cur.execute(select_sql(tm, database, order=False), ())
+    counting = rule_counts is not None and rule_flags_expr(tm) is not None
+    cur.execute(select_sql(tm, database, order=False, flags=counting), ())
     written, n = 0, 0
     dead: list[tuple[tuple[Any, ...], str, str]] = []
     while True:
@@ -339,9 +372,12 @@ def reload_whole(src_conn: Any, conn: Any, tm: TableMap, database: str, schema: 
         if not rows:
             break
         n += 1
-        ch = Chunk([bytes(r[0]) for r in rows], [(f"row {written + len(dead) + i + 1}",) for i in range(len(rows))])
+        ch = Chunk([bytes(r[0]) for r in rows], [(f"row {written + len(dead) + i + 1}",) for i in range(len(rows))],
+                   [_flag_bytes(r[-1]) for r in rows] if counting else [])
         w = write_lines(conn, tgt, cols, ch)
         written += w.rows
         dead.extend(w.dead)
+        if counting and rule_counts is not None:
+            count_flags(tm, ch.copied_flags(w.dead), rule_counts)
     cur.close()
     return written, dead

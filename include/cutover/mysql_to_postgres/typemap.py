@@ -161,6 +161,9 @@ class ColumnMap:
     rule: str = ""
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: what a rule changes in this column's values: label → the MySQL condition (on the source row) that is
+    #: true exactly when the rule changes the row's value (counted per chunk by the copy)
+    changes: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able."""
@@ -185,6 +188,11 @@ class TableMap:
     def column(self, source: str) -> ColumnMap:
         """A column by its source name."""
         return next(c for c in self.columns if c.source == source)
+
+    def rule_checks(self) -> list[tuple[str, str, str]]:
+        """``(column, label, MySQL condition)`` of every value-changing rule of the table, in a fixed order
+        (the order of the copy's flag string, :func:`rule_flags_expr`)."""
+        return [(c.source, label, cond) for c in self.columns for label, cond in c.changes.items()]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able."""
@@ -359,11 +367,19 @@ def map_column(table: str, col: Column, *, json_columns: set[str], zero_date: st
     name = target_name or col.name
     tq = quote_pg(name)
 
+    changes: dict[str, str] = {}
+
     def zero_guarded(expr: str) -> str:
         nonlocal rule
         rule = f"zero_date: {zero_date}"
         bad = f"(MONTH({c}) = 0 OR DAYOFMONTH({c}) = 0 OR YEAR({c}) = 0)"
         if zero_date == "null":
+            zero = f"(YEAR({c}) = 0 AND MONTH({c}) = 0 AND DAYOFMONTH({c}) = 0)"
+            changes.update({
+                "zero date → NULL": zero,
+                "partial date → NULL": f"((MONTH({c}) = 0 OR DAYOFMONTH({c}) = 0) AND NOT {zero})",
+                "year 0 → NULL": f"(YEAR({c}) = 0 AND MONTH({c}) <> 0 AND DAYOFMONTH({c}) <> 0)",
+            })
             return f"IF({bad}, NULL, {expr})"
         return expr  # dead_letter: PostgreSQL refuses the text, the row becomes a dead letter
 
@@ -397,6 +413,9 @@ def map_column(table: str, col: Column, *, json_columns: set[str], zero_date: st
         inner = copy_escape(c) if any(ch in x for x in labels for ch in "\\\t\n\r") else c  # labels known: escape only if needed
         if enum_empty == "null":
             inner = f"IF({c} + 0 = 0, NULL, {inner})"
+            changes["invalid ENUM '' → NULL"] = f"({c} + 0 = 0)"
+        elif enum_empty == "keep" and "" not in labels:
+            changes["invalid ENUM '' kept"] = f"({c} + 0 = 0)"
         render = inner
     elif dt == "set":
         labels = enum_labels(col.column_type)
@@ -441,11 +460,16 @@ def map_column(table: str, col: Column, *, json_columns: set[str], zero_date: st
         pg, render = "text", copy_escape(f"CAST({c} AS CHAR)")
     if (pg == "text" or pg.startswith("varchar")) and col.charset and not col.charset.lower().startswith("utf8"):
         notes.append(f"{col.charset} converted to UTF-8 by the server")
+        # a character with no Unicode equivalent becomes '?': the value no longer converts back to its bytes
+        if re.fullmatch(r"[A-Za-z0-9_]+", col.charset):  # a catalog name, checked before it reaches SQL
+            changes[f"{col.charset} character not convertible → ?"] = (
+                f"(BINARY CONVERT(CONVERT({c} USING utf8mb4) USING {col.charset.lower()}) <> BINARY {c})")
     if "type" in opts:
         new = str(opts["type"])
         if new.lower() == "boolean":
             render = f"IF({c} <> 0, 't', 'f')"
             kind = kind or "bool"
+            changes["not 0 or 1 → true"] = f"({c} NOT IN (0, 1))"
         elif new.lower() == "uuid":
             kind = "uuid"
         notes.append(f"override: type {new} (was {pg})")
@@ -472,7 +496,7 @@ def map_column(table: str, col: Column, *, json_columns: set[str], zero_date: st
         source=col.name, target=name, mysql_type=col.column_type, pg_type=pg,
         render=f"IFNULL({render}, {NULL_FIELD})", nullable=col.nullable, default=default,
         identity=col.auto_increment and pg in ("smallint", "integer", "bigint", "numeric(20,0)"), on_update=on_update,
-        check=check, kind=kind, rule=rule, notes=notes, warnings=warnings,
+        check=check, kind=kind, rule=rule, notes=notes, warnings=warnings, changes=changes,
     )
 
 
@@ -554,6 +578,29 @@ def json_columns(cur: Any, database: str) -> dict[str, set[str]]:
         if m:
             out.setdefault(text_of(t), set()).add(m.group(1).replace("``", "`"))
     return out
+
+
+def rule_flags_expr(tm: TableMap) -> str | None:
+    """The MySQL expression of a row's rule flags: one ``'1'`` / ``'0'`` per :meth:`TableMap.rule_checks`
+    entry, in order (``None`` when no rule of the table changes a value: nothing to count)."""
+    checks = tm.rule_checks()
+    if not checks:
+        return None
+    return "CONCAT(" + ", ".join(f"IF({cond}, '1', '0')" for _, _, cond in checks) + ")"
+
+
+def count_flags(tm: TableMap, flags: list[bytes], into: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Add the rule flags of copied rows (:func:`rule_flags_expr` values) to ``into``
+    (``{column: {label: values changed}}``, zero counts left out); returns ``into``."""
+    from collections import Counter
+
+    checks = tm.rule_checks()
+    for pattern, n in Counter(flags).items():
+        for i, ch in enumerate(pattern[:len(checks)]):
+            if ch == 0x31:  # b"1"
+                col, label, _ = checks[i]
+                into.setdefault(col, {})[label] = into.get(col, {}).get(label, 0) + n
+    return into
 
 
 def line_expr(tm: TableMap, alias: str = "") -> str:
