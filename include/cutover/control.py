@@ -13,6 +13,7 @@ the caller commits, so that a chunk of data and its checkpoint land in one trans
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -626,12 +627,21 @@ def switch_history(conn: Connection[Any], pipeline: str, unit_key: str | None = 
 # --- dead letters, quality, consistency ----------------------------------------------------------
 
 
+def current_run_id(run_id: str | None = None) -> str | None:
+    """``run_id``, or else the Airflow run of the task this code runs in (``AIRFLOW_CTX_DAG_RUN_ID``, which
+    Airflow's task runner exports for every task), so a record written by a task names its run even
+    where a caller passed none (a sync, a repair, a route set by a switch hook)."""
+    return run_id or os.environ.get("AIRFLOW_CTX_DAG_RUN_ID") or None
+
+
 def add_dead_letters(
     conn: Connection[Any], pipeline: str, run_id: str | None, unit_key: str | None, letters: list[DeadLetter]
 ) -> int:
-    """Store records that could not be loaded; returns how many were stored."""
+    """Store records that could not be loaded, each naming its run (:func:`current_run_id`); returns
+    how many were stored."""
     if not letters:
         return 0
+    run_id = current_run_id(run_id)
     with conn.cursor() as cur:
         cur.executemany(
             f"""INSERT INTO {SCHEMA}.dead_letters (pipeline, run_id, unit_key, source, record_key, reason, payload)
@@ -778,7 +788,9 @@ def clear_name_map(conn: Connection[Any], pipeline: str, scope: str) -> None:
 
 def set_route(conn: Connection[Any], pipeline: str, scope: str, name: str, location: dict[str, Any], *,
               state: str = "active", run_id: str | None = None, reason: str | None = None) -> None:
-    """Point ``name`` (a tenant) at ``location`` (e.g. ``{"conn_id": …, "database": …}``), with a history row."""
+    """Point ``name`` (a tenant) at ``location`` (e.g. ``{"conn_id": …, "database": …}``), with a history row
+    naming its run (:func:`current_run_id`)."""
+    run_id = current_run_id(run_id)
     conn.execute(
         f"""INSERT INTO {SCHEMA}.routes (pipeline, scope, name, location, state) VALUES (%s, %s, %s, %s, %s)
             ON CONFLICT (pipeline, scope, name) DO UPDATE SET location = EXCLUDED.location, state = EXCLUDED.state,

@@ -221,7 +221,7 @@ def test_upgrade_from_version_2_keeps_and_maps_the_rows(scratch_db: str) -> None
         assert conn.execute("SELECT backend FROM cutover.switches").fetchone() == ("wide",)
         assert conn.execute("SELECT rows_written FROM cutover.checkpoints").fetchone() == (0,)
         versions = [r[0] for r in conn.execute("SELECT version FROM cutover.schema_version ORDER BY 1").fetchall()]
-        assert versions == [2, 3, 4, 5]
+        assert versions == [m.version for m in control.MIGRATIONS]
         assert conn.execute("SELECT count(*) FROM cutover.progress").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM cutover.routes").fetchone() == (0,)  # v5: routing entries
         with pytest.raises(psycopg.errors.CheckViolation):

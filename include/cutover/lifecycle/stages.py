@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cutover import control
-from cutover.connections import pg_connect, pg_open
+from cutover.connections import POSTGRES_TARGET, pg_connect, pg_open
 from cutover.lifecycle import state
 from cutover.lifecycle.batching import make_batches
 from cutover.lifecycle.model import BUILD_END_STATES, PlannedUnit, UnitState
@@ -34,6 +34,37 @@ class UnitsFailed(RuntimeError):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class PlanFailed(RuntimeError):
+    """Planning raised; the error is recorded on the run (``cutover.runs.error``). ``permanent`` when it
+    fails the same on every try (a config or mapping error, a missing schema or source database): the
+    plan task then fails at once instead of being retried."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+#: MySQL / MariaDB server errors that a retry cannot fix: unknown database, table, column
+_MYSQL_PERMANENT = frozenset({1049, 1146, 1054})
+#: PostgreSQL SQLSTATEs a retry cannot fix: database / schema / table / column does not exist
+_PG_PERMANENT = frozenset({"3D000", "3F000", "42P01", "42703"})
+
+
+def is_permanent(spec: PipelineSpec, exc: BaseException) -> bool:
+    """Whether ``exc`` fails the same on every try: one of the pipeline's ``permanent_errors``, or a
+    server saying the database, schema, table or column does not exist (MySQL 1049 / 1146 / 1054,
+    PostgreSQL 3D000 / 3F000 / 42P01 / 42703). Anything else (a lost connection, a lock timeout) may
+    pass on a retry."""
+    if isinstance(exc, spec.permanent_errors):
+        return True
+    if getattr(exc, "sqlstate", None) in _PG_PERMANENT:
+        return True
+    args = getattr(exc, "args", ())
+    if type(exc).__module__.startswith(("MySQLdb", "pymysql")) and args and args[0] in _MYSQL_PERMANENT:
+        return True
+    return False
 
 
 class RunFailed(RuntimeError):
@@ -66,19 +97,50 @@ UNIT_STAGES = tuple(STAGES)
 
 def plan(
     spec: PipelineSpec, params: dict[str, Any], run_id: str, *, max_batches: int, dag_id: str | None = None,
-    started_at: dt.datetime | None = None,
+    started_at: dt.datetime | None = None, dagrun_state: state.DagRunState | None = None,
 ) -> list[dict[str, Any]]:
     """Open the run, plan its units, record them (state ``planned``), return them in ≤ ``max_batches`` batches.
 
     ``params["units"]`` (a list; empty = all) narrows the plan; ``params["dry_run"]`` records the
-    plan in the run's evidence and returns no batch. Anything that raises here leaves the run
-    unplanned, and its report red.
+    plan in the run's evidence and returns no batch. Before planning, earlier runs of the pipeline
+    whose Airflow run ended without closing them (a killed task) are closed (:func:`state.close_ended_runs`,
+    with ``dagrun_state`` as the lookup; None skips it). Anything that raises here leaves the run
+    unplanned, its error recorded on the run (shown on the status page) and its report red; raises
+    :class:`PlanFailed` (``permanent`` for a config error, a ``LookupError`` — something named that
+    does not exist — or :func:`is_permanent`).
     """
-    cfg = spec.config(params)
-    wanted = [str(u) for u in (params.get("units") or [])] or None
-    with pg_connect(spec.control_conn_id(cfg)) as conn:
+    try:
+        cfg = spec.config(params)
+    except Exception as exc:  # a form value the config refuses: the same on every try
+        text = f"invalid parameters: {state.format_error(exc)}"
+        with pg_connect(str(params.get("control_conn_id") or POSTGRES_TARGET)) as conn:
+            state.start(conn, run_id, spec.name, kind="build", params=params, dag_id=dag_id, started_at=started_at)
+            control.set_run_error(conn, run_id, text)
+        raise PlanFailed(text, permanent=True) from exc
+    conn_id = spec.control_conn_id(cfg)
+    with pg_connect(conn_id) as conn:
         state.start(conn, run_id, spec.name, kind="build", params={**params, "config": cfg.to_dict()},
                     dag_id=dag_id, started_at=started_at)
+    if dagrun_state is not None:
+        try:
+            state.close_ended_runs(conn_id, dagrun_state, pipeline=spec.name, closed_by=f"plan of {run_id}",
+                                   exclude=run_id)
+        except Exception:  # noqa: BLE001 - closing others' runs never stops this one
+            log.exception("%s: could not close earlier runs left running", spec.name)
+    try:
+        return _plan_units(spec, cfg, params, run_id, max_batches)
+    except Exception as exc:
+        text = f"plan failed: {state.format_error(exc)}"
+        with pg_connect(conn_id) as conn:
+            control.set_run_error(conn, run_id, text)
+        # a plan raises LookupError for a named thing that does not exist (a wanted unit, the source
+        # database, a tenant): the same on every try
+        raise PlanFailed(text, permanent=is_permanent(spec, exc) or isinstance(exc, LookupError)) from exc
+
+
+def _plan_units(spec: PipelineSpec, cfg: Any, params: dict[str, Any], run_id: str,
+                max_batches: int) -> list[dict[str, Any]]:
+    wanted = [str(u) for u in (params.get("units") or [])] or None
     t0 = time.monotonic()
     units = spec.plan(cfg, wanted)
     dry = bool(params.get("dry_run"))
@@ -230,7 +292,7 @@ def run_unit_stage(spec: PipelineSpec, stage_name: str, params: dict[str, Any], 
                 text = state.format_error(exc)
                 state.fail(run_id, key, stage.name, text, conn_id=conn_id, pipeline=spec.name)
                 failed[key] = text
-                permanent = permanent and isinstance(exc, spec.permanent_errors)
+                permanent = permanent and is_permanent(spec, exc)
                 log.exception("%s %s: %s failed", spec.unit_noun, unit.key.label, stage.name)
     finally:
         session.close()
@@ -247,12 +309,18 @@ def run_unit_stage(spec: PipelineSpec, stage_name: str, params: dict[str, Any], 
 
 def report(spec: PipelineSpec, params: dict[str, Any], run_id: str,
            end_states: frozenset[UnitState] = BUILD_END_STATES) -> state.Report:
-    """Judge the run from its units, close it in the control schema; raise :class:`RunFailed` when red."""
+    """Judge the run from its units, close it in the control schema; raise :class:`RunFailed` when red.
+
+    Runs after every stage task of the run: units still planned / prepared / copying / copied (their
+    task was killed) fail first (:func:`state.fail_stranded`), so none stays "copying" forever."""
     cfg = spec.config(params)
     if spec.close is not None:
         close_run(spec, cfg, run_id)
     with pg_connect(spec.control_conn_id(cfg)) as conn:
         control.ensure_schema(conn)
+        # every stage task is done: a unit still in a working state was left by a task that died
+        # without a word (kill -9, a lost worker), and nothing will move it any more
+        state.fail_stranded(conn, run_id, "its stage task ended without recording a result (killed?)")
         rep = state.judge(conn, run_id, end_states=end_states)
         state.finish(conn, run_id, rep)
     log.info("%s run %s: %s (%s)", spec.name, run_id, "green" if rep.green else "RED",

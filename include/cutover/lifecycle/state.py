@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -222,7 +222,8 @@ def judge(conn: Connection[Any], run_id: str, *, end_states: frozenset[UnitState
     planned = run.get("planned_units") if run else None
     rep = Report(run_id, planned, states)
     if run is None or run.get("planned_at") is None:
-        rep.reason = "planning did not finish: no unit was planned (see the plan task's log)"
+        rep.reason = "planning did not finish: " + (str(run["error"]) if run and run.get("error") else
+                                                    "no unit was planned (see the plan task's log)")
         return rep
     total = sum(states.values())
     if total != planned:
@@ -241,6 +242,82 @@ def judge(conn: Connection[Any], run_id: str, *, end_states: frozenset[UnitState
             f"{n} of {total} units did not reach {' / '.join(sorted(end_states))}: {first}"
             + (" …" if n > 10 else ""))
     return rep
+
+
+#: a unit state that a task holds while it works → the stage that would have moved it on
+_STRANDED_STAGE = {"planned": "prepare", "prepared": "copy", "copying": "copy", "copied": "verify"}
+
+
+def fail_stranded(conn: Connection[Any], run_id: str, why: str) -> int:
+    """Fail every unit of a run still in a working state (planned, prepared, copying, or copied but not
+    verified) once no task of the run can move it any more (its stages are done, or its Airflow run
+    ended): a task killed by ``kill -9`` left it there without a word. Each gets ``why`` as its error
+    and the stage that would have moved it as ``failed_stage``. Returns how many; never commits."""
+    rows = conn.execute(
+        f"""UPDATE {SCHEMA}.units SET state = 'failed', failed_stage = CASE state
+                    WHEN 'copied' THEN CASE WHEN (detail ->> 'finalized')::boolean THEN 'verify' ELSE 'finalize' END
+                    ELSE (%s::jsonb ->> state) END,
+                error = %s || ' (it was ' || state || ')', finished_at = now(), updated_at = now()
+            WHERE run_id = %s AND state = ANY(%s) RETURNING unit_key""",
+        (Jsonb(_STRANDED_STAGE), why, run_id, list(_STRANDED_STAGE)),
+    ).fetchall()
+    return len(rows)
+
+
+#: ``dagrun_state(dag_id, run_id)`` → Airflow's state of that DAG run (``"running"``, ``"success"``,
+#: ``"failed"`` …), or None when Airflow does not know it
+DagRunState = Callable[[str, str], "str | None"]
+_AIRFLOW_ENDED = ("success", "failed")
+
+
+def close_ended_runs(conn_id: str | None, dagrun_state: DagRunState, *, pipeline: str | None = None,
+                     closed_by: str, exclude: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """Close the runs still ``running`` in ``cutover.runs`` whose Airflow DAG run has ended (a task or
+    the whole run killed by ``kill -9``, a run marked failed in the UI, a scheduler that died): their
+    stranded units fail (:func:`fail_stranded`), a build run is judged from its units, any other kind
+    takes Airflow's state, and ``closed_by`` says what closed it. A run Airflow still runs, or does not
+    know (a CLI or test run), is left alone. Each run commits on its own. Returns the closed runs
+    (``run_id``, ``dag_id``, ``airflow_state``, ``state``)."""
+    closed: list[dict[str, Any]] = []
+    with pg_connect(*([conn_id] if conn_id else [])) as conn:
+        control.ensure_schema(conn)
+        running = conn.execute(
+            f"""SELECT run_id, dag_id, kind FROM {SCHEMA}.runs
+                WHERE state = 'running' AND dag_id IS NOT NULL AND (%s::text IS NULL OR pipeline = %s)
+                  AND run_id IS DISTINCT FROM %s ORDER BY started_at LIMIT %s""",
+            (pipeline, pipeline, exclude, limit)).fetchall()
+        conn.commit()
+        for run_id, dag_id, kind in running:
+            try:
+                airflow_state = dagrun_state(dag_id, run_id)
+            except Exception as exc:  # noqa: BLE001 - one unknown run never stops the others
+                log.warning("run %s of %s: Airflow's state unknown (%s)", run_id, dag_id, exc)
+                continue
+            if airflow_state not in _AIRFLOW_ENDED:
+                continue
+            with conn.transaction():
+                locked = conn.execute(f"SELECT 1 FROM {SCHEMA}.runs WHERE run_id = %s AND state = 'running' FOR UPDATE",
+                                      (run_id,)).fetchone()
+                if locked is None:  # closed meanwhile (its report ran)
+                    continue
+                why = f"its Airflow run ended ({airflow_state}) while no task could record this unit (killed?)"
+                stranded = fail_stranded(conn, run_id, why)
+                evidence = {"closed": {"by": closed_by, "airflow_state": airflow_state, "stranded_units": stranded}}
+                if kind in (None, "build"):
+                    rep = judge(conn, run_id)
+                    final = "success" if rep.green and airflow_state == "success" else "failed"
+                    evidence["report"] = rep.summary()
+                    reason = rep.reason or f"Airflow run {airflow_state}"
+                else:
+                    final = airflow_state
+                    reason = f"its Airflow run ended ({airflow_state}) before the {kind} run recorded its end"
+                control.finish_run(conn, run_id, final, evidence)
+                conn.execute(f"UPDATE {SCHEMA}.runs SET closed_by = %s, error = coalesce(error, %s) WHERE run_id = %s",
+                             (closed_by, None if final == "success" else reason, run_id))
+            log.warning("run %s of %s was still running after its Airflow run ended (%s): closed %s by %s, "
+                        "%d stranded unit(s) failed", run_id, dag_id, airflow_state, final, closed_by, stranded)
+            closed.append({"run_id": run_id, "dag_id": dag_id, "airflow_state": airflow_state, "state": final})
+    return closed
 
 
 def finish(conn: Connection[Any], run_id: str, report: Report, evidence: dict[str, Any] | None = None) -> None:
@@ -279,5 +356,6 @@ def format_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-__all__ = ["TRANSITIONS", "InvalidTransition", "Report", "advance", "chunk_done", "fail", "finish", "format_error",
-           "get_unit", "judge", "parallel_slot", "record_plan", "start", "units_in"]
+__all__ = ["TRANSITIONS", "DagRunState", "InvalidTransition", "Report", "advance", "chunk_done", "close_ended_runs", "fail",
+           "fail_stranded", "finish", "format_error", "get_unit", "judge", "parallel_slot", "record_plan", "start",
+           "units_in"]

@@ -16,6 +16,7 @@ from cutover.lifecycle.model import PlannedUnit, UnitKey
 from cutover.lifecycle.spec import CopyResult, PipelineSpec, UnitContext, Verification
 from cutover.ship_wide.config import PIPELINE, ShipWideConfig
 from cutover.ship_wide.ddl import ChannelLimitExceeded
+from cutover.ship_wide.plan import NarrowTableError
 
 
 def _plan(cfg: ShipWideConfig, wanted: list[str] | None) -> list[PlannedUnit]:
@@ -123,7 +124,7 @@ SPEC = PipelineSpec(
     unit_key=lambda cfg, name: UnitKey(cfg.scope, (name,)),
     control_conn_id=lambda cfg: cfg.target_conn_id,
     backends=("narrow", "wide"),
-    permanent_errors=(ChannelLimitExceeded,),
+    permanent_errors=(ChannelLimitExceeded, NarrowTableError),
     max_batches=_max_batches,
     close=_close,
 )

@@ -75,6 +75,33 @@ def paused_feeding_dags() -> list[str]:
         return []
 
 
+def airflow_dagrun_state(dag_id: str, run_id: str) -> str | None:
+    """Airflow's state of one DAG run, read from Airflow's metadata database (the API server's own
+    session); None when Airflow does not know the run or no metadata database is reachable."""
+    try:
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            value = session.execute(select(DagRun.state).where(
+                DagRun.dag_id == dag_id, DagRun.run_id == run_id)).scalar_one_or_none()
+        return str(value) if value is not None else None
+    except Exception:  # noqa: BLE001 - no Airflow metadata here: nothing is closed
+        return None
+
+
+def close_ended_runs(conn_id: str | None) -> list[dict[str, Any]]:
+    """Close the runs still ``running`` in the control schema whose Airflow run has ended (a task killed
+    by ``kill -9``), before the status page or a run page is read; never fails the page."""
+    from cutover.lifecycle.state import close_ended_runs as close
+
+    try:
+        return close(conn_id, airflow_dagrun_state, closed_by="status page")
+    except Exception:  # noqa: BLE001 - a read-only control connection, a schema not there yet
+        return []
+
+
 def _prefix(request: Request) -> str:
     return str(request.scope.get("root_path") or "").rstrip("/")
 
@@ -118,6 +145,7 @@ def create_app(
 
     def read_status(pipeline: str | None) -> tuple[dict[str, Any], str | None]:
         docs = resolve_docs()
+        close_ended_runs(conn_id)
         data, error = with_control(lambda conn: status_mod.collect_status(conn, pipeline=pipeline or None, docs_dir=docs))
         return (data, None) if error is None else ({"pipeline": pipeline, "schema_exists": False}, error)
 
@@ -154,6 +182,7 @@ def create_app(
     @app.get("/run/{run_id:path}", response_class=HTMLResponse)
     def run_page(request: Request, run_id: str) -> HTMLResponse:
         """One run's evidence bundle: plan, report, approvals, units, gates, switches, dead letters."""
+        close_ended_runs(conn_id)
         run, error = with_control(lambda conn: pages.collect_run(conn, run_id, docs_dir=resolve_docs()))
         if error:
             return HTMLResponse(f"<p>Cannot read the control schema: {status_mod._e(error)}</p>", status_code=503)

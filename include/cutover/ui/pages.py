@@ -35,11 +35,13 @@ from cutover.ui.status import (
     airflow_root,
     dead_letters_url,
     docs_url,
+    failure_html,
     find_docs_page,
     format_duration,
     progress_bar,
     run_link,
     run_page_url,
+    run_title,
 )
 
 DEAD_LETTERS_LIMIT = 500
@@ -246,9 +248,9 @@ def render_run_html(run: Mapping[str, Any] | None, *, run_id: str, prefix: str =
     body = [
         f'<nav><a href="{_e(prefix)}/status">Migration status</a> <a href="{_e(prefix)}/docs/index.html">data docs</a>'
         f'{run_link(prefix, run.get("dag_id"), run_id)}</nav>',
-        f"<h1>{_e(run.get('pipeline'))} <span class=\"kind\">{_e(run.get('kind'))}</span> · "
-        f"<code>{_e(run_id)}</code> {_state(run.get('state'))}</h1>",
-        f"<p>started {_ts(run.get('started_at'))} · finished {_ts(run.get('finished_at')) or '—'} · "
+        f"<h1>{run_title(run)} · <code>{_e(run_id)}</code> {_state(run.get('state'))}</h1>",
+        failure_html(run),
+        f"<p>pipeline {_e(run.get('pipeline'))} · started {_ts(run.get('started_at'))} · finished {_ts(run.get('finished_at')) or '—'} · "
         f"took {_e(format_duration(run.get('duration_s')))} · planned units {_num(run.get('planned_units'))}</p>",
         *([f"<h2>Schema diff</h2>{diff_links}"] if diff_links else []),
         *([f"<h2>Type mapping</h2>{type_links}"] if type_links else []),

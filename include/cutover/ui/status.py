@@ -56,7 +56,7 @@ def schema_exists(conn: Any) -> bool:
 
 #: columns of later schema versions the page reads when present: table → {column: SQL type}
 OPTIONAL_COLUMNS: dict[str, dict[str, str]] = {
-    "runs": {"kind": "text", "dag_id": "text"},
+    "runs": {"kind": "text", "dag_id": "text", "error": "text", "closed_by": "text"},
     "units": {"rows_read": "bigint", "rows_written": "bigint", "failed_stage": "text"},
 }
 
@@ -360,6 +360,28 @@ def run_link(prefix: str, dag_id: Any, run_id: Any) -> str:
     return f' <a href="{_e(href)}" title="the run in Airflow: its grid and task logs">Airflow run ↗</a>'
 
 
+def run_title(run: Mapping[str, Any]) -> str:
+    """A run's title, escaped: its own DAG id (``ship_wide_cutover``; the pipeline's name where the run has
+    none) and its kind (``cutover``) — never the build pipeline's name for a cutover or rollback run."""
+    kind = run.get("kind")
+    return _e(run.get("dag_id") or run.get("pipeline")) + (f' <span class="kind">{_e(kind)}</span>' if kind else "")
+
+
+def run_failure(run: Mapping[str, Any]) -> str:
+    """Why a failed run failed, in one line: its own error (a plan that raised, a run closed after its
+    Airflow run ended), else its report's reason; '' for a run that did not fail."""
+    if run.get("state") != "failed":
+        return ""
+    report = (run.get("evidence") or {}).get("report") or {}
+    return str(run.get("error") or (report.get("reason") if isinstance(report, Mapping) else "") or "")
+
+
+def failure_html(run: Mapping[str, Any]) -> str:
+    """The ``<p class="reason">`` line of :func:`run_failure`, or ''."""
+    why = run_failure(run)
+    return f'<p class="state bad reason">why it failed: {_e(why)}</p>' if why else ""
+
+
 def run_page_url(prefix: str, run_id: Any) -> str:
     """Where a run's evidence page is."""
     return f"{prefix}/run/{quote(str(run_id), safe='')}"
@@ -527,12 +549,12 @@ def render_status_html(
         mism = t.get("checksum_mismatches") or 0
         ev = "".join(f"<li>{_e(line)}</li>" for line in run.get("evidence_summary") or [])
         parts.append(
-            f"<h3>{plink(run.get('pipeline'))}"
-            + (f' <span class="kind">{_e(run.get("kind"))}</span>' if run.get("kind") else "")
+            f"<h3>{run_title(run)}"
             + f" · <code>{_e(run.get('run_id'))}</code> {_state(run.get('state'))}"
             + f' <a href="{_e(run_page_url(prefix, run.get("run_id")))}">evidence bundle</a>'
             + run_link(prefix, run.get("dag_id"), run.get("run_id")) + "</h3>"
-            f"<p>started {_ts(run.get('started_at'))} · finished {_ts(run.get('finished_at')) or '—'} · "
+            f"<p>pipeline {plink(run.get('pipeline'))} · "
+            f"started {_ts(run.get('started_at'))} · finished {_ts(run.get('finished_at')) or '—'} · "
             f"took {_e(format_duration(run.get('duration_s')))} · "
             + (
                 f"{_num(t.get('units'))} units ({states}) · {rows} · "
@@ -546,6 +568,7 @@ def render_status_html(
             )
             + "</p>"
         )
+        parts.append(failure_html(run))
         if ev:
             parts.append(f'<details open><summary>Evidence</summary><ul class="ev">{ev}</ul></details>')
         unit_rows = [
