@@ -223,17 +223,17 @@ def discover_tenants(cur: Any, cfg: TenantSplitConfig, schema: DatabaseSchema, r
     return sorted(values, key=lambda v: (len(v), v) if v.isdigit() else (10**9, v))
 
 
-def check_tenant_ids(cfg: TenantSplitConfig, tenants: list[str], rules: dict[str, TableRule]) -> None:
+def check_tenant_ids(cfg: TenantSplitConfig, tenants: list[str], rules: dict[str, TableRule],
+                     directory_col: str | None = None) -> None:
     """Refuse tenant ids that cannot name a database: empty or blank (MySQL's PAD SPACE collations make
     ``' '`` equal to ``''``), or mapping to a database named just ``database_prefix``. Raises
-    :class:`PlanError` naming where the id comes from (the directory's table and column, or the tables)."""
+    :class:`PlanError` naming where the id comes from (the directory's table and ``directory_col``, or
+    the tables)."""
     bad = [t for t in tenants if not t.strip() or tenant_database(cfg, t) in ("", cfg.database_prefix)]
     if not bad:
         return
     if cfg.tenant_directory:
-        col = (rules[cfg.tenant_directory].tenant_column if cfg.tenant_directory in rules
-               and rules[cfg.tenant_directory].tenant_column else None) or "the tenant column"
-        where = f"the tenant directory {cfg.tenant_directory!r}, column {col!r}"
+        where = f"the tenant directory {cfg.tenant_directory!r}, column {directory_col or 'tenant'!r}"
     else:
         where = "the tenant column of " + ", ".join(
             f"{r.source!r} ({r.tenant_column!r})" for r in rules.values() if r.action == "copy" and r.tenant_column)
@@ -480,7 +480,7 @@ def plan_units(cfg: TenantSplitConfig, wanted: list[str] | None = None) -> tuple
         mapping, rules = load_rules(cfg, schema)
         refuse_unsafe(cfg, schema, mapping, rules)
         tenants = discover_tenants(cur, cfg, schema, rules)
-        check_tenant_ids(cfg, tenants, rules)
+        check_tenant_ids(cfg, tenants, rules, directory_column(cfg, schema, rules))
         targets: dict[str, list[TableRule]] = {}
         for rule in rules.values():
             if rule.action == "drop" or (rule.action == "shared" and cfg.shared == "keep"):
