@@ -370,12 +370,15 @@ def close_run(cfg: MysqlToPostgresConfig, run_id: str, units: list[dict[str, Any
     pairs = register_pairs(cfg, [tm for k, tm in maps.items() if k in done and k not in failed])
     found: dict[str, Any] = {}
     plan_maps = list(maps.values())
-    if not maps:  # a dry run records no unit: map again for the report (a failed plan has none to show)
+    if not units:  # a dry run records no unit: map again for the report (a failed plan has none to show)
         try:
             plan_maps, found = plan_tables(cfg)
         except Exception as exc:  # noqa: BLE001 - the plan's own failure already makes the run red
             return {"failed": failed, "type_mapping": {"error": f"no report: the plan failed ({exc})"}}
-    entry = report.save(cfg, run_id, plan_maps, units, found)
+    # the report shows the states the verdict will judge: with the failures of these run-level checks
+    judged = [{**u, "state": "failed", "error": failed[u["unit_key"]], "failed_stage": "close"}
+              if u["unit_key"] in failed else u for u in units]
+    entry = report.save(cfg, run_id, plan_maps, judged, found, dry_run=not units)
     return {"failed": failed, "foreign_keys": fks, "pairs": pairs, "type_mapping": entry}
 
 

@@ -161,9 +161,10 @@ class ColumnMap:
     rule: str = ""
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    #: what a rule changes in this column's values: label → the MySQL condition (on the source row) that is
-    #: true exactly when the rule changes the row's value (counted per chunk by the copy)
-    changes: dict[str, str] = field(default_factory=dict)
+    #: what a rule changes in this column's values: ``[label, MySQL condition]`` pairs, the condition true
+    #: exactly when the rule changes the row's value (counted per chunk by the copy); a list, not a mapping:
+    #: its order survives the plan's trip through jsonb
+    changes: list[list[str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able."""
@@ -192,7 +193,7 @@ class TableMap:
     def rule_checks(self) -> list[tuple[str, str, str]]:
         """``(column, label, MySQL condition)`` of every value-changing rule of the table, in a fixed order
         (the order of the copy's flag string, :func:`rule_flags_expr`)."""
-        return [(c.source, label, cond) for c in self.columns for label, cond in c.changes.items()]
+        return [(c.source, label, cond) for c in self.columns for label, cond in c.changes]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able."""
@@ -367,7 +368,7 @@ def map_column(table: str, col: Column, *, json_columns: set[str], zero_date: st
     name = target_name or col.name
     tq = quote_pg(name)
 
-    changes: dict[str, str] = {}
+    changes: list[list[str]] = []
 
     def zero_guarded(expr: str) -> str:
         nonlocal rule
@@ -375,11 +376,11 @@ def map_column(table: str, col: Column, *, json_columns: set[str], zero_date: st
         bad = f"(MONTH({c}) = 0 OR DAYOFMONTH({c}) = 0 OR YEAR({c}) = 0)"
         if zero_date == "null":
             zero = f"(YEAR({c}) = 0 AND MONTH({c}) = 0 AND DAYOFMONTH({c}) = 0)"
-            changes.update({
-                "zero date → NULL": zero,
-                "partial date → NULL": f"((MONTH({c}) = 0 OR DAYOFMONTH({c}) = 0) AND NOT {zero})",
-                "year 0 → NULL": f"(YEAR({c}) = 0 AND MONTH({c}) <> 0 AND DAYOFMONTH({c}) <> 0)",
-            })
+            changes.extend([
+                ["zero date → NULL", zero],
+                ["partial date → NULL", f"((MONTH({c}) = 0 OR DAYOFMONTH({c}) = 0) AND NOT {zero})"],
+                ["year 0 → NULL", f"(YEAR({c}) = 0 AND MONTH({c}) <> 0 AND DAYOFMONTH({c}) <> 0)"],
+            ])
             return f"IF({bad}, NULL, {expr})"
         return expr  # dead_letter: PostgreSQL refuses the text, the row becomes a dead letter
 
@@ -413,9 +414,9 @@ def map_column(table: str, col: Column, *, json_columns: set[str], zero_date: st
         inner = copy_escape(c) if any(ch in x for x in labels for ch in "\\\t\n\r") else c  # labels known: escape only if needed
         if enum_empty == "null":
             inner = f"IF({c} + 0 = 0, NULL, {inner})"
-            changes["invalid ENUM '' → NULL"] = f"({c} + 0 = 0)"
+            changes.append(["invalid ENUM '' → NULL", f"({c} + 0 = 0)"])
         elif enum_empty == "keep" and "" not in labels:
-            changes["invalid ENUM '' kept"] = f"({c} + 0 = 0)"
+            changes.append(["invalid ENUM '' kept", f"({c} + 0 = 0)"])
         render = inner
     elif dt == "set":
         labels = enum_labels(col.column_type)
@@ -462,14 +463,14 @@ def map_column(table: str, col: Column, *, json_columns: set[str], zero_date: st
         notes.append(f"{col.charset} converted to UTF-8 by the server")
         # a character with no Unicode equivalent becomes '?': the value no longer converts back to its bytes
         if re.fullmatch(r"[A-Za-z0-9_]+", col.charset):  # a catalog name, checked before it reaches SQL
-            changes[f"{col.charset} character not convertible → ?"] = (
-                f"(BINARY CONVERT(CONVERT({c} USING utf8mb4) USING {col.charset.lower()}) <> BINARY {c})")
+            changes.append([f"{col.charset} character not convertible → ?",
+                            f"(BINARY CONVERT(CONVERT({c} USING utf8mb4) USING {col.charset.lower()}) <> BINARY {c})"])
     if "type" in opts:
         new = str(opts["type"])
         if new.lower() == "boolean":
             render = f"IF({c} <> 0, 't', 'f')"
             kind = kind or "bool"
-            changes["not 0 or 1 → true"] = f"({c} NOT IN (0, 1))"
+            changes.append(["not 0 or 1 → true", f"({c} NOT IN (0, 1))"])
         elif new.lower() == "uuid":
             kind = "uuid"
         notes.append(f"override: type {new} (was {pg})")
