@@ -192,7 +192,7 @@ def prepare_unit(cfg: TenantSplitConfig, unit: PlannedUnit, *, run_id: str) -> d
         aside = target.drop_triggers(tcur, db, table, [t.name for t in triggers])
         state = quote_mysql(cfg.state_database)
         if fresh:  # a table created now has no rows: whatever state an earlier build left is stale
-            copier.clear_checkpoints(tcur, cfg.state_database, str(unit.key))
+            copier.clear_checkpoints(tcur, cfg.state_database, str(unit.key), db)
             tcur.execute(f"DELETE FROM {state}.binlog_positions WHERE target_database = %s AND target_table = %s",
                          (db, table))
         start = d.get("binlog_start") or {}
@@ -276,8 +276,8 @@ def _catch_up_from_copy_start(cfg: TenantSplitConfig, unit: PlannedUnit) -> None
         now = binlog.current_position(sconn.cursor())
     with mysql_connect(cfg.target_conn_id, database="") as tconn:
         tcur = tconn.cursor()
-        tcur.execute(f"SELECT COUNT(*) FROM {quote_mysql(cfg.state_database)}.copy_checkpoints WHERE unit_hash = %s",
-                     (copier.unit_hash(str(unit.key)),))
+        tcur.execute(f"SELECT COUNT(*) FROM {quote_mysql(cfg.state_database)}.copy_checkpoints WHERE unit_hash = %s "
+                     "AND target_database = %s", (copier.unit_hash(str(unit.key)), d["database"]))
         if int(tcur.fetchone()[0]):
             return
         tcur.execute(f"UPDATE {quote_mysql(cfg.state_database)}.binlog_positions SET file = %s, pos = %s "

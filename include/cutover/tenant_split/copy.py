@@ -164,11 +164,6 @@ def ensure_state(cur: Any, state_db: str) -> None:
         PRIMARY KEY (target_database, target_table)) ENGINE=InnoDB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin""")
 
 
-def unit_hash(unit_key: str) -> str:
-    """The checkpoint row's key for a unit key of any length."""
-    return hashlib.sha1(unit_key.encode("utf-8")).hexdigest()
-
-
 class CheckpointMismatch(RuntimeError):
     """A unit's checkpoints do not describe its target table (recreated, rebuilt, or holding rows no
     checkpoint accounts for): nothing was copied; the message names the table and what differs."""

@@ -73,7 +73,7 @@ def drop_unit(conn: Connection[Any], cfg: TenantSplitConfig, key: UnitKey) -> di
         cur.execute(f"DROP TABLE IF EXISTS {quote_mysql(db)}.{quote_mysql(table)}")
         cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (cfg.state_database,))
         if cur.fetchone():
-            clear_checkpoints(cur, cfg.state_database, str(key))
+            clear_checkpoints(cur, cfg.state_database, str(key), db)
             cur.execute(f"DELETE FROM {quote_mysql(cfg.state_database)}.binlog_positions "
                         "WHERE target_database = %s AND target_table = %s", (db, table))
         cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'", (db,))

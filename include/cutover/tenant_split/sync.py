@@ -109,14 +109,14 @@ def routes_for(cfg: TenantSplitConfig, tenants: dict[str, str],
         tcur = tconn.cursor()
         state = quote_mysql(cfg.state_database)
         hashes = sorted({unit_hash(k) for k in keys.values()})
-        done: dict[tuple[str, str], Any] = {}
+        done: dict[tuple[str, str, str], Any] = {}
         for i in range(0, len(hashes), 1000):
             part = hashes[i:i + 1000]
-            tcur.execute(f"SELECT unit_hash, source_table, done, snapshot_position FROM {state}.copy_checkpoints "
+            tcur.execute(f"SELECT unit_hash, source_table, target_database, done, snapshot_position FROM {state}.copy_checkpoints "
                          f"WHERE unit_hash IN ({', '.join(['%s'] * len(part))})", part)
-            for h, table, is_done, snap in tcur.fetchall():
+            for h, table, tdb, is_done, snap in tcur.fetchall():  # a checkpoint counts for its own target only
                 if is_done:
-                    done[(text_of(h), text_of(table))] = snap
+                    done[(text_of(h), text_of(table), text_of(tdb))] = snap
         dbs = sorted(set(tenants.values()))
         tcur.execute(f"SELECT target_database, target_table, file, pos FROM {state}.binlog_positions "
                      f"WHERE target_database IN ({', '.join(['%s'] * len(dbs))})", dbs)
@@ -125,7 +125,7 @@ def routes_for(cfg: TenantSplitConfig, tenants: dict[str, str],
     for tenant, database in tenants.items():
         routes: dict[str, TableRoute] = {}
         for n, r in kept.items():
-            snap = done.get((unit_hash(keys[(tenant, n)]), n), False)
+            snap = done.get((unit_hash(keys[(tenant, n)]), n, database), False)
             pos = positions.get((database, r.target))
             if snap is False or pos is None:
                 continue  # copy not done (the copy reads the live rows; it joins later) or no log start
