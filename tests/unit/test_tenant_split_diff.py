@@ -430,3 +430,101 @@ def test_save_report_files_evidence_and_routes(tmp_path: Path) -> None:
     assert "schema_diff.xlsx" in page and "Schema diff report" in page
     plain = render_run_html({"pipeline": "x", "evidence": {}}, run_id="r", prefix="/cutover")
     assert "Schema diff report" not in plain
+
+
+# --- the report says what the run says (issue #19) ----------------------------------------------------
+
+
+def unit_row(tenant: str, table: str, *, state: str = "verified", read: int, written: int, source: int, target: int,
+             dead: int = 0, checksum: tuple[str, str] = ("7", "7"), error: str | None = None) -> dict[str, object]:
+    """A ``cutover.units`` row as the life cycle leaves it: copy counters (``rows_read`` / ``rows_written``)
+    and the latest verify detail (the verified counts)."""
+    from cutover.lifecycle.model import UnitKey
+
+    return {"unit_key": str(UnitKey("src", (tenant, table))), "state": state, "rows_read": read,
+            "rows_written": written, "checksum_source": checksum[0], "checksum_target": checksum[1], "error": error,
+            "detail": {"verify": {"sources": {table: {"rows": source}}, "target_rows": target, "dead_letters": dead}}}
+
+
+def test_report_figures_come_from_the_verified_records_not_the_copy_counters() -> None:
+    """The copy read 100,051 rows, the catch-up brought 19 more, verify counted 100,070 on both sides: the
+    report says 100,070 / 100,070 and no "verification failed" (before: copy counters against verified
+    counts, an error for a run whose units had all verified)."""
+    from cutover.tenant_split.build import report_figures
+
+    db = shop()
+    rules = rules_for(db)
+    units = [unit_row("acme", "customers", read=100_051, written=100_070, source=100_070, target=100_070),
+             unit_row("beta", "customers", read=5, written=5, source=5, target=5)]
+    figures = report_figures(units, rules, {})
+    fig = figures["customers"]
+    assert (fig["rows_source"], fig["rows_target"], fig["verified"], fig["checksums_match"]) == (100_075, 100_075, True, True)
+    diff = dr.build_diff(db, rules).with_phase("copied").with_figures(figures)
+    assert by(diff, "customers", kind="rows") == []
+    s = diff.summary()
+    assert (s["rows_source"], s["rows_target"], s["tables_mismatched"], s["phase"]) == (100_075, 100_075, 0, "copied")
+
+
+def test_a_table_with_dead_letters_or_an_unverified_unit_is_never_green() -> None:
+    from cutover.tenant_split.build import report_figures
+
+    db = shop()
+    rules = rules_for(db)
+    units = [unit_row("acme", "customers", read=10, written=9, source=10, target=9, dead=1, checksum=("7", "8")),
+             unit_row("acme", "audit", read=4, written=4, source=4, target=4),
+             unit_row("beta", "audit", state="failed", read=4, written=3, source=4, target=3, checksum=("7", "8"),
+                      error="ts: 3 rows, the source has 4")]
+    figures = report_figures(units, rules, {}, {})
+    diff = dr.build_diff(db, rules).with_phase("copied").with_figures(figures)
+    dead = by(diff, "customers", kind="rows")
+    assert [(f.change, f.severity) for f in dead] == [("rows in dead letters", "error")] * 2  # all tenants, acme
+    audit = {(f.name, f.change) for f in by(diff, "audit", kind="rows")}
+    assert ("all tenants", "not verified") in audit and ("tenant beta", "row count differs") in audit
+    s = diff.summary()
+    assert s["tables_mismatched"] == 2 and s["dead_letters"] == 1 and s["verified_tables"] == 1
+    page = dr.render_html(diff, title="t", run_id="r")
+    assert "DEAD LETTERS" in page and "NOT VERIFIED" in page
+    assert page.count('class="state ok"') == 1  # only acme's audit, the one unit that is whole
+    # a unit the run's close fails (a broken foreign key) is not verified either
+    closed = report_figures(units[1:2], rules, {}, {units[1]["unit_key"]: "foreign key broken"})  # type: ignore[dict-item]
+    assert closed["audit"]["verified"] is False and closed["audit"]["per_tenant"]["acme"]["error"] == "foreign key broken"
+
+
+def test_labels_follow_the_phase_of_the_run() -> None:
+    db = shop()
+    diff = dr.build_diff(db, rules_for(db))
+    assert diff.summary()["ok"] is False  # it has errors
+    dry = dr.render_html(diff.with_phase("dry_run"), title="t", run_id="r")
+    assert "dry run: nothing was written" in dry and "fix before the copy" in dry
+    after = dr.render_html(diff.with_phase("copied"), title="t", run_id="r")
+    assert "dry run" not in after and "fix before the copy" not in after and "fix before the cutover" in after
+    assert "after the copy" in after
+    again = dr.SchemaDiff.from_dict(json.loads(json.dumps(diff.with_phase("copied").to_dict())))
+    assert again.phase == "copied"
+    with pytest.raises(ValueError, match="phase"):
+        diff.with_phase("done")
+
+
+def test_orphan_figures_add_up_to_the_source() -> None:
+    """Rows outside every tenant, reported or refused, and rows of tenants a run left out are source rows:
+    the table's ``rows_source`` counts them, the accounting holds, and refused ones are an error."""
+    from cutover.tenant_split.build import report_figures
+    from cutover.tenant_split.mapping import OrphanPolicy
+    from cutover.tenant_split.plan import TableOrphans
+
+    db = shop()
+    rules = rules_for(db)
+    units = [unit_row("acme", "customers", read=33, written=33, source=33, target=33)]
+    found = {"customers": TableOrphans("customers", "tenant_id", 50, null=2, unknown=2, excluded=13,
+                                       policy=OrphanPolicy("report"))}
+    fig = report_figures(units, rules, found)["customers"]
+    assert (fig["rows_source"], fig["rows_target"], fig["orphans_reported"], fig["excluded"]) == (50, 33, 4, 13)
+    assert dr.unaccounted(fig) == 0
+    diff = dr.build_diff(db, rules).with_phase("copied").with_figures({"customers": fig})
+    assert [(f.change, f.severity) for f in by(diff, "customers", kind="rows")] == [
+        ("not copied (orphans: report)", "warning"), ("not copied by this run", "info")]
+    found["customers"] = TableOrphans("customers", "tenant_id", 50, null=4, excluded=13, policy=OrphanPolicy())
+    fig = report_figures(units, rules, found)["customers"]
+    assert fig["orphans_refused"] == 4 and dr.unaccounted(fig) == 0
+    diff = dr.build_diff(db, rules).with_phase("copied").with_figures({"customers": fig})
+    assert ("not copied (orphans: error)", "error") in [(f.change, f.severity) for f in by(diff, "customers", kind="rows")]

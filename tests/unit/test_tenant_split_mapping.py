@@ -55,11 +55,37 @@ tables:
     ("", "the file is empty"),
     ("tables:\n  'ends with space ': {}\n", "line 2: table 'ends with space '"),
     ("tables: [a, b]\n", "line 1: tables must be a mapping"),
+    ("tables:\n  a: {}\norphans: ignore\n", "line 3: orphans must be error, report or {copy_to: <tenant>}"),
+    ("tables:\n  a: {}\norphans: 'copy_to: x'\n", "write it as {copy_to: <tenant>}"),
+    ("tables:\n  a: {}\norphans: {copy_to: ' '}\n", "copy_to of orphans: the tenant id is blank"),
+    ("tables:\n  a: {}\norphans: {copy: x}\n", "line 3: orphans must be error, report or {copy_to: <tenant>}"),
+    ("tables:\n  a: {orphans: maybe}\n", "line 2: orphans of table 'a' must be error, report"),
+    ("tables:\n  a: {action: shared, orphans: report}\n", "line 2: table 'a' is shared: it has no tenant column"),
+    ("tables:\n  a: {non_transactional: yes}\n", "line 2: table 'a': non_transactional must be refuse or copy"),
+    ("tables:\n  a: {action: drop, non_transactional: copy}\n", "non_transactional means nothing"),
 ])
 def test_errors_name_the_line(text: str, message: str) -> None:
     with pytest.raises(MappingError, match=None) as err:
         parse_mapping(text, path="mapping.yaml")
     assert str(err.value).startswith("mapping.yaml") and message in str(err.value), str(err.value)
+
+
+def test_orphans_policy_top_level_and_per_table() -> None:
+    """Rows outside every tenant: ``error`` unless the mapping says otherwise, per table if it likes; a
+    tenant id to copy them to is data (a hostile one stays as it is)."""
+    assert parse_mapping("tables:\n  a: {}\n").orphans.mode == "error"  # the default
+    tenant = HOSTILE_NAMES[0]
+    import json
+
+    m = parse_mapping("tables:\n  a: {}\n  b: {orphans: report}\n  c: {orphans: {copy_to: " + json.dumps(tenant) + "}}\n"
+                      "  d: {non_transactional: copy}\norphans: {copy_to: acme}\n", path="m.yaml")
+    rules = m.resolve(["a", "b", "c", "d", "e"])
+    assert (m.orphans.mode, m.orphans.tenant, m.orphans.line) == ("copy_to", "acme", 6)
+    assert m.orphan_policy(rules["a"]) == m.orphans and m.orphan_policy(rules["e"]) == m.orphans  # unlisted: default
+    assert (m.orphan_policy(rules["b"]).mode, m.orphan_policy(rules["b"]).line) == ("report", 3)
+    assert (m.orphan_policy(rules["c"]).mode, m.orphan_policy(rules["c"]).tenant) == ("copy_to", tenant)
+    assert str(m.orphan_policy(rules["c"])) == f"copy_to: {tenant}"
+    assert rules["d"].allow_non_transactional and not rules["a"].allow_non_transactional
 
 
 def test_resolve_refuses_tables_the_source_does_not_have_and_unlisted_when_asked() -> None:
