@@ -33,6 +33,7 @@ on *Migration status*.
 | `parallelism` | ships copied at the same time (also the least number of mapped batches) |
 | `batch_rows` | narrow rows per mapped batch: 1,000 small ships are a few batches, not 4,000 task instances |
 | `copy_connections` | chunks of one ship worked on at the same time, a connection each |
+| `orphans` | narrow rows whose `ship_id` is NULL belong to no ship: `error` (default: the plan fails, naming how many and sample ids) or `report` (built without them, counted in the run's evidence) |
 | `dry_run` | plan only: report and stop |
 
 **Cut over**: this DAG never switches readers. Trigger `ship_wide_cutover`: it takes the verified
@@ -74,6 +75,9 @@ SPEC = "cutover.ship_wide.spec:SPEC"
                             description="Ships are mapped in batches: max(parallelism, narrow rows / this) task groups."),
         "copy_connections": Param(2, type="integer", minimum=1, maximum=16, title="Connections per ship",
                                   description="Chunks of one ship worked on at once, a connection each."),
+        "orphans": Param("error", type="string", enum=["error", "report"], title="Rows of no ship",
+                         description="Narrow rows with ship_id NULL: error = the plan fails naming them; report = "
+                                     "build without them, counted in the run's evidence."),
         "dry_run": Param(False, type="boolean", title="Dry run", description="Plan only: report and stop."),
     },
 )

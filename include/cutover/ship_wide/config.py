@@ -43,6 +43,10 @@ SMALL_SHIP_ROWS = 100_000  # measured: under ~100,000 rows the general statement
 MAX_COPY_CONNECTIONS = 16
 
 
+#: what a build does with narrow rows outside every ship (``ship_id`` NULL): see ``ShipWideConfig.orphans``
+ORPHAN_MODES = ("error", "report")
+
+
 @dataclass(frozen=True)
 class ShipWideConfig:
     """Where the narrow table is, where the wide tables go, and how to build them."""
@@ -66,6 +70,9 @@ class ShipWideConfig:
     #: narrow rows per mapped batch of ships: a run has ``max(parallelism, rows / batch_rows)`` batches
     #: (each four task instances: prepare, copy, finalize, verify), so 1,000 small ships are a few tasks
     batch_rows: int = 5_000_000
+    #: narrow rows whose ``ship_id`` is NULL belong to no ship: ``error`` (the plan fails, naming their
+    #: count and sample ids) or ``report`` (counted in the plan's log and the run's evidence, not copied)
+    orphans: str = "error"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -81,6 +88,8 @@ class ShipWideConfig:
             raise ValueError(f"parallelism must be at least 1, got {self.parallelism}")
         if not 1 <= self.max_channels <= MAX_CHANNELS:
             raise ValueError(f"max_channels must be between 1 and {MAX_CHANNELS}, got {self.max_channels}")
+        if self.orphans not in ORPHAN_MODES:
+            raise ValueError(f"orphans must be one of {', '.join(ORPHAN_MODES)}, got {self.orphans!r}")
 
     @property
     def scope(self) -> str:
@@ -96,7 +105,7 @@ class ShipWideConfig:
         """The config from a trigger form's Params (the build, sync, cutover and rollback DAGs share the
         names; a Param a DAG does not have keeps the default). Raises ``ValueError`` for bad values."""
         known = {"schema": str, "text_columns": bool, "chunk_rows": int, "pivot": str, "copy_connections": int,
-                 "parallelism": int, "sync_overlap": int, "batch_rows": int}
+                 "parallelism": int, "sync_overlap": int, "batch_rows": int, "orphans": str}
         return cls(**{k: conv(params[k]) for k, conv in known.items() if params.get(k) is not None})  # type: ignore[operator]
 
     def to_dict(self) -> dict[str, Any]:

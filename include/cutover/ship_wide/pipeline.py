@@ -15,7 +15,14 @@ from cutover.ship_wide.config import PIPELINE, TIME_COLUMN, ShipWideConfig
 from cutover.ship_wide.copy import get_state, open_pair
 from cutover.ship_wide.cutover import current_backend, refresh_reader_view
 from cutover.ship_wide.ddl import create_wide_table, load_wide
-from cutover.ship_wide.plan import ShipPlan, check_narrow, plan_ships
+from cutover.ship_wide.plan import (
+    OrphanRowsError,
+    OutsideRows,
+    ShipPlan,
+    check_narrow,
+    outside_rows,
+    plan_ships,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +30,20 @@ log = logging.getLogger(__name__)
 def plan_run(cfg: ShipWideConfig, ships: list[str] | None = None) -> list[dict[str, Any]]:
     """Plan the ships (all, or ``ships``), smallest first, and log each one's report.
 
-    Returns :meth:`ShipPlan.to_dict` per ship. The life cycle records the run and its units.
+    Returns :meth:`ShipPlan.to_dict` per ship. The life cycle records the run and its units. When no
+    ships are listed, rows with a NULL ``ship_id`` (they belong to no ship) are counted: with
+    ``cfg.orphans == "error"`` the plan raises :class:`OrphanRowsError` naming their count and sample
+    ingest ids; with ``report`` it logs them (the run's report records them, see :func:`orphan_report`).
     """
     with pg_connect(cfg.source_conn_id) as src:
         plans = plan_ships(src, cfg, ships)
+        outside = outside_rows(src, cfg) if not ships else OutsideRows(0, [])
+    if outside.rows:
+        if cfg.orphans == "error":
+            raise OrphanRowsError(outside.describe(cfg) + ": they would be copied nowhere. Give them a ship, "
+                                  "delete them, or trigger with orphans=report to build without them (counted in the "
+                                  "run's evidence)")
+        log.warning("%s: not copied (orphans=report), recorded in the run's evidence", outside.describe(cfg))
     for p in plans:
         s = p.summary()
         log.info("ship %s: %s rows, %s channels (%s conflicting → text), %s … %s", s["ship_id"], f"{s['rows']:,}",
@@ -65,3 +82,11 @@ def prepare_ship(cfg: ShipWideConfig, plan: dict[str, Any], *, run_id: str | Non
         log.info("ship %s: channel %r → column %r (stored in cutover.name_map)", p.ship_id, ch, col)
     return {"ship_id": p.ship_id, "table": f"{wide.schema}.{wide.table}", "view": wide.view if has_view else None,
             "columns": len(wide.types), "renamed_channels": renamed, "backend": backend}
+
+
+def orphan_report(cfg: ShipWideConfig) -> dict[str, Any]:
+    """The run report's account of narrow rows outside every ship (``ship_id`` NULL), counted now:
+    ``{"rows": n, "sample_ids": [...], "rule": cfg.orphans}``."""
+    with pg_connect(cfg.source_conn_id) as src:
+        out = outside_rows(src, cfg)
+    return {**out.to_dict(), "rule": cfg.orphans}

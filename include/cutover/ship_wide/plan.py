@@ -15,6 +15,31 @@ class NarrowTableError(RuntimeError):
     """The narrow table is missing or lacks a column the pipeline needs (the message says which)."""
 
 
+class OrphanRowsError(RuntimeError):
+    """Narrow rows belong to no ship (``ship_id`` NULL) and the build's ``orphans`` rule is ``error``."""
+
+
+#: how many ingest ids of rows outside every ship the plan names as samples
+ORPHAN_SAMPLES = 10
+
+
+@dataclass(frozen=True)
+class OutsideRows:
+    """Narrow rows that belong to no ship (``ship_id`` NULL): how many, and a few of their ingest ids."""
+
+    rows: int
+    sample_ids: list[int]
+
+    def describe(self, cfg: ShipWideConfig) -> str:
+        """One line naming the table, the count and the sample ids."""
+        return (f"{cfg.schema}.{cfg.narrow_table}: {self.rows:,} narrow row(s) with ship_id NULL belong to no ship "
+                f"(ingest {cfg.seq_column} e.g. {', '.join(map(str, self.sample_ids))})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (evidence)."""
+        return {"rows": self.rows, "sample_ids": self.sample_ids}
+
+
 @dataclass
 class ShipPlan:
     """One ship: narrow rows, channels with their formats, time range and the ingest sequence seen."""
@@ -79,10 +104,23 @@ def check_narrow(conn: Connection[Any], cfg: ShipWideConfig) -> dict[str, str]:
     return cols
 
 
+def outside_rows(conn: Connection[Any], cfg: ShipWideConfig) -> OutsideRows:
+    """The narrow rows that belong to no ship (``ship_id`` NULL): their count and up to
+    :data:`ORPHAN_SAMPLES` ingest ids (one scan of the rows with a NULL ship, an index range where
+    ``(ship_id, …)`` is indexed)."""
+    q = sql.SQL("SELECT {seq} FROM {tbl} WHERE ship_id IS NULL ORDER BY 1").format(
+        seq=pg_ident(cfg.seq_column), tbl=pg_ident(cfg.schema, cfg.narrow_table))
+    n = sql.SQL("SELECT count(*) FROM {tbl} WHERE ship_id IS NULL").format(tbl=pg_ident(cfg.schema, cfg.narrow_table))
+    rows = int(conn.execute(n).fetchone()[0])  # type: ignore[index]
+    sample = [int(r[0]) for r in conn.execute(q + sql.SQL(" LIMIT {}").format(sql.Literal(ORPHAN_SAMPLES)))] if rows else []
+    return OutsideRows(rows, sample)
+
+
 def plan_ships(conn: Connection[Any], cfg: ShipWideConfig, ships: list[str] | None = None) -> list[ShipPlan]:
     """Ships (all, or those listed) with channels, formats, rows and time range, smallest first.
 
-    One grouped scan of the narrow table. A listed ship with no rows is reported with 0 rows.
+    One grouped scan of the narrow table. A listed ship with no rows is reported with 0 rows. Rows
+    whose ``ship_id`` is NULL belong to no ship and are left out (:func:`outside_rows` counts them).
     """
     session_setup(conn)
     check_narrow(conn, cfg)
@@ -98,6 +136,8 @@ def plan_ships(conn: Connection[Any], cfg: ShipWideConfig, ships: list[str] | No
     ).format(seq=pg_ident(cfg.seq_column), tbl=pg_ident(cfg.schema, cfg.narrow_table), where=where)
     found: dict[str, ShipPlan] = {}
     for ship, channel, fmt, n, first, last, seq in conn.execute(with_params(q), params).fetchall():
+        if ship is None:  # no ship: counted by outside_rows, never a unit
+            continue
         p = found.setdefault(ship, ShipPlan(ship_id=ship, rows=0))
         p.rows += int(n)
         p.seq_max = max(p.seq_max, int(seq or 0))

@@ -16,7 +16,7 @@ from cutover.lifecycle.model import PlannedUnit, UnitKey
 from cutover.lifecycle.spec import CopyResult, PipelineSpec, UnitContext, Verification
 from cutover.ship_wide.config import PIPELINE, ShipWideConfig
 from cutover.ship_wide.ddl import ChannelLimitExceeded
-from cutover.ship_wide.plan import NarrowTableError
+from cutover.ship_wide.plan import NarrowTableError, OrphanRowsError
 
 
 def _plan(cfg: ShipWideConfig, wanted: list[str] | None) -> list[PlannedUnit]:
@@ -78,16 +78,21 @@ def _verify(cfg: ShipWideConfig, unit: PlannedUnit, ctx: UnitContext) -> Verific
 
 
 def _close(cfg: ShipWideConfig, run_id: str, units: list[dict[str, Any]]) -> dict[str, Any]:
-    """Rebuild the data docs once for the run (each ship's gate left them alone: see ``run_gate``)."""
+    """Rebuild the data docs once for the run (each ship's gate left them alone: see ``run_gate``); record the
+    narrow rows that belong to no ship (``ship_id`` NULL, counted now) under ``orphans``."""
     import time
 
+    from cutover.ship_wide.pipeline import orphan_report
+
+    outside = orphan_report(cfg)  # rows of no ship (ship_id NULL): every narrow row is accounted for
+    extra = {"orphans": outside} if outside["rows"] else {}
     if not any((u.get("detail") or {}).get("verify") for u in units):
-        return {"failed": {}}
+        return {"failed": {}, **extra}
     from cutover.quality.gate import rebuild_docs
 
     t0 = time.monotonic()
     index = rebuild_docs()
-    return {"failed": {}, "data_docs": str(index), "data_docs_seconds": round(time.monotonic() - t0, 3)}
+    return {"failed": {}, "data_docs": str(index), "data_docs_seconds": round(time.monotonic() - t0, 3), **extra}
 
 
 def _route(conn: Connection[Any], cfg: ShipWideConfig, key: UnitKey, backend: str) -> dict[str, Any]:
@@ -124,7 +129,7 @@ SPEC = PipelineSpec(
     unit_key=lambda cfg, name: UnitKey(cfg.scope, (name,)),
     control_conn_id=lambda cfg: cfg.target_conn_id,
     backends=("narrow", "wide"),
-    permanent_errors=(ChannelLimitExceeded, NarrowTableError),
+    permanent_errors=(ChannelLimitExceeded, NarrowTableError, OrphanRowsError),
     max_batches=_max_batches,
     close=_close,
 )
