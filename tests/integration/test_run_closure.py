@@ -80,6 +80,10 @@ def test_a_bad_parameter_is_a_permanent_plan_error_recorded_on_the_run(pg: Any) 
     run = control.get_run(pg, run_id)
     assert run is not None and "invalid parameters" in run["error"] and run["dag_id"] == "ship_wide_build"
     pg.commit()
+    with pytest.raises(RunFailed, match="parallelism must be at least 1"):  # the report closes it, once
+        report(SPEC, {"schema": SCHEMA, "parallelism": -3}, run_id)
+    assert control.get_run(pg, run_id)["state"] == "failed"
+    pg.commit()
 
 
 def test_a_missing_source_database_is_permanent(mysql: Any) -> None:

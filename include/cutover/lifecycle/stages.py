@@ -313,10 +313,14 @@ def report(spec: PipelineSpec, params: dict[str, Any], run_id: str,
 
     Runs after every stage task of the run: units still planned / prepared / copying / copied (their
     task was killed) fail first (:func:`state.fail_stranded`), so none stays "copying" forever."""
-    cfg = spec.config(params)
-    if spec.close is not None:
+    try:
+        cfg = spec.config(params)
+    except Exception:  # noqa: BLE001 - the plan failed on these Params and said so on the run: judge it
+        cfg = None
+    conn_id = spec.control_conn_id(cfg) if cfg is not None else str(params.get("control_conn_id") or POSTGRES_TARGET)
+    if spec.close is not None and cfg is not None and _planned(conn_id, run_id):  # a failed plan left nothing to check
         close_run(spec, cfg, run_id)
-    with pg_connect(spec.control_conn_id(cfg)) as conn:
+    with pg_connect(conn_id) as conn:
         control.ensure_schema(conn)
         # every stage task is done: a unit still in a working state was left by a task that died
         # without a word (kill -9, a lost worker), and nothing will move it any more
@@ -328,6 +332,13 @@ def report(spec: PipelineSpec, params: dict[str, Any], run_id: str,
     if not rep.green:
         raise RunFailed(f"run {run_id} is not green: {rep.reason}", rep)
     return rep
+
+
+def _planned(conn_id: str, run_id: str) -> bool:
+    with pg_connect(conn_id) as conn:
+        control.ensure_schema(conn)
+        run = control.get_run(conn, run_id)
+    return run is not None and run.get("planned_at") is not None
 
 
 def close_run(spec: PipelineSpec, cfg: Any, run_id: str) -> dict[str, Any]:
