@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.ui, pytest.mark.integration]
 
 EVIL = "<img src=x onerror=alert(1)>"
 RUN = f"manual__2024-01-01T00:00:00+00:00 ui_diff_{uuid.uuid4().hex[:8]}"
+RUN_COPIED = RUN + " copied"
 
 
 def _col(name: str, ctype: str = "int(11)") -> Column:
@@ -31,7 +32,9 @@ def _col(name: str, ctype: str = "int(11)") -> Column:
 @pytest.fixture(scope="module")
 def report() -> Iterator[dict[str, Any]]:
     """A dry-run diff with a rename, a drop referenced by a foreign key (an error) and a hostile table name,
-    saved where the plugin serves reports, and a finished run whose evidence points at it."""
+    saved where the plugin serves reports, and a finished run whose evidence points at it; and the same
+    diff after a copy, with verified figures: one table lost a row to dead letters, one has rows outside
+    every tenant reported."""
     pk = [Index("PRIMARY", ("id",), "primary")]
     src = DatabaseSchema("shop", {
         "customer_notes": TableSchema("customer_notes", [_col("id"), _col("tenant_id")], list(pk)),
@@ -42,8 +45,14 @@ def report() -> Iterator[dict[str, Any]]:
     rules = {"customer_notes": TableRule("customer_notes", "copy", "notes", "tenant_id", 3),
              "legacy_sessions": TableRule("legacy_sessions", "drop", "legacy_sessions", None, 4),
              EVIL: TableRule(EVIL, "copy", EVIL, "tenant_id", 0)}
-    diff = dr.build_diff(src, rules)
+    diff = dr.build_diff(src, rules).with_phase("dry_run")
     paths = dr.save_report(diff, RUN, title="Tenant split — schema diff")
+    copied = diff.with_phase("copied").with_figures({
+        "notes": {"rows_source": 10, "rows_target": 9, "dead_letters": 1, "checksums_match": False, "verified": True,
+                  "units": 1, "units_verified": 1},
+        EVIL: {"rows_source": 12, "rows_target": 8, "orphans_reported": 4, "checksums_match": True, "verified": True,
+               "units": 1, "units_verified": 1}})
+    dr.save_report(copied, RUN_COPIED, title="Tenant split — schema diff")
     with connections.pg_connect() as conn:
         control.ensure_schema(conn)
         control.start_run(conn, RUN, "tenant_split", {}, kind="build", dag_id="tenant_split")
@@ -65,6 +74,7 @@ def test_report_is_linked_from_the_run_and_renders_offline(report: dict[str, Any
     assert EVIL in text  # shown as text, not run as markup
     assert browser.find_elements("css selector", "img") == []
     assert "references dropped table" in text and "1 error(s)" in text
+    assert "dry run: nothing was written" in text and "fix before the copy" in text
     err = browser.find_element("css selector", ".sev.error")
     assert err.value_of_css_property("background-color") == "rgba(255, 208, 208, 1)"  # the inline stylesheet applied
     assert [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"] == []
@@ -74,3 +84,17 @@ def test_report_is_linked_from_the_run_and_renders_offline(report: dict[str, Any
         assert "attachment" in r.headers["Content-Disposition"] and r.read(2) == b"PK"
     with urllib.request.urlopen(f"{airflow_server}{report['json_url']}", timeout=30) as r:
         assert json.loads(r.read())["run_id"] == RUN
+
+
+def test_a_copied_run_report_tells_the_truth(report: dict[str, Any], browser: Any, open_page: Any) -> None:
+    """After the copy: no "dry run", no "fix before the copy"; a table with a dead letter is red, and the
+    rows outside every tenant are shown as source rows not copied."""
+    urls = open_page(f"/cutover/reports/{quote(RUN_COPIED, safe='')}/schema_diff.html")
+    assert off_machine(urls) == [], urls
+    text = browser.find_element("tag name", "body").text
+    assert "after the copy" in text and "dry run" not in text and "fix before the copy" not in text
+    assert "DEAD LETTERS" in text and "rows in dead letters" in text
+    assert "4 outside every tenant (reported)" in text and "not copied (orphans: report)" in text
+    assert "22 source rows = 17 in the target + 1 in dead letters + 4 outside every tenant (reported)" in text
+    bad = browser.find_elements("css selector", ".state.bad")
+    assert bad and all(e.value_of_css_property("background-color") != "rgba(198, 247, 226, 1)" for e in bad)
