@@ -265,3 +265,66 @@ def test_the_report_never_shows_a_table_with_dead_letters_green(rules_run: dict[
         entry = control.get_run(conn, rules_run["run_id"])["evidence"]["type_mapping"]
     assert entry["rule_changes"][HOSTILE_TABLE] == EXPECTED_CHANGES
     assert entry["dead_letters"] == {HOSTILE_TABLE: 1}
+
+
+# ------------------------------------------------------------------------------ 3. keys compared as MySQL compares them
+
+#: key changes MySQL sees as the same key (utf8mb4_general_ci: case- and accent-insensitive, PAD SPACE)
+KEY_CHANGES = [("alpha-1", "ALPHA-1"), ("cafe", "café"), ("pad", "pad  "), ("Mixed ", "mIXED")]
+
+
+def _keys_table(db: str) -> None:
+    t = f"{{db}}.{quote_mysql(HOSTILE_TABLE)}"
+    _mysql(db, "CREATE DATABASE {db}",
+           f"CREATE TABLE {t} ({quote_mysql(HOSTILE_COLUMN)} VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci "
+           "NOT NULL PRIMARY KEY, v INT NOT NULL, "
+           "updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))",
+           f"INSERT INTO {t} ({quote_mysql(HOSTILE_COLUMN)}, v, updated_at) VALUES ('alpha-1', 1, '2020-01-01'), "
+           "('cafe', 2, '2020-01-01'), ('pad', 3, '2020-01-01'), ('Mixed ', 4, '2020-01-01'), ('keep', 5, '2020-01-01')")
+
+
+def _exact_keys(db: str, schema: str) -> tuple[list[str], list[str]]:
+    """(MySQL's keys, PostgreSQL's keys), each byte for byte, sorted by their UTF-8 bytes."""
+    with mysql_connect(MYSQL_SOURCE, database=db) as conn:
+        cur = conn.cursor()
+        cur.execute(f"SELECT CAST({quote_mysql(HOSTILE_COLUMN)} AS BINARY) FROM {quote_mysql(HOSTILE_TABLE)}"
+                    .replace("%", "%%"), ())
+        src = sorted(bytes(r[0]).decode("utf-8") for r in cur.fetchall())
+    with pg_connect() as conn:
+        tgt = [r[0] for r in conn.execute(f"SELECT {quote_pg(HOSTILE_COLUMN)} FROM {quote_pg(schema)}.{quote_pg(HOSTILE_TABLE)}")]
+    return src, sorted(tgt, key=lambda x: x.encode("utf-8"))
+
+
+@pytest.mark.parametrize("mode", ["binlog", "watermark"])
+def test_a_key_changed_only_in_case_accents_or_trailing_spaces_leaves_no_stale_row(mode: str) -> None:
+    from cutover.mysql_to_postgres import sync
+    from cutover.mysql_to_postgres.readonly import ensure_read_only_user
+    from cutover.mysql_to_postgres.verify import compare_table
+
+    tag = _tag()
+    db, schema = f"m2pkey_{tag}", f"m2pkey_{tag} {HOSTILE_COLUMN}"
+    _cleanup(db, schema)
+    try:
+        _keys_table(db)
+        ensure_read_only_user(MYSQL_SOURCE, "cutover_ro", [db])
+        params = {"source_database": db, "target_schema": schema, "gx_gate": False, "sync_mode": mode}
+        rep = run_build(SPEC, params, f"m2pkey-{tag}")
+        assert rep.green, rep.reason
+        cfg = MysqlToPostgresConfig.from_params(params)
+        t = f"{quote_mysql(HOSTILE_TABLE)}"
+        _mysql(db, *(f"UPDATE {{db}}.{t} SET {quote_mysql(HOSTILE_COLUMN)} = '{new}', v = v + 10 "
+                     f"WHERE {quote_mysql(HOSTILE_COLUMN)} = '{old}'" for old, new in KEY_CHANGES))
+        src, _ = _exact_keys(db, schema)
+        assert src == sorted(["ALPHA-1", "café", "pad  ", "mIXED", "keep"], key=lambda x: x.encode()), src
+        caught = sync.sync_units(cfg)
+        assert mode in caught, caught
+        src, tgt = _exact_keys(db, schema)
+        assert tgt == src, (tgt, src)  # every old spelling gone, every new one there, byte for byte
+        with pg_connect() as conn:
+            vals = dict(conn.execute(f"SELECT {quote_pg(HOSTILE_COLUMN)}, v FROM {quote_pg(schema)}.{quote_pg(HOSTILE_TABLE)}"))
+        assert vals == {"ALPHA-1": 11, "café": 12, "pad  ": 13, "mIXED": 14, "keep": 5}, vals
+        tm = next(iter(sync.built_units(cfg).items()))
+        res = compare_table(cfg, tm[1], tm[0], f"m2pkey-check-{tag}")
+        assert res.passed, res.failures
+    finally:
+        _cleanup(db, schema)

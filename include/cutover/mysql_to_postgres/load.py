@@ -340,15 +340,82 @@ def refresh_keys(src_cur: Any, conn: Any, tm: TableMap, database: str, schema: s
 
 
 def _norm(key: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A key compared across the binlog's and the SELECT's Python values (bytes vs str, case)."""
+    """A key compared across the binlog's and the SELECT's Python values: bytes and str alike, otherwise
+    **exactly** — never by case. Under a case-insensitive collation MySQL's ``SELECT … WHERE k IN
+    ('alpha-1', 'ALPHA-1')`` returns the one row it has (``ALPHA-1``); the target keeps each key byte for
+    byte, so ``alpha-1`` is gone and must be deleted there (a case-folding comparison kept it: a stale row)."""
     out = []
     for v in key:
         if isinstance(v, bytes | bytearray):
             v = bytes(v).decode("utf-8", "surrogateescape")
-        if isinstance(v, str):
-            v = v.casefold()
         out.append(v)
     return tuple(out)
+
+
+#: an ICU collation ignoring case and accents (level 1): the target-side match for MySQL's ``_ci`` / ``_ai``
+TWIN_COLLATION = f"{STATE_SCHEMA}.m2p_level1"
+
+
+def _twin_collation(conn: Any) -> str | None:
+    """The level-1 ICU collation (created once in the state schema), or None when PostgreSQL has no ICU."""
+    if conn.execute("SELECT to_regcollation(%s) IS NOT NULL", (TWIN_COLLATION,)).fetchone()[0]:
+        return TWIN_COLLATION
+    try:
+        with conn.transaction():
+            conn.execute(f"CREATE COLLATION IF NOT EXISTS {TWIN_COLLATION} "
+                         "(provider = icu, locale = 'und-u-ks-level1', deterministic = false)")
+    except Exception as exc:  # noqa: BLE001 - built without ICU: case folding only
+        log.info("no ICU collation for key twins (%s): lower() is used", exc)
+        return None
+    return TWIN_COLLATION
+
+
+def collation_twins(conn: Any, tm: TableMap, schema: str, keys: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Target rows whose key MySQL would take for one of ``keys`` (equal under the key columns' collations:
+    case- and accent-insensitive, trailing spaces ignored under PAD SPACE) but which differ from every one
+    of them byte for byte — e.g. ``alpha-1`` left behind when MySQL's row became ``ALPHA-1``. The match is
+    meant to be at least as broad as MySQL's (ICU level 1; without ICU, lower case with accents stripped
+    after NFD decomposition — MySQL's own foldings such as ``ß`` = ``s`` in ``general_ci`` are not all
+    reproduced there): :func:`refresh_keys` on the result asks
+    MySQL, which keeps a twin it really has and deletes the others. Empty when no key column is text
+    under a collation that can make two different values equal. One scan of the target table per call."""
+    from cutover.mysql_to_postgres.typemap import collation_rules
+
+    cols = [tm.column(k) for k in tm.key]
+    rules = [collation_rules(c.collation) for c in cols]
+    if not keys or not any(pad or ins for pad, ins in rules):
+        return []
+    coll = _twin_collation(conn) if any(ins for _, ins in rules) else None
+    match, exact = [], []
+    for i, (c, (pad, ins)) in enumerate(zip(cols, rules, strict=True)):
+        t, u = f"t.{quote_pg(c.target).replace('%', '%%')}", f"u.c{i}"
+        if not (pad or ins):
+            match.append(f"{t} = {u}::{c.pg_type}")
+            continue
+        a, b = (f"rtrim({t}::text, ' ')", f"rtrim({u}, ' ')") if pad else (f"{t}::text", u)
+        if ins:
+            a, b = (f"{a} COLLATE {coll}", b) if coll else (_folded(a), _folded(b))
+        match.append(f"{a} = {b}")
+        exact.append(f"{t}::text = {u}")
+    arrays = ", ".join("%s::text[]" for _ in cols)
+    names = ", ".join(f"c{i}" for i in range(len(cols)))
+    sel = ", ".join(f"t.{quote_pg(c.target).replace('%', '%%')}" for c in cols)
+    sql = (f"SELECT DISTINCT {sel} FROM {target_name(schema, tm).replace('%', '%%')} t "
+           f"JOIN unnest({arrays}) AS u({names}) ON {' AND '.join(match)} WHERE NOT ({' AND '.join(exact)})")
+    params = [[None if k[i] is None else _key_text(k[i]) for k in keys] for i in range(len(cols))]
+    return [tuple(r) for r in conn.execute(sql, params).fetchall()]
+
+
+def _folded(expr: str) -> str:
+    """``expr`` without case and accents, where PostgreSQL has no ICU: lower case of its canonical
+    decomposition (NFD) with the combining marks (U+0300–U+036F) removed."""
+    return f"lower(regexp_replace(normalize({expr}, NFD), '[' || chr(768) || '-' || chr(879) || ']', '', 'g'))"
+
+
+def _key_text(v: Any) -> str:
+    if isinstance(v, bytes | bytearray):
+        return bytes(v).decode("utf-8", "surrogateescape")
+    return str(v)
 
 
 def reload_whole(src_conn: Any, conn: Any, tm: TableMap, database: str, schema: str, chunk_rows: int,

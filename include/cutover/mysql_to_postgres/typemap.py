@@ -165,10 +165,25 @@ class ColumnMap:
     #: exactly when the rule changes the row's value (counted per chunk by the copy); a list, not a mapping:
     #: its order survives the plan's trip through jsonb
     changes: list[list[str]] = field(default_factory=list)
+    #: the MySQL collation of a text column (how MySQL compares its values: case, accents, trailing spaces)
+    collation: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able."""
         return asdict(self)
+
+
+def collation_rules(collation: str | None) -> tuple[bool, bool]:
+    """``(pad_space, insensitive)`` of a MySQL collation: whether trailing spaces are ignored (PAD SPACE:
+    every MariaDB collation but the ``_nopad_`` ones, MySQL's before the 0900 family) and whether values
+    differing in case or accents may compare equal (anything but ``_bin``, ``_cs`` and ``_as_cs``);
+    ``(False, False)`` for no collation (not a text column)."""
+    if not collation:
+        return False, False
+    c = collation.lower()
+    pad = "_nopad_" not in c and "_0900_" not in c and not c.startswith("utf8mb4_0900") and c != "binary"
+    insensitive = not (c.endswith("_bin") or c.endswith("_cs") or c == "binary")
+    return pad, insensitive
 
 
 @dataclass
@@ -498,6 +513,8 @@ def map_column(table: str, col: Column, *, json_columns: set[str], zero_date: st
         render=f"IFNULL({render}, {NULL_FIELD})", nullable=col.nullable, default=default,
         identity=col.auto_increment and pg in ("smallint", "integer", "bigint", "numeric(20,0)"), on_update=on_update,
         check=check, kind=kind, rule=rule, notes=notes, warnings=warnings, changes=changes,
+        collation=col.collation if dt in ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set")
+        else None,
     )
 
 
