@@ -34,6 +34,7 @@ from cutover import control
 from cutover.connections import mysql_connect, pg_connect
 from cutover.identifiers import quote_mysql
 from cutover.lifecycle.model import UnitKey
+from cutover.tenant_split import pause
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
 from cutover.tenant_split.copy import clear_checkpoints
 from cutover.tenant_split.plan import stored_database as _database
@@ -137,18 +138,20 @@ def write_pause(cfg: TenantSplitConfig, tenant: str, lock_wait_s: int = 10) -> I
         cur = lock.cursor()
         schema = read_database(cur, cfg.source_database, with_create=False)
         _, rules = load_rules(cfg, schema)
+        plan = pause.pause_plan(schema, rules)
+        order = [plan[r.source] for r in _parents_first(schema, rules) if r.source in plan]
         cur.execute(f"SET SESSION innodb_lock_wait_timeout = {int(lock_wait_s)}")
-        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        # record locks only: REPEATABLE READ's gap locks reached into the next tenant's key range
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         cur.execute("START TRANSACTION")
         t0 = time.monotonic()
-        locked = 0
-        for r in _parents_first(schema, rules):
-            if r.action == "copy" and r.tenant_column:
-                cur.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM {quote_mysql(cfg.source_database)}.{quote_mysql(r.source)} "
-                            f"WHERE {quote_mysql(r.tenant_column)} = %s FOR UPDATE) x", (tenant,))
-                locked += int(cur.fetchone()[0])
-        info.update({"database": db, "locked_rows": locked, "lock_s": round(time.monotonic() - t0, 3)})
-        log.info("tenant %s: writes paused (%d rows locked in %.2f s)", tenant, locked, info["lock_s"])
+        locks = pause.lock_tenant(cur, cfg.source_database, order, tenant)
+        warnings = pause.pause_warnings(plan)
+        info.update({"database": db, "locked_rows": locks["locked_rows"], "lock_s": round(time.monotonic() - t0, 3),
+                     "locks": locks["tables"], "pause_warnings": warnings})
+        for w in warnings:
+            log.warning("tenant %s: write pause: %s", tenant, w)
+        log.info("tenant %s: writes paused (%d rows locked in %.2f s)", tenant, locks["locked_rows"], info["lock_s"])
         yield info
     finally:
         try:
@@ -202,4 +205,30 @@ def tenant_switch(cfg: TenantSplitConfig, keys: list[UnitKey], run_id: str) -> I
         if failures:
             raise CutoverCheckFailed(f"tenant {tenant!r}: the target differs from the source under the write pause, "
                                      "nothing routed: " + "; ".join(failures[:5]))
+        if "stopped_at" in info.get("catch_up", {}):  # the fence: what the locks could not hold (new rows)
+            info["fence"] = _fence(cfg, tenant, db)
+            if info["fence"]["applied"]:
+                log.warning("tenant %s: %d change(s) reached the source after the final position although the tenant "
+                            "was paused (inserts the locks cannot hold): caught up before the route moved",
+                            tenant, info["fence"]["applied"])
         yield info
+        if "fence" in info:  # the route has moved: whatever a writer that ignored the pause still sent
+            after = _fence(cfg, tenant, db)
+            info["fence"]["after_switch"] = after["applied"]
+            if after["applied"]:
+                log.error("tenant %s: %d change(s) were written to the shared tables after the switch by a writer that "
+                          "ignored the paused route: applied to the tenant database", tenant, after["applied"])
+
+
+def _fence(cfg: TenantSplitConfig, tenant: str, database: str) -> dict[str, Any]:
+    """Catch the tenant's tables up to the source's binary-log end now; returns ``{"applied", "position"}``.
+
+    Inside the pause it applies the tenant's writes that the locks cannot hold (an insert of a new row:
+    holding it would need gap locks that reach other tenants) and that landed after the final position."""
+    from cutover.binlog import current_position
+    from cutover.tenant_split import sync
+
+    with mysql_connect(cfg.source_conn_id, database="") as s:
+        now = current_position(s.cursor())
+    out = sync.catch_up(cfg, {tenant: database}, stop_at=now)
+    return {"applied": int(out.get("applied") or 0), "position": str(now)}

@@ -35,6 +35,7 @@ from cutover.lifecycle.model import PlannedUnit, UnitKey
 from cutover.mysql_schema import DatabaseSchema, TableSchema, read_database, text_of
 from cutover.tenant_split.config import MYSQL_MAX_NAME, PIPELINE, TenantSplitConfig
 from cutover.tenant_split.mapping import Mapping, MappingError, OrphanPolicy, TableRule, load_mapping
+from cutover.tenant_split.pause import pause_plan, pause_warnings
 
 log = logging.getLogger(__name__)
 
@@ -519,6 +520,9 @@ def plan_units(cfg: TenantSplitConfig, wanted: list[str] | None = None) -> tuple
                                {"directory": [cfg.tenant_directory, dcol] if dcol else None, "rows": found.orphans})
         return SourceTable(m.source, m.tenant_column, schema.tables[m.source].copy_key(), rows)
 
+    pauses = pause_plan(schema, rules)  # how the cutover's write pause locks each table, and where it cannot
+    for warning in pause_warnings(pauses):
+        log.warning("tenant_split plan: write pause: %s", warning)
     units: list[PlannedUnit] = []
     for tenant in picked:
         for target, members in sorted(targets.items()):
@@ -532,10 +536,11 @@ def plan_units(cfg: TenantSplitConfig, wanted: list[str] | None = None) -> tuple
             units.append(PlannedUnit(
                 UnitKey(cfg.scope, (tenant, target)), sum(s.rows for s in sources),
                 {"tenant": tenant, "database": dbs[tenant], "table": target, "owner": owner.source,
-                 "shared": owner.action == "shared", "sources": [s.to_dict() for s in sources]},
+                 "shared": owner.action == "shared", "sources": [s.to_dict() for s in sources],
+                 "write_pause": {m.source: pauses[m.source].to_dict() for m in members if m.source in pauses}},
             ))
     findings = {"schema": schema, "rules": rules, "mapping": mapping, "tenants": len(picked), "databases": dbs,
-                "orphans": orphans}
+                "orphans": orphans, "write_pause": pauses}
     log.info("tenant_split: %d tenant(s), %d source table(s) (%d dropped, %d target tables), %d unit(s)", len(picked),
              len(rules), sum(r.action == "drop" for r in rules.values()), len(targets), len(units))
     return units, findings
