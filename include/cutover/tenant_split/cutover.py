@@ -2,11 +2,12 @@
 
 **Write pause** (the documented mechanism): the tenant's routing entry is set ``paused`` — the
 application's contract, as with Ghostferry's cutover lock, is to hold the tenant's writes while its
-entry says so — and Cutover enforces it in the database too: one source transaction takes
-``SELECT … FOR UPDATE`` on the tenant's rows of every tenant-scoped table, which under REPEATABLE READ
-locks the tenant's range of the tenant-column index, gaps included. Writers of that tenant (inserts
-included) wait; other tenants are not touched. (A table without an index led by its tenant column is
-locked whole: the plan's diff report warns about it.)
+entry says so — and Cutover enforces it in the database too, scoped to the tenant by construction
+(:mod:`cutover.tenant_split.pause`): one READ COMMITTED source transaction takes ``SELECT … FOR UPDATE``
+record locks on the tenant's rows through an index led by the tenant column (no gap locks, so no other
+tenant's insert waits); tables without such an index are not locked and warned about at plan. Inserts
+of new rows cannot be held without gap locks: the binlog fence (:func:`_fence`) applies whatever the
+tenant still wrote after the final position, before and after the route moves.
 
 While paused: the final catch-up from the binary log to the position taken *inside* the pause (every
 write of the tenant committed before is at or before it), then counts and checksums of every table of
