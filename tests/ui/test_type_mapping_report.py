@@ -1,5 +1,6 @@
 """mysql_to_postgres' type-mapping report in a real browser with no network: reached from the run's page,
-rendered from its inline stylesheet, hostile table and column names shown as text."""
+rendered from its inline stylesheet, hostile table and column names shown as text, a verified table with
+dead letters shown in the warning colour with the verification's figures (not the copy's counters)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from urllib.parse import quote
 import pytest
 
 from cutover import connections, control
+from cutover.lifecycle.model import UnitKey
 from cutover.mysql_schema import Column, Index, TableSchema
 from cutover.mysql_to_postgres import report
 from cutover.mysql_to_postgres.config import MysqlToPostgresConfig
@@ -38,7 +40,12 @@ def saved() -> Iterator[dict[str, Any]]:
         control.ensure_schema(conn)
         control.start_run(conn, RUN, "mysql_to_postgres", {}, kind="build", dag_id="mysql_to_postgres_build")
         conn.commit()
-    entry = report.save(cfg, RUN, [tm], [], {"read_only": {"user": "cutover_ro@%", "attempt": "refused (1142)"}})
+    # the verified record of the table: 10 MySQL rows, 8 in PostgreSQL, 2 in dead letters, 3 '' ENUMs counted
+    unit = {"unit_key": str(UnitKey(cfg.scope, (EVIL,))), "state": "verified", "error": None, "failed_stage": None,
+            "rows_read": 999, "rows_written": 999,  # copy counters: never what the report shows
+            "detail": {"verify": {"dead_letters": 2, "consistency": {"source_rows": 10, "target_rows": 8}},
+                       "copy": {"rule_changes": {EVIL: {"invalid ENUM '' kept": 3}}}}}
+    entry = report.save(cfg, RUN, [tm], [unit], {"read_only": {"user": "cutover_ro@%", "attempt": "refused (1142)"}})
     with connections.pg_connect() as conn:
         control.finish_run(conn, RUN, "success", {"type_mapping": entry})
         conn.commit()
@@ -61,6 +68,13 @@ def test_type_mapping_report_is_linked_from_the_run_and_renders_offline(saved: d
     assert "refused (1142)" in text
     warn = browser.find_element("css selector", "span.warn")
     assert warn.value_of_css_property("color") == "rgba(161, 92, 0, 1)"  # the inline stylesheet applied
+    # a verified table that lost rows to dead letters is not green, and its figures are the verification's
+    state = browser.find_element("xpath", "//td[starts-with(normalize-space(.), 'verified')]")
+    assert "2 row(s) in dead letters" in state.text
+    assert state.value_of_css_property("color") == "rgba(161, 92, 0, 1)", state.value_of_css_property("color")
+    row = state.find_element("xpath", "./..").text
+    assert "10 8 2 3" in row and "999" not in row, row
+    assert "invalid ENUM '' kept: 3" in text
     assert [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"] == []
     with urllib.request.urlopen(f"{airflow_server}{saved['json']}", timeout=30) as r:
         assert json.loads(r.read())["run_id"] == RUN
