@@ -36,6 +36,17 @@ generated column           plain column of its type              MySQL's compute
 **Zero dates** (``zero_date``): ``null`` (default) — the value becomes NULL and the copy counts it
 (a NOT NULL column then refuses the row: a dead letter); ``dead_letter`` — the row is refused.
 
+**Every value a rule changes is counted** (:attr:`ColumnMap.changes`: per column a label and the MySQL
+condition true when the rule changes the row's value — zero, partial and year-0 dates made NULL, the
+invalid ENUM value made NULL or kept, characters of a non-UTF-8 charset with no UTF-8 equivalent, a
+boolean override's numbers other than 0 and 1): MySQL computes one flag string per row in the copy's
+own chunk read (:func:`rule_flags_expr`) and the copy adds up the rows it wrote (:func:`count_flags`).
+
+**Overrides are checked** when loaded (:func:`check_override`): every option one of
+:data:`OVERRIDE_OPTIONS`, every value one it may take; ``zero_date`` / ``enum_empty`` only on columns
+they apply to. A column no rule maps raises :class:`TypeMapError` with the override to write; the plan
+fails that table's unit only.
+
 **Defaults** stay expressions: ``current_timestamp(6)`` → ``CURRENT_TIMESTAMP(6)`` (timestamptz) or
 ``LOCALTIMESTAMP(6)`` (timestamp), ``curdate()`` → ``CURRENT_DATE``, ``uuid()`` →
 ``gen_random_uuid()::text``, literals as literals; anything else is reported and left off (an override
