@@ -58,9 +58,12 @@ def test_dags_are_wired_as_documented(airflow_db: None) -> None:
     assert _dag("mysql_to_postgres_sync").max_active_runs == 1
     assert {"approve", "switch"} <= {t.task_id for t in _dag("mysql_to_postgres_cutover").tasks}
     assert "drop" in _dag("mysql_to_postgres_rollback").params
+    assert _dag("mysql_to_postgres_rollback").params["discard_target_writes"] is False  # losing writes is opt-in
+    assert "require_approval" not in _dag("mysql_to_postgres_cutover").params  # approval is policy, not a form field
 
 
-def test_dry_run_then_build_sync_cutover_rollback(airflow_db: None, sample: None, pg: Any, mysql: Any) -> None:
+def test_dry_run_then_build_sync_cutover_rollback(airflow_db: None, sample: None, pg: Any, mysql: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from cutover import control
 
     dry = _dag("mysql_to_postgres_build").test(run_conf={**CONF, "dry_run": True})
@@ -90,13 +93,24 @@ def test_dry_run_then_build_sync_cutover_rollback(airflow_db: None, sample: None
     assert pg.execute(f"SELECT count(*), sum(amount) FROM {SCHEMA}.orders").fetchone() == (n, total)
     pg.commit()
 
-    cut = _dag("mysql_to_postgres_cutover").test(run_conf={**CONF, "units": ["orders"], "require_approval": False})
+    monkeypatch.setenv("CUTOVER_REQUIRE_APPROVAL_MYSQL_TO_POSTGRES", "off")  # the operator's policy: no human here
+    cut = _dag("mysql_to_postgres_cutover").test(run_conf={**CONF, "units": ["orders"]})
     assert str(cut.state) == "success", _states(cut)
     scope = f"{SRC}>{SCHEMA}"
     assert control.get_route(pg, "mysql_to_postgres", scope, "orders")["location"]["backend"] == "postgres"
     pg.commit()
 
-    rb = _dag("mysql_to_postgres_rollback").test(run_conf={**CONF, "units": ["orders"], "drop": True})
+    # a write that reached PostgreSQL after the switch: the rollback refuses, nothing moves
+    pg.execute(f"UPDATE {SCHEMA}.orders SET amount = amount + 1 WHERE ctid = (SELECT min(ctid) FROM {SCHEMA}.orders)")
+    pg.commit()
+    refused = _dag("mysql_to_postgres_rollback").test(run_conf={**CONF, "units": ["orders"], "drop": True})
+    assert str(refused.state) == "failed" and _states(refused)["roll_back[-1]"] == "failed"
+    assert control.get_route(pg, "mysql_to_postgres", scope, "orders")["location"]["backend"] == "postgres"
+    assert control.get_run(pg, refused.run_id)["evidence"]["target_writes"]["found"]["orders"]["updated"] == 1
+    pg.commit()
+
+    rb = _dag("mysql_to_postgres_rollback").test(
+        run_conf={**CONF, "units": ["orders"], "drop": True, "discard_target_writes": True})
     assert str(rb.state) == "success", _states(rb)
     assert control.get_route(pg, "mysql_to_postgres", scope, "orders")["location"]["backend"] == "mysql"
     assert pg.execute(f"SELECT to_regclass('{SCHEMA}.orders')").fetchone()[0] is None

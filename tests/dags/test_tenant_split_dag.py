@@ -54,9 +54,12 @@ def test_dags_are_wired_as_documented(airflow_db: None) -> None:
     assert _dag("tenant_split_sync").max_active_runs == 1
     assert {"approve", "switch"} <= {t.task_id for t in _dag("tenant_split_cutover").tasks}
     assert "drop" in _dag("tenant_split_rollback").params
+    assert _dag("tenant_split_rollback").params["discard_target_writes"] is False  # losing writes is opt-in
+    assert "require_approval" not in _dag("tenant_split_cutover").params  # approval is policy, not a form field
 
 
-def test_dry_run_then_build_sync_cutover_rollback(airflow_db: None, shop: None, pg: Any, mysql: Any) -> None:
+def test_dry_run_then_build_sync_cutover_rollback(airflow_db: None, shop: None, pg: Any, mysql: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from cutover import control
 
     dry = _dag("tenant_split_build").test(run_conf={**CONF, "dry_run": True})
@@ -88,15 +91,27 @@ def test_dry_run_then_build_sync_cutover_rollback(airflow_db: None, shop: None, 
     assert got == cur.fetchone()[0]
     mysql.commit()  # end the read: an open transaction holds metadata locks the cutover's DDL would wait for
 
-    cut = _dag("tenant_split_cutover").test(run_conf={**CONF, "units": ["1"], "require_approval": False})
+    monkeypatch.setenv("CUTOVER_REQUIRE_APPROVAL_TENANT_SPLIT", "off")  # the operator's policy: no human here
+    cut = _dag("tenant_split_cutover").test(run_conf={**CONF, "units": ["1"]})
     assert str(cut.state) == "success", _states(cut)
     assert control.get_route(pg, "tenant_split", SRC, "1")["location"]["database"] == f"{PREFIX}1"
     ev = control.get_run(pg, cut.run_id)["evidence"]
     assert ev["groups"]["1"]["paused_s"] < 5
     pg.commit()
 
-    rb = _dag("tenant_split_rollback").test(run_conf={**CONF, "units": ["1"], "drop": True})
+    # a write in the tenant's database after the cutover: the rollback refuses, nothing moves
+    cur.execute(f"UPDATE {PREFIX}1.orders SET status = 'shipped' WHERE status <> 'shipped' ORDER BY id LIMIT 1")
+    mysql.commit()
+    refused = _dag("tenant_split_rollback").test(run_conf={**CONF, "units": ["1"], "drop": True})
+    assert str(refused.state) == "failed" and _states(refused)["roll_back[-1]"] == "failed"
+    assert control.get_route(pg, "tenant_split", SRC, "1")["location"]["backend"] == "tenant_db"
+    found = control.get_run(pg, refused.run_id)["evidence"]["target_writes"]["found"]
+    assert [(d["table"], d["updated"]) for d in found.values()] == [(f"{PREFIX}1.orders", 1)]
+    pg.commit()
+
+    rb = _dag("tenant_split_rollback").test(run_conf={**CONF, "units": ["1"], "drop": True, "discard_target_writes": True})
     assert str(rb.state) == "success", _states(rb)
+    assert control.get_run(pg, rb.run_id)["evidence"]["target_writes"]["discarded"] is True
     assert control.get_route(pg, "tenant_split", SRC, "1")["location"]["backend"] == "shared"
     cur.execute("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (f"{PREFIX}1",))
     assert cur.fetchone()[0] == 0

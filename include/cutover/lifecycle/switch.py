@@ -147,13 +147,14 @@ def approval_decision(pipeline: str, params: dict[str, Any] | None = None,
     Returns ``{"required": bool, "policy": {...}, "asked": bool | None, "ignored": str | None}``.
     """
     policy = approval_policy(pipeline)
-    asked = (params or {}).get("require_approval") if require_approval is None else require_approval
+    asked = (params or {}).get("require_approval")
+    asks = [v for v in (asked, require_approval) if v is not None]
     ignored = None
-    if asked is not None and not bool(asked) and policy.required:
-        ignored = (f"require_approval={asked!r} asked to skip the approval: ignored, the deployment's policy "
-                   f"({policy.source}) requires one")
+    if policy.required and any(not bool(v) for v in asks):
+        ignored = (f"require_approval={next(v for v in asks if not bool(v))!r} asked to skip the approval: ignored, "
+                   f"the deployment's policy ({policy.source}) requires one")
         log.warning("%s: %s", pipeline, ignored)
-    return {"required": policy.required or bool(asked), "policy": policy.to_dict(),
+    return {"required": policy.required or any(bool(v) for v in asks), "policy": policy.to_dict(),
             "asked": None if asked is None else bool(asked), "ignored": ignored}
 
 
