@@ -192,3 +192,37 @@ def test_dead_letters_and_route_history_name_the_airflow_run(pg: Any, monkeypatc
     control.add_dead_letters(pg, "rc_it", "explicit", name, [control.DeadLetter("t", "k2", "bad value")])
     assert [d["run_id"] for d in control.list_dead_letters(pg, "rc_it", name)] == [run_id, "explicit"]
     pg.rollback()
+
+
+# --- counters per run ------------------------------------------------------------------------------
+
+
+def test_a_rebuild_counts_only_what_it_read_itself(pg: Any, narrow: Any) -> None:
+    """The copy's totals (the checkpoint's) run over every run and sync of a ship; each run's counters
+    are its own: a rebuild after a sync does not add the first build's rows, nor the sync's."""
+    from cutover import ship_wide as sw
+    from cutover.lifecycle.stages import run_build
+    from cutover.ship_wide.spec import SPEC
+
+    params = {**killable.params(SCHEMA), "units": [narrow.ships[0]]}
+    first, again = _run_id("build1"), _run_id("build2")
+    assert run_build(SPEC, params, first).green
+    (u1,) = control.list_units(pg, first)
+    assert u1["rows_read"] == u1["rows_total"] == 200 and u1["rows_written"] == 40
+    pg.commit()
+    ship.append_minute(pg, SCHEMA, [narrow.ships[0]], narrow.channels, minute=50)
+    pg.commit()
+    cfg = sw.ShipWideConfig(schema=SCHEMA)
+    sw.sync_ship(cfg, narrow.ships[0])  # the checkpoint's totals grow by what the sync read
+    cp = control.get_checkpoint(pg, SPEC.name, u1["unit_key"])
+    assert cp is not None and cp.rows_done > 200
+    pg.commit()
+    assert run_build(SPEC, params, again).green  # history already copied: this run reads nothing
+    (u2,) = control.list_units(pg, again)
+    assert u2["rows_read"] == 0, u2  # before: 200 + what the sync read
+    assert u2["rows_written"] == 44  # verify records the target's rows: 40 built + 4 synced
+    (u1_after,) = control.list_units(pg, first)
+    assert (u1_after["rows_read"], u1_after["rows_written"]) == (200, 40)  # the first run's stay its own
+    steps = pg.execute("SELECT coalesce(sum(rows_read), 0) FROM cutover.progress WHERE run_id = %s", (again,)).fetchone()
+    assert steps == (0,)
+    pg.commit()

@@ -166,9 +166,11 @@ def _plan_units(spec: PipelineSpec, cfg: Any, params: dict[str, Any], run_id: st
     return batches
 
 
-def _result_fields(stage: Stage, out: Any) -> dict[str, Any]:
-    if isinstance(out, CopyResult):
-        return {"rows_read": out.rows_read, "rows_written": out.rows_written, "detail": {"copy": out.detail}}
+def _result_fields(stage: Stage, out: Any, base: dict[str, int] | None = None) -> dict[str, Any]:
+    if isinstance(out, CopyResult):  # this run's counters: the copy's running totals less what came before
+        b = base or {}
+        return {"rows_read": max(out.rows_read - b.get("rows_read", 0), 0),
+                "rows_written": max(out.rows_written - b.get("rows_written", 0), 0), "detail": {"copy": out.detail}}
     if isinstance(out, Verification):
         return {"rows_written": out.rows_target, "checksum_source": out.checksum_source,
                 "checksum_target": out.checksum_target, "detail": {"verify": out.detail}}
@@ -263,12 +265,15 @@ def run_unit_stage(spec: PipelineSpec, stage_name: str, params: dict[str, Any], 
             ctx = UnitContext(run_id, spec.name, unit, conn_id, log, session)
             t0 = time.monotonic()
             try:
+                base: dict[str, int] | None = None
                 if stage.working is not None:
                     conn = control_conn.get()
-                    state.advance(conn, run_id, key, stage.working)
+                    if stage.name == "copy":  # counters per run: what the unit's checkpoint held before
+                        base = state.copy_base(conn, spec.name, key, row)
+                    state.advance(conn, run_id, key, stage.working, detail={"copy_base": base} if base else None)
                     _commit_bookkeeping(conn)
                 out = hook(cfg, unit, ctx)
-                fields = _result_fields(stage, out)
+                fields = _result_fields(stage, out, base)
                 seconds = dict(((row.get("detail") or {}).get("seconds")) or {})  # each stage adds its own
                 seconds[stage.name] = round(time.monotonic() - t0, 3)
                 fields["detail"] = {**fields["detail"], "seconds": seconds}

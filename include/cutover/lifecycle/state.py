@@ -144,27 +144,46 @@ def chunk_done(conn: Connection[Any], run_id: str, unit_key: str, *, rows_read: 
 
     Call it inside the chunk's transaction (beside its checkpoint): the totals are what the
     checkpoint says, so the status page never runs ahead of, or behind, what is committed. The
-    chunk's own rows (the difference) go to ``cutover.progress`` for the rows/s chart; the first chunk
-    of a copy resumed by a new run counts what earlier runs copied too.
+    counters are this run's: the copy's totals run over every run (and sync) that worked on the unit,
+    so what its checkpoint held when this run's copy began (``detail.copy_base``, see
+    :func:`copy_base`) is taken off — a rebuild never adds to what an earlier run read. The chunk's own
+    rows (the difference) go to ``cutover.progress`` for the rows/s chart.
     """
+    base_read = "coalesce((detail -> 'copy_base' ->> 'rows_read')::bigint, 0)"
+    base_written = "coalesce((detail -> 'copy_base' ->> 'rows_written')::bigint, 0)"
     # the chunk's own rows (running totals minus what the unit had), for rows/s over time in the UI
     conn.execute(
         f"""INSERT INTO {SCHEMA}.progress (run_id, unit_key, rows_read, rows_written)
-            SELECT run_id, unit_key, greatest(%s - rows_read, 0), greatest(%s - rows_written, 0) FROM {SCHEMA}.units
-            WHERE run_id = %s AND unit_key = %s AND state IN ('prepared', 'copying')""",
-        (rows_read, rows_written, run_id, unit_key),
+            SELECT run_id, unit_key, greatest(%(rr)s - {base_read} - rows_read, 0),
+                   greatest(%(rw)s - {base_written} - rows_written, 0) FROM {SCHEMA}.units
+            WHERE run_id = %(run)s AND unit_key = %(unit)s AND state IN ('prepared', 'copying')""",
+        {"rr": rows_read, "rw": rows_written, "run": run_id, "unit": unit_key},
     )
     row = conn.execute(
-        f"""UPDATE {SCHEMA}.units SET state = 'copying', rows_read = %s, rows_done = %s, rows_written = %s,
+        f"""UPDATE {SCHEMA}.units SET state = 'copying', rows_read = greatest(%(rr)s - {base_read}, 0),
+                rows_done = greatest(%(rr)s - {base_read}, 0), rows_written = greatest(%(rw)s - {base_written}, 0),
                 started_at = coalesce(started_at, now()), updated_at = now()
-            WHERE run_id = %s AND unit_key = %s AND state IN ('prepared', 'copying') RETURNING state""",
-        (rows_read, rows_read, rows_written, run_id, unit_key),
+            WHERE run_id = %(run)s AND unit_key = %(unit)s AND state IN ('prepared', 'copying') RETURNING state""",
+        {"rr": rows_read, "rw": rows_written, "run": run_id, "unit": unit_key},
     ).fetchone()
     if row is None:
         current = get_unit(conn, run_id, unit_key)
         raise InvalidTransition(
             f"unit {unit_key}: a chunk was copied while the unit is "
             f"{current['state'] if current else 'not part of run ' + run_id}, not prepared or copying")
+
+
+def copy_base(conn: Connection[Any], pipeline: str, unit_key: str, row: dict[str, Any] | None) -> dict[str, int]:
+    """What the unit's copy totals held before this run's copy began: ``{"rows_read", "rows_written"}``
+    from its checkpoint in the control schema (the totals a copy hook reports run over every run and
+    sync that worked on the unit), or what this run already stored (a retried copy task of the same run
+    keeps its base). Zeros for a unit without such a checkpoint (a fresh copy, a pipeline that keeps its
+    checkpoints elsewhere)."""
+    stored = ((row or {}).get("detail") or {}).get("copy_base")
+    if isinstance(stored, dict):
+        return {"rows_read": int(stored.get("rows_read") or 0), "rows_written": int(stored.get("rows_written") or 0)}
+    cp = control.get_checkpoint(conn, pipeline, unit_key)
+    return {"rows_read": int(cp.rows_done or 0) if cp else 0, "rows_written": int(cp.rows_written or 0) if cp else 0}
 
 
 def fail(run_id: str, unit_key: str, stage: str, error: BaseException | str, *, conn_id: str | None = None,
@@ -356,6 +375,7 @@ def format_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-__all__ = ["TRANSITIONS", "DagRunState", "InvalidTransition", "Report", "advance", "chunk_done", "close_ended_runs", "fail",
+__all__ = ["TRANSITIONS", "DagRunState", "InvalidTransition", "Report", "advance", "chunk_done", "close_ended_runs",
+           "copy_base", "fail",
            "fail_stranded", "finish", "format_error", "get_unit", "judge", "parallel_slot", "record_plan", "start",
            "units_in"]
