@@ -151,7 +151,8 @@ def _seed_rules(db: str) -> None:
            f"CREATE TABLE {t} (id INT NOT NULL PRIMARY KEY, {d} DATE NULL, seen DATETIME(1) NULL, "
            "stamp TIMESTAMP NULL DEFAULT NULL, st ENUM('a','b') NULL, must DATE NOT NULL, flag TINYINT NOT NULL)",
            f"INSERT INTO {t} VALUES " + ", ".join(rows),
-           f"CREATE TABLE {{db}}.loose AS SELECT {d}, st FROM {t}")  # no key: copied whole from a snapshot
+           f"CREATE TABLE {{db}}.loose ({d} DATE NULL, st ENUM('a','b') NULL)",  # no key: copied whole from a snapshot
+           f"INSERT INTO {{db}}.loose SELECT {d}, st FROM {t}")
 
 
 @pytest.fixture(scope="module")
@@ -328,3 +329,18 @@ def test_a_key_changed_only_in_case_accents_or_trailing_spaces_leaves_no_stale_r
         assert res.passed, res.failures
     finally:
         _cleanup(db, schema)
+
+
+def test_the_sync_counts_the_values_a_rule_changed_in_the_rows_it_applied(rules_run: dict[str, Any]) -> None:
+    from cutover.mysql_to_postgres import sync
+
+    t = f"{{db}}.{quote_mysql(HOSTILE_TABLE)}"
+    _mysql(rules_run["db"], "SET SESSION sql_mode = ''",
+           f"INSERT INTO {t} (id, {quote_mysql(HOSTILE_COLUMN)}, seen, stamp, st, must, flag) VALUES "
+           "(101, '0000-00-00', NULL, NULL, 'a', '2020-01-01', 7), (102, '2020-02-00', NULL, NULL, 'zz', '2020-01-01', 0)",
+           "DO 0")
+    cfg = MysqlToPostgresConfig.from_params({"source_database": rules_run["db"], "target_schema": rules_run["schema"]})
+    got = sync.sync_units(cfg)["binlog"]
+    assert got["rule_changes"][HOSTILE_TABLE] == {
+        HOSTILE_COLUMN: {"zero date → NULL": 1, "partial date → NULL": 1}, "st": {"invalid ENUM '' kept": 1},
+        "flag": {"not 0 or 1 → true": 1}}, got

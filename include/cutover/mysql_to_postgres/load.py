@@ -293,23 +293,29 @@ def prefetch(read: Callable[[Any], Chunk | None], first: Any) -> Iterator[Chunk]
 
 
 def refresh_keys(src_cur: Any, conn: Any, tm: TableMap, database: str, schema: str,
-                 keys: Sequence[tuple[Any, ...]]) -> tuple[int, int, list[tuple[tuple[Any, ...], str, str]]]:
+                 keys: Sequence[tuple[Any, ...]], rule_counts: dict[str, dict[str, int]] | None = None,
+                 ) -> tuple[int, int, list[tuple[tuple[Any, ...], str, str]]]:
     """Make the target's rows of ``keys`` equal MySQL's now, in ``conn``'s open transaction (with
     ``cutover.replaying`` set, so ON UPDATE triggers stay quiet): rows MySQL has are upserted, the others
-    deleted. Returns ``(upserted, deleted, dead letters)``. Needs the target's primary key (after finalize)."""
+    deleted. Returns ``(upserted, deleted, dead letters)``; the values rules changed in the upserted rows
+    are added to ``rule_counts`` when given. Needs the target's primary key (after finalize)."""
     if not keys:
         return 0, 0, []
     uniq = list(dict.fromkeys(tuple(k) for k in keys))
     kcols = [quote_mysql(k) for k in tm.key]
     found = Chunk([], [])
+    counting = rule_counts is not None and rule_flags_expr(tm) is not None
+    n = len(tm.key)
     for i in range(0, len(uniq), 1000):
         part = uniq[i:i + 1000]
         row = "(" + ", ".join(["%s"] * len(kcols)) + ")"
         where = "(" + ", ".join(kcols).replace("%", "%%") + ") IN (" + ", ".join([row] * len(part)) + ")"
-        src_cur.execute(select_sql(tm, database, where, order=False), [v for k in part for v in k])
+        src_cur.execute(select_sql(tm, database, where, order=False, flags=counting), [v for k in part for v in k])
         for r in src_cur.fetchall():
             found.lines.append(bytes(r[0]))
-            found.keys.append(tuple(r[1:]))
+            found.keys.append(tuple(r[1:1 + n]))
+            if counting:
+                found.flags.append(_flag_bytes(r[1 + n]))
     conn.execute("SELECT set_config('cutover.replaying', 'on', true)")
     tgt = target_name(schema, tm)
     cols = column_list(tm)
@@ -326,6 +332,8 @@ def refresh_keys(src_cur: Any, conn: Any, tm: TableMap, database: str, schema: s
                     f"ON CONFLICT ({', '.join(tkeys)}) DO UPDATE SET {upd}")
 
     w = write_lines(conn, tgt, cols, found, load=load)
+    if counting and rule_counts is not None:
+        count_flags(tm, found.copied_flags(w.dead), rule_counts)
     conn.execute("DROP TABLE IF EXISTS cutover_m2p_stage")
     present = {_norm(k) for k in found.keys}
     gone = [k for k in uniq if _norm(k) not in present]

@@ -107,7 +107,8 @@ def _binlog_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: dic
     pending: dict[str, list[tuple[Any, ...]]] = {}
     whole: set[str] = set()
     applied = {k: 0 for k in positions}
-    stats: dict[str, Any] = {"transactions": 0, "changes": 0, "upserted": 0, "deleted": 0, "dead_letters": 0}
+    stats: dict[str, Any] = {"transactions": 0, "changes": 0, "upserted": 0, "deleted": 0, "dead_letters": 0,
+                             "rule_changes": {}}  # {table: {column: {rule: values}}} in the rows applied
     last: binlog.BinlogPosition | None = None
     last_flush = time.monotonic()
 
@@ -118,7 +119,8 @@ def _binlog_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: dic
         with load.source_session(cfg.source_conn_id) as src, pg_connect(cfg.target_conn_id) as conn:
             cur = src.cursor()
             for k, ks in pending.items():
-                up, de, dead = load.refresh_keys(cur, conn, maps[k], cfg.source_database, cfg.target_schema, ks)
+                up, de, dead = load.refresh_keys(cur, conn, maps[k], cfg.source_database, cfg.target_schema, ks,
+                                                 rule_counts=stats["rule_changes"].setdefault(maps[k].source, {}))
                 stats["upserted"] += up
                 stats["deleted"] += de
                 stats["dead_letters"] += len(dead)
@@ -164,6 +166,7 @@ def _binlog_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: dic
                 log.warning("binlog sync stopped after %.0f s (max_seconds); the next run continues", max_seconds)
                 break
     flush(last)
+    stats["rule_changes"] = {t: c for t, c in stats["rule_changes"].items() if c}
     secs = time.monotonic() - t0
     stats.update({"tables": len(positions), "seconds": round(secs, 3),
                   "changes_per_s": round(stats["changes"] / secs, 1) if secs > 0 else 0.0,
@@ -218,6 +221,7 @@ def _watermark_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: 
             continue
         mark, last_key = pos[k]["watermark"], decode_key(pos[k].get("watermark_key"))
         n, removed = 0, 0
+        changed: dict[str, dict[str, int]] = {}  # values a rule changed in the rows applied
         q = f"{quote_mysql(cfg.source_database)}.{quote_mysql(tm.source)}".replace("%", "%%")
         w = quote_mysql(wm).replace("%", "%%")
         kcols = ", ".join(quote_mysql(c) for c in tm.key).replace("%", "%%")
@@ -239,7 +243,8 @@ def _watermark_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: 
                 keys = [tuple(r[1:]) for r in rows]
                 mark, last_key = text_of(rows[-1][0]), keys[-1]
                 with pg_connect(cfg.target_conn_id) as conn:
-                    up, _de, dead = load.refresh_keys(cur, conn, tm, cfg.source_database, cfg.target_schema, keys)
+                    up, _de, dead = load.refresh_keys(cur, conn, tm, cfg.source_database, cfg.target_schema, keys,
+                                                      rule_counts=changed)
                     # a key changed only in case, accents or trailing spaces leaves its old spelling behind:
                     # no delete is seen here, so the rows MySQL would take for these keys are asked about
                     twins = load.collation_twins(conn, tm, cfg.target_schema, keys)
@@ -254,6 +259,7 @@ def _watermark_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: 
                 if len(rows) < cfg.chunk_rows:
                     break
             cur.close()
-        out["tables"][tm.source] = {"upserted": n, "watermark": mark, "stale_spellings_deleted": removed}
+        out["tables"][tm.source] = {"upserted": n, "watermark": mark, "stale_spellings_deleted": removed,
+                                    "rule_changes": changed}
     out["seconds"] = round(time.monotonic() - t0, 3)
     return out
