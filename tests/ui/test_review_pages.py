@@ -138,6 +138,8 @@ def test_a_failed_validation_page_reads_offline(seeded: dict[str, Any], browser:
     assert "✘ FAILED" in text and "✔ passed" in text  # per expectation, without the CDN icon font
     assert "expect_table_row_count_to_equal" in text or "Must have exactly" in text
     assert browser.find_element("css selector", ".cutover-fail").is_displayed()
+    assert "Subscribe" not in text and "newsletter" not in text  # GX's footer links off the machine: gone
+    assert browser.find_elements("tag name", "footer") == []
     errors = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
     assert errors == []
 

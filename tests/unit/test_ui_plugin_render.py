@@ -230,3 +230,35 @@ def test_each_unit_links_to_the_task_log_that_worked_on_it() -> None:
     assert "unit_batch.verify/mapped/0" in pages.task_log_link("", run, {"state": "verified", "detail": {"batch": 0}})
     assert pages.task_log_link("", run, {"state": "verified", "detail": {}}) == ""  # planned before batches existed
     assert pages.task_log_link("", {"run_id": "x"}, failed) == ""  # no DAG: no link
+
+
+def test_gx_newsletter_footer_is_removed_from_data_docs_pages() -> None:
+    from cutover.ui import docs_offline
+
+    # the footer GX 1.x puts on every data-docs page
+    page = ('<html><head></head><body><div>tenant_id values must never be null.</div>\n<footer>\n  <p>Stay current '
+            'on everything GX with our newsletter <a href="https://greatexpectations.io/newsletter?utm_source=datadocs'
+            '&utm_medium=product">Subscribe</a></p>\n</footer>\n<footer><p>our own footer</p></footer></body></html>')
+    out = docs_offline.rewrite_page(page, css_href="/c.css", index_href="/i.html")
+    assert "Subscribe" not in out and "newsletter" not in out
+    assert "tenant_id values must never be null." in out and "our own footer" in out  # only GX's footer goes
+
+
+def test_a_gate_shows_the_figure_the_data_docs_show() -> None:
+    """GX evaluated 23 expectations (what its data docs page shows); Cutover checked 2 more itself."""
+    q = {"evaluated": 25, "failed": 1, "gx_evaluated": 23, "gx_failed": 0}
+    assert status.gate_figures(q) == "23 / 23 in GX (as in the data docs) + 1 / 2 checked by Cutover"
+    assert status.gate_figures({"evaluated": 23, "failed": 0, "gx_evaluated": 23, "gx_failed": 0}) == "23 / 23"
+    assert status.gate_figures({"evaluated": 4, "failed": 1}) == "3 / 4"  # a result stored before
+
+
+def test_runs_are_titled_by_their_own_dag_and_a_failure_says_why() -> None:
+    run = {"pipeline": "ship_wide_build", "dag_id": "ship_wide_cutover", "kind": "cutover", "state": "failed",
+           "error": None, "evidence": {"report": {"reason": f"planning did not finish: {EVIL}"}}}
+    assert status.run_title(run) == 'ship_wide_cutover <span class="kind">cutover</span>'
+    assert status.failure_html(run) == ('<p class="state bad reason">why it failed: planning did not finish: '
+                                        '&lt;img src=x onerror=&quot;alert(1)&quot;&gt;</p>')
+    run["error"] = "plan failed: NarrowTableError: narrow table x.y does not exist"
+    assert "NarrowTableError" in status.failure_html(run)  # the run's own error comes first
+    assert status.failure_html({**run, "state": "success"}) == ""
+    assert status.run_title({"pipeline": "ship_wide_build", "kind": None}) == "ship_wide_build"

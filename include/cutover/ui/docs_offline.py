@@ -31,6 +31,9 @@ _IMG_EXTERNAL = re.compile(rf"""<img\b[^>]*\bsrc\s*=\s*["']{_EXTERNAL}[^>]*>""",
 _A_EXTERNAL = re.compile(rf"""<a\b([^>]*)\bhref\s*=\s*["']{_EXTERNAL}[^"']*["']([^>]*)>""", re.I)
 _ICON = re.compile(r"""<i\b[^>]*\bclass\s*=\s*["']([^"']*)["'][^>]*>\s*</i\s*>""", re.I)
 _HEAD_END = re.compile(r"</head\s*>", re.I)
+#: GX's newsletter footer ("Stay current on everything GX with our newsletter — Subscribe"): a link to
+#: another host, dead offline, and nothing about the data
+_GX_FOOTER = re.compile(r"<footer\b[^>]*>(?:(?!</footer).)*?newsletter(?:(?!</footer).)*</footer\s*>", re.I | re.S)
 _EXTERNAL_URL = re.compile(rf"""(?:src|href)\s*=\s*["']{_EXTERNAL}""", re.I)
 
 OFFLINE_CSS = """
@@ -66,14 +69,15 @@ def _icon(match: re.Match[str]) -> str:
 def rewrite_page(page: str, *, css_href: str, index_href: str) -> str:
     """A GX data-docs page with nothing that would leave the machine.
 
-    Removes every ``<script>`` (they only drive CDN widgets), every stylesheet, icon and image from
-    another host, and turns links to other hosts into plain text; replaces Font Awesome status icons
+    Removes every ``<script>`` (they only drive CDN widgets), GX's newsletter footer ("Subscribe"),
+    every stylesheet, icon and image from another host, and turns links to other hosts into plain text; replaces Font Awesome status icons
     by text marks; links ``css_href`` and says at the top that the page is the offline rendering (with
     a link to ``index_href``). Idempotent.
     """
     if "cutover-offline-note" in page:
         return page
     out = _SCRIPT.sub("", page)
+    out = _GX_FOOTER.sub("", out)
     out = _LINK_EXTERNAL.sub("", out)
     out = _LINK_ICON.sub("", out)
     out = _IMG_EXTERNAL.sub("", out)

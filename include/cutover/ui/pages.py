@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from cutover.ui.status import (
     _CSS,
+    GX_FIGURES,
     SCHEMA,
     _bool,
     _e,
@@ -38,6 +39,7 @@ from cutover.ui.status import (
     failure_html,
     find_docs_page,
     format_duration,
+    gate_figures,
     progress_bar,
     run_link,
     run_page_url,
@@ -162,7 +164,7 @@ def collect_run(conn: Any, run_id: str, *, docs_dir: Path | None = None) -> dict
                                           AS checksums_match
                                    FROM {SCHEMA}.units WHERE run_id = %s
                                    ORDER BY (state = 'failed') DESC, unit_key LIMIT {UNITS_LIMIT}""", (run_id,))
-    run["quality"] = _rows(conn, f"""SELECT id, suite, asset, success, evaluated, failed, docs_path, checked_at,
+    run["quality"] = _rows(conn, f"""SELECT id, suite, asset, success, evaluated, failed, docs_path, checked_at, {GX_FIGURES},
                                             statistics -> 'failures' AS failures
                                      FROM {SCHEMA}.quality_results WHERE run_id = %s ORDER BY checked_at""", (run_id,))
     for q in run["quality"]:
@@ -277,7 +279,7 @@ def render_run_html(run: Mapping[str, Any] | None, *, run_id: str, prefix: str =
     body.append(_table(
         ["suite", "asset", "result", "passed / evaluated", "failures", "docs"],
         [[_e(q.get("suite")), _e(q.get("asset")), _state("passed" if q.get("success") else "failed"),
-          f"{_num(int(q.get('evaluated') or 0) - int(q.get('failed') or 0))} / {_num(q.get('evaluated'))}",
+          gate_figures(q),
           "<br>".join(_e(f) for f in (q.get("failures") or [])[:5]),
           f'<a href="{_e(docs_url(prefix, q["docs_page"]))}">data docs</a>' if q.get("docs_page") else ""]
          for q in quality], "No quality gate ran in this run."))

@@ -235,6 +235,7 @@ def collect_status(
         conn,
         f"""SELECT * FROM (
                 SELECT DISTINCT ON (suite, asset) id, suite, asset, success, evaluated, failed, docs_path,
+                       {GX_FIGURES},
                        run_id, checked_at, statistics -> 'failures' AS failures
                 FROM {SCHEMA}.quality_results WHERE {pipeline_runs}
                 ORDER BY suite, asset, checked_at DESC, id DESC) q
@@ -358,6 +359,25 @@ def run_link(prefix: str, dag_id: Any, run_id: Any) -> str:
         return ""
     href = f"{airflow_root(prefix)}/dags/{quote(str(dag_id), safe='')}/runs/{quote(str(run_id), safe='')}"
     return f' <a href="{_e(href)}" title="the run in Airflow: its grid and task logs">Airflow run ↗</a>'
+
+
+#: GX's own figures of a gate, beside the gate's totals (which add Cutover's exact-type checks)
+GX_FIGURES = ("(statistics ->> 'evaluated_expectations')::int AS gx_evaluated, "
+              "(statistics ->> 'unsuccessful_expectations')::int AS gx_failed")
+
+
+def gate_figures(q: Mapping[str, Any]) -> str:
+    """A gate's "passed / evaluated", with the figure the data docs show first: GX's expectations
+    (``23 / 23``), then the checks Cutover adds outside GX (exact column types where names differ only
+    in case: ``+ 2 / 2 checked by Cutover``), so the status page and the data docs never disagree."""
+    evaluated, failed = int(q.get("evaluated") or 0), int(q.get("failed") or 0)
+    gx_evaluated, gx_failed = q.get("gx_evaluated"), q.get("gx_failed")
+    if gx_evaluated is None or int(gx_evaluated) == evaluated:
+        return f"{_num(evaluated - failed)} / {_num(evaluated)}"
+    gx_e, gx_f = int(gx_evaluated), int(gx_failed or 0)
+    own_e, own_f = evaluated - gx_e, failed - gx_f
+    return (f"{_num(gx_e - gx_f)} / {_num(gx_e)} in GX (as in the data docs)"
+            f" + {_num(own_e - own_f)} / {_num(own_e)} checked by Cutover")
 
 
 def run_title(run: Mapping[str, Any]) -> str:
@@ -616,8 +636,7 @@ def render_status_html(
                 _e(q.get("suite")),
                 _e(q.get("asset")),
                 _bool(q.get("success"), "passed", "FAILED"),
-                f"{_num(int(q.get('evaluated') or 0) - int(q.get('failed') or 0))} / {_num(q.get('evaluated'))}"
-                + (f'<ul class="ev">{fails}</ul>' if fails else ""),
+                gate_figures(q) + (f'<ul class="ev">{fails}</ul>' if fails else ""),
                 f"<code>{_e(q.get('run_id'))}</code>",
                 _ts(q.get("checked_at")),
                 link,
