@@ -71,7 +71,7 @@ SPEC = "cutover.ship_wide.spec:SPEC"
         "pivot": Param("auto", type="string", enum=["auto", "server", "client"], title="Pivot",
                        description="Where chunks are pivoted: auto = inside PostgreSQL when narrow and wide share a database."),
         "parallelism": Param(4, type="integer", minimum=1, maximum=32, title="Parallelism", description="Ships copied at once."),
-        "batch_rows": Param(5_000_000, type="integer", minimum=1000, title="Narrow rows per batch",
+        "batch_rows": Param(5_000_000, type="integer", minimum=1000, maximum=1_000_000_000, title="Narrow rows per batch",
                             description="Ships are mapped in batches: max(parallelism, narrow rows / this) task groups."),
         "copy_connections": Param(2, type="integer", minimum=1, maximum=16, title="Connections per ship",
                                   description="Chunks of one ship worked on at once, a connection each."),
