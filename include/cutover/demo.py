@@ -222,6 +222,7 @@ def run_demo(*, scale: float = 1.0, only: list[str] | None = None) -> int:
     print("Airflow UI: run `make airflow`, open http://localhost:8080 -> Plugins -> Cutover -> Data docs / Migration status")
     cut = [dag_id for dag_id, *_ in results if dag_id.endswith("_cutover")]
     if cut:
-        print(f"\n{' and '.join(cut)} ran with require_approval off (no human in the demo); a real cutover asks for "
-              "an approval under Required Actions.")
+        print(f"\n{' and '.join(cut)} ran with the approval policy off for the demo's own process "
+              "(CUTOVER_REQUIRE_APPROVAL_<PIPELINE>=off: no human in the demo); a deployment keeps the policy on "
+              "(the default) and approves under Required Actions.")
     return 0 if results and all(state == "success" for _, state, *_ in results) else 1
