@@ -9,7 +9,16 @@ import pytest
 
 from cutover.mysql_schema import Column
 from cutover.mysql_to_postgres.readonly import granted_roles, write_grants
-from cutover.mysql_to_postgres.typemap import TypeMapError, enum_labels, load_overrides, map_column
+from cutover.mysql_to_postgres.typemap import (
+    TypeMapError,
+    collation_rules,
+    count_flags,
+    enum_labels,
+    load_overrides,
+    map_column,
+    map_table,
+    rule_flags_expr,
+)
 
 
 def _col(name: str, ctype: str, default: str | None = None, extra: str = "", charset: str | None = "utf8mb4") -> Column:
@@ -129,3 +138,30 @@ def test_a_rule_override_on_a_column_it_does_not_apply_to_is_refused() -> None:
     with pytest.raises(TypeMapError, match=r"t\.d: override enum_empty applies to ENUM columns"):
         map_column("t", _col("d", "date"), json_columns=set(), zero_date="null", enum_empty="dead_letter",
                    opts={"enum_empty": "keep"})
+
+
+@pytest.mark.parametrize(("collation", "rules"), [
+    ("utf8mb4_general_ci", (True, True)), ("latin1_swedish_ci", (True, True)), ("utf8mb4_bin", (True, False)),
+    ("utf8mb4_nopad_bin", (False, False)), ("utf8mb4_0900_ai_ci", (False, True)), ("utf8mb4_0900_as_cs", (False, False)),
+    (None, (False, False)),
+])
+def test_collation_rules_say_how_mysql_compares_keys(collation: str | None, rules: tuple[bool, bool]) -> None:
+    assert collation_rules(collation) == rules
+
+
+def test_rule_flags_are_one_character_per_rule_column_and_count_back() -> None:
+    from cutover.mysql_schema import Index, TableSchema
+
+    cols = [Column("id", "int(11)", "int", False, None, ""), Column("d", "date", "date", True, None, ""),
+            Column("n", "int(11)", "int", True, None, ""), Column("e", "enum('a')", "enum", True, None, "", "utf8mb4")]
+    tm = map_table(TableSchema("t", cols, [Index("PRIMARY", ("id",), "primary")]), target="t", json_columns=set(),
+                   zero_date="null", enum_empty="null")
+    assert [c.source for c in tm.rule_columns()] == ["d", "e"]
+    expr = rule_flags_expr(tm)
+    assert expr is not None and expr.startswith("CONCAT(IF((MONTH(`d`) = 0") and "WHEN (`e` + 0 = 0) THEN '1'" in expr
+    got = count_flags(tm, [b"10", b"00", b"21", b"31", b"10"], {})
+    assert got == {"d": {"zero date → NULL": 2, "partial date → NULL": 1, "year 0 → NULL": 1},
+                   "e": {"invalid ENUM '' → NULL": 2}}
+    plain = map_table(TableSchema("p", cols[:1], [Index("PRIMARY", ("id",), "primary")]), target="p", json_columns=set(),
+                      zero_date="null", enum_empty="dead_letter")
+    assert rule_flags_expr(plain) is None  # nothing to count: the chunk read is unchanged
