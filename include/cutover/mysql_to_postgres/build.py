@@ -104,6 +104,7 @@ def plan_tables(cfg: MysqlToPostgresConfig, wanted: list[str] | None = None) -> 
             unmapped[t] = f"{exc} (overrides file: {cfg.overrides_path()})"
             log.error("table %s cannot be mapped: %s", t, unmapped[t])
     found["unmapped"] = unmapped
+    found["tables"] = picked
     found["rows_estimate"] = {t: schema.tables[t].rows_estimate for t in unmapped}
     with load.source_session(cfg.source_conn_id) as conn:
         cur = conn.cursor()
@@ -158,8 +159,7 @@ def plan(cfg: MysqlToPostgresConfig, wanted: list[str] | None) -> list[PlannedUn
     for t, error in found.get("unmapped", {}).items():  # planned, to fail in prepare with the reason
         units[t] = PlannedUnit(unit_key(cfg, t), max(int(found["rows_estimate"].get(t) or 0), 1),
                                {"plan_error": error, "sync_mode": mode, "read_only": ro})
-    order = [t for t in (wanted_tables(cfg, wanted) or units) if t in units]
-    return [units[t] for t in order]
+    return [units[t] for t in found.get("tables") or list(units) if t in units]
 
 
 def wanted_tables(cfg: MysqlToPostgresConfig, wanted: list[str] | None) -> list[str]:
