@@ -308,10 +308,11 @@ def close_ended_runs(conn_id: str | None, dagrun_state: DagRunState, *, pipeline
         conn.commit()
         for run_id, dag_id, kind in running:
             try:
-                airflow_state = dagrun_state(dag_id, run_id)
-            except Exception as exc:  # noqa: BLE001 - one unknown run never stops the others
-                log.warning("run %s of %s: Airflow's state unknown (%s)", run_id, dag_id, exc)
+                value = dagrun_state(dag_id, run_id)
+            except Exception as exc:  # noqa: BLE001 - a run Airflow does not know (another metadata DB)
+                log.info("run %s of %s: Airflow's state unknown (%s): left as it is", run_id, dag_id, exc)
                 continue
+            airflow_state = str(getattr(value, "value", value) or "") or None  # a DagRunState enum or its text
             if airflow_state not in _AIRFLOW_ENDED:
                 continue
             with conn.transaction():

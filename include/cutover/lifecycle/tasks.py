@@ -46,7 +46,8 @@ def _airflow_dagrun_state(dag_id: str, run_id: str) -> str | None:
     """Airflow's state of a DAG run, asked from inside a task through the Task SDK (the execution API)."""
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
-    return str(RuntimeTaskInstance.get_dagrun_state(dag_id=dag_id, run_id=run_id) or "") or None
+    value = RuntimeTaskInstance.get_dagrun_state(dag_id=dag_id, run_id=run_id)  # a DagRunState enum
+    return str(getattr(value, "value", value) or "") or None
 
 
 def _name_batch(batch: dict[str, Any]) -> None:
