@@ -38,7 +38,7 @@ def test_dags_are_wired_as_documented(airflow_db: None) -> None:
     assert copy.map_index_template == "{{ cutover_units }}"  # the grid names the ships, not 0/1/2
     assert build.get_task("report").trigger_rule == "all_done"
     # no route to a switch in the build: cutover is ship_wide_cutover's, behind its approval
-    assert set(build.params) == {"units", "schema", "text_columns", "chunk_rows", "pivot", "parallelism", "copy_connections", "batch_rows", "dry_run"}
+    assert set(build.params) == {"units", "schema", "text_columns", "chunk_rows", "pivot", "parallelism", "copy_connections", "batch_rows", "orphans", "dry_run"}
     assert build.params.get_param("units").schema["type"] == "array"
     assert build.max_active_runs == 1 and build.default_args["retries"] >= 2
     sync = _dag("ship_wide_sync")
