@@ -83,6 +83,7 @@ def test_run_is_green_with_bad_rows_in_dead_letters(built: dict[str, Any]) -> No
     assert len(dead) == 2, dead
     assert "check constraint" in reasons and "0x00" in reasons
     assert all(d["source"] == "customers" and d["record_key"] for d in dead)
+    assert {d["run_id"] for d in dead} == {built["run_id"]}  # every record names its run (was NULL)
     n = _pg_rows(built["schema"], "SELECT count(*) FROM {s}.customers")[0][0]
     assert n == built["counts"]["customers"] - 2
 

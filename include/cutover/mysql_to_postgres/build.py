@@ -251,14 +251,14 @@ def copy_unit(cfg: MysqlToPostgresConfig, unit: PlannedUnit, ctx: UnitContext) -
             written, dead = load.reload_whole(src, conn, tm, cfg.source_database, cfg.target_schema, cfg.chunk_rows,
                                               rule_counts=counts)
             read = written + len(dead)
-            load.record_dead(conn, PIPELINE, key, tm.source, dead) if progress_in_chunk else None
+            load.record_dead(conn, PIPELINE, key, tm.source, dead, run_id=ctx.run_id) if progress_in_chunk else None
             load.write_checkpoint(conn, key, last_key=None, rows_read=read, rows_written=written, done=True,
                                   start_position=pos, rule_counts=counts)
             if progress_in_chunk:
                 ctx.chunk_done(conn, read, written)
         if not progress_in_chunk:
             with pg_connect(cfg.control_conn_id) as c2:
-                load.record_dead(c2, PIPELINE, key, tm.source, dead)
+                load.record_dead(c2, PIPELINE, key, tm.source, dead, run_id=ctx.run_id)
         prog.add(read)
         prog.finish()
         return CopyResult(read, written, {"keyless": True, "dead_letters": len(dead), "rule_changes": counts,
@@ -290,11 +290,11 @@ def copy_unit(cfg: MysqlToPostgresConfig, unit: PlannedUnit, ctx: UnitContext) -
                                           done=False, start_position=start_pos, start_watermark=start_wm,
                                           rule_counts=counts)
                     if progress_in_chunk:
-                        load.record_dead(conn, PIPELINE, key, tm.source, w.dead)
+                        load.record_dead(conn, PIPELINE, key, tm.source, w.dead, run_id=ctx.run_id)
                         ctx.chunk_done(conn, read, written)
                 if not progress_in_chunk:
                     with pg_connect(cfg.control_conn_id) as c2:
-                        load.record_dead(c2, PIPELINE, key, tm.source, w.dead)
+                        load.record_dead(c2, PIPELINE, key, tm.source, w.dead, run_id=ctx.run_id)
                         ctx.chunk_done(c2, read, written)
                 prog.add(len(ch.lines))
                 if w.dead:
