@@ -143,7 +143,7 @@ class DatabaseSchema:
 
 
 def _rows(cur: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    cur.execute(sql, params)
+    cur.execute(sql, params or None)  # no parameters: no %-formatting (a table named `100%` is a name)
     return list(cur.fetchall())
 
 

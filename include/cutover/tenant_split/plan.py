@@ -271,12 +271,17 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
+def _qp(name: str) -> str:
+    """A quoted name for a statement run with parameters (``%`` doubled)."""
+    return quote_mysql(name).replace("%", "%%")
+
+
 def _samples(cur: Any, database: str, table: TableSchema, tenant_column: str, kind: str, where: str,
              params: list[Any]) -> list[dict[str, Any]]:
     key = table.copy_key()
-    cols = ", ".join(quote_mysql(c) for c in (tenant_column, *key))
-    order = f" ORDER BY {', '.join(quote_mysql(c) for c in key)}" if key else ""
-    cur.execute(f"SELECT {cols} FROM {quote_mysql(database)}.{quote_mysql(table.name)} AS t WHERE {where}{order} "
+    cols = ", ".join(_qp(c) for c in (tenant_column, *key))
+    order = f" ORDER BY {', '.join(_qp(c) for c in key)}" if key else ""
+    cur.execute(f"SELECT {cols} FROM {_qp(database)}.{_qp(table.name)} AS t WHERE {where}{order} "
                 f"LIMIT {SAMPLE_KEYS}", params)
     return [{"kind": kind, "tenant": _jsonable(r[0]),
              "key": {c: _jsonable(v) for c, v in zip(key, r[1:], strict=True)} if key else None}
@@ -294,8 +299,7 @@ def count_outside(cur: Any, cfg: TenantSplitConfig, table: TableSchema, tenant_c
     second value is False when the server could not compare the two columns (their collations clash):
     the counts are then text-exact, and ``copy_to`` is refused for the table.
     """
-    db, name = quote_mysql(cfg.source_database), quote_mysql(table.name)
-    col = quote_mysql(tenant_column)
+    db, name, col = _qp(cfg.source_database), _qp(table.name), _qp(tenant_column)  # every statement has parameters
     total = sum(groups.values())
     null = groups.get(None, 0)
     samples: list[dict[str, Any]] = []
@@ -306,15 +310,21 @@ def count_outside(cur: Any, cfg: TenantSplitConfig, table: TableSchema, tenant_c
         listed = set(directory[0])
         strays = sorted(k for k in groups if k is not None and k not in listed)
         if strays:
-            not_listed = (f"t.{col} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {db}.{quote_mysql(cfg.tenant_directory)} "
-                          f"AS d WHERE d.{quote_mysql(directory[1])} = t.{col})")
+            # only the groups whose value is not a directory id text for text can hold such rows: the tenant
+            # column's index finds them (IN compares as the copy's `=` does), the rest of the table is not read
+            few = len(strays) <= 1000
+            narrow = f"t.{col} IN ({', '.join(['%s'] * len(strays))})" if few else f"t.{col} IS NOT NULL"
+            not_listed = (f"{narrow} AND NOT EXISTS (SELECT 1 FROM {db}.{_qp(cfg.tenant_directory)} "
+                          f"AS d WHERE d.{_qp(directory[1])} = t.{col})")
+            args = list(strays) if few else []
             try:
-                cur.execute(f"SELECT COUNT(*) FROM {db}.{name} AS t WHERE {not_listed}")
+                cur.execute(f"SELECT COUNT(*) FROM {db}.{name} AS t WHERE {not_listed}", args)
                 unknown = int(cur.fetchone()[0])
-                cur.execute(f"SELECT DISTINCT t.{col} FROM {db}.{name} AS t WHERE {not_listed} LIMIT 20")
+                cur.execute(f"SELECT DISTINCT t.{col} FROM {db}.{name} AS t WHERE {not_listed} LIMIT 20", args)
                 ids = [text_of(r[0]) for r in cur.fetchall()]
                 if unknown:
-                    samples += _samples(cur, cfg.source_database, table, tenant_column, "unknown tenant", not_listed, [])
+                    samples += _samples(cur, cfg.source_database, table, tenant_column, "unknown tenant", not_listed,
+                                        args)
             except Exception as exc:  # noqa: BLE001 - e.g. 1267 illegal mix of collations: compare as text
                 log.warning("tenant_split: %s: cannot compare %s with the directory's column on the server (%s); "
                             "counting tenant ids the directory lacks text for text", table.name, tenant_column, exc)
