@@ -16,6 +16,7 @@ from psycopg import Connection
 from cutover.lifecycle.model import PlannedUnit, UnitKey
 from cutover.lifecycle.spec import CopyResult, PipelineSpec, UnitContext, Verification
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
+from cutover.tenant_split.copy import CheckpointMismatch
 from cutover.tenant_split.mapping import MappingError
 from cutover.tenant_split.plan import PlanError
 
@@ -135,7 +136,7 @@ SPEC = PipelineSpec(
     control_conn_id=lambda cfg: cfg.control_conn_id,
     backends=("shared", "tenant_db"),
     key_arity=2,
-    permanent_errors=(MappingError, PlanError),
+    permanent_errors=(MappingError, PlanError, CheckpointMismatch),  # a mismatch stays one until a rebuild
     close=_close,
     target_divergence=_divergence,
     switch_group=lambda key: key.parts[0],
