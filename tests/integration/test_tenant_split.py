@@ -129,12 +129,13 @@ def _drop_targets(cur: Any) -> None:
         cur.execute(f"DROP DATABASE {quote_mysql(name.decode() if isinstance(name, bytes) else name)}")
 
 
-def _clean_control(pg: Any) -> None:
+def clean_control(pg: Any, src: str = SRC) -> None:
+    """Forget every control row of source database ``src``'s split (units, switches, backups, dead
+    letters, stored names, routes): the tenant_split suites share it, each with its own source."""
     for table in ("units", "switches", "switch_history", "object_backups", "dead_letters"):
-        pg.execute(f"DELETE FROM cutover.{table} WHERE pipeline = %s AND starts_with(unit_key, %s)", (PIPELINE, SRC + ":"))
-    pg.execute("DELETE FROM cutover.name_map WHERE pipeline = %s AND scope = %s", (PIPELINE, SRC))
-    pg.execute("DELETE FROM cutover.routes WHERE pipeline = %s AND scope = %s", (PIPELINE, SRC))
-    pg.execute("DELETE FROM cutover.route_history WHERE pipeline = %s AND scope = %s", (PIPELINE, SRC))
+        pg.execute(f"DELETE FROM cutover.{table} WHERE pipeline = %s AND starts_with(unit_key, %s)", (PIPELINE, src + ":"))
+    for table in ("name_map", "routes", "route_history"):
+        pg.execute(f"DELETE FROM cutover.{table} WHERE pipeline = %s AND scope = %s", (PIPELINE, src))
     pg.commit()
 
 
@@ -146,7 +147,7 @@ def params(tmp_path: Path, pg: Any, mysql: Any) -> Iterator[dict[str, Any]]:
     seed(mysql)
     cur = mysql.cursor()
     _drop_targets(cur)
-    _clean_control(pg)
+    clean_control(pg)
     yield {"source_database": SRC, "mapping": str(mapping), "tenant_directory": "accounts", "database_prefix": PREFIX,
            "state_database": STATE, "chunk_rows": 4, "parallelism": 2, "gx_gate": False}
     _drop_targets(cur)

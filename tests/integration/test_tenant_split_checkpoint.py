@@ -25,6 +25,8 @@ from cutover.samples.hostile import HOSTILE_NAMES
 from cutover.tenant_split.config import PIPELINE
 from cutover.tenant_split.spec import SPEC
 
+from .test_tenant_split import clean_control
+
 pytestmark = pytest.mark.integration
 
 SRC = "ts_ck_src"
@@ -67,12 +69,6 @@ def _drop_targets(cur: Any) -> None:
         cur.execute(f"DROP DATABASE {quote_mysql(name.decode() if isinstance(name, bytes) else name)}")
 
 
-def _clean_control(pg: Any) -> None:
-    for table in ("units", "object_backups", "dead_letters"):
-        pg.execute(f"DELETE FROM cutover.{table} WHERE pipeline = %s AND starts_with(unit_key, %s)", (PIPELINE, SRC + ":"))
-    _forget_names(pg)
-
-
 def _forget_names(pg: Any) -> None:
     """What another control schema (another deployment on the same target server) would know: no names."""
     pg.execute("DELETE FROM cutover.name_map WHERE pipeline = %s AND scope = %s", (PIPELINE, SRC))
@@ -87,11 +83,11 @@ def params(tmp_path: Path, pg: Any, mysql: Any) -> Iterator[dict[str, Any]]:
     seed(mysql)
     cur = mysql.cursor()
     _drop_targets(cur)
-    _clean_control(pg)
+    clean_control(pg, SRC)
     yield {"source_database": SRC, "mapping": str(mapping), "tenant_directory": "accounts", "database_prefix": PREFIX_A,
            "state_database": STATE, "chunk_rows": 4, "parallelism": 2, "gx_gate": False}
     _drop_targets(cur)
-    _clean_control(pg)
+    clean_control(pg, SRC)
 
 
 def _count(db: str, table: str) -> int:

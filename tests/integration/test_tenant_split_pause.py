@@ -33,6 +33,8 @@ from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
 from cutover.tenant_split.cutover import write_pause
 from cutover.tenant_split.plan import plan_units
 
+from .test_tenant_split import clean_control
+
 pytestmark = pytest.mark.integration
 
 SRC = "ts_pz_src"
@@ -86,24 +88,17 @@ def seed(conn: Any) -> None:
         cur.fetchall()
 
 
-def _clean_control(pg: Any) -> None:
-    pg.execute("DELETE FROM cutover.name_map WHERE pipeline = %s AND scope = %s", (PIPELINE, SRC))
-    pg.execute("DELETE FROM cutover.routes WHERE pipeline = %s AND scope = %s", (PIPELINE, SRC))
-    pg.execute("DELETE FROM cutover.route_history WHERE pipeline = %s AND scope = %s", (PIPELINE, SRC))
-    pg.commit()
-
-
 @pytest.fixture
 def cfg(tmp_path: Path, pg: Any, mysql: Any) -> Iterator[TenantSplitConfig]:
     """A freshly seeded source, planned (tenant database names stored), nothing built."""
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text(MAPPING, encoding="utf-8")
     seed(mysql)
-    _clean_control(pg)
+    clean_control(pg, SRC)
     yield TenantSplitConfig(source_database=SRC, mapping=str(mapping), tenant_directory="accounts",
                             database_prefix="tspz_", state_database="cutover_state_pz", gx_gate=False)
     mysql.cursor().execute(f"DROP DATABASE IF EXISTS {SRC}")
-    _clean_control(pg)
+    clean_control(pg, SRC)
 
 
 def test_plan_says_how_each_table_is_paused(cfg: TenantSplitConfig) -> None:

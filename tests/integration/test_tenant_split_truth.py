@@ -27,6 +27,8 @@ from cutover.tenant_split.config import PIPELINE
 from cutover.tenant_split.plan import PlanError
 from cutover.tenant_split.spec import SPEC
 
+from .test_tenant_split import clean_control
+
 pytestmark = pytest.mark.integration
 
 SRC = "ts_truth_src"
@@ -87,13 +89,6 @@ def _targets(cur: Any) -> list[str]:
     return sorted(r[0].decode() if isinstance(r[0], bytes) else r[0] for r in cur.fetchall())
 
 
-def _clean_control(pg: Any) -> None:
-    for table in ("units", "switches", "switch_history", "object_backups", "dead_letters"):
-        pg.execute(f"DELETE FROM cutover.{table} WHERE pipeline = %s AND starts_with(unit_key, %s)", (PIPELINE, SRC + ":"))
-    pg.execute("DELETE FROM cutover.name_map WHERE pipeline = %s AND scope = %s", (PIPELINE, SRC))
-    pg.commit()
-
-
 @pytest.fixture
 def params(tmp_path: Path, pg: Any, mysql: Any) -> Iterator[dict[str, Any]]:
     """A freshly seeded source, no target databases, no control rows; the build's Params."""
@@ -102,14 +97,14 @@ def params(tmp_path: Path, pg: Any, mysql: Any) -> Iterator[dict[str, Any]]:
     seed(mysql)
     cur = mysql.cursor()
     _drop_targets(cur)
-    _clean_control(pg)
+    clean_control(pg, SRC)
     yield {"source_database": SRC, "mapping": str(mapping), "tenant_directory": "tenants", "database_prefix": PREFIX,
            "state_database": STATE, "chunk_rows": 4, "parallelism": 2, "gx_gate": False,
            # copy + verify: other suites on this server write to the shared binary log meanwhile
            "binlog": "off"}
     _drop_targets(cur)
     cur.execute(f"DROP DATABASE IF EXISTS {SRC}")
-    _clean_control(pg)
+    clean_control(pg, SRC)
 
 
 def _mapping(params: dict[str, Any], text: str) -> None:
