@@ -20,6 +20,8 @@ from cutover.mysql_to_postgres.readonly import WritableSourceError, prove_read_o
 from cutover.mysql_to_postgres.spec import SPEC
 from cutover.samples.hostile import HOSTILE_NAMES
 
+from .test_mysql_to_postgres import _cleanup
+
 pytestmark = pytest.mark.integration
 
 #: a hostile table name MySQL accepts (quote, semicolon, comment) and a hostile column name
@@ -29,19 +31,6 @@ HOSTILE_COLUMN = "100%"
 
 def _tag() -> str:
     return uuid.uuid4().hex[:8]
-
-
-def _cleanup(db: str, schema: str) -> None:
-    from cutover.mysql_to_postgres.load import STATE_SCHEMA, ensure_state
-
-    with mysql_connect(MYSQL_SOURCE, database="") as conn:
-        conn.cursor().execute(f"DROP DATABASE IF EXISTS {quote_mysql(db)}")
-    scope = MysqlToPostgresConfig(source_database=db, target_schema=schema).scope + ":"
-    with pg_connect() as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {quote_pg(schema)} CASCADE")
-        ensure_state(conn)
-        for t in ("m2p_checkpoints", "m2p_positions"):
-            conn.execute(f"DELETE FROM {STATE_SCHEMA}.{t} WHERE starts_with(unit_key, %s)", (scope,))
 
 
 def _mysql(db: str, *statements: str) -> None:
