@@ -44,6 +44,7 @@ os.environ.setdefault("CUTOVER_GX_ROOT", _test_gx_root())
 os.environ.setdefault("CUTOVER_DATA_DIR", str(Path(__file__).resolve().parents[1] / ".test-data"))
 
 from cutover import connections, control  # noqa: E402
+from cutover.identifiers import quote_mysql  # noqa: E402
 
 TEST_DATABASE = "cutover_test"
 
@@ -83,6 +84,20 @@ def pg() -> Iterator[Any]:
         control.ensure_schema(conn)
         conn.commit()
         yield conn
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _source_default_database() -> None:
+    """The default source connection's database (``mysql_source``'s schema) exists, as on a machine where
+    the demo ran: code that opens that connection without naming a database must not depend on the order
+    the tests run in (a fresh server has no ``cutover_source`` until some test creates it)."""
+    schema = connections.resolve(connections.MYSQL_SOURCE).schema
+    if schema:
+        try:
+            with connections.mysql_connect(connections.MYSQL_TARGET) as conn:
+                conn.cursor().execute(f"CREATE DATABASE IF NOT EXISTS {quote_mysql(schema)}")
+        except Exception:  # noqa: BLE001 - no MySQL here: the tests that need it report that themselves
+            pass
 
 
 @pytest.fixture

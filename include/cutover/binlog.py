@@ -241,6 +241,17 @@ class ChangeBatch(list[RowChange]):
         self.timestamp = timestamp
         self.gtid = gtid
 
+    @property
+    def origin_server_id(self) -> int | None:
+        """The ``server_id`` of the session that wrote the transaction, from a MariaDB GTID
+        (``domain-server-seq``; a session may set its own ``server_id`` to mark its writes, e.g. reverse
+        replication's applier, so that a reader tells them from the application's). None on MySQL (a
+        GTID names the server's UUID) or without a GTID."""
+        if not self.gtid or ":" in self.gtid:
+            return None
+        parts = self.gtid.split("-")
+        return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
     def __repr__(self) -> str:
         return f"ChangeBatch({len(self)} changes, position={self.position}, gtid={self.gtid})"
 
@@ -310,6 +321,48 @@ def current_position(cursor: Any) -> BinlogPosition:
             "--binlog-row-metadata=FULL (scripts/ensure-services.sh does it for the local MariaDB)"
         )
     return BinlogPosition(str(row[0]), int(row[1]))
+
+
+def consistent_snapshot(cursor: Any) -> BinlogPosition:
+    """Open a read-only consistent snapshot on ``cursor``'s session and return the binlog position it
+    shows: every transaction committed before that position is visible in the snapshot, none after it.
+
+    This is the *fence* a proof stands on (the idea of Vitess VDiff: both sides compared at one
+    replication position): read the source inside this snapshot, catch the target up with
+    :func:`read_changes` (``stop_at=`` the returned position: the batch ending there is the last one)
+    and no further, and both sides show the same moment.
+
+    MariaDB: ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` and the session's ``binlog_snapshot_file`` /
+    ``binlog_snapshot_position`` status (exact: taken under the binlog commit lock, as
+    ``mariadb-dump --single-transaction --master-data`` uses it). MySQL 8: a brief
+    ``FLUSH TABLES WITH READ LOCK`` (needs RELOAD) around the snapshot and ``SHOW MASTER STATUS``, as
+    ``mysqldump --single-transaction --source-data`` does. The session stays in the snapshot until the
+    caller ends it (``rollback()``); it is set to REPEATABLE READ (a snapshot needs it). Raises
+    :class:`BinlogUnavailable` when the server has no binary log.
+    """
+    cursor.execute("SELECT @@version")
+    version = str((cursor.fetchone() or [""])[0])
+    cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    if "mariadb" in version.lower():
+        cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        cursor.execute("SHOW SESSION STATUS WHERE Variable_name IN ('binlog_snapshot_file', 'binlog_snapshot_position')")
+        found = {}
+        for row in cursor.fetchall():
+            values = tuple(row.values()) if isinstance(row, Mapping) else tuple(row)
+            found[str(values[0]).lower()] = str(values[1] or "")
+        file, pos = found.get("binlog_snapshot_file", ""), found.get("binlog_snapshot_position", "0")
+        if not file or not pos.isdigit() or int(pos) < 4:
+            cursor.execute("ROLLBACK")
+            raise BinlogUnavailable("the server shows no binlog snapshot position (@@log_bin = 0?): start it with "
+                                    "--log-bin (scripts/ensure-services.sh does it for the local MariaDB)")
+        return BinlogPosition(file, int(pos))
+    cursor.execute("FLUSH TABLES WITH READ LOCK")
+    try:
+        cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        position = current_position(cursor)
+    finally:
+        cursor.execute("UNLOCK TABLES")
+    return position
 
 
 def binlog_status(cursor: Any) -> BinlogStatus:

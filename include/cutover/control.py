@@ -302,6 +302,42 @@ ALTER TABLE {SCHEMA}.runs ADD COLUMN IF NOT EXISTS closed_by text;
 """
 
 
+#: version 8, change streams and stray writes: every catch-up stream (``forward``: source → target before
+#: the switch; ``reverse``: target → source after it) reports where it is and how far behind, per pipeline,
+#: scope and name (a tenant, a table), for the status page; writes that reached the old side after a switch
+#: (a client that did not re-read its route) are recorded with their keys
+V8_STREAMS = f"""
+CREATE TABLE IF NOT EXISTS {SCHEMA}.streams (
+    pipeline     text NOT NULL,
+    scope        text NOT NULL,
+    name         text NOT NULL,
+    direction    text NOT NULL CHECK (direction IN ('forward', 'reverse')),
+    state        text NOT NULL DEFAULT 'running',
+    position     text,
+    lag_s        double precision,
+    applied      bigint NOT NULL DEFAULT 0,
+    detail       jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pipeline, scope, name, direction)
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.stray_writes (
+    id           bigserial PRIMARY KEY,
+    pipeline     text NOT NULL,
+    scope        text NOT NULL,
+    name         text NOT NULL,
+    table_name   text NOT NULL,
+    kind         text NOT NULL,
+    record_key   jsonb,
+    position     text,
+    run_id       text,
+    forwarded    boolean NOT NULL DEFAULT false,
+    seen_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS stray_writes_name ON {SCHEMA}.stray_writes (pipeline, scope, name, seen_at);
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One version of the control schema: the SQL that takes the previous version to this one."""
@@ -321,6 +357,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "routing entries with history (tenant → database)", V5_ROUTES),
     Migration(6, "switch history names who triggered and who approved, and the switch's detail", V6_SWITCH_ACTORS),
     Migration(7, "a run's own error (a failed plan's reason) and what closed a run left running", V7_RUN_ERROR),
+    Migration(8, "change streams (forward / reverse, position and lag) and stray writes to the old side", V8_STREAMS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -815,3 +852,68 @@ def route_history(conn: Connection[Any], pipeline: str, scope: str, name: str | 
         return cur.execute(
             f"""SELECT * FROM {SCHEMA}.route_history WHERE pipeline = %s AND scope = %s AND (%s::text IS NULL OR name = %s)
                 ORDER BY id""", (pipeline, scope, name, name)).fetchall()
+
+
+# --- change streams and stray writes ----------------------------------------------------------------
+
+STREAM_DIRECTIONS = ("forward", "reverse")
+
+
+def report_stream(conn: Connection[Any], pipeline: str, scope: str, name: str, direction: str, *,
+                  position: str | None, lag_s: float | None, applied: int = 0, state: str = "running",
+                  detail: dict[str, Any] | None = None) -> None:
+    """Record where a change stream of ``name`` (a tenant, a table) stands: ``direction`` ``forward``
+    (source → target, before the switch) or ``reverse`` (target → source, after it); ``position`` as the
+    stream names it (a binlog position ``file:pos``, a change-table id); ``lag_s`` seconds between the
+    newest change read and now (None: unknown); ``applied`` rows applied by this call (added to the
+    total); ``state`` e.g. ``running`` / ``stopped`` / ``drained`` / ``failed``. Raises ``ValueError`` for
+    an unknown direction. The caller commits."""
+    if direction not in STREAM_DIRECTIONS:
+        raise ValueError(f"stream direction must be one of {STREAM_DIRECTIONS}, not {direction!r}")
+    conn.execute(
+        f"""INSERT INTO {SCHEMA}.streams (pipeline, scope, name, direction, state, position, lag_s, applied, detail)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (pipeline, scope, name, direction) DO UPDATE SET state = EXCLUDED.state,
+              position = COALESCE(EXCLUDED.position, {SCHEMA}.streams.position), lag_s = EXCLUDED.lag_s,
+              applied = {SCHEMA}.streams.applied + EXCLUDED.applied,
+              detail = {SCHEMA}.streams.detail || EXCLUDED.detail, updated_at = now()""",
+        (pipeline, scope, name, direction, state, position, lag_s, int(applied), Jsonb(detail or {})))
+
+
+def get_stream(conn: Connection[Any], pipeline: str, scope: str, name: str, direction: str) -> dict[str, Any] | None:
+    """One stream's row of :func:`report_stream` (None: never reported)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(f"""SELECT * FROM {SCHEMA}.streams WHERE pipeline = %s AND scope = %s AND name = %s
+                               AND direction = %s""", (pipeline, scope, name, direction)).fetchone()
+
+
+def list_streams(conn: Connection[Any], pipeline: str | None = None) -> list[dict[str, Any]]:
+    """Every stream (of one pipeline, or all), by pipeline, scope, name and direction."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(f"""SELECT * FROM {SCHEMA}.streams WHERE %s::text IS NULL OR pipeline = %s
+                               ORDER BY pipeline, scope, name, direction""", (pipeline, pipeline)).fetchall()
+
+
+def record_stray_writes(conn: Connection[Any], pipeline: str, scope: str, name: str,
+                        writes: list[dict[str, Any]], *, run_id: str | None = None) -> int:
+    """Record writes that reached the old side after ``name`` switched (a client that did not re-read
+    its route): each ``{"table": str, "kind": "insert"|"update"|"delete", "key": JSON-able, "position":
+    str, "forwarded": bool}``. Returns how many were recorded. The caller commits."""
+    run_id = current_run_id(run_id)
+    for w in writes:
+        conn.execute(
+            f"""INSERT INTO {SCHEMA}.stray_writes (pipeline, scope, name, table_name, kind, record_key, position, run_id,
+                forwarded) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            (pipeline, scope, name, w["table"], w["kind"], Jsonb(w.get("key")), w.get("position"), run_id,
+             bool(w.get("forwarded"))))
+    return len(writes)
+
+
+def list_stray_writes(conn: Connection[Any], pipeline: str | None = None, scope: str | None = None,
+                      name: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    """Stray writes recorded by :func:`record_stray_writes`, newest first (at most ``limit``)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"""SELECT * FROM {SCHEMA}.stray_writes WHERE (%s::text IS NULL OR pipeline = %s)
+                AND (%s::text IS NULL OR scope = %s) AND (%s::text IS NULL OR name = %s)
+                ORDER BY id DESC LIMIT %s""", (pipeline, pipeline, scope, scope, name, name, int(limit))).fetchall()

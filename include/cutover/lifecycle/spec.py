@@ -219,6 +219,12 @@ class PipelineSpec:
     #: "sample_keys": {"inserted": […], "updated": […], "deleted": […]}, …}`` (counts of rows; keys as the
     #: pipeline names them). None: the pipeline's readers never write to the target (nothing to lose)
     target_divergence: Callable[[Any, UnitKey], dict[str, Any] | None] | None = None
+    #: reverse replication's last step before a rollback: ``drain_reverse(cfg, keys)`` applies to the source
+    #: every change the target's stream holds for these units (readers on the target), up to the target's
+    #: position now, stops the stream and returns its evidence (``{unit label: {"applied": rows, "position":
+    #: …}}``); rollback calls it before ``target_divergence``, which then finds the sides equal. None: the
+    #: pipeline has no reverse stream (the divergence check alone guards the rollback)
+    drain_reverse: Callable[[Any, list[UnitKey]], dict[str, Any]] | None = None
 
 
 def load_spec(ref: str) -> PipelineSpec:

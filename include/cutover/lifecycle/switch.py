@@ -392,8 +392,9 @@ def rollback(
     also remove what was built. Records a ``rollback`` run with its units; a unit that fails is
     recorded failed and the others go on; raises ``RuntimeError`` at the end if any failed.
 
-    First, for every unit whose readers are on the target, the pipeline's ``target_divergence`` says
-    whether the target holds writes the source lacks (changes do not flow back yet). If any unit has
+    First, for the units whose readers are on the target, the pipeline's ``drain_reverse`` (when it has
+    reverse replication) applies the target's writes to the source up to the target's position now;
+    then its ``target_divergence`` says whether the target still holds writes the source lacks. If any unit has
     some (or cannot be checked), nothing is rolled back: the run is recorded failed with the report
     (``evidence.target_writes``: per unit, table, rows inserted / updated / deleted, sample keys) and
     :class:`TargetWritesFound` is raised — unless ``discard_target_writes``, which goes on and records
@@ -408,16 +409,29 @@ def rollback(
     with pg_connect(conn_id) as conn:
         state.start(conn, run_id, spec.name, kind="rollback", params=params, dag_id=dag_id)
         state.record_plan(conn, run_id, spec.name, [])
+    drained: dict[str, Any] = {}
+    if spec.drain_reverse is not None:
+        target = spec.backends[1]
+        with pg_connect(conn_id) as conn:
+            on_target = [k for k in keys if (sw := control.get_switch(conn, spec.name, str(k))) is not None
+                         and sw.backend == target]
+        if on_target:
+            try:  # the target's writes flow back first: the divergence check below then finds nothing to lose
+                drained = spec.drain_reverse(cfg, on_target)
+            except Exception as exc:  # noqa: BLE001 - not drained: the divergence check decides and names the rows
+                drained = {"error": state.format_error(exc)}
+                log.exception("%s: could not drain the reverse stream before the rollback", spec.name)
     found, checked = target_writes(spec, cfg, keys)
     writes = {"checked": checked, "found": found, "discarded": bool(found) and discard_target_writes,
-              "rows": sum(_lost_rows(d) for d in found.values())}
+              "rows": sum(_lost_rows(d) for d in found.values()), "reverse_drained": drained}
     if found and not discard_target_writes:
         lines = {label: ("the check failed, nothing is proven: " + d["error"]) if "error" in d else
                  (f"{d.get('table')}: {d.get('inserted', 0)} inserted, {d.get('updated', 0)} updated, "
                   f"{d.get('deleted', 0)} deleted on the target; keys {d.get('sample_keys')}")
                  for label, d in found.items()}
         message = ("rollback refused, nothing rolled back: the target holds writes the source lacks, which a rollback "
-                   "would lose (changes do not flow back yet): "
+                   "would lose (the reverse stream did not bring them back: "
+                   + (str(drained.get("error")) if drained.get("error") else "no reverse stream") + "): "
                    + "; ".join(f"{k}: {v}" for k, v in list(lines.items())[:10])
                    + ". Copy them to the source first, or trigger again with discard_target_writes to lose them")
         with pg_connect(conn_id) as conn:

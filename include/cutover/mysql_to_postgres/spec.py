@@ -88,6 +88,12 @@ def _divergence(cfg: MysqlToPostgresConfig, key: UnitKey) -> dict[str, Any] | No
     return target_divergence(cfg, key)
 
 
+def _drain_reverse(cfg: MysqlToPostgresConfig, keys: list[UnitKey]) -> dict[str, Any]:
+    from cutover.mysql_to_postgres.reverse import drain
+
+    return drain(cfg, keys)
+
+
 SPEC = PipelineSpec(
     name=PIPELINE,
     unit_noun="table",
@@ -108,4 +114,5 @@ SPEC = PipelineSpec(
     permanent_errors=(TypeMapError, WritableSourceError),
     close=_close,
     target_divergence=_divergence,
+    drain_reverse=_drain_reverse,
 )

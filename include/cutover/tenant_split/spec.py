@@ -119,6 +119,12 @@ def _divergence(cfg: TenantSplitConfig, key: UnitKey) -> dict[str, Any] | None:
     return target_divergence(cfg, key)
 
 
+def _drain_reverse(cfg: TenantSplitConfig, keys: list[UnitKey]) -> dict[str, Any]:
+    from cutover.tenant_split.reverse import drain
+
+    return drain(cfg, keys)
+
+
 SPEC = PipelineSpec(
     name=PIPELINE,
     unit_noun="tenant table",
@@ -139,6 +145,7 @@ SPEC = PipelineSpec(
     permanent_errors=(MappingError, PlanError, CheckpointMismatch),  # a mismatch stays one until a rebuild
     close=_close,
     target_divergence=_divergence,
+    drain_reverse=_drain_reverse,
     switch_group=lambda key: key.parts[0],
     around_switch=_switch,
     expand_units=_expand,

@@ -76,6 +76,23 @@ class TenantSync:
     transactions: int = 0
     #: parent source table → (child route, FK columns, parent columns) of ON DELETE CASCADE keys
     children: dict[str, list[tuple[TableRoute, tuple[str, ...], tuple[str, ...]]]] = field(default_factory=dict)
+    #: target table → the keys (copy-key values, in ``route.key`` order) of the rows this catch-up
+    #: changed, or None for a table whose changes cannot be named by key (no key, or a cascade)
+    touched: dict[str, set[tuple[Any, ...]] | None] = field(default_factory=dict)
+
+
+def _touch(ts: TenantSync, route: TableRoute, change: Any) -> None:
+    """Remember which of the route's rows ``change`` reached (see :attr:`TenantSync.touched`)."""
+    if not route.key:
+        ts.touched[route.target] = None
+        return
+    keys = ts.touched.setdefault(route.target, set())
+    if keys is None:
+        return
+    for image in (change.before, change.after):
+        if image is not None and _belongs(route, image, ts.tenant):
+            low = {k.lower(): v for k, v in image.items()}
+            keys.add(tuple(low.get(c.lower()) for c in route.key))
 
 
 
@@ -303,7 +320,7 @@ def catch_up(cfg: TenantSplitConfig, tenants: dict[str, str] | None = None, *, s
     if not tenants:
         return {"tenants": {}, "applied": 0, "seconds": 0.0, "reached": None}
     with catch_up_lock(cfg, sorted(set(tenants.values()))):
-        return _catch_up_locked(cfg, tenants, stop_at=stop_at, tables=tables, max_seconds=max_seconds)
+        return catch_up_held(cfg, tenants, stop_at=stop_at, tables=tables, max_seconds=max_seconds)
 
 
 #: seconds a catch-up waits for another one (a verify, the sync DAG, a cutover) to finish with a tenant
@@ -325,8 +342,15 @@ def catch_up_lock(cfg: TenantSplitConfig, databases: list[str], wait_s: float = 
         yield
 
 
-def _catch_up_locked(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at: Any, tables: set[str] | None,
-                     max_seconds: float | None) -> dict[str, Any]:
+def catch_up_held(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at: Any = None, tables: set[str] | None = None,
+                  max_seconds: float | None = None) -> dict[str, Any]:
+    """:func:`catch_up` for a caller that already holds :func:`catch_up_lock` on these tenants' databases
+    (a proof at a fence: nothing may move the target past the fence while it is checksummed).
+
+    Besides :func:`catch_up`'s figures, each tenant's entry has ``touched``: target table → the sorted
+    keys of the rows changed (lists, in copy-key order), or None for a table whose changed rows cannot be
+    named by key (no key, a cascade).
+    """
     from cutover.binlog import read_changes
 
     t0 = time.monotonic()
@@ -380,6 +404,7 @@ def _catch_up_locked(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at
                             if got:
                                 n += got
                                 pending.setdefault((s.tenant, route.target), (s, route))
+                                _touch(s, route, ch)
                         for c_route, cols, pcols in s.children.get(ch.table, ()):
                             # a parent key names one source row (of one tenant): the child's rows
                             # referencing it in this tenant's database are the ones it cascaded to
@@ -388,6 +413,7 @@ def _catch_up_locked(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at
                                 if got:
                                     n += got
                                     pending.setdefault((s.tenant, c_route.target), (s, c_route))
+                                    s.touched[c_route.target] = None  # rows a cascade removed: no key list
                     if n:
                         s.applied += n
                         s.transactions += 1
@@ -414,7 +440,9 @@ def _catch_up_locked(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at
     seconds = time.monotonic() - t0
     total = sum(s.applied for s in syncs.values())
     out = {"tenants": {s.tenant: {"database": s.database, "applied": s.applied, "transactions": s.transactions,
-                                  "tables": sorted({r.target for r in s.routes.values()})} for s in syncs.values()},
+                                  "tables": sorted({r.target for r in s.routes.values()}),
+                                  "touched": {t: None if k is None else sorted(k, key=repr) for t, k in s.touched.items()}}
+                       for s in syncs.values()},
            "applied": total, "seconds": round(seconds, 3), "rows_per_s": round(total / seconds, 1) if seconds else None,
            "reached": str(reached)}
     log.info("tenant_split catch-up: %d row change(s) applied to %d tenant(s) in %.1f s, up to %s", total, len(syncs),
