@@ -9,8 +9,16 @@ restored, proven equal, afterwards. The source must log ROW images (`log_bin`, `
 `binlog_row_image=FULL`); without that the task fails saying so — use the weaker mode (copy + verify,
 writes paused at cutover).
 
+**Reverse replication** (the same run, task `reverse`): every tenant already cut over has a reverse
+stream started at its switch; its database's changes are applied back to the shared tables (with the
+stream's position, exactly once), so a rollback loses nothing. Writes that still reach the shared tables
+for a cut-over tenant (a client that did not re-read its route) are **stray writes**: reported with their
+keys (status page, `cutover.stray_writes`) and, with `forward_stray_writes`, applied to the tenant's
+database too. Lag and rows applied per tenant are on the status page (streams).
+
 **Params**: `source_database`, `mapping`, `database_prefix`, `tenants` (empty = every built one),
-`max_seconds` (stop a long catch-up and continue next run).
+`max_seconds` (stop a long catch-up and continue next run), `forward_stray_writes` (also apply
+stray writes to the tenant database).
 """
 
 from __future__ import annotations
@@ -37,6 +45,9 @@ from cutover.tenant_split.params import source_params, tenants_param
         "tenants": tenants_param(),
         "max_seconds": Param(600, type="integer", minimum=10, title="Max seconds",
                              description="Stop after this long; the next run continues from the stored positions."),
+        "forward_stray_writes": Param(False, type="boolean", title="Forward stray writes",
+                                      description="Writes to the shared tables for a cut-over tenant are reported; "
+                                                  "also apply them to the tenant's database."),
     },
 )
 def tenant_split_sync() -> None:
@@ -54,7 +65,19 @@ def tenant_split_sync() -> None:
             tenants = {t: db for t, db in tenants.items() if t in set(cfg.tenants)}
         return run(cfg, tenants, max_seconds=float(p.get("max_seconds") or 600))
 
+    @task
+    def reverse(params: dict | None = None) -> dict:
+        """Apply the cut-over tenants' database changes back to the shared tables; report stray writes."""
+        from cutover.tenant_split import reverse as rev
+        from cutover.tenant_split.config import TenantSplitConfig
+
+        p = dict(params or {})
+        cfg = TenantSplitConfig.from_params(p)
+        return rev.run(cfg, list(cfg.tenants) or None, forward_stray_writes=bool(p.get("forward_stray_writes")),
+                       max_seconds=float(p.get("max_seconds") or 600))
+
     catch_up()
+    reverse()
 
 
 tenant_split_sync()
