@@ -132,6 +132,19 @@ def _assert_sides_equal(db: str, tenant: str = CUT) -> None:
     conn.close()
 
 
+def _stream(pg: Any) -> dict[str, Any]:
+    """The tenant's reverse stream as the status page shows it."""
+    got = control.get_stream(pg, PIPELINE, SRC, CUT, "reverse")
+    assert got is not None, "no reverse stream reported"
+    return got
+
+
+def _backend(pg: Any) -> str:
+    route = control.get_route(pg, PIPELINE, SRC, CUT)
+    assert route is not None
+    return str(route["location"]["backend"])
+
+
 def _positions() -> tuple[Any, Any]:
     with mysql_connect(MYSQL_TARGET, database="") as t:
         tp = current_position(t.cursor())
@@ -159,7 +172,7 @@ def cut_over(tmp_path: Path, pg: Any, mysql: Any, monkeypatch: pytest.MonkeyPatc
     ready, blocked = split_ready(SPEC, cfg, [CUT])
     assert len(ready) == 5 and not blocked
     switch(SPEC, cfg, ready, "h3_rev_switch", approval=None)
-    assert control.get_route(pg, PIPELINE, SRC, CUT)["location"]["backend"] == "tenant_db"
+    assert _backend(pg) == "tenant_db"
     db = control.load_name_map(pg, PIPELINE, SRC)[CUT]
     live = reverse.streams(cfg, [CUT])
     if CUT in live:  # the cutover started it at the switch
@@ -212,16 +225,16 @@ def test_writes_on_the_new_side_reach_the_old_one_and_rollback_loses_none(cut_ov
     mine = out["tenants"][CUT]
     assert mine["applied"] > 0 and mine["strays"] == 0 and mine["lag_s"] is not None
     _assert_sides_equal(db)
-    stream = control.get_stream(pg, PIPELINE, SRC, CUT, "reverse")
+    stream = _stream(pg)
     assert stream["state"] == "running" and stream["applied"] == mine["applied"] and stream["position"] == mine["position"]
     assert reverse.run(cfg)["tenants"][CUT]["applied"] == 0  # nothing twice
     # more writes, then the rollback: it drains them and is not refused
     _new_side_writes(db, "bb")
     res = rollback(SPEC, cfg, [CUT], "h3_rev_rollback")
-    assert control.get_route(pg, PIPELINE, SRC, CUT)["location"]["backend"] == "shared"
+    assert _backend(pg) == "shared"
     _assert_sides_equal(db)
     assert not res.get("failed"), res
-    stream = control.get_stream(pg, PIPELINE, SRC, CUT, "reverse")
+    stream = _stream(pg)
     assert stream["state"] == "drained"
     # the other tenant's rows were never touched
     assert {t: _rows(conn.cursor(), SRC, t, " WHERE tenant = %s", (OTHER,)) for t in TABLES} == other_before
@@ -270,7 +283,7 @@ def test_a_stray_write_to_the_old_side_is_reported_and_forwarded_when_asked(cut_
     assert cur.fetchone()[0] == 1
     kinds = {(w["table_name"], w["kind"], w["forwarded"]) for w in control.list_stray_writes(pg, PIPELINE, SRC, CUT)}
     assert ("activity", "insert", True) in kinds and ("users", "update", True) in kinds
-    stream = control.get_stream(pg, PIPELINE, SRC, CUT, "reverse")
+    stream = _stream(pg)
     assert stream["detail"]["strays_seen"] == 4 and stream["detail"]["strays_forwarded"] == 2  # totals of the stream
     conn.close()
 
