@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -324,3 +325,27 @@ def test_a_reverse_run_killed_mid_apply_resumes_exactly(cut_over: dict[str, Any]
     assert out["tenants"][CUT]["applied"] > 0
     _assert_sides_equal(db)  # no duplicate (keyless rows counted exactly), no gap
     assert reverse.run(cfg)["tenants"][CUT]["applied"] == 0
+
+
+def test_a_key_another_tenant_holds_on_the_source_is_never_overwritten(cut_over: dict[str, Any], pg: Any) -> None:
+    cfg, db = cut_over["cfg"], cut_over["db"]
+    taken = "0-tag-0-ü"  # the other tenant's tag code (labels' key has no tenant column)
+    conn = _raw()
+    cur = conn.cursor()
+    other = _rows(cur, SRC, "tags", " WHERE code = %s", (taken,))
+    assert other and other[0][1] == OTHER
+    before = reverse.streams(cfg, [CUT])[CUT].position
+    cur.execute(f"INSERT INTO {quote_mysql(db)}.labels VALUES (%s, %s, 'mine')", (taken, CUT))
+    with pytest.raises(reverse.ReverseConflict, match=r"held on the source by tenant 'acme'"):
+        reverse.run(cfg)
+    assert _rows(cur, SRC, "tags", " WHERE code = %s", (taken,)) == other  # untouched
+    assert reverse.streams(cfg, [CUT])[CUT].position == before  # nothing of the transaction applied, no position moved
+    assert _stream(pg)["state"] == "failed" and "acme" in _stream(pg)["detail"]["error"]
+    conn.close()
+
+
+def test_a_merged_table_cannot_be_reversed(cut_over: dict[str, Any], tmp_path: Path) -> None:
+    merged = tmp_path / "merged.yaml"
+    merged.write_text(MAPPING.replace("  activity: {}", "  activity: {merge_into: tags}"), encoding="utf-8")
+    with pytest.raises(reverse.ReverseUnsupported, match=r"target table 'labels' is merged from \['activity', 'tags'\]"):
+        reverse.reverse_routes(replace(cut_over["cfg"], mapping=str(merged)))
