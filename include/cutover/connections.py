@@ -25,6 +25,9 @@ Defaults (nothing to configure on a fresh machine):
 ``postgres_source``   same server as ``postgres_target`` (the narrow time-series source)
 ``mysql_readonly``    local MariaDB/MySQL, ``cutover_ro@127.0.0.1:3306`` (no password): the read-only
                       user mysql_to_postgres reads through (``make demo`` and the tests create it)
+``mysql_reverse``     local MariaDB/MySQL, ``root@127.0.0.1:3306``: the writer of mysql_to_postgres'
+                      reverse replication (PostgreSQL → MySQL after a table's switch; the source
+                      connection stays read-only)
 ====================  ===========================================================================
 
 The control schema ``cutover`` lives in ``postgres_target`` unless ``cutover_control`` is set.
@@ -49,6 +52,7 @@ POSTGRES_SOURCE = "postgres_source"
 POSTGRES_TARGET = "postgres_target"
 CONTROL = "cutover_control"
 MYSQL_READONLY = "mysql_readonly"
+MYSQL_REVERSE = "mysql_reverse"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("CUTOVER_DATA_DIR", PROJECT_ROOT / ".data"))
@@ -57,6 +61,7 @@ _MYSQL_DEFAULTS: dict[str, dict[str, Any]] = {
     MYSQL_SOURCE: {"conn_type": "mysql", "host": "127.0.0.1", "port": 3306, "login": "root", "schema": "cutover_source"},
     MYSQL_TARGET: {"conn_type": "mysql", "host": "127.0.0.1", "port": 3306, "login": "root", "schema": ""},
     MYSQL_READONLY: {"conn_type": "mysql", "host": "127.0.0.1", "port": 3306, "login": "cutover_ro", "schema": ""},
+    MYSQL_REVERSE: {"conn_type": "mysql", "host": "127.0.0.1", "port": 3306, "login": "root", "schema": ""},
 }
 _PG_ALIASES = {POSTGRES_SOURCE: POSTGRES_TARGET, CONTROL: POSTGRES_TARGET}
 
@@ -300,7 +305,7 @@ def resolve(conn_id: str) -> ConnInfo:
 def default_env() -> dict[str, str]:
     """``AIRFLOW_CONN_*`` variables for every Cutover connection not already set (starts the embedded PG)."""
     env: dict[str, str] = {}
-    for conn_id in (MYSQL_SOURCE, MYSQL_TARGET, MYSQL_READONLY, POSTGRES_TARGET, POSTGRES_SOURCE):
+    for conn_id in (MYSQL_SOURCE, MYSQL_TARGET, MYSQL_READONLY, MYSQL_REVERSE, POSTGRES_TARGET, POSTGRES_SOURCE):
         if not _env_value(conn_id):
             env[f"AIRFLOW_CONN_{conn_id.upper()}"] = resolve(conn_id).to_airflow_json()
     return env

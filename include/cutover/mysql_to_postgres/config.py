@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cutover.connections import CONTROL, MYSQL_READONLY, POSTGRES_TARGET, PROJECT_ROOT
+from cutover.connections import CONTROL, MYSQL_READONLY, MYSQL_REVERSE, POSTGRES_TARGET, PROJECT_ROOT
 
 PIPELINE = "mysql_to_postgres"
 SYNC_PIPELINE = "mysql_to_postgres_sync"
@@ -43,7 +43,13 @@ class MysqlToPostgresConfig:
     * ``sync_mode`` — ``binlog`` (change data capture from the binary log: inserts, updates,
       deletes), ``watermark`` (rows whose ``watermark_column`` moved; **deletes are not seen**),
       ``auto`` (binlog when the server logs ROW images, else watermark);
-    * ``gx_gate`` — the Great Expectations gate per table (data docs).
+    * ``gx_gate`` — the Great Expectations gate per table (data docs);
+    * ``reverse_conn_id`` — the MySQL connection reverse replication writes through after a table's
+      switch (PostgreSQL → MySQL, :mod:`cutover.mysql_to_postgres.reverse`): a **writer** on the source's
+      server (the source connection stays read-only); ``reverse_state_database`` — the MySQL database of
+      its position table (created if missing; not the source database, so no plan ever picks it up);
+    * ``forward_stray_writes`` — writes that still reach MySQL after the switch (stray writes, always
+      recorded) are also applied to PostgreSQL (off by default: recorded and logged only).
     """
 
     source_conn_id: str = MYSQL_READONLY
@@ -62,6 +68,9 @@ class MysqlToPostgresConfig:
     sync_mode: str = "auto"
     watermark_column: str = "updated_at"
     gx_gate: bool = True
+    reverse_conn_id: str = MYSQL_REVERSE
+    reverse_state_database: str = "cutover_state"
+    forward_stray_writes: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -76,6 +85,9 @@ class MysqlToPostgresConfig:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         if not self.source_database or not self.target_schema:
             raise ValueError("source_database and target_schema must not be empty")
+        if not self.reverse_state_database or self.reverse_state_database == self.source_database:
+            raise ValueError("reverse_state_database must be set and must not be the source database "
+                             f"({self.source_database!r}): a plan of the source would pick its table up")
 
     @property
     def scope(self) -> str:
@@ -115,7 +127,7 @@ class MysqlToPostgresConfig:
                     v = tuple(str(x) for x in v if str(x).strip())
                 elif k in ("chunk_rows", "parallelism"):
                     v = int(v)
-                elif k in ("allow_writable_source", "gx_gate"):
+                elif k in ("allow_writable_source", "gx_gate", "forward_stray_writes"):
                     v = bool(v)
                 else:
                     v = str(v)

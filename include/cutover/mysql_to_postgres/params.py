@@ -29,3 +29,15 @@ def tables_params() -> dict[str, Any]:
         "table_pattern": Param("*", type="string", title="Table pattern",
                                description="Shell-style pattern (fnmatch, case-sensitive) used when Tables is empty."),
     }
+
+
+def reverse_params() -> dict[str, Any]:
+    """Reverse replication after a table's switch (PostgreSQL → MySQL) and stray writes to MySQL."""
+    return {
+        "reverse_conn_id": Param("mysql_reverse", type="string", minLength=1, title="Reverse connection",
+                                 description="A MySQL connection that may write the source tables: reverse replication "
+                                             "applies PostgreSQL's writes through it after a table's switch."),
+        "forward_stray_writes": Param(False, type="boolean", title="Forward stray writes",
+                                      description="Writes that still reach MySQL after a table's switch are always "
+                                                  "recorded; on: also applied to PostgreSQL."),
+    }
