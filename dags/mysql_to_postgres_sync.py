@@ -11,9 +11,15 @@ Every minute (trigger by hand too), for every table `mysql_to_postgres_build` ha
 * **watermark** mode (no binary log) — rows whose `watermark_column` moved since the last run.
   **Deletes are not seen**, nor updates that leave that column unchanged.
 
+**reverse** — for every table switched to PostgreSQL whose reverse stream runs, the rows PostgreSQL's
+writers changed (captured by triggers) are applied back to MySQL through `reverse_conn_id`, exactly once,
+with the stream's lag on the status page; writes that still reach MySQL after the switch (stray writes) are
+recorded with their keys, and with `forward_stray_writes` applied to PostgreSQL too.
+
 `consistency_checks` compares every table pair the build registered.
 
-**Params**: the source / target Params, `max_seconds` (stop a long catch-up and continue next run).
+**Params**: the source / target Params, the reverse Params, `max_seconds` (stop a long catch-up and
+continue next run).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import Param, dag, task
 
 from cutover.dag_defaults import default_args
-from cutover.mysql_to_postgres.params import source_params
+from cutover.mysql_to_postgres.params import reverse_params, source_params
 
 
 @dag(
@@ -37,6 +43,7 @@ from cutover.mysql_to_postgres.params import source_params
     tags=["cutover", "mysql_to_postgres", "sync"],
     params={
         **source_params(),
+        **reverse_params(),
         "max_seconds": Param(600, type="integer", minimum=10, title="Max seconds",
                              description="Stop after this long; the next run continues from the stored positions."),
     },
@@ -51,7 +58,17 @@ def mysql_to_postgres_sync() -> None:
         p = dict(params or {})
         return sync_units(MysqlToPostgresConfig.from_params(p), max_seconds=float(p.get("max_seconds") or 600))
 
+    @task
+    def reverse(params: dict | None = None) -> dict:
+        """Apply PostgreSQL's writes of switched tables to MySQL; record stray writes to MySQL."""
+        from cutover.mysql_to_postgres import reverse as rev
+        from cutover.mysql_to_postgres.config import MysqlToPostgresConfig
+
+        p = dict(params or {})
+        return rev.run(MysqlToPostgresConfig.from_params(p), max_seconds=float(p.get("max_seconds") or 600))
+
     refresh()
+    reverse()
 
 
 mysql_to_postgres_sync()
