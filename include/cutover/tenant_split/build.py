@@ -386,28 +386,40 @@ def _stored_database(cfg: TenantSplitConfig, tenant: str) -> str:
         return stored_database(conn, cfg, tenant)
 
 
-def verify_caught_up(cfg: TenantSplitConfig, unit: PlannedUnit, *, run_id: str, rounds: int = 3) -> Verification:
-    """Verify a unit after catching its table up from the binary log (when the run has a start position).
+def verify_caught_up(cfg: TenantSplitConfig, unit: PlannedUnit, *, run_id: str, rounds: int = 1) -> Verification:
+    """Verify a unit at a fence: the target caught up to exactly the position of the source's read snapshot.
 
-    Writes keep landing on the source while a build runs, so a difference can be a change made after the
-    catch-up: the unit is caught up and compared again, up to ``rounds`` times; what still differs fails
-    the unit (the cutover's check, under the write pause, is the final word).
+    With a binary log (the run recorded a start position): :func:`cutover.tenant_split.verify.verify_at_fence`
+    — under the tenant's catch-up lock, a consistent snapshot of the source at position P, the tenant's
+    tables caught up to P and no further, both sides checksummed as of P. One round converges however
+    fast the source is written; the fence position is in the Verification's ``detail["fence"]`` (the
+    unit's evidence). ``rounds`` > 1 proves again at a new fence after a failure (a difference at a fence
+    is real, so the default is 1).
+
+    Without a binary log (the weaker mode, documented): the tenant's rows compared as they are now, no
+    catch-up possible; the cutover's check under the write pause is the final word.
     """
-    from cutover.tenant_split import sync
-    from cutover.tenant_split.verify import verify_unit
+    from cutover.binlog import BinlogUnavailable
+    from cutover.tenant_split.verify import verify_at_fence, verify_unit
 
     d = unit.detail
     if not (d.get("binlog_start") or {}).get("file"):
         return verify_unit(cfg, d, str(unit.key), run_id=run_id)
-    applied = 0
-    for attempt in range(1, rounds + 1):
-        # every built tenant's tables whose copy is done, in one read of the log: their positions move
-        # together, so the next unit's catch-up reads only what came after (not the build's whole log again)
-        caught = sync.catch_up(cfg)
-        applied += int(caught.get("applied") or 0)
-        v = verify_unit(cfg, d, str(unit.key), run_id=run_id)
-        v.detail["catch_up"] = {"applied": applied, "rounds": attempt, "reached": caught.get("reached")}
+    v: Verification | None = None
+    for attempt in range(1, max(1, rounds) + 1):
+        try:
+            v = verify_at_fence(cfg, d, str(unit.key), run_id=run_id)
+        except BinlogUnavailable as exc:
+            log.warning("tenant %s, %s: no fence (%s): verified as the tables are now", d["tenant"], d["table"], exc)
+            v = verify_unit(cfg, d, str(unit.key), run_id=run_id)
+            v.detail["fence"] = {"unavailable": str(exc)}
+            return v
+        v.detail["fence"]["rounds"] = attempt
+        v.detail["catch_up"] = {"applied": v.detail["fence"]["applied"], "rounds": attempt,
+                                "reached": v.detail["fence"]["reached"]}
         if v.passed:
             return v
-        log.warning("tenant %s, %s: differs after catch-up round %d: %s", d["tenant"], d["table"], attempt, v.failures[:2])
+        log.warning("tenant %s, %s: differs at the fence %s: %s", d["tenant"], d["table"], v.detail["fence"]["position"],
+                    v.failures[:2])
+    assert v is not None
     return v

@@ -1,20 +1,32 @@
-"""Cut over and roll back one tenant: a short write pause, the final catch-up, a last check, the route.
+"""Cut over and roll back one tenant: a proof at a fence, a short write pause, a re-proof of what changed, the route.
 
-**Write pause** (the documented mechanism): the tenant's routing entry is set ``paused`` — the
-application's contract, as with Ghostferry's cutover lock, is to hold the tenant's writes while its
-entry says so — and Cutover enforces it in the database too, scoped to the tenant by construction
-(:mod:`cutover.tenant_split.pause`): one READ COMMITTED source transaction takes ``SELECT … FOR UPDATE``
-record locks on the tenant's rows through an index led by the tenant column (no gap locks, so no other
-tenant's insert waits); tables without such an index are not locked and warned about at plan. Inserts
-of new rows cannot be held without gap locks: the binlog fence (:func:`_fence`) applies whatever the
-tenant still wrote after the final position, before and after the route moves.
+**The proof comes before the pause** (:func:`tenant_switch`): under the tenant's catch-up lock, a
+consistent snapshot of the source at binlog position P0, the tenant's tables caught up to exactly P0,
+and full counts and checksums of every table (the cost that grows with the tenant, paid while writes
+go on). Then a catch-up close to now, then the pause.
 
-While paused: the final catch-up from the binary log to the position taken *inside* the pause (every
-write of the tenant committed before is at or before it), then counts and checksums of every table of
-the tenant against the source; then the routes are written (``cutover.routes`` + history) and the
-pause ends. The paused time is measured and recorded with the switch. Without a binary log (the weaker
-mode) nothing can be caught up: the check under the pause must pass as it is, or the cutover of that
-tenant fails, nothing routed — run ``tenant_split_build`` for it again first.
+**Write pause** (the documented mechanism, :func:`write_pause`): the tenant's routing entry is set
+``paused`` — the application's contract, as with Ghostferry's cutover lock, is to hold the tenant's
+writes while its entry says so (:mod:`cutover.samples.live_writer` is such a writer: it re-reads the
+route after its transaction's first statement) — and the source transactions in flight are drained
+(``information_schema.INNODB_TRX``, bounded by ``pause_drain_s``). Then a fence P1, the catch-up to
+P1, and **only the rows changed since P0 are re-proved** (the keys the catch-ups touched; a keyless
+or cascaded table whole): the pause follows the writes since P0, not the tenant's size.
+
+``pause_locks: rows`` adds the former enforcement in the database: one READ COMMITTED source
+transaction takes ``SELECT … FOR UPDATE`` record locks on the tenant's rows through an index led by
+the tenant column (:mod:`cutover.tenant_split.pause`: no gap locks, so no other tenant waits). It also
+holds writers that ignore the route (updates, deletes), at a cost that grows with the tenant (1.4 s
+for 14k rows, 4.3 s for 278k measured) and with lock waits and deadlocks (1213) for the tenant's own
+writers: not the default. Inserts of new rows are never held by locks: the binlog fence
+(:func:`_fence_held`) applies whatever the tenant still wrote after P1, before and after the route moves.
+
+Without a binary log (the weaker mode) nothing can be caught up: under the pause the full check must
+pass as it is, or the cutover of that tenant fails, nothing routed — run ``tenant_split_build`` for it
+again first.
+
+After the route moves, reverse replication (tenant database → shared tables) starts from the target's
+binlog position recorded before the switch, when :mod:`cutover.tenant_split.reverse` provides ``start``.
 
 **Rollback** routes the tenant back to the shared tables and, with ``drop``, drops its table (and its
 database once the last table is gone) and the copy's checkpoints.
@@ -114,51 +126,99 @@ def _parents_first(schema: Any, rules: dict[str, Any]) -> list[Any]:
     return [rules[n] for n in done]
 
 
-@contextmanager
-def write_pause(cfg: TenantSplitConfig, tenant: str, lock_wait_s: int = 10) -> Iterator[dict[str, Any]]:
-    """Hold the tenant's writes on the source (routing entry ``paused`` + next-key locks on its rows).
+def drain_transactions(cfg: TenantSplitConfig, wait_s: float) -> dict[str, Any]:
+    """Wait (at most ``wait_s`` seconds) for the source's read-write transactions open now to end.
 
-    Yields a dict that receives ``paused_s`` (seconds writes were held) when the pause ends.
+    A cooperative writer that read the route before it was paused may have a transaction in flight; once
+    that one ends, every write of the tenant is either committed (so before the fence the pause takes
+    next) or waits on the route. Read-only transactions are not waited for. Returns ``{"waited_for":
+    transactions open at the start, "left": still open at the end, "s": seconds, "exceeded": bool}``;
+    a transaction still open is warned about: what it writes later lands after the fence and is applied
+    by the binlog fence after the switch (:func:`tenant_switch`)."""
+    t0 = time.monotonic()
+    with mysql_connect(cfg.source_conn_id, database="") as c:
+        cur = c.cursor()
+        cur.execute("SELECT trx_id FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id <> CONNECTION_ID() "
+                    "AND trx_is_read_only = 0")
+        open_ = {r[0] for r in cur.fetchall()}
+        initial = len(open_)
+        while open_ and time.monotonic() - t0 < wait_s:
+            time.sleep(0.002)
+            cur.execute("SELECT trx_id FROM information_schema.INNODB_TRX WHERE trx_id IN ("
+                        + ", ".join(["%s"] * len(open_)) + ")", tuple(open_))
+            open_ = {r[0] for r in cur.fetchall()}
+        c.rollback()
+    out = {"waited_for": initial, "left": len(open_), "s": round(time.monotonic() - t0, 4), "exceeded": bool(open_)}
+    if open_:
+        log.warning("write pause: %d source transaction(s) still open after %.1f s (what they write is applied by the "
+                    "binlog fence after the switch)", len(open_), wait_s)
+    return out
+
+
+@contextmanager
+def write_pause(cfg: TenantSplitConfig, tenant: str, lock_wait_s: int = 10, locks: str | None = None) -> Iterator[dict[str, Any]]:
+    """Hold the tenant's writes on the source: routing entry ``paused``, a drain of the transactions in
+    flight, and with ``locks="rows"`` record locks on every row of the tenant.
+
+    ``locks``: ``none`` / ``rows`` (default: ``cfg.pause_locks``; see :class:`TenantSplitConfig`).
+    ``none`` holds cooperative writers (they wait while the entry says ``paused``) at a cost that does
+    not grow with the tenant; ``rows`` also holds writers that ignore the route (updates and deletes of
+    existing rows; inserts of new rows cannot be held without gap locks) at a cost that grows with the
+    tenant (one locking read per table over all its rows) and with lock waits for its own writers.
+
+    Yields a dict with ``database``, ``pause_locks``, ``paused_at`` (``time.time()``), ``drain``
+    (:func:`drain_transactions`), ``locked_rows`` / ``lock_s`` / ``locks`` / ``pause_warnings`` (rows
+    mode; 0 / {} otherwise); it receives ``paused_s`` (seconds writes were held) when the pause ends.
     """
     from cutover.mysql_schema import read_database
     from cutover.tenant_split.plan import load_rules
 
-    info: dict[str, Any] = {}
+    mode = cfg.pause_locks if locks is None else locks
+    if mode not in ("none", "rows"):
+        raise ValueError(f"pause locks must be 'none' or 'rows', not {mode!r}")
+    info: dict[str, Any] = {"pause_locks": mode, "locked_rows": 0, "lock_s": 0.0, "locks": {}, "pause_warnings": []}
     with pg_connect(cfg.control_conn_id) as conn:
         db = _database(conn, cfg, tenant)
         before = control.get_route(conn, PIPELINE, cfg.scope, tenant)
         control.set_route(conn, PIPELINE, cfg.scope, tenant, (before or {}).get("location") or location(cfg, "shared", db),
                           state="paused", reason="cutover: write pause")
-    import MySQLdb
-
-    from cutover.connections import resolve
-
-    lock = MySQLdb.connect(**resolve(cfg.source_conn_id).mysql_kwargs(""))
+    info["database"] = db
+    info["paused_at"] = time.time()
     t0 = time.monotonic()
+    lock: Any = None
     try:
-        cur = lock.cursor()
-        schema = read_database(cur, cfg.source_database, with_create=False)
-        _, rules = load_rules(cfg, schema)
-        plan = pause.pause_plan(schema, rules)
-        order = [plan[r.source] for r in _parents_first(schema, rules) if r.source in plan]
-        cur.execute(f"SET SESSION innodb_lock_wait_timeout = {int(lock_wait_s)}")
-        # record locks only: REPEATABLE READ's gap locks reached into the next tenant's key range
-        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        cur.execute("START TRANSACTION")
-        t0 = time.monotonic()
-        locks = pause.lock_tenant(cur, cfg.source_database, order, tenant)
-        warnings = pause.pause_warnings(plan)
-        info.update({"database": db, "locked_rows": locks["locked_rows"], "lock_s": round(time.monotonic() - t0, 3),
-                     "locks": locks["tables"], "pause_warnings": warnings})
-        for w in warnings:
-            log.warning("tenant %s: write pause: %s", tenant, w)
-        log.info("tenant %s: writes paused (%d rows locked in %.2f s)", tenant, locks["locked_rows"], info["lock_s"])
+        info["drain"] = drain_transactions(cfg, cfg.pause_drain_s)
+        if mode == "rows":
+            import MySQLdb
+
+            from cutover.connections import resolve
+
+            lock = MySQLdb.connect(**resolve(cfg.source_conn_id).mysql_kwargs(""))
+            cur = lock.cursor()
+            schema = read_database(cur, cfg.source_database, with_create=False)
+            _, rules = load_rules(cfg, schema)
+            plan = pause.pause_plan(schema, rules)
+            order = [plan[r.source] for r in _parents_first(schema, rules) if r.source in plan]
+            cur.execute(f"SET SESSION innodb_lock_wait_timeout = {int(lock_wait_s)}")
+            # record locks only: REPEATABLE READ's gap locks reached into the next tenant's key range
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cur.execute("START TRANSACTION")
+            t1 = time.monotonic()
+            locks_out = pause.lock_tenant(cur, cfg.source_database, order, tenant)
+            warnings = pause.pause_warnings(plan)
+            info.update({"locked_rows": locks_out["locked_rows"], "lock_s": round(time.monotonic() - t1, 3),
+                         "locks": locks_out["tables"], "pause_warnings": warnings})
+            for w in warnings:
+                log.warning("tenant %s: write pause: %s", tenant, w)
+        log.info("tenant %s: writes paused (locks %s, %d rows locked, drained %d transaction(s) in %.3f s)", tenant, mode,
+                 info["locked_rows"], info["drain"]["waited_for"], info["drain"]["s"])
         yield info
     finally:
-        try:
-            lock.rollback()
-        finally:
-            lock.close()
+        if lock is not None:
+            try:
+                lock.rollback()
+            finally:
+                lock.close()
         info["paused_s"] = round(time.monotonic() - t0, 3)
         with pg_connect(cfg.control_conn_id) as conn:
             now = control.get_route(conn, PIPELINE, cfg.scope, tenant)
@@ -167,69 +227,216 @@ def write_pause(cfg: TenantSplitConfig, tenant: str, lock_wait_s: int = 10) -> I
         log.info("tenant %s: writes resumed after %.2f s", tenant, info["paused_s"])
 
 
+def _plan_details(keys: list[UnitKey], cfg: TenantSplitConfig) -> dict[str, dict[str, Any]]:
+    """Unit key → its plan detail (``database``, ``table``, ``tenant``, ``sources``), newest run's."""
+    with pg_connect(cfg.control_conn_id) as conn:
+        rows = {r[0]: r[1] for r in conn.execute(
+            f"""SELECT DISTINCT ON (unit_key) unit_key, detail FROM {control.SCHEMA}.units u
+                WHERE pipeline = %s AND unit_key = ANY(%s) AND detail -> 'plan' ? 'database' ORDER BY unit_key, updated_at DESC""",
+            (PIPELINE, [str(k) for k in keys])).fetchall()}
+    return {k: d["plan"] for k, d in rows.items()}
+
+
+def _merge_touched(into: dict[str, set[tuple[Any, ...]] | None], tenant_out: dict[str, Any] | None) -> None:
+    """Add a catch-up's ``touched`` (target table → keys or None) of one tenant to ``into``."""
+    for table, keys in ((tenant_out or {}).get("touched") or {}).items():
+        if keys is None or (table in into and into[table] is None):
+            into[table] = None
+        else:
+            got = into.setdefault(table, set())
+            assert got is not None
+            got |= {tuple(k) for k in keys}
+
+
+def _fail(tenant: str, failures: list[str], when: str) -> CutoverCheckFailed:
+    return CutoverCheckFailed(f"tenant {tenant!r}: the target differs from the source {when}, nothing routed: "
+                              + "; ".join(failures[:5]))
+
+
 @contextmanager
 def tenant_switch(cfg: TenantSplitConfig, keys: list[UnitKey], run_id: str) -> Iterator[dict[str, Any]]:
-    """The life cycle's ``around_switch`` for one tenant: pause, final catch-up, check, (route), resume."""
-    from cutover.binlog import BinlogUnavailable, current_position
+    """The life cycle's ``around_switch`` for one tenant: prove, catch up, pause, re-prove what changed, (route), resume.
+
+    With a binary log (the default):
+
+    1. **proof at a fence P0, before the pause** — under the tenant's catch-up lock a consistent snapshot
+       of the source (position P0), the tenant's tables caught up to exactly P0, full counts and
+       checksums of every unit (source read in the snapshot); a difference fails the cutover before
+       anything is paused or routed;
+    2. **catch-up close to now** (still no pause), under the lock held from here to the end;
+    3. **the pause** (:func:`write_pause`): route ``paused``, in-flight source transactions drained
+       (bounded by ``cfg.pause_drain_s``), a fence P1 (a snapshot), the tables caught up to P1, and
+       **only the rows changed since P0 re-proved** — the keys the catch-ups of 2 and 3 touched, each
+       row's canonical hash compared on both sides (source in the P1 snapshot); a table whose changed
+       rows cannot be named (no key, a cascade) is checksummed whole, with a note. The pause's length
+       follows the writes since P0, not the tenant's size;
+    4. the binlog fence: whatever reached the source after P1 (a writer that ignored the route) is
+       applied; ``reverse_start`` records the target's binlog position (and P1) for reverse
+       replication; the life cycle moves the route when this yields; after it, the fence again (a
+       writer that still wrote the shared tables), and :func:`cutover.tenant_split.reverse.start` when
+       that module has it.
+
+    What it yields (the switch's evidence): ``p0``, ``p1``, ``paused_s``, ``pause_to_route_s`` (pause
+    start → yield), ``drain``, ``reproved`` (per table: mode, rows, note), ``reproved_rows``, ``phases``
+    (seconds per phase), ``checks`` (the P0 proof per table), ``catch_up`` (rows applied in all),
+    ``fence`` (applied before / after the switch), ``reverse_start``.
+
+    Without a binary log (the weaker mode): nothing can be caught up; under the pause the full check
+    must pass as it is, or the cutover of that tenant fails, nothing routed.
+    """
+    from cutover.binlog import BinlogUnavailable, consistent_snapshot, current_position
     from cutover.tenant_split import sync
-    from cutover.tenant_split.verify import verify_unit
+    from cutover.tenant_split.verify import reprove_rows, verify_unit
 
     tenant = keys[0].parts[0]
-    with write_pause(cfg, tenant) as info:
-        db = info["database"]
+    nocheck = replace(cfg, gx_gate=False)  # counts and checksums only: the switch is not for GX
+    details = _plan_details(keys, cfg)
+    missing = [f"{k.label}: no plan detail found" for k in keys if str(k) not in details]
+    if missing:
+        raise _fail(tenant, missing, "(no plan)")
+    with pg_connect(cfg.control_conn_id) as conn:
+        db = _database(conn, cfg, tenant)
+    try:
+        with mysql_connect(cfg.source_conn_id, database="") as s:
+            current_position(s.cursor())
+        has_binlog = True
+    except BinlogUnavailable as exc:
+        has_binlog = False
+        log.warning("tenant %s: no binary log (%s): the full check under the pause must pass as it is", tenant, exc)
+    checks: dict[str, Any] = {}
+    failures: list[str] = []
+    if not has_binlog:
+        with write_pause(cfg, tenant) as info:
+            info["catch_up"] = {"unavailable": True}
+            for k in keys:
+                v = verify_unit(nocheck, details[str(k)], str(k), run_id=run_id)
+                checks[k.parts[1]] = {"rows": v.rows_target, "match": v.passed}
+                failures += v.failures
+            info["checks"] = checks
+            if failures:
+                raise _fail(tenant, failures, "under the write pause")
+            yield info
+        return
+
+    phases: dict[str, float] = {}
+    applied = 0
+    # 1. the heavy proof, at P0, before the pause
+    t = time.monotonic()
+    with sync.catch_up_lock(cfg, [db]), mysql_connect(cfg.source_conn_id, database="") as s:
+        scur = s.cursor()
         try:
+            p0 = consistent_snapshot(scur)
+            c0 = sync.catch_up_held(cfg, {tenant: db}, stop_at=p0)
+            applied += int(c0.get("applied") or 0)
+            for k in keys:
+                v = verify_unit(nocheck, details[str(k)], str(k), run_id=run_id, source_cursor=scur)
+                checks[k.parts[1]] = {"rows": v.rows_target, "match": v.passed}
+                failures += v.failures
+        finally:
+            s.rollback()
+    phases["proof_p0_s"] = round(time.monotonic() - t, 4)
+    if failures:
+        raise _fail(tenant, failures, f"at the fence {p0}")
+    touched: dict[str, set[tuple[Any, ...]] | None] = {}
+    started_reverse: dict[str, Any] | None = None
+    with sync.catch_up_lock(cfg, [db]):
+        # 2. close to now, still writing
+        t = time.monotonic()
+        with mysql_connect(cfg.source_conn_id, database="") as s:
+            near = current_position(s.cursor())
+        c1 = sync.catch_up_held(cfg, {tenant: db}, stop_at=near)
+        applied += int(c1.get("applied") or 0)
+        _merge_touched(touched, (c1.get("tenants") or {}).get(tenant))
+        phases["catch_up_s"] = round(time.monotonic() - t, 4)
+        # 3. the pause
+        with write_pause(cfg, tenant) as info:
+            t_pause = time.monotonic()
+            phases["pause_drain_s"] = info["drain"]["s"]
+            phases["pause_locks_s"] = info["lock_s"]
+            info.update({"p0": str(p0), "checks": checks})
             with mysql_connect(cfg.source_conn_id, database="") as s:
-                stop = current_position(s.cursor())
-            info["catch_up"] = sync.catch_up(cfg, {tenant: db}, stop_at=stop)
-            info["catch_up"]["stopped_at"] = str(stop)
-        except (BinlogUnavailable, LookupError) as exc:
-            info["catch_up"] = {"unavailable": str(exc)}
-            log.warning("tenant %s: no catch-up at cutover (%s): the check below must pass as it is", tenant, exc)
-        failures: list[str] = []
-        with pg_connect(cfg.control_conn_id) as conn:
-            rows = {r[0]: r[1] for r in conn.execute(
-                f"""SELECT DISTINCT ON (unit_key) unit_key, detail FROM {control.SCHEMA}.units u
-                    WHERE pipeline = %s AND unit_key = ANY(%s) AND detail -> 'plan' ? 'database' ORDER BY unit_key, updated_at DESC""",
-                (PIPELINE, [str(k) for k in keys])).fetchall()}
-            rows = {k: d["plan"] for k, d in rows.items()}
-        checks = {}
-        nocheck = replace(cfg, gx_gate=False)  # counts and checksums only: the pause is not for GX
-        for k in keys:
-            detail = rows.get(str(k))
-            if detail is None:
-                failures.append(f"{k.label}: no plan detail found")
-                continue
-            v = verify_unit(nocheck, detail, str(k), run_id=run_id)
-            checks[k.parts[1]] = {"rows": v.rows_target, "match": v.passed}
-            failures += v.failures
-        info["checks"] = checks
-        if failures:
-            raise CutoverCheckFailed(f"tenant {tenant!r}: the target differs from the source under the write pause, "
-                                     "nothing routed: " + "; ".join(failures[:5]))
-        if "stopped_at" in info.get("catch_up", {}):  # the fence: what the locks could not hold (new rows)
-            info["fence"] = _fence(cfg, tenant, db)
+                scur = s.cursor()
+                try:
+                    t = time.monotonic()
+                    p1 = consistent_snapshot(scur)
+                    c2 = sync.catch_up_held(cfg, {tenant: db}, stop_at=p1)
+                    applied += int(c2.get("applied") or 0)
+                    _merge_touched(touched, (c2.get("tenants") or {}).get(tenant))
+                    phases["pause_catch_up_s"] = round(time.monotonic() - t, 4)
+                    t = time.monotonic()
+                    reproved: dict[str, Any] = {}
+                    for k in keys:
+                        table = details[str(k)]["table"]
+                        tk = touched.get(table, set())
+                        r = reprove_rows(nocheck, details[str(k)], str(k), None if tk is None else sorted(tk, key=repr), scur)
+                        reproved[k.parts[1]] = {kk: vv for kk, vv in r.items() if kk != "failures"}
+                        failures += r["failures"]
+                        if r.get("note"):
+                            log.info("tenant %s: %s", tenant, r["note"])
+                    phases["pause_reprove_s"] = round(time.monotonic() - t, 4)
+                finally:
+                    s.rollback()
+            info.update({"p1": str(p1), "reproved": reproved,
+                         "reproved_rows": sum(int(r.get("rows") or 0) for r in reproved.values()),
+                         "catch_up": {"applied": applied, "stopped_at": str(p1), "p0": int(c0.get("applied") or 0),
+                                      "near": int(c1.get("applied") or 0), "p1": int(c2.get("applied") or 0)},
+                         "phases": phases})
+            if failures:
+                raise _fail(tenant, failures, f"at the fence {p1} under the write pause")
+            # 4. the binlog fence: what a writer that ignored the paused route wrote after P1
+            t = time.monotonic()
+            info["fence"] = _fence_held(cfg, tenant, db)
             if info["fence"]["applied"]:
-                log.warning("tenant %s: %d change(s) reached the source after the final position although the tenant "
-                            "was paused (inserts the locks cannot hold): caught up before the route moved",
-                            tenant, info["fence"]["applied"])
-        yield info
-        if "fence" in info:  # the route has moved: whatever a writer that ignored the pause still sent
-            after = _fence(cfg, tenant, db)
+                log.warning("tenant %s: %d change(s) reached the source after the fence %s although the tenant was "
+                            "paused (a writer that ignores the route): caught up before the route moved",
+                            tenant, info["fence"]["applied"], p1)
+            with mysql_connect(cfg.target_conn_id, database="") as tc:
+                target_pos = current_position(tc.cursor())
+            info["reverse_start"] = {"target": str(target_pos), "source": str(p1)}
+            phases["pause_fence_s"] = round(time.monotonic() - t, 4)
+            info["pause_to_route_s"] = round(time.monotonic() - t_pause + info["drain"]["s"] + info["lock_s"], 4)
+            yield info
+            # the route has moved: whatever a writer that ignored the pause still sent to the shared tables
+            after = _fence_held(cfg, tenant, db)
             info["fence"]["after_switch"] = after["applied"]
             if after["applied"]:
                 log.error("tenant %s: %d change(s) were written to the shared tables after the switch by a writer that "
                           "ignored the paused route: applied to the tenant database", tenant, after["applied"])
+            started_reverse = {"target_position": target_pos, "source_position": p1}
+    if started_reverse is not None:
+        info["reverse"] = _start_reverse(cfg, tenant, db, run_id, **started_reverse)
 
 
-def _fence(cfg: TenantSplitConfig, tenant: str, database: str) -> dict[str, Any]:
-    """Catch the tenant's tables up to the source's binary-log end now; returns ``{"applied", "position"}``.
+def _start_reverse(cfg: TenantSplitConfig, tenant: str, database: str, run_id: str, *, target_position: Any,
+                   source_position: Any) -> dict[str, Any]:
+    """Start reverse replication (tenant database → shared tables) when :mod:`cutover.tenant_split.reverse`
+    has ``start``; its absence or failure is logged, never fails the switch (the route has moved)."""
+    try:
+        from cutover.tenant_split import reverse  # type: ignore[attr-defined, unused-ignore]
+    except ImportError as exc:
+        log.warning("tenant %s: no reverse replication module (%s): not started", tenant, exc)
+        return {"started": False, "reason": f"no module: {exc}"}
+    start = getattr(reverse, "start", None)
+    if start is None:
+        log.warning("tenant %s: cutover.tenant_split.reverse has no start(): reverse replication not started", tenant)
+        return {"started": False, "reason": "reverse.start missing"}
+    try:
+        out = start(cfg, tenant, database, target_position=target_position, source_position=source_position, run_id=run_id)
+    except Exception as exc:  # noqa: BLE001 - the route has moved; the failure is reported, not raised
+        log.error("tenant %s: reverse replication did not start: %s", tenant, exc)
+        return {"started": False, "reason": str(exc)}
+    log.info("tenant %s: reverse replication started from target %s", tenant, target_position)
+    return {"started": True, "result": out if isinstance(out, dict) else str(out)}
 
-    Inside the pause it applies the tenant's writes that the locks cannot hold (an insert of a new row:
-    holding it would need gap locks that reach other tenants) and that landed after the final position."""
+
+def _fence_held(cfg: TenantSplitConfig, tenant: str, database: str) -> dict[str, Any]:
+    """Catch the tenant's tables up to the source's binary-log end now, for a caller holding the tenant's
+    catch-up lock; returns ``{"applied", "position"}``. It applies what the pause could not hold (a writer
+    that ignores the route; an insert the row locks cannot hold) and that landed after the fence."""
     from cutover.binlog import current_position
     from cutover.tenant_split import sync
 
     with mysql_connect(cfg.source_conn_id, database="") as s:
         now = current_position(s.cursor())
-    out = sync.catch_up(cfg, {tenant: database}, stop_at=now)
+    out = sync.catch_up_held(cfg, {tenant: database}, stop_at=now)
     return {"applied": int(out.get("applied") or 0), "position": str(now)}

@@ -15,7 +15,9 @@ Rows that went to dead letters are expected to be missing: the check subtracts t
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from typing import Any
 
 from cutover import control
@@ -53,8 +55,13 @@ def row_checksum_sql(table_sql: str, columns: list[str], types: dict[str, Physic
     return f"SELECT COUNT(*), COALESCE(SUM({MYSQL.hash60(MYSQL.row_text(parts))}), 0) FROM {table_sql}{where}"
 
 
-def verify_unit(cfg: TenantSplitConfig, detail: dict[str, Any], unit_key: str, *, run_id: str) -> Verification:
-    """Counts and checksums of one unit (see the module docstring); never raises for a mismatch."""
+def verify_unit(cfg: TenantSplitConfig, detail: dict[str, Any], unit_key: str, *, run_id: str,
+                source_cursor: Any = None) -> Verification:
+    """Counts and checksums of one unit (see the module docstring); never raises for a mismatch.
+
+    ``source_cursor``: a cursor on the source whose session is already inside a read snapshot (a fence:
+    :func:`verify_at_fence`): the source is read there, as of that snapshot, and the session is left in
+    it. None: a snapshot of its own, now (the weaker mode: the target may show another moment)."""
     db, table, tenant = detail["database"], detail["table"], detail["tenant"]
     sources = [SourceTable.from_dict(s) for s in detail["sources"]]
     failures: list[str] = []
@@ -66,8 +73,12 @@ def verify_unit(cfg: TenantSplitConfig, detail: dict[str, Any], unit_key: str, *
             return Verification(0, 0, None, None, [f"target table {db}.{table} does not exist"])
     src_count, src_sum = 0, 0
     per_source = {}
-    with mysql_connect(cfg.source_conn_id, database="") as sconn:
-        scur = sconn.cursor()
+    with contextlib.ExitStack() as stack:
+        if source_cursor is None:
+            sconn = stack.enter_context(mysql_connect(cfg.source_conn_id, database=""))
+            scur = sconn.cursor()
+        else:
+            sconn, scur = None, source_cursor
         scur.execute("SET SESSION time_zone = '+00:00'")
         stypes = {s.table: column_types(scur, cfg.source_database, s.table) for s in sources}
         # compared: the target's columns every source has (a merged source fills the columns it has; the
@@ -76,8 +87,9 @@ def verify_unit(cfg: TenantSplitConfig, detail: dict[str, Any], unit_key: str, *
         cols = [c for c in ttypes if all(c.lower() in lowers[s.table] for s in sources)]
         first = sources[0].table
         kinds = {c: infer_kind(stypes[first][lowers[first][c.lower()]], ttypes[c]) for c in cols}
-        scur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        scur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        if sconn is not None:
+            scur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            scur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         for s in sources:
             src_cols = [lowers[s.table][c.lower()] for c in cols]
             skinds = {lowers[s.table][c.lower()]: k for c, k in kinds.items()}
@@ -89,7 +101,8 @@ def verify_unit(cfg: TenantSplitConfig, detail: dict[str, Any], unit_key: str, *
             per_source[s.table] = {"rows": int(n), "checksum": str(h), "columns": len(cols)}
             src_count += int(n)
             src_sum += int(h)
-        sconn.rollback()
+        if sconn is not None:
+            sconn.rollback()
     with pg_connect(cfg.control_conn_id) as pg:
         dead = int(pg.execute(f"SELECT count(*) FROM {control.SCHEMA}.dead_letters WHERE pipeline = %s AND unit_key = %s",
                               (PIPELINE, unit_key)).fetchone()[0])
@@ -157,3 +170,124 @@ def _gate(cfg: TenantSplitConfig, db: str, table: str, sources: list[SourceTable
     if not res.success:
         failures.append(f"GX gate failed on {db}.{table}: " + "; ".join(res.failures[:5]))
     return {"success": res.success, "evaluated": res.evaluated, "failed": res.failed, "docs": res.docs_index}
+
+
+def verify_at_fence(cfg: TenantSplitConfig, detail: dict[str, Any], unit_key: str, *, run_id: str) -> Verification:
+    """:func:`verify_unit` with both sides at one binlog position: a proof that converges under writes.
+
+    Holds :func:`cutover.tenant_split.sync.catch_up_lock` on the tenant's database (no other catch-up
+    can move it), opens a read snapshot on the source with :func:`cutover.binlog.consistent_snapshot`
+    (its position P is the *fence*), catches the tenant's tables up to exactly P
+    (:func:`~cutover.tenant_split.sync.catch_up_held`), checksums the source inside that snapshot and
+    the target, and lets go. A writer that keeps writing moves neither side during the proof, so one
+    round is the answer (the old catch-up-then-compare chased a moving source and, under a steady
+    writer, never met it). Only this tenant's database is caught up: other tenants' positions may be
+    anywhere, before or past P.
+
+    The Verification's ``detail["fence"]`` is ``{"position": "file:pos", "reached", "applied",
+    "lock_wait_s", "catch_up_s", "check_s"}`` (seconds). Raises
+    :class:`cutover.binlog.BinlogUnavailable` when the source has no binary log (the caller falls back
+    to :func:`verify_unit`), ``TimeoutError`` when another catch-up holds the tenant too long.
+    """
+    from cutover.binlog import consistent_snapshot
+    from cutover.tenant_split import sync
+
+    tenant, db = detail["tenant"], detail["database"]
+    t0 = time.monotonic()
+    with sync.catch_up_lock(cfg, [db]):
+        t1 = time.monotonic()
+        with mysql_connect(cfg.source_conn_id, database="") as sconn:
+            scur = sconn.cursor()
+            try:
+                fence = consistent_snapshot(scur)
+                caught = sync.catch_up_held(cfg, {tenant: db}, stop_at=fence)
+                t2 = time.monotonic()
+                v = verify_unit(cfg, detail, unit_key, run_id=run_id, source_cursor=scur)
+            finally:
+                sconn.rollback()
+    t3 = time.monotonic()
+    mine = (caught.get("tenants") or {}).get(tenant) or {}
+    v.detail["fence"] = {"position": str(fence), "reached": caught.get("reached"), "applied": int(mine.get("applied") or 0),
+                         "lock_wait_s": round(t1 - t0, 4), "catch_up_s": round(t2 - t1, 4), "check_s": round(t3 - t2, 4)}
+    return v
+
+
+def _row_hash_sql(columns: list[str], types: dict[str, PhysicalType], kinds: dict[str, Any]) -> str:
+    """The 60-bit hash of one row's canonical form (the term :func:`row_checksum_sql` sums)."""
+    return MYSQL.hash60(MYSQL.row_text([MYSQL.canonical(_q(c), kinds[c], types.get(c)) for c in columns]))
+
+
+#: keys per statement when rows are re-proved by key
+REPROVE_CHUNK = 500
+
+
+def reprove_rows(cfg: TenantSplitConfig, detail: dict[str, Any], unit_key: str, keys: list[Any] | None,
+                 source_cursor: Any) -> dict[str, Any]:
+    """Re-prove only the rows of one unit that changed since an earlier proof, at the fence of ``source_cursor``.
+
+    ``keys``: the target table's changed keys (tuples in copy-key order, as
+    :func:`cutover.tenant_split.sync.catch_up_held` names them in ``touched``), or None when they
+    cannot be named (a keyless table, a cascade). ``source_cursor``: a session inside the fence's
+    snapshot (the target already caught up to that fence). Each key's canonical row hash is compared
+    on both sides (a row on one side only is a difference). A unit with ``keys`` None, several
+    sources (a merge) or no key gets a full :func:`verify_unit` instead, and a note saying so.
+
+    Returns ``{"mode": "keys" | "full", "rows": rows compared, "failures": [text], "note"?: text,
+    "differing"?: [first keys]}``; never raises for a difference.
+    """
+    from dataclasses import replace
+
+    db, table, tenant = detail["database"], detail["table"], detail["tenant"]
+    sources = [SourceTable.from_dict(s) for s in detail["sources"]]
+    if keys is None or len(sources) != 1 or not sources[0].key:
+        why = ("its changed rows cannot be named by key" if keys is None else
+               "it merges several source tables" if len(sources) != 1 else "it has no key")
+        v = verify_unit(replace(cfg, gx_gate=False), detail, unit_key, run_id="", source_cursor=source_cursor)
+        return {"mode": "full", "rows": v.rows_target, "failures": list(v.failures),
+                "note": f"{db}.{table}: whole table checksummed ({why})"}
+    if not keys:
+        return {"mode": "keys", "rows": 0, "failures": []}
+    s = sources[0]
+    scur = source_cursor
+    stypes = column_types(scur, cfg.source_database, s.table)
+    with mysql_connect(cfg.target_conn_id, database="") as tconn:
+        tcur = tconn.cursor()
+        tcur.execute("SET SESSION time_zone = '+00:00'")
+        ttypes = column_types(tcur, db, table)
+        if not ttypes:
+            return {"mode": "keys", "rows": 0, "failures": [f"target table {db}.{table} does not exist"]}
+        lower = {c.lower(): c for c in stypes}
+        tlower = {c.lower(): c for c in ttypes}
+        cols = [c for c in ttypes if c.lower() in lower]
+        kinds = {c: infer_kind(stypes[lower[c.lower()]], ttypes[c]) for c in cols}
+        skinds = {lower[c.lower()]: k for c, k in kinds.items()}
+        src_cols = [lower[c.lower()] for c in cols]
+        skey = [lower.get(k.lower(), k) for k in s.key]
+        tkey = [tlower.get(k.lower(), k) for k in s.key]
+        cond, params = s.tenant_filter(cfg.source_database, tenant)
+        src_hash, tgt_hash = _row_hash_sql(src_cols, stypes, skinds), _row_hash_sql(cols, ttypes, kinds)
+        differing: list[Any] = []
+        compared = 0
+        uniq = sorted({tuple(k) for k in keys}, key=repr)
+        for i in range(0, len(uniq), REPROVE_CHUNK):
+            chunk = uniq[i:i + REPROVE_CHUNK]
+            marks = ", ".join("(" + ", ".join(["%s"] * len(s.key)) + ")" for _ in chunk)
+            flat = [v for k in chunk for v in k]
+            stuple = "(" + ", ".join(_q(c) for c in skey) + ")"
+            ttuple = "(" + ", ".join(_q(c) for c in tkey) + ")"
+            where = f" WHERE {stuple} IN ({marks})" + (f" AND {cond}" if cond else "")
+            scur.execute(f"SELECT {', '.join(_q(c) for c in skey)}, {src_hash} FROM "
+                         f"{_q(cfg.source_database)}.{_q(s.table)}{where}", [*flat, *params])
+            src = {tuple(r[:-1]): int(r[-1]) for r in scur.fetchall()}
+            tcur.execute(f"SELECT {', '.join(_q(c) for c in tkey)}, {tgt_hash} FROM {_q(db)}.{_q(table)} "
+                         f"WHERE {ttuple} IN ({marks})", flat)
+            tgt = {tuple(r[:-1]): int(r[-1]) for r in tcur.fetchall()}
+            compared += len(set(src) | set(tgt))
+            differing += [k for k in sorted(set(src) | set(tgt), key=repr) if src.get(k) != tgt.get(k)]
+        tconn.rollback()
+    out: dict[str, Any] = {"mode": "keys", "rows": compared, "failures": []}
+    if differing:
+        out["differing"] = [list(k) for k in differing[:20]]
+        out["failures"].append(f"{db}.{table}: {len(differing)} of the {compared} changed row(s) differ from the source "
+                               f"at the fence; first keys: {out['differing'][:5]}")
+    return out
