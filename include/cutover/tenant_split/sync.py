@@ -3,23 +3,34 @@
 One reader (:func:`cutover.binlog.read_changes`, ROW images) serves every tenant of a sync: it starts
 at the lowest stored position of the tenants and hands each committed transaction's row changes to
 the tenants they belong to (the tenant column's value in the before or after image; shared tables
-that are copied go to every tenant). Each tenant's changes of one transaction are applied in one
-target transaction **with the new positions of the tables they touched** (``cutover_state.binlog_positions``,
+that are copied go to every tenant). The changes of whole source transactions (a commit group) are
+applied in one target transaction **with the new positions of the tables they touched** (``cutover_state.binlog_positions``,
 one per tenant database and table), so a killed catch-up resumes exactly: no change applied twice,
 none skipped. A table takes part once its copy is done (until then the copy reads the live rows).
 
 How a change is applied (every column set, so ``ON UPDATE CURRENT_TIMESTAMP`` columns keep the
 source's value):
 
-* keyed tables — an insert or an update is an upsert of the after image
-  (``INSERT … ON DUPLICATE KEY UPDATE``, never ``REPLACE``, which would delete first); an update that
-  changes the key deletes the old key; a delete deletes by key. Replaying a change the copy already
-  saw is harmless: the last change of each row wins, as on the source;
+* keyed tables — changes are **netted per key** over a commit group (several source transactions,
+  :data:`COMMIT_ROWS` / :data:`COMMIT_SECONDS`), per tenant and target table: the last change of a key
+  wins, a key change is a delete of the old key and an upsert of the new one (:func:`buffer_change`).
+  A flush (:func:`flush`, before each commit) deletes the deleted keys with ``DELETE … WHERE (key) IN
+  (…)`` and writes the rows' last after images as multi-row ``INSERT … ON DUPLICATE KEY UPDATE``. A
+  table with another unique key deletes every buffered key first and writes the images with
+  ``REPLACE`` (an upsert meeting another row's unique value would update that row). The target session
+  runs with ``foreign_key_checks = 0`` and triggers set aside, so these deletes cascade nowhere and fire
+  nothing. Replaying a change the copy already saw is harmless: the last change of each row wins, as
+  on the source;
 * tables without a key — an insert inserts, an update or delete touches one row equal to the before
   image (``<=>``, ``LIMIT 1``); changes at or before the position of the table's copy snapshot are
-  skipped (the copy already holds them);
+  skipped (the copy already holds them); they are applied at once and in log order (only that table's own rows decide what they do: no netting);
 * ``ON DELETE CASCADE`` — the servers do not log cascaded deletes; the catch-up deletes the children
-  of a deleted parent itself (recursively), as the source did.
+  of a deleted parent itself (recursively), as the source did, after flushing the tenant's netted
+  changes (the children it deletes are the rows the target holds at that point of the log).
+
+After each commit the tenants it wrote report their forward stream (``control.report_stream``: the
+position, lag = now − the commit time of the group's newest source transaction, rows applied): one
+statement per tenant per commit group.
 
 Triggers are set aside on the tenant's tables while changes are applied (the source's triggers already
 made their changes, which are in the log) and restored and proven equal afterwards.
@@ -45,8 +56,13 @@ from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
 from cutover.tenant_split.copy import unit_hash
 
 log = logging.getLogger(__name__)
-#: quoting is validated each time; a catch-up quotes the same few names for every change
-_q = functools.lru_cache(maxsize=8192)(quote_mysql)
+
+
+@functools.lru_cache(maxsize=8192)
+def _q(name: str) -> str:
+    """A quoted name for a statement **with parameters** (MySQLdb %-formats it: a ``%`` in the name is
+    doubled). Cached: a catch-up quotes the same few names for every change."""
+    return quote_mysql(name).replace("%", "%%")
 
 
 @dataclass
@@ -63,6 +79,9 @@ class TableRoute:
     cascades: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)  # (child, cols, parent cols)
     #: (parent source table, this table's FK columns, the parent's columns) of its ON DELETE CASCADE keys
     parents: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)
+    #: the table has a unique key besides ``key``: an upsert could hit another row's unique value and
+    #: update the wrong row, so its batched apply deletes the keys first and inserts (see :func:`_flush`)
+    other_unique: bool = False
 
 
 @dataclass
@@ -79,6 +98,8 @@ class TenantSync:
     #: target table → the keys (copy-key values, in ``route.key`` order) of the rows this catch-up
     #: changed, or None for a table whose changes cannot be named by key (no key, or a cascade)
     touched: dict[str, set[tuple[Any, ...]] | None] = field(default_factory=dict)
+    #: rows applied since the stream was last reported (:func:`_report`)
+    unreported: int = 0
 
 
 def _touch(ts: TenantSync, route: TableRoute, change: Any) -> None:
@@ -148,10 +169,13 @@ def routes_for(cfg: TenantSplitConfig, tenants: dict[str, str],
                 continue  # copy not done (the copy reads the live rows; it joins later) or no log start
             src, owner = schema.tables[n], schema.tables[owner_of.get(r.target, n)]
             ocols = {c.lower(): c for c in owner.column_names}
-            routes[n] = TableRoute(n, r.target, r.tenant_column if r.action == "copy" else None, src.copy_key(),
+            key = src.copy_key()
+            routes[n] = TableRoute(n, r.target, r.tenant_column if r.action == "copy" else None, key,
                                    {c.name.lower(): ocols[c.name.lower()] for c in src.columns  # generated: recomputed
                                     if c.name.lower() in ocols and c.generation is None},
-                                   snapshot=BinlogPosition.parse(text_of(snap)) if snap else None, position=pos)
+                                   snapshot=BinlogPosition.parse(text_of(snap)) if snap else None, position=pos,
+                                   other_unique=any(i.kind in ("primary", "unique") and tuple(c.lower() for c in i.columns)
+                                                    != tuple(c.lower() for c in key) for i in owner.indexes + src.indexes))
         for child_name, child in schema.tables.items():  # ON DELETE CASCADE keys, in target names
             if child_name not in target_of:
                 continue
@@ -286,6 +310,141 @@ def apply_parent_delete(cur: Any, ts: TenantSync, child: TableRoute, cols: tuple
     return n + int(cur.rowcount)
 
 
+#: rows per multi-row statement of a flush, and the parameter bytes (about) after which a statement is cut
+FLUSH_ROWS = 1_000
+FLUSH_BYTES = 4 << 20
+
+
+@dataclass
+class NetChanges:
+    """One tenant's changes of one keyed target table since the last flush, netted per key: the last
+    change of a key wins (a key change is a delete of the old key and an upsert of the new one).
+
+    ``rows``: key (values in ``key`` column order, as the log has them) → ``(target column names, values)``
+    of the row's last after image, or ``None`` when the row's last change deleted it."""
+
+    database: str
+    route: TableRoute
+    key: tuple[str, ...]  # target column names of the key
+    rows: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[Any, ...]] | None] = field(default_factory=dict)
+
+
+def _key_of(route: TableRoute, image: dict[str, Any]) -> tuple[Any, ...]:
+    try:
+        return tuple(image[c] for c in route.key)
+    except KeyError:  # the log's column names differ in case from the catalog's
+        low = {k.lower(): v for k, v in image.items()}
+        return tuple(low.get(c.lower()) for c in route.key)
+
+
+def buffer_change(nets: dict[tuple[str, str], NetChanges], ts: TenantSync, change: Any) -> int:
+    """Net one row change of a keyed table into ``nets`` ((tenant, target table) → :class:`NetChanges`)
+    instead of applying it (:func:`apply_change`'s semantics, applied later by :func:`flush`). Returns
+    the row operations it stands for (0: not this tenant's, or the table is caught up past it)."""
+    route = ts.routes[change.table]
+    if change.position <= route.position:
+        return 0
+    before_in, after_in = _belongs(route, change.before, ts.tenant), _belongs(route, change.after, ts.tenant)
+    if not before_in and not after_in:
+        return 0
+    net = nets.get((ts.tenant, route.target))
+    if net is None:
+        net = nets[(ts.tenant, route.target)] = NetChanges(ts.database, route,
+                                                           tuple(route.columns[c.lower()] for c in route.key))
+    n = 0
+    new_key = _key_of(route, change.after) if after_in and change.kind in ("insert", "update") else None
+    if before_in and change.kind in ("update", "delete"):
+        old_key = _key_of(route, change.before)
+        if old_key != new_key:
+            net.rows[old_key] = None
+            n += 1
+    if new_key is not None:
+        names, values = _cols(route, change.after)
+        net.rows[new_key] = (tuple(names), tuple(values))
+        n += 1
+    return n
+
+
+def _size(values: tuple[Any, ...]) -> int:
+    return sum(len(v) if isinstance(v, str | bytes) else 8 for v in values)
+
+
+def flush(cur: Any, net: NetChanges) -> int:
+    """Apply a :class:`NetChanges` buffer as multi-row statements and empty it; returns statements run.
+
+    Deleted keys go first (``DELETE … WHERE (key) IN (…)`` in chunks of :data:`FLUSH_ROWS`), then the
+    rows' last images as multi-row ``INSERT … ON DUPLICATE KEY UPDATE`` (every column set). A table with
+    another unique key deletes every buffered key first and then writes the images with ``REPLACE``: an
+    upsert that meets another row's unique value would update that row instead, and a swap of unique
+    values between two buffered rows has no order of single upserts that works. (The target session runs
+    with ``foreign_key_checks = 0`` and the tables' triggers set aside: the delete cascades nowhere and
+    fires nothing. ``REPLACE`` deletes a row that still holds a unique value the source gave up before
+    this image: only a row the copy read later than this change, whose own later change follows in the
+    log and writes it back.)"""
+    if not net.rows:
+        return 0
+    db, tbl = _q(net.database), _q(net.route.target)
+    statements = 0
+    unique = net.route.other_unique
+    gone = list(net.rows) if unique else [k for k, v in net.rows.items() if v is None]
+    width = len(net.key)
+    if width == 1:
+        col = _q(net.key[0])
+        for i in range(0, len(gone), FLUSH_ROWS):
+            part = gone[i:i + FLUSH_ROWS]
+            cur.execute(f"DELETE FROM {db}.{tbl} WHERE {col} IN ({', '.join(['%s'] * len(part))})", [k[0] for k in part])
+            statements += 1
+    else:
+        cols = ", ".join(_q(c) for c in net.key)
+        one = "(" + ", ".join(["%s"] * width) + ")"
+        for i in range(0, len(gone), FLUSH_ROWS):
+            part = gone[i:i + FLUSH_ROWS]
+            cur.execute(f"DELETE FROM {db}.{tbl} WHERE ({cols}) IN ({', '.join([one] * len(part))})",
+                        [v for k in part for v in k])
+            statements += 1
+    shapes: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for row in net.rows.values():
+        if row is not None:
+            shapes.setdefault(row[0], []).append(row[1])
+    for names, rows in shapes.items():
+        q = ", ".join(_q(c) for c in names)
+        one = "(" + ", ".join(["%s"] * len(names)) + ")"
+        head = f"{'REPLACE' if unique else 'INSERT'} INTO {db}.{tbl} ({q}) VALUES "
+        tail = "" if unique else " ON DUPLICATE KEY UPDATE " + ", ".join(f"{_q(c)} = VALUES({_q(c)})" for c in names)
+        i = 0
+        while i < len(rows):
+            j, size = i, 0
+            while j < len(rows) and j - i < FLUSH_ROWS and (j == i or size < FLUSH_BYTES):
+                size += _size(rows[j])
+                j += 1
+            cur.execute(head + ", ".join([one] * (j - i)) + tail, [v for r in rows[i:j] for v in r])
+            statements += 1
+            i = j
+    net.rows.clear()
+    return statements
+
+
+def _flush_all(cur: Any, nets: dict[tuple[str, str], NetChanges], tenant: str | None = None) -> None:
+    """Flush every buffer (of one tenant, or all)."""
+    for (t, _), net in nets.items():
+        if tenant is None or t == tenant:
+            flush(cur, net)
+
+
+def _cascades(change: Any, kids: Any, position: Any) -> bool:
+    """Whether a parent table's change deletes (or re-keys) a parent row that a child route of the
+    tenant follows by ``ON DELETE CASCADE`` (see :func:`apply_parent_delete`)."""
+    if change.kind == "insert" or change.before is None:
+        return False
+    for c_route, _, pcols in kids:
+        if c_route.position >= position:
+            continue
+        if change.kind == "delete" or change.after is None or any(
+                change.before.get(p) != change.after.get(p) for p in pcols if p in change.before):
+            return True
+    return False
+
+
 def built_tenants(cfg: TenantSplitConfig) -> dict[str, str]:
     """tenant → database of every tenant with a catch-up position and readers not yet on its database."""
     from cutover import control
@@ -372,7 +531,9 @@ def catch_up_held(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at: A
         for child_route in s.routes.values():
             for parent, cols, pcols in child_route.parents:
                 s.children.setdefault(parent, []).append((child_route, cols, pcols))
-    with mysql_connect(cfg.target_conn_id, database="") as tconn:
+    nets: dict[tuple[str, str], NetChanges] = {}
+    group = _Group()
+    with mysql_connect(cfg.target_conn_id, database="") as tconn, pg_connect(cfg.control_conn_id) as pg:
         tcur = tconn.cursor()
         target.session(tcur)
         # triggers are set aside only on tables a change reaches (DDL: done between source transactions,
@@ -380,13 +541,14 @@ def catch_up_held(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at: A
         aside: dict[str, dict[str, dict[str, tuple[str, str]]]] = {s.tenant: {} for s in syncs.values()}
         checked: set[tuple[str, str]] = set()
         previous = start
+        complete = True
         try:
             for batch in read_changes(cfg.source_conn_id, start, schemas={cfg.source_database}, tables=names, stop_at=stop_at):
                 reached = batch.position
                 todo = [(s, t) for s in syncs.values() for t in _reached_tables(s, batch) if (s.tenant, t) not in checked]
                 if todo:
                     if pending:
-                        _commit(tconn, tcur, cfg, pending, previous)
+                        _commit(tconn, tcur, cfg, pending, previous, nets, pg, group)
                     for s, t in todo:
                         if (s.tenant, t) in checked:
                             continue
@@ -399,13 +561,18 @@ def catch_up_held(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at: A
                     n = 0
                     for ch in batch:
                         route = s.routes.get(ch.table)
+                        kids = s.children.get(ch.table, ())
+                        if kids and _cascades(ch, kids, batch.position):
+                            _flush_all(tcur, nets, s.tenant)  # the cascade deletes what the target holds now
                         if route is not None and route.position < batch.position:
-                            got = apply_change(tcur, s, ch)
+                            # keyed: netted per key, applied by multi-row statements at the next flush;
+                            # keyless: in log order now (its own rows only: nothing else reads them)
+                            got = buffer_change(nets, s, ch) if route.key else apply_change(tcur, s, ch)
                             if got:
                                 n += got
                                 pending.setdefault((s.tenant, route.target), (s, route))
                                 _touch(s, route, ch)
-                        for c_route, cols, pcols in s.children.get(ch.table, ()):
+                        for c_route, cols, pcols in kids:
                             # a parent key names one source row (of one tenant): the child's rows
                             # referencing it in this tenant's database are the ones it cascaded to
                             if c_route.position < batch.position:
@@ -416,23 +583,28 @@ def catch_up_held(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at: A
                                     s.touched[c_route.target] = None  # rows a cascade removed: no key list
                     if n:
                         s.applied += n
+                        s.unreported += n
                         s.transactions += 1
                         unsaved += n
+                        group.timestamp = batch.timestamp
                 # changes and positions commit together; several source transactions per commit
                 if pending and (unsaved >= COMMIT_ROWS or time.monotonic() - last_commit >= COMMIT_SECONDS):
-                    _commit(tconn, tcur, cfg, pending, batch.position)
+                    _commit(tconn, tcur, cfg, pending, batch.position, nets, pg, group)
                     unsaved, last_commit = 0, time.monotonic()
                 previous = batch.position
                 if max_seconds is not None and time.monotonic() - t0 > max_seconds:
+                    complete = False
                     break
             if pending:
-                _commit(tconn, tcur, cfg, pending, reached)
+                _commit(tconn, tcur, cfg, pending, reached, nets, pg, group)
             for s in syncs.values():  # tables without a change of theirs up to here are caught up to it too
                 for route in s.routes.values():
                     if route.position < reached:
                         _save_position(tcur, cfg, s.database, route.target, reached, 0)
                         route.position = reached
             tconn.commit()
+            # where each tenant's forward stream stands: read to the end asked for, nothing is behind it
+            _report(pg, cfg, list(syncs.values()), reached, 0.0 if complete else None)
         finally:
             tconn.rollback()
             for s in syncs.values():
@@ -451,18 +623,51 @@ def catch_up_held(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at: A
 
 
 #: a catch-up commits after this many applied rows or seconds (each commit carries the positions)
-COMMIT_ROWS = 2_000
+COMMIT_ROWS = 5_000
 COMMIT_SECONDS = 0.5
 
 
+@dataclass
+class _Group:
+    """The commit group being built: the commit time (Unix s) of its newest source transaction."""
+
+    timestamp: float | None = None
+
+
 def _commit(tconn: Any, tcur: Any, cfg: TenantSplitConfig, pending: dict[tuple[str, str], tuple[TenantSync, TableRoute]],
-            position: Any) -> None:
-    """Save the new position of every table changed since the last commit, in the changes' transaction."""
+            position: Any, nets: dict[tuple[str, str], NetChanges], pg: Any, group: _Group) -> None:
+    """Flush the netted changes and save the new position of every table changed since the last commit,
+    in the changes' transaction; then report the tenants' forward streams (lag: now − the commit time of
+    the group's newest source transaction)."""
+    _flush_all(tcur, nets)
     for s, route in pending.values():
         _save_position(tcur, cfg, s.database, route.target, position, 0)
         route.position = position
     tconn.commit()
+    tenants = list({id(s): s for s, _ in pending.values()}.values())
     pending.clear()
+    lag = max(0.0, time.time() - group.timestamp) if group.timestamp else None
+    group.timestamp = None
+    _report(pg, cfg, tenants, position, lag)
+
+
+def _report(pg: Any, cfg: TenantSplitConfig, tenants: list[TenantSync], position: Any, lag_s: float | None) -> None:
+    """One ``control.report_stream`` per tenant (direction ``forward``) and one commit. The rows are
+    already committed with their positions: a control database that refuses is logged, not raised."""
+    from cutover import control
+
+    try:
+        for s in tenants:
+            control.report_stream(pg, PIPELINE, cfg.scope, s.tenant, "forward", position=str(position),
+                                  lag_s=None if lag_s is None else round(lag_s, 3), applied=s.unreported)
+            s.unreported = 0
+        pg.commit()
+    except Exception as exc:  # the status page's figure, not the data: the next report tries again
+        log.warning("tenant_split catch-up: forward stream not reported (%s)", exc)
+        try:
+            pg.rollback()
+        except Exception:
+            pass
 
 
 def _save_position(cur: Any, cfg: TenantSplitConfig, database: str, table: str, pos: Any, n: int) -> None:
