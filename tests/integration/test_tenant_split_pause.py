@@ -13,6 +13,11 @@ onto its directory row, must wait (1205 under a 1 s timeout). Tables without a t
 locked at all (warned at plan): locking A's rows there held B's ``UPDATE … WHERE tenant = ?``, which
 scans them.
 
+That is the ``pause_locks: rows`` mode. The default (``none``) takes no lock at all: the route says
+``paused`` and the transactions in flight are drained; a writer that ignores the route is not held
+(the binlog fence after the switch applies what it wrote), and a transaction open past the drain's
+bound is reported, not waited for.
+
 Own names: source ``ts_pz_src``, prefix ``tspz_``, state ``cutover_state_pz``.
 """
 
@@ -160,8 +165,8 @@ HELD = [  # tenant A's writes the pause must hold
 def test_other_tenants_write_freely_while_one_is_paused(cfg: TenantSplitConfig, pg: Any) -> None:
     plan_units(cfg)  # stores the tenant database names the pause reads
     latencies: dict[str, float] = {}
-    with write_pause(cfg, A) as info:
-        assert info["locked_rows"] > 0
+    with write_pause(cfg, A, locks="rows") as info:
+        assert info["locked_rows"] > 0 and info["pause_locks"] == "rows"
         assert control.get_route(pg, PIPELINE, SRC, A)["state"] == "paused"
         pg.commit()
         for what, sql, params in OTHERS:
@@ -184,3 +189,44 @@ def test_other_tenants_write_freely_while_one_is_paused(cfg: TenantSplitConfig, 
     # the pause is over: A writes again at once
     took, err = _timed(HELD[0][1], HELD[0][2], 2)
     assert err is None and took < 1.0
+
+
+def test_the_default_pause_takes_no_locks_and_drains_transactions_in_flight(cfg: TenantSplitConfig, pg: Any) -> None:
+    """``pause_locks: none``: nothing is locked (A's own write, ignoring the route, goes through); a
+    transaction open when the pause starts is waited for until it ends; one open past the bound is reported."""
+    import threading
+
+    plan_units(cfg)
+    early = _writer(5)  # a transaction of A's in flight when the pause starts: it commits a little later
+    early.cursor().execute(f"UPDATE {SRC}.orders SET total = total + 100 WHERE tenant = %s AND order_no = 2", (A,))
+    done = threading.Event()
+
+    def finish() -> None:
+        time.sleep(0.3)
+        early.commit()
+        done.set()
+
+    threading.Thread(target=finish, daemon=True).start()
+    with write_pause(cfg, A) as info:
+        assert done.is_set(), "the pause began before the transaction in flight ended"
+        assert info["pause_locks"] == "none" and info["locked_rows"] == 0 and info["locks"] == {}
+        assert info["drain"]["waited_for"] >= 1  # (others' transactions on this shared server may be open too)
+        assert control.get_route(pg, PIPELINE, SRC, A)["state"] == "paused"
+        pg.commit()
+        for what, sql, params in HELD:  # not held in the database: the route is the contract
+            _, err = _timed(sql, params, 2)
+            assert err is None, f"tenant {A!r}: {what}: error {err} without locks"
+    early.close()
+    assert control.get_route(pg, PIPELINE, SRC, A)["state"] == "active"
+    pg.commit()
+    # a transaction open longer than the bound: reported, not waited for to the end
+    from dataclasses import replace
+
+    late = _writer(5)
+    late.cursor().execute(f"UPDATE {SRC}.orders SET total = total + 1 WHERE tenant = %s AND order_no = 3", (B,))
+    try:
+        with write_pause(replace(cfg, pause_drain_s=0.2), A) as info:
+            assert info["drain"]["exceeded"] and info["drain"]["left"] >= 1
+    finally:
+        late.rollback()
+        late.close()
