@@ -15,6 +15,8 @@ so that a rollback loses nothing:
   ``<state database>.reverse_streams`` on the *source* server): a killed run resumes exactly, no change
   twice, none skipped. Keyed tables: upsert of the after image / delete by key (a key change deletes the
   old key first); keyless tables: the row equal to the before image (``<=>``, ``LIMIT 1``), in log order.
+  Consecutive changes of one kind to one table go as one multi-row statement (:class:`Applier`): the
+  apply costs a few round trips per run of changes; the binlog decoding is what bounds a stream.
   A key held on the source by *another* tenant's row is never overwritten: :class:`ReverseConflict`.
 * In the same run, the **source** binlog is read from each tenant's stray position for the tenant's rows
   (its tenant column in the before or after image) in its tables: batches written by the reverse
@@ -54,6 +56,7 @@ and without following ``ON DELETE CASCADE`` (a stray is a fault to fix, reported
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -88,7 +91,8 @@ LOCK_WAIT_S = 900
 #: its database: a rollback that was refused after the drain)
 LIVE_STATES = ("running", "drained")
 
-_q = quote_mysql
+#: quoting is validated each time; a stream quotes the same few names for every change
+_q = functools.lru_cache(maxsize=8192)(quote_mysql)
 #: a trigger body that writes rows (not only ``SET NEW.col = …``, which gives a reversed row its own value again)
 _WRITES = re.compile(r"\b(INSERT|UPDATE|DELETE|REPLACE|CALL)\b", re.IGNORECASE)
 
@@ -358,48 +362,113 @@ def _key(route: ReverseRoute, image: dict[str, Any]) -> list[Any]:
     return [low.get(k.lower()) for k in route.key]
 
 
-def apply_reverse(cur: Any, cfg: TenantSplitConfig, route: ReverseRoute, tenant: str, change: Any) -> int:
-    """Apply one target row change to the source table (see the module docstring); returns rows written.
-    Raises :class:`ReverseConflict` when the key is another tenant's row on the source."""
-    tbl = f"{_q(cfg.source_database)}.{_q(route.source)}"
-    tq = _q(route.tenant_column)
-    before = _image(route, change.before, tenant) if change.before is not None else None
-    after = _image(route, change.after, tenant) if change.after is not None else None
-    n = 0
-    if route.key:
-        kw = " AND ".join(f"{_q(k)} = %s" for k in route.key)
-        if before is not None and (after is None or _key(route, before) != _key(route, after)):
-            cur.execute(f"DELETE FROM {tbl} WHERE {kw} AND {tq} = %s", [*_key(route, before), tenant])
-            n += int(cur.rowcount)
-        if after is not None:
-            if not route.key_has_tenant:
-                cur.execute(f"SELECT {tq} FROM {tbl} WHERE {kw} FOR UPDATE", _key(route, after))
-                held = cur.fetchone()
-                if held is not None and text_of(held[0]) != tenant:
-                    raise ReverseConflict(
-                        f"{cfg.source_database}.{route.source}: key {_key(route, after)} of tenant {tenant!r} (from "
-                        f"{route.target}, {change.position}) is held on the source by tenant {text_of(held[0])!r}'s row: "
-                        "not overwritten, the reverse stream stops here (give the tenant database's new rows keys that "
-                        "cannot collide, e.g. an auto_increment offset)")
-            names = list(after)
-            cols = ", ".join(_q(c) for c in names)
-            upd = ", ".join(f"{_q(c)} = VALUES({_q(c)})" for c in names)
-            cur.execute(f"INSERT INTO {tbl} ({cols}) VALUES ({', '.join(['%s'] * len(names))}) ON DUPLICATE KEY UPDATE {upd}",
-                        list(after.values()))
-            n += 1
-        return n
-    if before is not None:
+#: rows per multi-row statement of the applier
+GROUP_ROWS = 500
+
+
+class Applier:
+    """Applies reversed row changes to the source in log order, consecutive changes of one kind to one
+    table as one multi-row statement (an upsert of after images, a delete by keys, a keyless insert): a
+    run of changes costs a few round trips, not one per row. Keyless updates and deletes go one by one
+    (each touches one row equal to the before image). Call :meth:`flush` before committing."""
+
+    def __init__(self, cur: Any, cfg: TenantSplitConfig) -> None:
+        self.cur, self.cfg = cur, cfg
+        self.group: tuple[Any, ...] | None = None
+        self.items: list[tuple[Any, ...]] = []
+
+    def add(self, route: ReverseRoute, tenant: str, change: Any) -> int:
+        """Queue (or apply) one target row change; returns the row changes it makes on the source (a key
+        change counts two: the old key deleted, the new row written). Raises :class:`ReverseConflict`."""
+        before = _image(route, change.before, tenant) if change.before is not None else None
+        after = _image(route, change.after, tenant) if change.after is not None else None
+        n = 0
+        if route.key:
+            if before is not None and (after is None or _key(route, before) != _key(route, after)):
+                self._queue(("delete", route, tenant), (tuple(_key(route, before)),))
+                n += 1
+            if after is not None:
+                self._queue(("upsert", route, tenant, tuple(after)), (tuple(after.values()), change.position))
+                n += 1
+            return n
+        if before is None:
+            assert after is not None
+            self._queue(("insert", route, tenant, tuple(after)), (tuple(after.values()),))
+            return 1
+        self.flush()
+        tbl = self._table(route)
         where = " AND ".join(f"{_q(c)} <=> %s" for c in before)
         if after is not None:
             sets = ", ".join(f"{_q(c)} = %s" for c in after)
-            cur.execute(f"UPDATE {tbl} SET {sets} WHERE {where} LIMIT 1", [*after.values(), *before.values()])
-            return int(cur.rowcount)
-        cur.execute(f"DELETE FROM {tbl} WHERE {where} LIMIT 1", list(before.values()))
-        return int(cur.rowcount)
-    assert after is not None
-    cur.execute(f"INSERT INTO {tbl} ({', '.join(_q(c) for c in after)}) VALUES ({', '.join(['%s'] * len(after))})",
-                list(after.values()))
-    return 1
+            self.cur.execute(f"UPDATE {tbl} SET {sets} WHERE {where} LIMIT 1", [*after.values(), *before.values()])
+        else:
+            self.cur.execute(f"DELETE FROM {tbl} WHERE {where} LIMIT 1", list(before.values()))
+        return 1
+
+    def _table(self, route: ReverseRoute) -> str:
+        return f"{_q(self.cfg.source_database)}.{_q(route.source)}"
+
+    def _queue(self, group: tuple[Any, ...], item: tuple[Any, ...]) -> None:
+        if group != self.group:
+            self.flush()
+            self.group = group
+        self.items.append(item)
+        if len(self.items) >= GROUP_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what is queued (one statement, or two for an upsert whose key lacks the tenant column)."""
+        if not self.items or self.group is None:
+            self.group, self.items = None, []
+            return
+        kind, route, tenant = self.group[:3]
+        items, self.items, group, self.group = self.items, [], self.group, None
+        tbl = self._table(route)
+        if kind == "delete":
+            keys = [k for (k,) in items]
+            self.cur.execute(f"DELETE FROM {tbl} WHERE {_q(route.tenant_column)} = %s AND {_in(route.key, len(keys))}",
+                             [tenant, *[v for k in keys for v in k]])
+            return
+        cols = group[3]
+        if kind == "upsert" and not route.key_has_tenant:
+            self._check(route, tenant, cols, items)
+        one = f"({', '.join(['%s'] * len(cols))})"
+        sql = (f"INSERT INTO {tbl} ({', '.join(_q(c) for c in cols)}) VALUES {', '.join([one] * len(items))}")
+        if kind == "upsert":
+            sql += " ON DUPLICATE KEY UPDATE " + ", ".join(f"{_q(c)} = VALUES({_q(c)})" for c in cols)
+        self.cur.execute(sql, [v for item in items for v in item[0]])
+
+    def _check(self, route: ReverseRoute, tenant: str, cols: tuple[str, ...], items: list[tuple[Any, ...]]) -> None:
+        """Refuse to overwrite a row another tenant holds under one of these keys (locks them meanwhile)."""
+        at = {c.lower(): i for i, c in enumerate(cols)}
+        keys = {tuple(values[at[k.lower()]] for k in route.key): pos for values, pos in items}
+        kq = ", ".join(_q(k) for k in route.key)
+        self.cur.execute(f"SELECT {kq}, {_q(route.tenant_column)} FROM {self._table(route)} WHERE {_in(route.key, len(keys))} "
+                         "FOR UPDATE", [v for k in keys for v in k])
+        for row in self.cur.fetchall():
+            if row[-1] is not None and text_of(row[-1]) != tenant:
+                key = [text_of(v) if isinstance(v, bytes) else v for v in row[:-1]]
+                raise ReverseConflict(
+                    f"{self.cfg.source_database}.{route.source}: key {key} of tenant {tenant!r} (from {route.target}, "
+                    f"up to {max(keys.values())}) is held on the source by tenant {text_of(row[-1])!r}'s row: not "
+                    "overwritten, the reverse stream stops here (give the tenant database's new rows keys that cannot "
+                    "collide, e.g. an auto_increment offset)")
+
+
+def _in(key: tuple[str, ...], n: int) -> str:
+    """``k IN (%s, …)`` or ``(k1, k2) IN ((%s, %s), …)`` for ``n`` keys."""
+    if len(key) == 1:
+        return f"{_q(key[0])} IN ({', '.join(['%s'] * n)})"
+    one = f"({', '.join(['%s'] * len(key))})"
+    return f"({', '.join(_q(k) for k in key)}) IN ({', '.join([one] * n)})"
+
+
+def apply_reverse(cur: Any, cfg: TenantSplitConfig, route: ReverseRoute, tenant: str, change: Any) -> int:
+    """Apply one target row change to the source table now (see :class:`Applier`); returns row changes made."""
+    applier = Applier(cur, cfg)
+    n = applier.add(route, tenant, change)
+    applier.flush()
+    return n
 
 
 def _save(cur: Any, cfg: TenantSplitConfig, s: Stream, position: BinlogPosition, n: int) -> None:
@@ -424,8 +493,10 @@ def _reverse(cfg: TenantSplitConfig, todo: dict[str, Stream], routes: Routes, *,
     with mysql_connect(cfg.source_conn_id, database="") as sconn:
         cur = sconn.cursor()
         _session(cur, REVERSE_SERVER_ID)
+        applier = Applier(cur, cfg)
 
         def commit(position: BinlogPosition) -> None:
+            applier.flush()
             for tenant, n in pending.items():
                 _save(cur, cfg, todo[tenant], position, n)
             sconn.commit()
@@ -447,13 +518,14 @@ def _reverse(cfg: TenantSplitConfig, todo: dict[str, Stream], routes: Routes, *,
                         if route is None:
                             s.not_reversed[ch.table] = s.not_reversed.get(ch.table, 0) + 1
                             continue
-                        got = apply_reverse(cur, cfg, route, s.tenant, ch)
+                        got = applier.add(route, s.tenant, ch)
                         s.applied_now += got
                         s.newest_ts = max(s.newest_ts, int(batch.timestamp))
                         pending[s.tenant] = pending.get(s.tenant, 0) + got
                         n_batch += got
                     unsaved += n_batch
                     if n_batch and hook:
+                        applier.flush()  # the transaction's rows written, not committed
                         hook("applied", n_batch)
                 if pending and (unsaved >= COMMIT_ROWS or time.monotonic() - last_commit >= COMMIT_SECONDS):
                     commit(batch.position)
