@@ -114,9 +114,13 @@ def cut_over(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         at_switch = binlog.current_position(m.cursor())
     switch(SPEC, cfg, ready, f"{db}-cut", approval=None)
     key = SPEC.unit_key(cfg, TABLE)
-    started = reverse.start(cfg, key, run_id=f"{db}-cut", source_position=at_switch)
-    assert started["started"] is True and started["stray_position"] == str(at_switch)
+    # the cutover starts the stream at its fence where it is wired to (mysql_to_postgres.cutover); else here
+    first = reverse.start(cfg, key, run_id=f"{db}-cut", source_position=at_switch)
+    assert first["stray_position"] and not at_switch > binlog.BinlogPosition.parse(first["stray_position"])
     assert reverse.start(cfg, key, run_id=f"{db}-cut", source_position=at_switch)["started"] is False  # idempotent
+    with pg_connect() as conn:
+        st = control.get_stream(conn, "mysql_to_postgres", cfg.scope, TABLE, "reverse")
+        assert st is not None and st["state"] == "running" and st["detail"]["capture"] == "trigger"
     yield {"cfg": cfg, "spec": SPEC, "db": db, "schema": schema, "key": key, "params": params, "at_switch": at_switch}
     _cleanup(db, schema, cfg.scope)
 
