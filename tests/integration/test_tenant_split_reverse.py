@@ -29,6 +29,7 @@ from cutover.binlog import BinlogPosition, current_position
 from cutover.connections import MYSQL_SOURCE, MYSQL_TARGET, mysql_connect, resolve
 from cutover.identifiers import quote_mysql
 from cutover.lifecycle import stages
+from cutover.lifecycle.model import UnitKey
 from cutover.lifecycle.switch import rollback, split_ready, switch
 from cutover.samples.hostile import HOSTILE_NAMES
 from cutover.tenant_split import reverse, sync
@@ -243,6 +244,14 @@ def test_writes_on_the_new_side_reach_the_old_one_and_rollback_loses_none(cut_ov
     assert reverse.run(cfg)["tenants"] == {}  # drained and routed back: no longer runs
     again = sync.catch_up(cfg, {CUT: db})
     assert again["applied"] == 0
+    _assert_sides_equal(db)
+    # back on the shared tables the application writes there; a second drain (another rollback) leaves the
+    # forward catch-up's positions alone, so the forward catch-up brings that write over
+    with mysql_connect(MYSQL_SOURCE, database=SRC) as s:
+        s.cursor().execute("INSERT INTO activity VALUES (%s, 'after the rollback', NULL)", (CUT,))
+    key = UnitKey(cfg.scope, (CUT, "activity"))
+    assert reverse.drain(cfg, [key]) == {key.label: {"applied": 0, "position": stream["position"], "stream": "drained"}}
+    assert sync.catch_up(cfg, {CUT: db})["applied"] == 1
     _assert_sides_equal(db)
     conn.close()
 

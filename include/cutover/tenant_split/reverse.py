@@ -742,12 +742,18 @@ def drain(cfg: TenantSplitConfig, keys: list[UnitKey]) -> dict[str, Any]:
     for k in keys:
         by_tenant.setdefault(k.parts[0], []).append(k)
     live = streams(cfg, list(by_tenant))
+    routed = _on_tenant_db(cfg, list(live)) if live else set()
     out: dict[str, Any] = {}
     for tenant, tkeys in by_tenant.items():
         s = live.get(tenant)
         if s is None:
             for k in tkeys:
                 out[k.label] = {"applied": 0, "position": None, "stream": "none"}
+            continue
+        if s.state == "drained" and tenant not in routed:
+            # drained by an earlier rollback that went through: the forward catch-up owns the positions now
+            for k in tkeys:
+                out[k.label] = {"applied": 0, "position": str(s.position), "stream": "drained"}
             continue
         with reverse_lock(cfg, [tenant]):
             with mysql_connect(cfg.target_conn_id, database="") as t:
