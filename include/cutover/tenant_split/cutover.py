@@ -47,6 +47,7 @@ from cutover import control
 from cutover.connections import mysql_connect, pg_connect
 from cutover.identifiers import quote_mysql
 from cutover.lifecycle.model import UnitKey
+from cutover.mysql_schema import text_of
 from cutover.tenant_split import pause
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
 from cutover.tenant_split.copy import clear_checkpoints
@@ -134,12 +135,17 @@ def drain_transactions(cfg: TenantSplitConfig, wait_s: float) -> dict[str, Any]:
     next) or waits on the route. Read-only transactions are not waited for. Returns ``{"waited_for":
     transactions open at the start, "left": still open at the end, "s": seconds, "exceeded": bool}``;
     a transaction still open is warned about: what it writes later lands after the fence and is applied
-    by the binlog fence after the switch (:func:`tenant_switch`)."""
+    by the binlog fence after the switch (:func:`tenant_switch`); ``open`` then describes up to 5 of
+    them (thread, start, rows modified, user, database, statement). Transactions that have neither
+    written nor locked a row are not waited for either: the cooperative writer re-reads the route after
+    its first write, so one that has not written yet sees the pause."""
     t0 = time.monotonic()
     with mysql_connect(cfg.source_conn_id, database="") as c:
         cur = c.cursor()
+        # read-write transactions that wrote or locked something (a cooperative writer re-reads the
+        # route after its first write: one that has not written yet will see the pause)
         cur.execute("SELECT trx_id FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id <> CONNECTION_ID() "
-                    "AND trx_is_read_only = 0")
+                    "AND trx_is_read_only = 0 AND (trx_rows_modified > 0 OR trx_lock_structs > 0)")
         open_ = {r[0] for r in cur.fetchall()}
         initial = len(open_)
         while open_ and time.monotonic() - t0 < wait_s:
@@ -148,8 +154,17 @@ def drain_transactions(cfg: TenantSplitConfig, wait_s: float) -> dict[str, Any]:
                         + ", ".join(["%s"] * len(open_)) + ")", tuple(open_))
             open_ = {r[0] for r in cur.fetchall()}
         c.rollback()
-    out = {"waited_for": initial, "left": len(open_), "s": round(time.monotonic() - t0, 4), "exceeded": bool(open_)}
+    out: dict[str, Any] = {"waited_for": initial, "left": len(open_), "s": round(time.monotonic() - t0, 4), "exceeded": bool(open_)}
     if open_:
+        with mysql_connect(cfg.source_conn_id, database="") as c:
+            cur = c.cursor()
+            cur.execute("SELECT t.trx_id, t.trx_mysql_thread_id, t.trx_started, t.trx_rows_modified, p.USER, p.DB, "
+                        "LEFT(COALESCE(t.trx_query, p.INFO, ''), 120) FROM information_schema.INNODB_TRX t LEFT JOIN "
+                        "information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id WHERE t.trx_id IN ("
+                        + ", ".join(["%s"] * len(open_)) + ")", tuple(open_))
+            out["open"] = [{"trx_id": str(r[0]), "thread": int(r[1]), "started": str(r[2]), "rows_modified": int(r[3]),
+                            "user": text_of(r[4] or ""), "db": text_of(r[5] or ""), "query": text_of(r[6] or "")}
+                           for r in cur.fetchall()[:5]]
         log.warning("write pause: %d source transaction(s) still open after %.1f s (what they write is applied by the "
                     "binlog fence after the switch)", len(open_), wait_s)
     return out
