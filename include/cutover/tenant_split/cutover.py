@@ -127,6 +127,11 @@ def _parents_first(schema: Any, rules: dict[str, Any]) -> list[Any]:
     return [rules[n] for n in done]
 
 
+#: InnoDB refreshes its ``information_schema.INNODB_TRX`` cache only when it has not been read for 0.1 s:
+#: polled faster, it shows the same (ended) transactions for ever
+TRX_CACHE_S = 0.1
+
+
 def drain_transactions(cfg: TenantSplitConfig, wait_s: float) -> dict[str, Any]:
     """Wait (at most ``wait_s`` seconds) for the source's read-write transactions open now to end.
 
@@ -149,7 +154,7 @@ def drain_transactions(cfg: TenantSplitConfig, wait_s: float) -> dict[str, Any]:
         open_ = {r[0] for r in cur.fetchall()}
         initial = len(open_)
         while open_ and time.monotonic() - t0 < wait_s:
-            time.sleep(0.002)
+            time.sleep(min(TRX_CACHE_S, max(0.0, wait_s - (time.monotonic() - t0))) + 0.001)
             cur.execute("SELECT trx_id FROM information_schema.INNODB_TRX WHERE trx_id IN ("
                         + ", ".join(["%s"] * len(open_)) + ")", tuple(open_))
             open_ = {r[0] for r in cur.fetchall()}
@@ -240,6 +245,11 @@ def write_pause(cfg: TenantSplitConfig, tenant: str, lock_wait_s: int = 10, lock
             if now is not None and now["state"] == "paused":  # not routed: back to active where it was
                 control.set_route(conn, PIPELINE, cfg.scope, tenant, now["location"], reason="cutover: pause ended, not routed")
         log.info("tenant %s: writes resumed after %.2f s", tenant, info["paused_s"])
+
+
+#: the catch-up before the pause repeats (at most NEAR_ROUNDS times) until a round takes at most NEAR_ROUND_S seconds
+NEAR_ROUND_S = 0.1
+NEAR_ROUNDS = 4
 
 
 def _plan_details(keys: list[UnitKey], cfg: TenantSplitConfig) -> dict[str, dict[str, Any]]:
@@ -356,13 +366,23 @@ def tenant_switch(cfg: TenantSplitConfig, keys: list[UnitKey], run_id: str) -> I
     started_reverse: dict[str, Any] | None = None
     with sync.catch_up_lock(cfg, [db]):
         # 2. close to now, still writing
+        # 2. close to now, still writing: rounds until one is short (what the pause then reads is what
+        # arrived during that round)
         t = time.monotonic()
-        with mysql_connect(cfg.source_conn_id, database="") as s:
-            near = current_position(s.cursor())
-        c1 = sync.catch_up_held(cfg, {tenant: db}, stop_at=near)
-        applied += int(c1.get("applied") or 0)
-        _merge_touched(touched, (c1.get("tenants") or {}).get(tenant))
+        near_applied, rounds = 0, 0
+        while True:
+            r0 = time.monotonic()
+            with mysql_connect(cfg.source_conn_id, database="") as s:
+                near = current_position(s.cursor())
+            c1 = sync.catch_up_held(cfg, {tenant: db}, stop_at=near)
+            near_applied += int(c1.get("applied") or 0)
+            _merge_touched(touched, (c1.get("tenants") or {}).get(tenant))
+            rounds += 1
+            if time.monotonic() - r0 <= NEAR_ROUND_S or rounds >= NEAR_ROUNDS:
+                break
+        applied += near_applied
         phases["catch_up_s"] = round(time.monotonic() - t, 4)
+        phases["catch_up_rounds"] = rounds
         # 3. the pause
         with write_pause(cfg, tenant) as info:
             t_pause = time.monotonic()
@@ -394,7 +414,7 @@ def tenant_switch(cfg: TenantSplitConfig, keys: list[UnitKey], run_id: str) -> I
             info.update({"p1": str(p1), "reproved": reproved,
                          "reproved_rows": sum(int(r.get("rows") or 0) for r in reproved.values()),
                          "catch_up": {"applied": applied, "stopped_at": str(p1), "p0": int(c0.get("applied") or 0),
-                                      "near": int(c1.get("applied") or 0), "p1": int(c2.get("applied") or 0)},
+                                      "near": near_applied, "p1": int(c2.get("applied") or 0)},
                          "phases": phases})
             if failures:
                 raise _fail(tenant, failures, f"at the fence {p1} under the write pause")
