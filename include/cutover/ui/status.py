@@ -5,7 +5,9 @@ returns JSON-ready dicts: recent runs (with their kind: build / cutover / rollba
 (source rows read, target rows written, the stage a failed unit failed in), the latest quality-gate
 result per suite and asset (with a link into the data docs when a page exists), the current backend
 switch of every unit and the switch history, the latest consistency result per pair with its lag,
-and dead-letter counts.
+the change streams (forward catch-up before a switch, reverse replication after it: position, lag,
+rows applied; control schema v8) with the stray writes that reached the old side after a switch, and
+dead-letter counts.
 :func:`render_status_html` turns that into a self-contained page. Every value that reaches the page
 is HTML-escaped: names (tenants, tables, ships, pairs) come from data.
 
@@ -36,6 +38,12 @@ HISTORY_LIMIT = 50
 QUALITY_LIMIT = 50
 CONSISTENCY_LIMIT = 200
 STALE_AFTER_S = 3600  # a consistency result older than this is flagged as stale on the page
+STREAMS_LIMIT = 500  # change streams shown (one per pipeline, scope, name and direction)
+STRAY_LIMIT = 200  # stray writes shown, newest first
+STREAM_LAG_WARN_S = 5.0  # a stream further behind than this many seconds is flagged
+STREAM_STALE_AFTER_S = 180  # a live stream that has not reported for this many seconds is flagged as stale
+#: stream states that are not expected to report again: never flagged as stale
+STREAM_ENDED_STATES = frozenset({"stopped", "drained", "failed", "done"})
 
 
 # --- reading the control schema ------------------------------------------------------------------
@@ -170,6 +178,9 @@ def collect_status(
         "switch_history": [],
         "consistency": [],
         "dead_letters": [],
+        "streams": [],
+        "stray_writes": [],
+        "stray_writes_total": 0,
     }
     status["generated_at"] = conn.execute("SELECT now()").fetchone()[0]
     if not schema_exists(conn):
@@ -293,6 +304,7 @@ def collect_status(
         for key in ("lag_s", "check_age_s"):
             c[key] = float(c[key]) if c[key] is not None else None
         c["stale"] = c["check_age_s"] is None or c["check_age_s"] > STALE_AFTER_S
+    status.update(collect_streams(conn, pipeline=pipeline))
     status["dead_letters"] = _rows(
         conn,
         f"""SELECT pipeline, unit_key, count(*) AS count, max(created_at) AS last_at
@@ -301,6 +313,52 @@ def collect_status(
         p,
     )
     return _jsonable(status)
+
+
+def stream_flags(stream: Mapping[str, Any]) -> dict[str, bool]:
+    """``{"lagging": bool, "stale": bool}`` for one stream row: lagging when its ``lag_s`` (seconds) is above
+    :data:`STREAM_LAG_WARN_S`; stale when it is live (its state not in :data:`STREAM_ENDED_STATES`) and its
+    last report (``age_s``, seconds since ``updated_at``) is older than :data:`STREAM_STALE_AFTER_S`."""
+    lag, age = stream.get("lag_s"), stream.get("age_s")
+    live = str(stream.get("state") or "").lower() not in STREAM_ENDED_STATES
+    return {"lagging": lag is not None and float(lag) > STREAM_LAG_WARN_S,
+            "stale": live and age is not None and float(age) > STREAM_STALE_AFTER_S}
+
+
+def collect_streams(conn: Any, *, pipeline: str | None = None) -> dict[str, Any]:
+    """The change streams and stray writes of the control schema (v8), read-only.
+
+    Returns ``{"streams": [...], "stray_writes": [...], "stray_writes_total": int}``: streams ordered by
+    pipeline, scope, name and direction (at most :data:`STREAMS_LIMIT`), each with ``age_s`` (seconds
+    since its last report) and the flags of :func:`stream_flags`; stray writes newest first (at most
+    :data:`STRAY_LIMIT`), the total of all of them beside. A schema older than v8 reads as none.
+    """
+    out: dict[str, Any] = {"streams": [], "stray_writes": [], "stray_writes_total": 0}
+    if conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.streams",)).fetchone()[0] is None:
+        return out
+    p = {"pipeline": pipeline}
+    by_pipeline = "(%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)"
+    streams = _rows(
+        conn,
+        f"""SELECT pipeline, scope, name, direction, state, position, lag_s, applied, detail, started_at,
+                   updated_at, extract(epoch FROM now() - updated_at)::double precision AS age_s
+            FROM {SCHEMA}.streams WHERE {by_pipeline}
+            ORDER BY pipeline, scope, name, direction LIMIT {STREAMS_LIMIT}""",
+        p,
+    )
+    for s in streams:
+        s["lag_s"] = float(s["lag_s"]) if s["lag_s"] is not None else None
+        s.update(stream_flags(s))
+    out["streams"] = streams
+    out["stray_writes"] = _rows(
+        conn,
+        f"""SELECT id, pipeline, scope, name, table_name, kind, record_key, position, run_id, forwarded, seen_at
+            FROM {SCHEMA}.stray_writes WHERE {by_pipeline} ORDER BY id DESC LIMIT {STRAY_LIMIT}""",
+        p,
+    )
+    out["stray_writes_total"] = int(
+        conn.execute(f"SELECT count(*) FROM {SCHEMA}.stray_writes WHERE {by_pipeline}", p).fetchone()[0])
+    return out
 
 
 # --- rendering ------------------------------------------------------------------------------------
@@ -497,6 +555,7 @@ code{font-size:.85em}nav a{margin-right:1rem}
 .kind{font-size:.8em;font-weight:normal;padding:0 .35rem;border:1px solid #9fb3c8;border-radius:3px}
 .bar{width:8rem;height:.5rem;background:#e4e7eb;border-radius:3px;overflow:hidden;margin-top:.2rem}
 .bar i{display:block;height:100%;background:#2f80ed}
+tr.lagging td,tr.stale td{background:#fffbea}.dir.reverse{font-weight:600;color:#7c5e10}
 """
 
 
@@ -739,6 +798,8 @@ def render_status_html(
         )
     )
 
+    parts.append(streams_html(status, plink))
+
     # dead letters
     parts.append("<h2>Dead letters</h2>")
     def dl_link(d: Mapping[str, Any]) -> str:
@@ -764,6 +825,84 @@ def render_status_html(
         + "\n".join(parts)
         + "</body></html>"
     )
+
+
+def format_lag(seconds: Any) -> str:
+    """A stream's lag: ``0.42`` → ``0.4 s``, ``95`` → ``1m 35s``; unknown → ``–``."""
+    if seconds is None:
+        return "–"
+    value = float(seconds)
+    return f"{value:.1f} s" if value < 60 else format_duration(value)
+
+
+def short_json(value: Any, *, limit: int = 120) -> str:
+    """A record key (any JSON value) as compact JSON text, cut at ``limit`` characters (not escaped)."""
+    text = json.dumps(_jsonable(value), ensure_ascii=False, separators=(",", ":"), default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def streams_html(status: Mapping[str, Any], plink: Any = _e) -> str:
+    """The "Change streams" and "Stray writes" sections of the status page (escaped HTML).
+
+    A stream whose lag is above :data:`STREAM_LAG_WARN_S` or whose last report is stale (see
+    :func:`stream_flags`) is shown in the warning style (its row has class ``lagging`` / ``stale``);
+    ``plink`` renders a pipeline's name (a link to the page narrowed to it).
+    """
+    parts = ["<h2>Change streams</h2>",
+             '<p class="muted">Forward: source → target until the switch (catch-up); reverse: target → source '
+             f"after it, so a rollback loses nothing. Lag above {STREAM_LAG_WARN_S:g} s, or no report for "
+             f"{format_duration(STREAM_STALE_AFTER_S)} from a live stream, is flagged.</p>"]
+    rows = []
+    for st in status.get("streams") or []:
+        flags = {k: bool(st.get(k)) if k in st else v for k, v in stream_flags(st).items()}
+        classes = " ".join(k for k in ("lagging", "stale") if flags[k])
+        lag = _e(format_lag(st.get("lag_s")))
+        if flags["lagging"]:
+            lag = f'<span class="state warn">{lag} behind</span>'
+        updated = _ts(st.get("updated_at"))
+        if flags["stale"]:
+            updated += f' <span class="state warn">stale: no report for {_e(format_duration(st.get("age_s")))}</span>'
+        direction = str(st.get("direction") or "")
+        rows.append((classes, [
+            plink(st.get("pipeline")),
+            _e(st.get("scope")),
+            f"<b>{_e(st.get('name'))}</b>",
+            f'<span class="dir {_e(direction)}">{_e(direction)}</span>',
+            _state(st.get("state")),
+            f"<code>{_e(st.get('position'))}</code>",
+            lag,
+            f'<span class="n">{_num(st.get("applied"))}</span>',
+            updated,
+        ]))
+    if rows:
+        head = "".join(f"<th>{_e(h)}</th>" for h in ("pipeline", "scope", "name", "direction", "state", "position",
+                                                     "lag", "rows applied", "updated"))
+        body = "".join(f'<tr class="stream {c}">' + "".join(f"<td>{x}</td>" for x in cells) + "</tr>"
+                       for c, cells in rows)
+        parts.append(f'<table class="streams"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+    else:
+        parts.append('<p class="muted">No change stream has reported yet.</p>')
+
+    strays = status.get("stray_writes") or []
+    total = int(status.get("stray_writes_total") or len(strays))
+    more = f" (newest {len(strays):,} of {total:,})" if total > len(strays) else ""
+    parts.append(f"<h2>Stray writes (to the old side after a switch, newest first){_e(more)}</h2>")
+    s_rows = [
+        [
+            plink(w.get("pipeline")),
+            f"<b>{_e(w.get('name'))}</b>",
+            _e(w.get("table_name")),
+            _e(w.get("kind")),
+            f"<code>{_e(short_json(w.get('record_key')))}</code>",
+            f"<code>{_e(w.get('position'))}</code>",
+            _ts(w.get("seen_at")),
+            _bool(w.get("forwarded"), "forwarded", "not forwarded"),
+        ]
+        for w in strays
+    ]
+    parts.append(_table(["pipeline", "name", "table", "kind", "key", "position", "seen at", "forwarded"], s_rows,
+                        "No stray write seen."))
+    return "\n".join(parts)
 
 
 def no_docs_html(docs_dir: Path, *, prefix: str = "", missing: str | None = None) -> str:
