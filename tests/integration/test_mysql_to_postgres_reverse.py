@@ -185,14 +185,14 @@ def test_postgres_writes_flow_back_and_rollback_loses_nothing(cut_over: dict[str
     cfg, db = ctx["cfg"], ctx["db"]
     with mysql_connect(MYSQL_SOURCE, database="") as m:
         before_apply = binlog.current_position(m.cursor())
-    _pg_writes(ctx)  # 19 captured keys: an update captures its old and its new key
+    _pg_writes(ctx)  # 12 captured keys: a key change captures its old and its new key
     out = reverse.run(cfg)
     res = out["tables"][TABLE]
-    assert res["applied"] == 19 and res["dead_letters"] == 0 and res["stray_writes"] == 0, res
+    assert res["applied"] == 12 and res["dead_letters"] == 0 and res["stray_writes"] == 0, res
     assert res["lag_s"] == 0.0
     _check_pg_writes_on_mysql(db)
     st = _stream(ctx)
-    assert st["state"] == "running" and st["applied"] == 19 and st["position"] == str(res["position"]) and st["lag_s"] == 0
+    assert st["state"] == "running" and st["applied"] == 12 and st["position"] == str(res["position"]) and st["lag_s"] == 0
     # the applier's transactions carry its server id (what stray-write detection tells them by)
     origins = {b.origin_server_id for b in binlog.read_changes(MYSQL_SOURCE, before_apply, schemas=[db], tables=[TABLE]) if b}
     assert origins == {reverse.REVERSE_SERVER_ID}
@@ -241,7 +241,7 @@ def test_stray_writes_to_mysql_after_the_switch_are_reported_with_keys(cut_over:
     with pg_connect() as conn:
         conn.execute(f"UPDATE {_target(ctx)} SET note = 'from postgres' WHERE id = 5")
     out = reverse.run(cfg)["tables"][TABLE]
-    assert out["stray_writes"] == 2 and out["applied"] == 2  # an update: its old and its new key
+    assert out["stray_writes"] == 2 and out["applied"] == 1
     with pg_connect() as conn:
         found = control.list_stray_writes(conn, "mysql_to_postgres", cfg.scope, TABLE)
         assert sorted((w["kind"], w["record_key"], w["forwarded"]) for w in found) == [("insert", 77, False), ("update", 2, False)]
@@ -293,7 +293,7 @@ def test_reverse_stream_killed_mid_apply_resumes_exactly(cut_over: dict[str, Any
 
     ctx = cut_over
     cfg, db = ctx["cfg"], ctx["db"]
-    with pg_connect() as conn:  # 170 changes (an update captures its old and new key): five batches of 40
+    with pg_connect() as conn:  # 150 changes: four batches of 40
         conn.execute(f"INSERT INTO {_target(ctx)} (id, name, doc) SELECT g, '행 ' || g, ('{{\"g\": ' || g || '}}')::json "
                      "FROM generate_series(1000, 1119) g")
         conn.execute(f"UPDATE {_target(ctx)} SET name = name || ' ✓' WHERE id BETWEEN 1000 AND 1019")
@@ -323,11 +323,11 @@ def test_reverse_stream_killed_mid_apply_resumes_exactly(cut_over: dict[str, Any
     assert applied_before == (80 if stage == "committed" else 40)
     assert on_mysql == (80 if stage == "committed" else 40)
     out = reverse.run(cfg)["tables"][TABLE]
-    assert out["applied"] == 170 - applied_before and out["dead_letters"] == 0
+    assert out["applied"] == 150 - applied_before and out["dead_letters"] == 0
     with mysql_connect(MYSQL_SOURCE, database="") as m:
         cur = m.cursor()
         cur.execute(f"SELECT applied FROM {quote_mysql(db + '_state')}.m2p_reverse")
-        assert cur.fetchone()[0] == 170  # every change applied exactly once
+        assert cur.fetchone()[0] == 150  # every change applied exactly once
     rows = _mysql_rows(db)
     want = {i: (f"행 {i}" + (" ✓" if i < 1020 else ""), json.dumps({"g": i})) for i in range(1000, 1120) if not 1100 <= i < 1110}
     assert {i: r[:2] for i, r in rows.items() if i >= 1000} == want
