@@ -610,6 +610,27 @@ def _sort_key(k: Any) -> Any:
     return (0, k) if not isinstance(k, str) else (1, k)
 
 
+@contextmanager
+def _source(spec: PairSpec, counter: Callable[[int], None], session: Any | None) -> Iterator[Side]:
+    """The source side: a new read-only snapshot (:func:`open_side`), or ``session`` — a MySQL connection the
+    caller already holds in a consistent snapshot (e.g. :func:`cutover.binlog.consistent_snapshot`, a fence),
+    used as it is: its session gets UTC and utf8mb4, and its transaction is left open (the caller ends it)."""
+    if session is None:
+        with open_side(spec.source, counter) as side:
+            yield side
+        return
+    info = resolve(spec.source.conn_id)
+    dialect = dialect_for(info.conn_type)
+    if dialect.name != "mysql":
+        raise PairSpecError(f"pair {spec.name!r}: an open source session is supported for MySQL sources only")
+    cur = session.cursor()
+    try:
+        cur.execute("SET time_zone = '+00:00', NAMES utf8mb4")
+    finally:
+        cur.close()
+    yield Side(spec.source, session, dialect, counter)
+
+
 def diff_pair(
     spec: PairSpec,
     *,
@@ -617,11 +638,16 @@ def diff_pair(
     window_end: dt.datetime | None = None,
     key_range: tuple[Any, Any] | None = None,
     options: DiffOptions | None = None,
+    source_session: Any | None = None,
 ) -> DiffResult:
     """Compare ``spec``'s source and target over ``[window_start, window_end)`` and/or a key range.
 
     Naive datetimes are UTC. A window needs the pair's ``window_column``; without window and key
-    range the whole pair is compared (a full sweep).
+    range the whole pair is compared (a full sweep). ``source_session``: an open MySQL connection already
+    inside a consistent snapshot (a fence: :func:`cutover.binlog.consistent_snapshot`) that the source side
+    reads through instead of opening its own — so the source is compared at the moment the caller chose;
+    it is used alone (no helper connections: another connection could not join that snapshot) and its
+    transaction is left open. Raises :class:`PairSpecError` for a source session on a PostgreSQL source.
     """
     if (window_start or window_end) and not spec.window_column:
         raise PairSpecError(f"pair {spec.name!r} has no window column; it can only be compared by key range")
@@ -633,9 +659,11 @@ def diff_pair(
 
     opts = options or DiffOptions()
     helpers = max(0, opts.parallel - 1) if key_range is not None or len(spec.key) == 1 else 0
+    if source_session is not None:
+        helpers = 0  # no second connection can join the caller's MySQL snapshot
     with ExitStack() as stack:
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=2 * (1 + helpers), thread_name_prefix="cutover-diff"))
-        fs = pool.submit(lambda: stack.enter_context(open_side(spec.source, counter)))
+        fs = pool.submit(lambda: stack.enter_context(_source(spec, counter, source_session)))
         tgt = stack.enter_context(open_side(spec.target, counter))
         src = fs.result()
         for main in (src, tgt):
@@ -647,4 +675,50 @@ def diff_pair(
     result.bytes_transferred = transferred[0]
     result.duration_s = time.perf_counter() - t0
     log.info("consistency %s", result.summary())
+    return result
+
+
+def diff_keys(spec: PairSpec, keys: Sequence[Key], *, source_session: Any | None = None,
+              chunk: int = 1000) -> DiffResult:
+    """Compare only the rows of ``keys`` (tuples of the source's key values, in ``spec.key`` order) on both
+    sides: per chunk of keys, one ``SELECT`` of key text and row hash per side (``WHERE (key) IN (…)``), matched
+    by the canonical key text as :func:`diff_pair` does. A key neither side has is not counted. Memory and
+    transfer grow with the keys, not the table: the re-proof of what changed since a full proof.
+
+    ``source_session``: as for :func:`diff_pair`. ``source_rows`` / ``target_rows``: rows of those keys found
+    per side; ``mode`` is ``"keys"``.
+    """
+    t0 = time.perf_counter()
+    transferred = [0]
+
+    def counter(n: int) -> None:
+        transferred[0] += n
+
+    uniq = list(dict.fromkeys(tuple(k) for k in keys))
+    with ExitStack() as stack:
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=2, thread_name_prefix="cutover-diff"))
+        src = stack.enter_context(_source(spec, counter, source_session))
+        tgt = stack.enter_context(open_side(spec.target, counter))
+        engine = _Engine(spec, src, tgt, pool, DiffOptions(), (None, None), None)
+        engine.result.mode = "keys"
+        n = len(spec.key)
+        for i in range(0, len(uniq), max(1, chunk)):
+            part = uniq[i:i + chunk]
+
+            def fetch(side: Side, p: _Plan, part: list[Key] = part) -> dict[str, tuple[int, Key]]:
+                row = "(" + ", ".join(["%s"] * n) + ")"
+                cond = f"({', '.join(p.key)}) IN ({', '.join([row] * len(part))})"
+                rows = side.query(f"SELECT {p.key_text}, {p.row_hash}, {', '.join(p.key)} FROM {side.from_clause} "
+                                  f"WHERE {cond}", [v for k in part for v in k])
+                return {str(r[0]): (int(r[1]), tuple(r[2:])) for r in rows}
+
+            s, t = engine.both(fetch)
+            engine.result.source_rows += len(s)
+            engine.result.target_rows += len(t)
+            engine._compare(s, t)
+        result = engine.result
+        result.queries = src.queries + tgt.queries
+    result.bytes_transferred = transferred[0]
+    result.duration_s = time.perf_counter() - t0
+    log.info("consistency (keys) %s", result.summary())
     return result

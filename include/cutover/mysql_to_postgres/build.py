@@ -332,15 +332,27 @@ def finalize_unit(cfg: MysqlToPostgresConfig, unit: PlannedUnit) -> dict[str, An
 
 
 def verify_unit(cfg: MysqlToPostgresConfig, unit: PlannedUnit, run_id: str) -> Verification:
-    """Catch the table up (binlog or watermark), then compare every row through the consistency engine
-    (counts and checksums after type mapping; the differing keys when any), then the GX gate."""
+    """Prove the table: in binlog mode at a fence (:func:`cutover.mysql_to_postgres.verify.verify_at_fence`:
+    both sides at one binlog position, so it passes while the source is written); in watermark mode catch
+    up, then compare with the source read now. Counts and checksums after type mapping through the
+    consistency engine (the differing keys when any), then the GX gate."""
     from cutover.mysql_to_postgres import sync
-    from cutover.mysql_to_postgres.verify import compare_table
+    from cutover.mysql_to_postgres.verify import compare_table, verify_at_fence
 
     tm = _table(unit)
-    caught = sync.sync_units(cfg, [str(unit.key)], {str(unit.key): tm})
-    res = compare_table(cfg, tm, str(unit.key), run_id)
+    key = str(unit.key)
+    with pg_connect(cfg.target_conn_id) as conn:
+        load.ensure_state(conn)
+        row = conn.execute(f"SELECT mode, position FROM {load.STATE_SCHEMA}.m2p_positions WHERE unit_key = %s",
+                           (key,)).fetchone()
+    if row is not None and row[0] == "binlog" and row[1]:
+        return verify_at_fence(cfg, tm, key, run_id)
+    caught = sync.sync_units(cfg, [key], {key: tm})
+    res = compare_table(cfg, tm, key, run_id)
     res.detail["caught_up"] = caught
+    res.detail["fence"] = None
+    res.detail["fence_note"] = ("watermark mode: no binlog position to prove at; compared with the source read now "
+                                "(under steady writes this table verifies once they stop)")
     return res
 
 
@@ -449,15 +461,21 @@ def _stored_target(cfg: MysqlToPostgresConfig, key: UnitKey) -> str:
 
 
 def route_unit(conn: Any, cfg: MysqlToPostgresConfig, key: UnitKey, backend: str) -> dict[str, Any]:
-    """Point the table's readers at ``backend`` (``mysql`` or ``postgres``): a routing entry in the control
-    schema naming where the table now lives."""
+    """Point the table's readers (and cooperative writers) at ``backend`` (``mysql`` or ``postgres``): a
+    routing entry in the control schema naming where the table now lives. Inside a cutover's write pause
+    (the entry is ``paused``) a move to PostgreSQL keeps it paused — :func:`cutover.mysql_to_postgres.
+    cutover.table_switch` makes it active once the reverse stream runs; a move back to MySQL (rollback)
+    is always active."""
     from cutover import control
 
     name = _stored_target(cfg, key)
     where = ({"backend": "postgres", "conn_id": cfg.target_conn_id, "schema": cfg.target_schema, "table": name}
              if backend == "postgres" else
              {"backend": "mysql", "conn_id": cfg.source_conn_id, "database": cfg.source_database, "table": key.parts[0]})
-    control.set_route(conn, PIPELINE, cfg.scope, key.parts[0], where)
+    now = control.get_route(conn, PIPELINE, cfg.scope, key.parts[0])
+    paused = backend == "postgres" and now is not None and now["state"] == "paused"
+    control.set_route(conn, PIPELINE, cfg.scope, key.parts[0], where, state="paused" if paused else "active",
+                      reason=f"readers → {backend}" + (" (write pause: active once the switch completes)" if paused else ""))
     return where
 
 

@@ -2,7 +2,8 @@
 
 Unit key: ``<source db>><target schema>:<table>``. Backends: ``mysql`` (readers read the MySQL table)
 and ``postgres`` (the copied table). Cutover and rollback per table; the sync DAG keeps built tables
-fresh until then (and after: MySQL stays the system of record).
+fresh until then (and after: MySQL stays the system of record). The switch itself runs inside a short
+write pause at a binlog fence (:mod:`cutover.mysql_to_postgres.cutover`).
 """
 
 from __future__ import annotations
@@ -88,6 +89,12 @@ def _divergence(cfg: MysqlToPostgresConfig, key: UnitKey) -> dict[str, Any] | No
     return target_divergence(cfg, key)
 
 
+def _switch(cfg: MysqlToPostgresConfig, keys: list[UnitKey], run_id: str) -> Any:
+    from cutover.mysql_to_postgres.cutover import table_switch
+
+    return table_switch(cfg, keys, run_id)
+
+
 def _drain_reverse(cfg: MysqlToPostgresConfig, keys: list[UnitKey]) -> dict[str, Any]:
     from cutover.mysql_to_postgres.reverse import drain
 
@@ -115,4 +122,5 @@ SPEC = PipelineSpec(
     close=_close,
     target_divergence=_divergence,
     drain_reverse=_drain_reverse,
+    around_switch=_switch,
 )

@@ -13,6 +13,20 @@ back from MySQL (which matches them under the key column's collation) and a targ
 MySQL returned its key byte for byte — so a key changed only in case (``alpha-1`` → ``ALPHA-1`` under a
 ``_ci`` collation), accents or trailing spaces (PAD SPACE) leaves no stale row behind.
 
+**The unit lock**: every sync transaction of a table first takes a PostgreSQL advisory lock on its
+unit key (:func:`lock_units`, in the target database); a proof at a fence (:mod:`cutover.mysql_to_postgres.
+verify`) holds it for the whole session while it checksums, so no other sync moves the target past the
+fence meanwhile. A sync that is handed the fence's own ``source`` snapshot session and ``target`` connection
+(the lock holder: advisory locks are re-entrant per session) re-reads the changed keys **from that
+snapshot**, so the target holds the source's state at ``stop_at`` exactly.
+
+**Forward lag**: each flush reports every table it moved on the status page
+(:func:`cutover.control.report_stream`, direction ``forward``, the table's name, its new position, the
+seconds between the newest change applied and now — 0 once the log's end is reached — and the rows
+applied). Tables whose readers are on PostgreSQL (routing entry ``postgres``, after a cutover) are not
+synced forward any more (:func:`switched_units`): their writes now happen there; a rollback routes them
+back and the forward sync resumes from the fence position the switch left.
+
 **watermark** (no binary log): rows whose ``watermark_column`` (e.g. ``updated_at``) is at or after the
 stored watermark are read in (watermark, key) order and upserted; target rows whose key MySQL would take
 for one of them but which differ byte for byte (the old spelling of a key changed in case, accents or
@@ -25,10 +39,11 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from cutover import binlog
+from cutover import binlog, control
 from cutover.connections import pg_connect
 from cutover.identifiers import quote_mysql, quote_pg
 from cutover.keyset import after_key, after_params, decode_key, encode_key
@@ -56,6 +71,37 @@ def built_units(cfg: MysqlToPostgresConfig) -> dict[str, TableMap]:
     return latest_plans(cfg, keys)
 
 
+def lock_id_sql(param: str = "%s") -> str:
+    """The SQL of a unit's advisory lock id (a bigint) from its unit key text."""
+    return f"hashtextextended('cutover:m2p:' || {param}, 0)"
+
+
+def lock_units(conn: Any, keys: list[str], *, session: bool = False) -> None:
+    """Take the advisory locks of ``keys`` (sorted: two syncs never wait on each other in a cycle) on
+    ``conn`` (the target database): for the open transaction, or ``session``-long (release with
+    :func:`unlock_units`). Blocks while another session holds one."""
+    fn = "pg_advisory_lock" if session else "pg_advisory_xact_lock"
+    for k in sorted(set(keys)):
+        conn.execute(f"SELECT {fn}({lock_id_sql()})", (k,))
+
+
+def unlock_units(conn: Any, keys: list[str]) -> None:
+    """Release session-long advisory locks taken by :func:`lock_units` (``session=True``)."""
+    for k in sorted(set(keys)):
+        conn.execute(f"SELECT pg_advisory_unlock({lock_id_sql()})", (k,))
+
+
+def switched_units(cfg: MysqlToPostgresConfig, keys: list[str]) -> set[str]:
+    """The unit keys among ``keys`` whose routing entry points readers (and writers) at PostgreSQL."""
+    with pg_connect(cfg.control_conn_id) as conn:
+        control.ensure_schema(conn)
+        names = [r[0] for r in conn.execute(
+            f"""SELECT name FROM {control.SCHEMA}.routes WHERE pipeline = %s AND scope = %s
+                AND location ->> 'backend' = 'postgres'""", (PIPELINE, cfg.scope)).fetchall()]
+    by_name = {f"{cfg.scope}:{n}" for n in names}
+    return {k for k in keys if k in by_name}
+
+
 def _positions(conn: Any, keys: list[str]) -> dict[str, dict[str, Any]]:
     rows = conn.execute(f"SELECT unit_key, mode, position, watermark, watermark_key FROM {load.STATE_SCHEMA}.m2p_positions "
                         "WHERE unit_key = ANY(%s)", (keys,)).fetchall()
@@ -63,8 +109,17 @@ def _positions(conn: Any, keys: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def sync_units(cfg: MysqlToPostgresConfig, keys: list[str] | None = None, maps: dict[str, TableMap] | None = None, *,
-               max_seconds: float = 600.0, stop_at: binlog.BinlogPosition | None = None) -> dict[str, Any]:
-    """Bring the tables of ``keys`` (default: every built one) up to the source's state now.
+               max_seconds: float = 600.0, stop_at: binlog.BinlogPosition | None = None, source: Any | None = None,
+               target: Any | None = None, include_switched: bool = False) -> dict[str, Any]:
+    """Bring the tables of ``keys`` (default: every built one) up to the source's state now (binlog: up to
+    ``stop_at`` when given — the transaction ending there is the last one read).
+
+    ``source``: an open MySQL connection inside a consistent snapshot (a fence) that the changed rows are
+    read again from, instead of a new session per flush: with ``stop_at`` = the snapshot's position the
+    target then holds the source's state at that position exactly. ``target``: an autocommit PostgreSQL
+    connection to apply in (one transaction per flush), e.g. the one holding the units' session locks.
+    ``include_switched``: sync tables whose readers are on PostgreSQL too (the cutover's last catch-up;
+    otherwise they are left out and listed under ``"switched"``).
 
     Returns ``{"binlog": {...}, "watermark": {...}}`` with changes applied per table and the rate.
     Raises :class:`cutover.binlog.BinlogUnavailable` / ``BinlogPositionPurged`` when the log cannot be
@@ -72,6 +127,8 @@ def sync_units(cfg: MysqlToPostgresConfig, keys: list[str] | None = None, maps: 
     """
     maps = maps if maps is not None else built_units(cfg)
     keys = list(keys) if keys is not None else list(maps)
+    switched = set() if include_switched or not keys else switched_units(cfg, keys)
+    keys = [k for k in keys if k not in switched]
     with pg_connect(cfg.target_conn_id) as conn:
         load.ensure_state(conn)
         pos = _positions(conn, keys)
@@ -79,9 +136,10 @@ def sync_units(cfg: MysqlToPostgresConfig, keys: list[str] | None = None, maps: 
     for k in keys:
         if k in pos:
             by_mode.setdefault(pos[k]["mode"], []).append(k)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"switched": sorted(switched)} if switched else {}
     if by_mode.get("binlog"):
-        out["binlog"] = _binlog_sync(cfg, {k: maps[k] for k in by_mode["binlog"]}, pos, max_seconds, stop_at)
+        out["binlog"] = _binlog_sync(cfg, {k: maps[k] for k in by_mode["binlog"]}, pos, max_seconds, stop_at,
+                                     source, target)
     if by_mode.get("watermark"):
         out["watermark"] = _watermark_sync(cfg, {k: maps[k] for k in by_mode["watermark"]}, pos, max_seconds)
         out["watermark"]["note"] = ("watermark mode: deletes are not seen, nor updates that leave "
@@ -89,8 +147,65 @@ def sync_units(cfg: MysqlToPostgresConfig, keys: list[str] | None = None, maps: 
     return out
 
 
+@contextmanager
+def _target_txn(cfg: MysqlToPostgresConfig, target: Any | None) -> Iterator[Any]:
+    """One PostgreSQL transaction: on ``target`` (an autocommit connection) or on a new connection."""
+    if target is None:
+        with pg_connect(cfg.target_conn_id) as conn:
+            yield conn
+    else:
+        with target.transaction():
+            yield target
+
+
+@contextmanager
+def _source_cursor(cfg: MysqlToPostgresConfig, source: Any | None) -> Iterator[Any]:
+    """A cursor on ``source`` (the fence's snapshot session) or on a new source session."""
+    if source is None:
+        with load.source_session(cfg.source_conn_id) as src:
+            cur = src.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+    else:
+        cur = source.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+
+@contextmanager
+def _snapshot(cfg: MysqlToPostgresConfig, source: Any | None) -> Iterator[Any]:
+    """A source session in a consistent snapshot: ``source`` itself, or a new one."""
+    if source is not None:
+        yield source
+    else:
+        with load.source_session(cfg.source_conn_id, snapshot=True) as snap:
+            yield snap
+
+
+def report_forward(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], moved: dict[str, tuple[str, int]],
+                   lag_s: float | None, state: str = "running") -> None:
+    """Record the forward stream of each moved table (``{unit key: (position, rows applied)}``) on the status
+    page (:func:`cutover.control.report_stream`). A failure to record is logged, never raised: the sync's
+    own transaction has committed."""
+    if not moved:
+        return
+    try:
+        with pg_connect(cfg.control_conn_id) as conn:
+            for k, (position, n) in moved.items():
+                control.report_stream(conn, PIPELINE, cfg.scope, maps[k].source, "forward", position=position,
+                                      lag_s=None if lag_s is None else round(lag_s, 3), applied=n, state=state,
+                                      detail={"unit_key": k, "mode": "binlog"})
+    except Exception:  # noqa: BLE001 - the status page misses one report; the data is applied
+        log.exception("could not record the forward stream's position on the status page")
+
+
 def _binlog_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: dict[str, dict[str, Any]],
-                 max_seconds: float, stop_at: binlog.BinlogPosition | None) -> dict[str, Any]:
+                 max_seconds: float, stop_at: binlog.BinlogPosition | None, source: Any | None = None,
+                 target: Any | None = None) -> dict[str, Any]:
     t0 = time.monotonic()
     positions = {k: binlog.BinlogPosition.parse(pos[k]["position"]) for k in maps if pos[k]["position"]}
     if not positions:
@@ -110,14 +225,25 @@ def _binlog_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: dic
     stats: dict[str, Any] = {"transactions": 0, "changes": 0, "upserted": 0, "deleted": 0, "dead_letters": 0,
                              "rule_changes": {}}  # {table: {column: {rule: values}}} in the rows applied
     last: binlog.BinlogPosition | None = None
+    last_ts = 0  # the newest applied change's commit time (Unix seconds)
     last_flush = time.monotonic()
+    with pg_connect(cfg.control_conn_id) as c:
+        control.ensure_schema(c)
 
-    def flush(upto: binlog.BinlogPosition | None) -> None:
+    def flush(upto: binlog.BinlogPosition | None, at_end: bool = False) -> None:
         nonlocal pending, whole, last_flush
         if upto is None:
             return
-        with load.source_session(cfg.source_conn_id) as src, pg_connect(cfg.target_conn_id) as conn:
-            cur = src.cursor()
+        moved: dict[str, tuple[str, int]] = {}
+        with _target_txn(cfg, target) as conn, _source_cursor(cfg, source) as cur:
+            lock_units(conn, list(positions))  # a proof at a fence holds these while it checksums
+            if target is None:  # a table switched while this sync waited: its writes are on PostgreSQL now
+                for k in switched_units(cfg, list(positions)):
+                    log.warning("%s was switched to PostgreSQL while this sync ran: not synced forward any more", k)
+                    positions.pop(k, None)
+                    pending.pop(k, None)
+                    whole.discard(k)
+                    by_table.pop(maps[k].source, None)
             for k, ks in pending.items():
                 up, de, dead = load.refresh_keys(cur, conn, maps[k], cfg.source_database, cfg.target_schema, ks,
                                                  rule_counts=stats["rule_changes"].setdefault(maps[k].source, {}))
@@ -125,9 +251,8 @@ def _binlog_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: dic
                 stats["deleted"] += de
                 stats["dead_letters"] += len(dead)
                 load.record_dead(conn, PIPELINE, k, maps[k].source, dead)
-            cur.close()
             for k in whole:
-                with load.source_session(cfg.source_conn_id, snapshot=True) as snap:
+                with _snapshot(cfg, source) as snap:
                     w, dead = load.reload_whole(snap, conn, maps[k], cfg.source_database, cfg.target_schema, cfg.chunk_rows)
                     load.record_dead(conn, PIPELINE, k, maps[k].source, dead)
             for k, p in positions.items():
@@ -136,7 +261,10 @@ def _binlog_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: dic
                     conn.execute(f"""UPDATE {load.STATE_SCHEMA}.m2p_positions SET position = %s,
                                      changes_applied = changes_applied + %s, updated_at = now() WHERE unit_key = %s""",
                                  (str(upto), applied[k], k))
+                    moved[k] = (str(upto), applied[k])
                     applied[k] = 0
+        lag = 0.0 if at_end else (max(0.0, time.time() - last_ts) if last_ts else None)
+        report_forward(cfg, maps, moved, lag)
         pending, whole = {}, set()
         last_flush = time.monotonic()
 
@@ -148,7 +276,7 @@ def _binlog_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: dic
             stats["transactions"] += 1
             for ch in batch:
                 for child, fk in watch.get(ch.table, ()):
-                    if ch.before is None or not positions[child] < batch.position:
+                    if ch.before is None or child not in positions or not positions[child] < batch.position:
                         continue
                     if ch.after is not None and all(ch.before.get(c) == ch.after.get(c) for c in fk["ref_columns"]):
                         continue  # an update that left the referenced key as it was cascades nothing
@@ -159,13 +287,18 @@ def _binlog_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: dic
                         n_keys += len(found)
             n_keys = _collect(batch, by_table, positions, maps, pending, whole, applied, stats, n_keys)
             last = batch.position
+            if batch.timestamp:
+                last_ts = batch.timestamp
             if n_keys >= FLUSH_KEYS or time.monotonic() - last_flush >= FLUSH_S:
                 flush(last)
                 n_keys = 0
             if time.monotonic() - t0 > max_seconds:
                 log.warning("binlog sync stopped after %.0f s (max_seconds); the next run continues", max_seconds)
+                stopped_early = True
                 break
-    flush(last)
+        else:
+            stopped_early = False
+    flush(last, at_end=not stopped_early)
     stats["rule_changes"] = {t: c for t, c in stats["rule_changes"].items() if c}
     secs = time.monotonic() - t0
     stats.update({"tables": len(positions), "seconds": round(secs, 3),
@@ -192,7 +325,7 @@ def _collect(batch: Any, by_table: dict[str, str], positions: dict[str, Any], ma
     """Add a transaction's changed keys per synced table (tables whose position is before it)."""
     for ch in batch:
         k = by_table.get(ch.table)
-        if k is None or not positions[k] < batch.position:
+        if k is None or k not in positions or not positions[k] < batch.position:
             continue
         tm = maps[k]
         stats["changes"] += 1
@@ -243,6 +376,7 @@ def _watermark_sync(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], pos: 
                 keys = [tuple(r[1:]) for r in rows]
                 mark, last_key = text_of(rows[-1][0]), keys[-1]
                 with pg_connect(cfg.target_conn_id) as conn:
+                    lock_units(conn, [k])
                     up, _de, dead = load.refresh_keys(cur, conn, tm, cfg.source_database, cfg.target_schema, keys,
                                                       rule_counts=changed)
                     # a key changed only in case, accents or trailing spaces leaves its old spelling behind:

@@ -1,0 +1,400 @@
+"""mysql_to_postgres while the source is written, on the real MariaDB and PostgreSQL: a proof at a fence
+(verification passes in one round under a writer every 10 ms, the fence position recorded), the
+forward stream's lag on the status page, and a cutover under a cooperative writer (a short write pause
+at a fence, nothing lost, no writer error, the writer's PostgreSQL writes after the switch present).
+
+Every test gets its own MySQL database (``h4_<uuid>``) and PostgreSQL schema (a hostile name with a
+suffix), a hostile table name (``Order``: a reserved word in mixed case), dropped afterwards with their
+state rows, routes and streams.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from cutover import binlog, control
+from cutover.connections import (
+    CONTROL,
+    MYSQL_SOURCE,
+    POSTGRES_TARGET,
+    mysql_connect,
+    pg_connect,
+    pg_open,
+    resolve,
+)
+from cutover.identifiers import quote_mysql, quote_pg
+from cutover.lifecycle.model import PlannedUnit, UnitKey
+from cutover.lifecycle.stages import run_build
+from cutover.lifecycle.switch import split_ready, switch
+from cutover.mysql_to_postgres import build, load, sync
+from cutover.mysql_to_postgres.config import PIPELINE, MysqlToPostgresConfig
+from cutover.mysql_to_postgres.readonly import ensure_read_only_user
+from cutover.mysql_to_postgres.spec import SPEC
+from cutover.samples.hostile import HOSTILE_NAMES
+
+pytestmark = pytest.mark.integration
+
+TABLE = "Order"  # a reserved word in mixed case
+SCHEMA = 'x"; DROP TABLE y; --'
+assert {TABLE, SCHEMA} <= set(HOSTILE_NAMES)
+SEED_ROWS = 3000
+KEY_BASE = 10_000_000  # the writer's new keys
+
+
+@dataclass
+class Env:
+    """One test's source database, target schema and Params."""
+
+    db: str
+    schema: str
+    params: dict[str, Any]
+
+    @property
+    def cfg(self) -> MysqlToPostgresConfig:
+        return MysqlToPostgresConfig.from_params(self.params)
+
+    @property
+    def key(self) -> UnitKey:
+        return build.unit_key(self.cfg, TABLE)
+
+
+def _root(database: str = "") -> Any:
+    import MySQLdb
+
+    conn = MySQLdb.connect(**resolve(MYSQL_SOURCE).mysql_kwargs(database))
+    cur = conn.cursor()
+    cur.execute("SET SESSION time_zone = '+00:00', binlog_format = 'ROW'")
+    cur.close()
+    return conn
+
+
+def _drop(env: Env) -> None:
+    cfg = env.cfg
+    try:  # the reverse stream a cutover started (H5's module), when there is one
+        from cutover.mysql_to_postgres import reverse
+
+        reverse.stop(cfg, env.key)
+    except Exception:  # noqa: BLE001 - none started, or no such module
+        pass
+    with mysql_connect(MYSQL_SOURCE, database="") as conn:
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS {quote_mysql(env.db)}")
+    with pg_connect(POSTGRES_TARGET) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {quote_pg(env.schema)} CASCADE")
+        load.ensure_state(conn)
+        conn.execute(f"DELETE FROM {load.STATE_SCHEMA}.m2p_checkpoints WHERE starts_with(unit_key, %s)", (cfg.scope + ":",))
+        conn.execute(f"DELETE FROM {load.STATE_SCHEMA}.m2p_positions WHERE starts_with(unit_key, %s)", (cfg.scope + ":",))
+    with pg_connect(CONTROL) as conn:
+        control.ensure_schema(conn)
+        for t in ("routes", "route_history", "streams", "stray_writes"):
+            conn.execute(f"DELETE FROM {control.SCHEMA}.{t} WHERE pipeline = %s AND scope = %s", (PIPELINE, cfg.scope))
+        conn.execute(f"DELETE FROM {control.SCHEMA}.sync_pairs WHERE pipeline = %s AND starts_with(name, %s)",
+                     (PIPELINE, f"{PIPELINE}:{env.db}."))
+
+
+@pytest.fixture
+def env() -> Iterator[Env]:
+    """A source database with one table ``Order`` of :data:`SEED_ROWS` rows, the read-only user granted."""
+    db = f"h4_{uuid.uuid4().hex[:10]}"
+    e = Env(db, f"{SCHEMA} {db[-6:]}", {"source_database": db, "target_schema": f"{SCHEMA} {db[-6:]}",
+                                        "tables": [TABLE], "gx_gate": False, "chunk_rows": 500})
+    _drop(e)
+    conn = _root()
+    cur = conn.cursor()
+    cur.execute(f"CREATE DATABASE {quote_mysql(db)} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    t = f"{quote_mysql(db)}.{quote_mysql(TABLE)}"
+    cur.execute(f"""CREATE TABLE {t} (id BIGINT NOT NULL PRIMARY KEY, name VARCHAR(40) NOT NULL,
+                    amount DECIMAL(12,2) NOT NULL, note TEXT NULL) ENGINE=InnoDB""")
+    cur.execute(f"INSERT INTO {t} SELECT seq, CONCAT('주문 ', seq), seq / 100, IF(seq % 3 = 0, NULL, 'n ✓') "
+                f"FROM {quote_mysql(db)}.seq_1_to_{SEED_ROWS}")
+    conn.commit()
+    conn.close()
+    ensure_read_only_user(MYSQL_SOURCE, "cutover_ro", [db])
+    yield e
+    _drop(e)
+
+
+# ------------------------------------------------------------------------------------------ the writer
+
+@dataclass(eq=False)
+class Writer(threading.Thread):
+    """The application: every ``interval_s`` one transaction (insert, update, delete, key change in turn)
+    on the table, where its routing entry says (none or ``mysql`` → MySQL, ``postgres`` → PostgreSQL),
+    waiting while it is ``paused``. Cooperative: after the transaction's first statement it reads the
+    entry again and starts over when it changed. ``expected``: key → (name, amount) or None (deleted)."""
+
+    env: Env
+    interval_s: float = 0.01
+    expected: dict[int, tuple[str, Decimal] | None] = field(default_factory=dict)
+    sides: dict[str, int] = field(default_factory=lambda: {"mysql": 0, "postgres": 0})
+    errors: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    first_pg_write: float | None = None
+
+    def __post_init__(self) -> None:
+        threading.Thread.__init__(self, daemon=True, name="h4-writer")
+        self.stop_flag = threading.Event()
+        self.rnd = random.Random(7)
+        self.next_key = KEY_BASE
+        self.mine: list[int] = []
+        self.seq = 0
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        self.join(60)
+        assert not self.is_alive()
+
+    def _route(self, pg: Any) -> tuple[str, str]:
+        r = control.get_route(pg, PIPELINE, self.env.cfg.scope, TABLE)
+        pg.commit()
+        if r is None:
+            return "mysql", "active"
+        return str(r["location"].get("backend")), str(r["state"])
+
+    def _ops(self) -> list[tuple[str, int, int | None, tuple[str, Decimal] | None]]:
+        """The next transaction's changes: (op, key, new key, new row)."""
+        self.seq += 1
+        op = ("insert", "update", "insert", "key_change", "update", "delete")[self.seq % 6]
+        live = [k for k, v in self.expected.items() if v is not None]
+        row = (f"w{self.seq} ✓", Decimal(self.seq % 100000) / 100)
+        if op == "insert" or (op in ("delete", "key_change") and not [k for k in self.mine if self.expected.get(k)]):
+            self.next_key += 1
+            return [("insert", self.next_key, None, row)]
+        if op == "update":
+            k = self.rnd.choice(live) if live and self.rnd.random() < 0.5 else self.rnd.randint(1, SEED_ROWS)
+            return [("update", k, None, row)]
+        k = self.rnd.choice([k for k in self.mine if self.expected.get(k)])
+        if op == "delete":
+            return [("delete", k, None, None)]
+        self.next_key += 1
+        return [("key_change", k, self.next_key, None)]
+
+    def _sql(self, side: str) -> dict[str, str]:
+        if side == "mysql":
+            t = f"{quote_mysql(self.env.db)}.{quote_mysql(TABLE)}"
+        else:
+            t = f"{quote_pg(self.env.schema)}.{quote_pg(TABLE)}".replace("%", "%%")
+        return {"insert": f"INSERT INTO {t} (id, name, amount, note) VALUES (%s, %s, %s, 'w')",
+                "update": f"UPDATE {t} SET name = %s, amount = %s WHERE id = %s",
+                "delete": f"DELETE FROM {t} WHERE id = %s",
+                "key_change": f"UPDATE {t} SET id = %s WHERE id = %s",
+                "select": f"SELECT name, amount FROM {t} WHERE id = %s"}
+
+    def run(self) -> None:  # noqa: D102
+        pg = pg_open(CONTROL)
+        my = _root(self.env.db)
+        tgt = pg_open(POSTGRES_TARGET)
+        try:
+            while not self.stop_flag.is_set():
+                t0 = time.monotonic()
+                ops = self._ops()
+                try:
+                    self._one(pg, my, tgt, ops)
+                except Exception as exc:  # noqa: BLE001 - recorded, the test asserts there are none
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                    for c in (my, tgt):
+                        try:
+                            c.rollback()
+                        except Exception:  # noqa: BLE001
+                            pass
+                self.latencies.append(time.monotonic() - t0)
+                time.sleep(max(0.0, self.interval_s - (time.monotonic() - t0)))
+        finally:
+            for c in (pg, my, tgt):
+                c.close()
+
+    def _one(self, pg: Any, my: Any, tgt: Any, ops: list[Any]) -> None:
+        while True:
+            side, state = self._route(pg)
+            if state == "paused":
+                time.sleep(0.002)
+                continue
+            conn = my if side == "mysql" else tgt
+            sql = self._sql(side)
+            cur = conn.cursor()
+            for i, (op, k, nk, row) in enumerate(ops):
+                if op == "insert":
+                    cur.execute(sql["insert"], (k, row[0], row[1]))
+                elif op == "update":
+                    cur.execute(sql["update"], (row[0], row[1], k))
+                elif op == "delete":
+                    cur.execute(sql["delete"], (k,))
+                else:
+                    cur.execute(sql["key_change"], (nk, k))
+                if i == 0 and self._route(pg) != (side, state):  # the route moved under us: start over
+                    conn.rollback()
+                    break
+            else:
+                # the row as the transaction leaves it (an update of a key the writer never saw)
+                after: dict[int, tuple[str, Decimal] | None] = {}
+                for op, k, nk, _row in ops:
+                    if op == "key_change":
+                        cur.execute(sql["select"], (nk,))
+                        r = cur.fetchone()
+                        after[k], after[nk] = None, (str(r[0]), Decimal(r[1]))
+                    elif op != "delete":
+                        cur.execute(sql["select"], (k,))
+                        r = cur.fetchone()
+                        after[k] = (str(r[0]), Decimal(r[1])) if r else None
+                    else:
+                        after[k] = None
+                conn.commit()
+                self.expected.update(after)
+                for op, k, nk, _row in ops:
+                    if op == "insert":
+                        self.mine.append(k)
+                    elif op == "key_change":
+                        self.mine.append(nk)
+                self.sides[side] += 1
+                if side == "postgres" and self.first_pg_write is None:
+                    self.first_pg_write = time.time()
+                return
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+def _build(env: Env) -> Any:
+    rep = run_build(SPEC, env.params, f"h4_build_{uuid.uuid4().hex[:8]}")
+    assert rep.green, rep.reason
+    return rep
+
+
+def _unit_detail(env: Env) -> dict[str, Any]:
+    with pg_connect(CONTROL) as conn:
+        row = conn.execute(f"""SELECT state, detail FROM {control.SCHEMA}.units WHERE pipeline = %s AND unit_key = %s
+                               AND detail ? 'verify' ORDER BY updated_at DESC LIMIT 1""",
+                           (PIPELINE, str(env.key))).fetchone()
+    assert row is not None
+    return {"state": row[0], **row[1]}
+
+
+def _pg_rows(env: Env) -> dict[int, tuple[str, Decimal]]:
+    with pg_connect(POSTGRES_TARGET) as conn:
+        return {int(r[0]): (str(r[1]), Decimal(r[2])) for r in conn.execute(
+            f"SELECT id, name, amount FROM {quote_pg(env.schema)}.{quote_pg(TABLE)}").fetchall()}
+
+
+def _mysql_rows(env: Env) -> dict[int, tuple[str, Decimal]]:
+    conn = _root()
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SELECT id, name, amount FROM {quote_mysql(env.db)}.{quote_mysql(TABLE)}")
+        return {int(r[0]): (str(r[1]), Decimal(r[2])) for r in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------------------------------ tests
+
+def test_verify_passes_at_a_fence_while_a_writer_writes_every_10_ms(env: Env) -> None:
+    """Copy, finalize and verify while the writer runs (inserts, updates, deletes, key changes every
+    10 ms): the build is green in one round, the unit ``verified`` with the fence position in its
+    evidence; verifying again twice under the writer passes each time at a later fence."""
+    w = Writer(env)
+    w.start()
+    try:
+        time.sleep(0.3)
+        _build(env)
+        d = _unit_detail(env)
+        assert d["state"] == "verified", d
+        fence = d["verify"]["fence"]
+        assert fence["mode"] == "binlog snapshot"
+        p0 = binlog.BinlogPosition.parse(fence["position"])
+        tm = build.latest_plans(env.cfg, [str(env.key)])[str(env.key)]
+        positions = [p0]
+        for _ in range(2):
+            time.sleep(0.3)
+            v = build.verify_unit(env.cfg, PlannedUnit(env.key, 1, {"table": tm.to_dict()}), "h4_reverify")
+            assert v.passed, v.failures
+            positions.append(binlog.BinlogPosition.parse(v.detail["fence"]["position"]))
+            assert v.detail["caught_up"]["binlog"]["changes"] > 0, v.detail["caught_up"]  # it really was written
+        assert positions == sorted(positions) and positions[0] < positions[-1], positions
+    finally:
+        w.stop()
+    assert not w.errors, w.errors[:5]
+    assert w.sides["mysql"] > 50, w.sides
+
+
+def test_forward_stream_reports_position_and_lag_per_table(env: Env) -> None:
+    """Each flush of the binlog sync records the table's forward stream: position (the table's stored
+    one), rows applied, and a lag of 0 once the log's end is reached."""
+    _build(env)
+    conn = _root(env.db)
+    cur = conn.cursor()
+    t = quote_mysql(TABLE)
+    for i in range(1, 201):
+        cur.execute(f"UPDATE {t} SET amount = amount + 1 WHERE id = %s", (i,))
+    conn.commit()
+    conn.close()
+    out = sync.sync_units(env.cfg)
+    assert out["binlog"]["changes"] == 200, out
+    with pg_connect(CONTROL) as c:
+        st = control.get_stream(c, PIPELINE, env.cfg.scope, TABLE, "forward")
+    with pg_connect(POSTGRES_TARGET) as c:
+        pos = c.execute(f"SELECT position FROM {load.STATE_SCHEMA}.m2p_positions WHERE unit_key = %s",
+                        (str(env.key),)).fetchone()[0]
+    assert st is not None and st["state"] == "running", st
+    assert st["position"] == pos and st["applied"] >= 200 and st["lag_s"] == 0.0, st
+    assert _pg_rows(env) == _mysql_rows(env)
+
+
+def test_cutover_under_a_cooperative_writer_loses_nothing(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cutover while the writer writes every 10 ms: the writer waits while the table is paused and then
+    writes PostgreSQL; no writer error; every write it made on either side is in PostgreSQL at the end
+    (nothing written to MySQL before the fence is lost); the evidence names the fences, the rows
+    re-proved and the paused seconds (under a second); the routing entry ends on PostgreSQL, active;
+    the forward sync leaves the switched table alone; a rollback routes it back to MySQL."""
+    monkeypatch.setenv("CUTOVER_REQUIRE_APPROVAL_MYSQL_TO_POSTGRES", "off")  # the approval is not under test
+    w = Writer(env)
+    w.start()
+    try:
+        time.sleep(0.2)
+        _build(env)
+        time.sleep(0.5)  # changes since the verification's fence: re-proved before and under the pause
+        ready, blocked = split_ready(SPEC, env.cfg, [TABLE])
+        assert not blocked and ready, blocked
+        out = switch(SPEC, env.cfg, ready, f"h4_cut_{uuid.uuid4().hex[:6]}", approval=None)
+        t_switch = time.time()
+        time.sleep(1.0)  # a second of writes on PostgreSQL
+    finally:
+        w.stop()
+    assert not w.errors, w.errors[:5]
+    assert w.sides["mysql"] > 20 and w.sides["postgres"] > 20, w.sides
+    ev = out["groups"][str(env.key)]
+    for k in ("pre_fence", "fence", "pg_lsn", "paused_s", "rows_reproved"):
+        assert k in ev, ev
+    p_pre, p1 = binlog.BinlogPosition.parse(ev["pre_fence"]), binlog.BinlogPosition.parse(ev["fence"])
+    table_ev = ev["tables"][TABLE]
+    assert binlog.BinlogPosition.parse(table_ev["verify_fence"]) < p_pre <= p1, ev
+    assert ev["drain"].get("how") == "table locks", ev["drain"]
+    assert table_ev["pre_proof"]["compared"] == "keys" and table_ev["pre_proof"]["rows"] > 0, ev
+    assert ev["paused_s"] < 1.0, ev
+    assert w.first_pg_write is not None and w.first_pg_write <= t_switch + 1.0
+    # nothing lost: PostgreSQL holds every row as the writer left it (its MySQL writes up to the fence
+    # and its PostgreSQL writes after the switch), and the seed rows it never touched
+    pg_rows = _pg_rows(env)
+    for key, want in w.expected.items():
+        assert pg_rows.get(key) == want, (key, want, pg_rows.get(key))
+    assert all(i in pg_rows for i in range(1, SEED_ROWS + 1) if i not in w.expected)
+    assert not [i for i in pg_rows if i > SEED_ROWS and i not in w.expected], "rows nobody wrote"
+    print("cutover evidence:", ev, "writer:", w.sides, "latency max", round(max(w.latencies), 3))
+    with pg_connect(CONTROL) as c:
+        route = control.get_route(c, PIPELINE, env.cfg.scope, TABLE)
+        fwd = control.get_stream(c, PIPELINE, env.cfg.scope, TABLE, "forward")
+    assert route is not None and route["location"]["backend"] == "postgres" and route["state"] == "active", route
+    assert fwd is not None and fwd["state"] == "stopped" and fwd["position"] == str(p1), fwd
+    res = sync.sync_units(env.cfg)
+    assert res.get("switched") == [str(env.key)] and "binlog" not in res, res
+    assert _pg_rows(env) == pg_rows  # the forward sync did not touch the switched table
+    with pg_connect(CONTROL) as c:
+        build.route_unit(c, env.cfg, env.key, "mysql")
+        route = control.get_route(c, PIPELINE, env.cfg.scope, TABLE)
+    assert route is not None and route["location"]["backend"] == "mysql" and route["state"] == "active", route
