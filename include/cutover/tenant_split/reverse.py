@@ -24,7 +24,9 @@ so that a rollback loses nothing:
   that did not re-read its route): recorded with its keys (``cutover.stray_writes``), logged as an error
   and, with ``forward_stray_writes``, applied to the tenant database too (under
   :data:`FORWARD_SERVER_ID`, recorded ``forwarded``). The stray position (``<state
-  database>.reverse_strays`` on the *target* server) commits with the forwarded rows.
+  database>.reverse_strays`` on the *target* server) commits with the forwarded rows. Where source and
+  target are one server (one log), one reader serves both the reverse stream and the stray scan, so each
+  change is decoded once.
 * :func:`drain` (the life cycle's ``drain_reverse``: rollback calls it before its divergence check)
   runs the tenant's stream up to the target's position *now*, scans the strays up to the source's
   position now, moves the tenant's forward catch-up positions (``binlog_positions``) there — what the
@@ -341,13 +343,15 @@ def reverse_lock(cfg: TenantSplitConfig, tenants: list[str], wait_s: float = LOC
 
 def _session(cur: Any, server_id: int) -> None:
     """An applier's session: UTC (binlog TIMESTAMPs are UTC), utf8mb4, zero dates allowed, its writes
-    marked with ``server_id``."""
+    marked with ``server_id``, READ COMMITTED."""
     from cutover.tenant_split.target import TARGET_SQL_MODE
 
     cur.execute("SET NAMES utf8mb4")
     cur.execute("SET SESSION time_zone = '+00:00'")
     cur.execute("SET SESSION sql_mode = %s", (TARGET_SQL_MODE,))
     cur.execute("SET SESSION server_id = %s", (int(server_id),))
+    # record locks only (the conflict check's FOR UPDATE): no gap lock reaches another tenant's inserts
+    cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
 
 def _image(route: ReverseRoute, image: dict[str, Any], tenant: str) -> dict[str, Any]:
@@ -477,68 +481,96 @@ def _save(cur: Any, cfg: TenantSplitConfig, s: Stream, position: BinlogPosition,
     s.position = position
 
 
+class _ReverseSide:
+    """The reverse stream's share of a read: target changes of the streams' databases → the source, committed
+    with each stream's new position (see :func:`_reverse`)."""
+
+    def __init__(self, cfg: TenantSplitConfig, todo: dict[str, Stream], routes: Routes, sconn: Any,
+                 hook: Callable[[str, int], None] | None) -> None:
+        self.cfg, self.todo, self.routes, self.sconn, self.hook = cfg, todo, routes, sconn, hook
+        self.by_db = {s.database: s for s in todo.values()}
+        self.cur = sconn.cursor()
+        _session(self.cur, REVERSE_SERVER_ID)
+        self.applier = Applier(self.cur, cfg)
+        self.pending: dict[str, int] = {}
+        self.unsaved, self.last_commit = 0, time.monotonic()
+
+    @property
+    def start(self) -> BinlogPosition:
+        """Where a reader for every stream starts."""
+        return min(s.position for s in self.todo.values())
+
+    @property
+    def tables(self) -> set[str]:
+        """Target table names the reader keeps."""
+        return set(self.routes.by_target) | self.routes.shared
+
+    def commit(self, position: BinlogPosition) -> None:
+        """Send what is queued, save the positions of the streams it changed, commit."""
+        self.applier.flush()
+        for tenant, n in self.pending.items():
+            _save(self.cur, self.cfg, self.todo[tenant], position, n)
+        self.sconn.commit()
+        self.pending.clear()
+        self.unsaved, self.last_commit = 0, time.monotonic()
+        if self.hook:
+            self.hook("committed", 0)
+
+    def handle(self, batch: Any) -> None:
+        """One transaction of the target's log (its changes outside the streams' databases are ignored)."""
+        if batch and batch.origin_server_id != FORWARD_SERVER_ID:  # forwarded strays: not ours to reverse
+            n_batch = 0
+            for ch in batch:
+                s = self.by_db.get(ch.schema)
+                if s is None or batch.position <= s.position:
+                    continue
+                route = self.routes.by_target.get(ch.table)
+                if route is None:
+                    s.not_reversed[ch.table] = s.not_reversed.get(ch.table, 0) + 1
+                    continue
+                got = self.applier.add(route, s.tenant, ch)
+                s.applied_now += got
+                s.newest_ts = max(s.newest_ts, int(batch.timestamp))
+                self.pending[s.tenant] = self.pending.get(s.tenant, 0) + got
+                n_batch += got
+            self.unsaved += n_batch
+            if n_batch and self.hook:
+                self.applier.flush()  # the transaction's rows written, not committed
+                self.hook("applied", n_batch)
+        if self.pending and (self.unsaved >= COMMIT_ROWS or time.monotonic() - self.last_commit >= COMMIT_SECONDS):
+            self.commit(batch.position)
+
+    def finish(self, reached: BinlogPosition | None) -> None:
+        """Every stream is caught up to where the reader got: commit it."""
+        if reached is not None:
+            for s in self.todo.values():
+                if s.position < reached:
+                    self.pending.setdefault(s.tenant, 0)
+            if self.pending:
+                self.commit(reached)
+        self.sconn.commit()
+
+
 def _reverse(cfg: TenantSplitConfig, todo: dict[str, Stream], routes: Routes, *, stop_at: BinlogPosition | None,
              max_seconds: float | None, hook: Callable[[str, int], None] | None) -> BinlogPosition | None:
-    """Apply the streams' target changes to the source (one reader for all); returns the position reached."""
+    """Apply the streams' target changes to the source (one reader of the target's log for all); returns
+    the position reached."""
     from cutover.binlog import read_changes
 
     if not todo:
         return None
     t0 = time.monotonic()
-    by_db = {s.database: s for s in todo.values()}
-    start_at = min(s.position for s in todo.values())
     reached: BinlogPosition | None = None
-    pending: dict[str, int] = {}
-    unsaved, last_commit = 0, time.monotonic()
     with mysql_connect(cfg.source_conn_id, database="") as sconn:
-        cur = sconn.cursor()
-        _session(cur, REVERSE_SERVER_ID)
-        applier = Applier(cur, cfg)
-
-        def commit(position: BinlogPosition) -> None:
-            applier.flush()
-            for tenant, n in pending.items():
-                _save(cur, cfg, todo[tenant], position, n)
-            sconn.commit()
-            pending.clear()
-            if hook:
-                hook("committed", 0)
-
         try:
-            for batch in read_changes(cfg.target_conn_id, start_at, schemas=set(by_db),
-                                      tables=set(routes.by_target) | routes.shared, stop_at=stop_at):
+            side = _ReverseSide(cfg, todo, routes, sconn, hook)
+            for batch in read_changes(cfg.target_conn_id, side.start, schemas=set(side.by_db), tables=side.tables,
+                                      stop_at=stop_at):
                 reached = batch.position
-                if batch and batch.origin_server_id != FORWARD_SERVER_ID:  # forwarded strays: not ours to reverse
-                    n_batch = 0
-                    for ch in batch:
-                        s = by_db.get(ch.schema)
-                        if s is None or batch.position <= s.position:
-                            continue
-                        route = routes.by_target.get(ch.table)
-                        if route is None:
-                            s.not_reversed[ch.table] = s.not_reversed.get(ch.table, 0) + 1
-                            continue
-                        got = applier.add(route, s.tenant, ch)
-                        s.applied_now += got
-                        s.newest_ts = max(s.newest_ts, int(batch.timestamp))
-                        pending[s.tenant] = pending.get(s.tenant, 0) + got
-                        n_batch += got
-                    unsaved += n_batch
-                    if n_batch and hook:
-                        applier.flush()  # the transaction's rows written, not committed
-                        hook("applied", n_batch)
-                if pending and (unsaved >= COMMIT_ROWS or time.monotonic() - last_commit >= COMMIT_SECONDS):
-                    commit(batch.position)
-                    unsaved, last_commit = 0, time.monotonic()
+                side.handle(batch)
                 if max_seconds is not None and time.monotonic() - t0 > max_seconds:
                     break
-            if reached is not None:
-                for s in todo.values():  # every stream is caught up to where the reader got
-                    if s.position < reached:
-                        pending.setdefault(s.tenant, 0)
-                if pending:
-                    commit(reached)
-            sconn.commit()
+            side.finish(reached)
         finally:
             sconn.rollback()
     return reached
@@ -553,80 +585,142 @@ def _forward_routes(cfg: TenantSplitConfig, s: Stream, source: tuple[Any, dict[s
     return sync.routes_for(cfg, {s.tenant: s.database}, source).get(s.tenant, {})
 
 
+class _StraySide:
+    """The stray scan's share of a read: the tenants' rows written to the shared tables by anyone but the
+    reverse applier, recorded (and forwarded) with each stream's stray position (see :func:`_strays`)."""
+
+    def __init__(self, cfg: TenantSplitConfig, todo: dict[str, Stream], routes: Routes, source: tuple[Any, dict[str, Any]],
+                 tconn: Any, *, forward: bool, run_id: str | None) -> None:
+        from cutover.tenant_split import sync
+
+        self.cfg, self.tconn, self.forward, self.run_id = cfg, tconn, forward, run_id
+        self.todo = {t: s for t, s in todo.items() if s.stray_position is not None}
+        self.by_source = routes.by_source
+        self.tcur = tconn.cursor()
+        self.fwd: dict[str, Any] = {}
+        if forward:
+            from cutover.tenant_split.target import session
+
+            session(self.tcur)
+            self.tcur.execute("SET SESSION server_id = %s", (FORWARD_SERVER_ID,))
+            for t, s in self.todo.items():
+                froutes = _forward_routes(cfg, s, source)
+                for r in froutes.values():
+                    r.snapshot = None  # strays are after every copy snapshot
+                self.fwd[t] = sync.TenantSync(t, s.database, froutes)
+
+    @property
+    def start(self) -> BinlogPosition:
+        """Where a reader for every stream's stray scan starts."""
+        return min(s.stray_position for s in self.todo.values() if s.stray_position is not None)
+
+    def handle(self, batch: Any) -> None:
+        """One transaction of the source's log (its changes outside the source database are ignored)."""
+        from cutover.tenant_split import sync
+
+        if not batch or batch.origin_server_id == REVERSE_SERVER_ID:
+            return  # the stream's own writes
+        for t, s in self.todo.items():
+            assert s.stray_position is not None
+            if batch.position <= s.stray_position:
+                continue
+            found: list[dict[str, Any]] = []
+            for ch in batch:
+                route = self.by_source.get(ch.table) if ch.schema == self.cfg.source_database else None
+                if route is None or not any(_is_tenants(route, img, t) for img in (ch.before, ch.after)):
+                    continue
+                img = ch.after if ch.after is not None else ch.before
+                assert img is not None
+                key = [_jsonable(v) for v in _key(route, img)] if route.key else None
+                found.append({"table": ch.table, "kind": ch.kind, "key": key, "position": str(batch.position),
+                              "forwarded": self.forward})
+                if self.forward and ch.table in self.fwd[t].routes:
+                    self.fwd[t].routes[ch.table].position = s.stray_position
+                    sync.apply_change(self.tcur, self.fwd[t], ch)
+            if not found:
+                continue  # the position moves on at the end (a rescan of such a stretch finds nothing)
+            n_fwd = len(found) if self.forward else 0
+            s.strays += len(found)
+            s.forwarded += n_fwd
+            s.strays_total += len(found)
+            s.forwarded_total += n_fwd
+            _record(self.cfg, t, found, str(batch.position), self.run_id)
+            log.error("tenant %s: %d stray write(s) to the shared tables after its switch (%s%s): %s", t, len(found),
+                      batch.position, ", forwarded to its database" if self.forward else "",
+                      "; ".join(f"{w['kind']} {w['table']} {w['key']}" for w in found[:5]))
+            self.tcur.execute(f"UPDATE {_state(self.cfg)}.reverse_strays SET file = %s, pos = %s, seen = seen + %s, "
+                              "forwarded = forwarded + %s WHERE scope = %s AND tenant = %s",
+                              (batch.position.file, batch.position.pos, len(found), n_fwd, self.cfg.scope, t))
+            s.stray_position = batch.position
+            self.tconn.commit()  # forwarded rows and the stray position together
+
+    def finish(self, reached: BinlogPosition | None) -> None:
+        """Every scan is done up to where the reader got: save it."""
+        if reached is not None:
+            for t, s in self.todo.items():
+                if s.stray_position is not None and s.stray_position < reached:
+                    self.tcur.execute(f"UPDATE {_state(self.cfg)}.reverse_strays SET file = %s, pos = %s "
+                                      "WHERE scope = %s AND tenant = %s", (reached.file, reached.pos, self.cfg.scope, t))
+                    s.stray_position = reached
+        self.tconn.commit()
+
+
 def _strays(cfg: TenantSplitConfig, todo: dict[str, Stream], routes: Routes, source: tuple[Any, dict[str, Any]], *,
             forward: bool, stop_at: BinlogPosition | None, run_id: str | None) -> BinlogPosition | None:
     """Read the source log from each stream's stray position for the tenant's rows; record (and forward)
     strays. Returns the source position reached (None: no stream to scan)."""
     from cutover.binlog import read_changes
-    from cutover.tenant_split import sync
 
-    todo = {t: s for t, s in todo.items() if s.stray_position is not None}
-    if not todo:
+    if not any(s.stray_position is not None for s in todo.values()):
         return None
-    by_source = routes.by_source
-    start_at = min(s.stray_position for s in todo.values() if s.stray_position is not None)
-    fwd: dict[str, sync.TenantSync] = {}
-    if forward:
-        for t, s in todo.items():
-            froutes = _forward_routes(cfg, s, source)
-            for r in froutes.values():
-                r.snapshot = None  # strays are after every copy snapshot
-            fwd[t] = sync.TenantSync(t, s.database, froutes)
     reached: BinlogPosition | None = None
     with mysql_connect(cfg.target_conn_id, database="") as tconn:
-        tcur = tconn.cursor()
-        if forward:
-            from cutover.tenant_split.target import session
-
-            session(tcur)
-            tcur.execute("SET SESSION server_id = %s", (FORWARD_SERVER_ID,))
         try:
-            for batch in read_changes(cfg.source_conn_id, start_at, schemas={cfg.source_database}, tables=set(by_source),
-                                      stop_at=stop_at):
+            side = _StraySide(cfg, todo, routes, source, tconn, forward=forward, run_id=run_id)
+            for batch in read_changes(cfg.source_conn_id, side.start, schemas={cfg.source_database},
+                                      tables=set(side.by_source), stop_at=stop_at):
                 reached = batch.position
-                if not batch or batch.origin_server_id == REVERSE_SERVER_ID:
-                    continue  # the stream's own writes
-                for t, s in todo.items():
-                    assert s.stray_position is not None
-                    if batch.position <= s.stray_position:
-                        continue
-                    found: list[dict[str, Any]] = []
-                    for ch in batch:
-                        route = by_source.get(ch.table)
-                        if route is None or not any(_is_tenants(route, img, t) for img in (ch.before, ch.after)):
-                            continue
-                        img = ch.after if ch.after is not None else ch.before
-                        assert img is not None
-                        key = [_jsonable(v) for v in _key(route, img)] if route.key else None
-                        found.append({"table": ch.table, "kind": ch.kind, "key": key, "position": str(batch.position),
-                                      "forwarded": forward})
-                        if forward and ch.table in fwd[t].routes:
-                            fr = fwd[t].routes[ch.table]
-                            fr.position = s.stray_position
-                            sync.apply_change(tcur, fwd[t], ch)
-                    if found:
-                        s.strays += len(found)
-                        s.forwarded += len(found) if forward else 0
-                        s.strays_total += len(found)
-                        s.forwarded_total += len(found) if forward else 0
-                        _record(cfg, t, found, str(batch.position), run_id)
-                        log.error("tenant %s: %d stray write(s) to the shared tables after its switch (%s%s): %s", t,
-                                  len(found), batch.position, ", forwarded to its database" if forward else "",
-                                  "; ".join(f"{w['kind']} {w['table']} {w['key']}" for w in found[:5]))
-                    tcur.execute(f"UPDATE {_state(cfg)}.reverse_strays SET file = %s, pos = %s, seen = seen + %s, "
-                                 "forwarded = forwarded + %s WHERE scope = %s AND tenant = %s",
-                                 (batch.position.file, batch.position.pos, len(found), len(found) if forward else 0,
-                                  cfg.scope, t))
-                    s.stray_position = batch.position
-                    tconn.commit()  # forwarded rows and the stray position together
-            if reached is not None:
-                for t, s in todo.items():
-                    if s.stray_position is not None and s.stray_position < reached:
-                        tcur.execute(f"UPDATE {_state(cfg)}.reverse_strays SET file = %s, pos = %s WHERE scope = %s AND tenant = %s",
-                                     (reached.file, reached.pos, cfg.scope, t))
-                        s.stray_position = reached
-            tconn.commit()
+                side.handle(batch)
+            side.finish(reached)
         finally:
+            tconn.rollback()
+    return reached
+
+
+def _combined(cfg: TenantSplitConfig, todo: dict[str, Stream], routes: Routes, source: tuple[Any, dict[str, Any]], *,
+              forward: bool, max_seconds: float | None, run_id: str | None,
+              hook: Callable[[str, int], None] | None) -> BinlogPosition | None:
+    """:func:`_reverse` and :func:`_strays` over one reader, for source and target on one server (one log:
+    each change is decoded once, not once per reader). Reads up to the log's end now; returns it."""
+    from cutover.binlog import ChangeBatch, read_changes
+
+    t0 = time.monotonic()
+    reached: BinlogPosition | None = None
+    with mysql_connect(cfg.source_conn_id, database="") as sconn, mysql_connect(cfg.target_conn_id, database="") as tconn:
+        try:
+            rev = _ReverseSide(cfg, todo, routes, sconn, hook)
+            strays = _StraySide(cfg, todo, routes, source, tconn, forward=forward, run_id=run_id)
+            start_at = min(rev.start, strays.start) if strays.todo else rev.start
+            src = cfg.source_database
+            for batch in read_changes(cfg.source_conn_id, start_at, schemas=set(rev.by_db) | {src},
+                                      tables=rev.tables | set(strays.by_source)):
+                reached = batch.position
+                mine = [c for c in batch if c.schema == src]
+                if len(mine) == len(batch):
+                    strays.handle(batch)
+                    rev.handle(ChangeBatch([], position=batch.position, timestamp=batch.timestamp, gtid=batch.gtid))
+                elif not mine:
+                    rev.handle(batch)
+                else:  # one transaction wrote both sides: each side gets its changes
+                    strays.handle(ChangeBatch(mine, position=batch.position, timestamp=batch.timestamp, gtid=batch.gtid))
+                    rev.handle(ChangeBatch([c for c in batch if c.schema != src], position=batch.position,
+                                           timestamp=batch.timestamp, gtid=batch.gtid))
+                if max_seconds is not None and time.monotonic() - t0 > max_seconds:
+                    break
+            rev.finish(reached)
+            strays.finish(reached)
+        finally:
+            sconn.rollback()
             tconn.rollback()
     return reached
 
@@ -703,14 +797,22 @@ def _run_held(cfg: TenantSplitConfig, tenants: list[str] | None, *, stop_at: Bin
         return {"tenants": {}, "applied": 0, "seconds": 0.0, "reached": None}
     source = source_rules(cfg)
     routes = reverse_routes(cfg, source)
+    from cutover.tenant_split.copy import same_server
+
+    one_log = stop_at is None and same_server(cfg)  # one server, one log: one reader for both sides
     try:
-        reached = _reverse(cfg, todo, routes, stop_at=stop_at, max_seconds=max_seconds, hook=hook)
+        if one_log:
+            reached = strays_reached = _combined(cfg, todo, routes, source, forward=forward_stray_writes,
+                                                 max_seconds=max_seconds, run_id=run_id, hook=hook)
+        else:
+            reached = _reverse(cfg, todo, routes, stop_at=stop_at, max_seconds=max_seconds, hook=hook)
     except ReverseConflict as exc:
         for s in todo.values():
             _report(cfg, s, "failed", None, {"error": str(exc)[:2000]})
         raise
     cut_short = max_seconds is not None and time.monotonic() - t0 > max_seconds
-    strays_reached = _strays(cfg, todo, routes, source, forward=forward_stray_writes, stop_at=None, run_id=run_id)
+    if not one_log:
+        strays_reached = _strays(cfg, todo, routes, source, forward=forward_stray_writes, stop_at=None, run_id=run_id)
     out: dict[str, Any] = {}
     now = time.time()
     for t, s in todo.items():
