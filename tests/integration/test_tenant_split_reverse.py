@@ -256,8 +256,13 @@ def test_writes_on_the_new_side_reach_the_old_one_and_rollback_loses_none(cut_ov
     conn.close()
 
 
-def test_a_stray_write_to_the_old_side_is_reported_and_forwarded_when_asked(cut_over: dict[str, Any], pg: Any) -> None:
+@pytest.mark.parametrize("one_log", [True, False], ids=["one reader", "a reader per server"])
+def test_a_stray_write_to_the_old_side_is_reported_and_forwarded_when_asked(cut_over: dict[str, Any], pg: Any,
+                                                                             one_log: bool,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     cfg, db = cut_over["cfg"], cut_over["db"]
+    if not one_log:  # as when the tenant databases are on another server: the target's log and the source's apart
+        monkeypatch.setattr("cutover.tenant_split.copy.same_server", lambda cfg: False)
     _new_side_writes(db, "s")  # the stream's own writes to the shared tables are not strays
     first = reverse.run(cfg)["tenants"][CUT]
     assert first["applied"] > 0 and first["strays"] == 0
