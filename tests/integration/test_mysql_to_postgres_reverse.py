@@ -58,7 +58,7 @@ def _seed(db: str) -> None:
         cur.execute(_ddl(db).replace("%", "%%"), ())
         ins = (f"INSERT INTO {quote_mysql(db)}.{quote_mysql(TABLE)} (id, name, doc, seen, stamp, born, dur, price, ratio, "
                "flags, raw, state, note) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
-        rows = [(i, f"row {i}", json.dumps({"i": i}), f"2024-01-0{1 + i % 9} 10:00:00.12345{i % 10}", "2024-05-05 05:05:05.5",
+        rows: list[tuple[Any, ...]] = [(i, f"row {i}", json.dumps({"i": i}), f"2024-01-0{1 + i % 9} 10:00:00.12345{i % 10}", "2024-05-05 05:05:05.5",
                  "2020-02-02", "-01:02:03.250", f"{i}.25", i / 3, i % 32, bytes([i, 0, 255]), "a", None) for i in range(1, 9)]
         rows.append((9, "zero date", None, None, None, "0000-00-00", None, None, None, None, None, "b c", "kept"))
         cur.executemany(ins, rows)
@@ -208,7 +208,8 @@ def test_postgres_writes_flow_back_and_rollback_loses_nothing(cut_over: dict[str
     assert rows[200][0] == "롤백 직전" and 101 not in rows
     assert target_divergence(cfg, ctx["key"]) is None
     with pg_connect() as conn:
-        assert control.get_route(conn, "mysql_to_postgres", cfg.scope, TABLE)["location"]["backend"] == "mysql"
+        route = control.get_route(conn, "mysql_to_postgres", cfg.scope, TABLE)
+        assert route is not None and route["location"]["backend"] == "mysql"
         pos = conn.execute(f"SELECT position FROM {STATE_SCHEMA}.m2p_positions WHERE unit_key = %s",
                            (str(ctx["key"]),)).fetchone()[0]
         assert pos == drained["forward_position"]  # the forward sync does not refresh the drained keys again
@@ -267,6 +268,75 @@ def test_stray_writes_to_mysql_after_the_switch_are_reported_with_keys(cut_over:
     assert rb["target_writes"]["found"] == {}
     assert target_divergence(cfg, ctx["key"]) is None
     assert _mysql_rows(db)[5][11] == "from postgres"
+
+
+def test_a_change_committed_after_a_later_one_is_not_skipped(cut_over: dict[str, Any]) -> None:
+    """Change ids are taken before commit: a transaction holding a small id that commits after a larger id
+    was applied must still be applied (a batch takes only changes of transactions below its snapshot's xmin)."""
+    from cutover.mysql_to_postgres import reverse
+
+    ctx = cut_over
+    slow = pg_connect()
+    conn = slow.__enter__()
+    try:
+        conn.execute(f"INSERT INTO {_target(ctx)} (id, name) VALUES (500, 'slow: small change id, late commit')")
+        with pg_connect() as fast:
+            fast.execute(f"INSERT INTO {_target(ctx)} (id, name) VALUES (501, 'fast')")
+        first = reverse.run(ctx["cfg"])["tables"][TABLE]
+        assert first["applied"] == 0 and first["lag_s"] > 0  # 501 waits behind the open transaction's xmin
+        slow.__exit__(None, None, None)
+    except BaseException:
+        slow.__exit__(*sys.exc_info())
+        raise
+    second = reverse.run(ctx["cfg"])["tables"][TABLE]
+    assert second["applied"] == 2 and second["lag_s"] == 0.0
+    rows = _mysql_rows(ctx["db"])
+    assert rows[500][0] == "slow: small change id, late commit" and rows[501][0] == "fast"
+
+
+def test_composite_text_time_and_binary_keys_round_trip(cut_over: dict[str, Any]) -> None:
+    """Keys of Korean text under a _ci collation, DATETIME(6) and VARBINARY travel through the change table's
+    jsonb and back to MySQL exactly: inserts, updates, deletes and key changes."""
+    from cutover.lifecycle import stages
+    from cutover.lifecycle.switch import split_ready, switch
+    from cutover.mysql_to_postgres import reverse
+
+    ctx = cut_over
+    db, spec = ctx["db"], ctx["spec"]
+    name = "복합 키"
+    tbl = f"{quote_mysql(db)}.{quote_mysql(name)}"
+    with mysql_connect(MYSQL_SOURCE, database="") as m:
+        cur = m.cursor()
+        cur.execute(f"CREATE TABLE {tbl} (k VARCHAR(40) NOT NULL, at DATETIME(6) NOT NULL, b VARBINARY(8) NOT NULL, "
+                    "v INT NULL, PRIMARY KEY (k, at, b)) COLLATE utf8mb4_unicode_ci")
+        cur.executemany(f"INSERT INTO {tbl} VALUES (%s, %s, %s, %s)",
+                        [("가", "2024-01-01 00:00:00.000001", b"\x00\x01", 1), ("나", "2024-01-01 00:00:00.5", b"\xff", 2),
+                         ("다", "1999-12-31 23:59:59.999999", b"", 3)])
+        m.commit()
+    params = {**ctx["params"], "tables": [name]}
+    assert stages.run_build(spec, params, f"{db}-build2").green
+    cfg = spec.config(params)
+    ready, _ = split_ready(spec, cfg, [name])
+    switch(spec, cfg, ready, f"{db}-cut2", approval=None)
+    key = spec.unit_key(cfg, name)
+    reverse.start(cfg, key, run_id=f"{db}-cut2", source_position=None)
+    t = f"{quote_pg(ctx['schema'])}.{quote_pg(name)}"
+    with pg_connect() as conn:
+        conn.execute(f"INSERT INTO {t} VALUES ('라 🚀', '2025-02-03 04:05:06.789012', '\\x0000ff'::bytea, 4)")
+        conn.execute(f"UPDATE {t} SET v = 20 WHERE k = '나'")
+        conn.execute(f"DELETE FROM {t} WHERE k = '다'")
+        conn.execute(f"UPDATE {t} SET at = at + interval '1 microsecond', b = '\\x0002'::bytea WHERE k = '가'")
+    out = reverse.run(cfg, [key])["tables"][name]
+    assert out["dead_letters"] == 0 and out["deleted"] == 2, out
+    with mysql_connect(MYSQL_SOURCE, database="") as m:
+        cur = m.cursor()
+        cur.execute(f"SELECT k, at, b, v FROM {tbl} ORDER BY k")
+        got = cur.fetchall()
+    assert [tuple(r) for r in got] == [
+        ("가", dt.datetime(2024, 1, 1, 0, 0, 0, 2), b"\x00\x02", 1), ("나", dt.datetime(2024, 1, 1, 0, 0, 0, 500000), b"\xff", 20),
+        ("라 🚀", dt.datetime(2025, 2, 3, 4, 5, 6, 789012), b"\x00\x00\xff", 4)]
+    from cutover.mysql_to_postgres.divergence import target_divergence
+    assert target_divergence(cfg, key) is None
 
 
 def _child(params: dict[str, Any], stage: str) -> None:

@@ -400,7 +400,7 @@ def _write(cur: Any, cfg: MysqlToPostgresConfig, tm: TableMap, cols: list[Column
     ``(key, error, row)``)."""
     tbl = f"{quote_mysql(cfg.source_database)}.{quote_mysql(tm.source)}".replace("%", "%%")
     kq = ", ".join(quote_mysql(k) for k in tm.key).replace("%", "%%")
-    tup = "(" + ", ".join(["%s"] * len(tm.key)) + ")"
+    tup = "(" + ", ".join(_placeholder(tm.column(k)) for k in tm.key) + ")"
     gone = [k for k, v in rows if v is None]
     ups: list[tuple[list[Any], list[Any]]] = [(k, v) for k, v in rows if v is not None]
     dead: list[tuple[list[Any], str, Any]] = []
