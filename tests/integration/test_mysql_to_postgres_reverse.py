@@ -339,6 +339,28 @@ def test_composite_text_time_and_binary_keys_round_trip(cut_over: dict[str, Any]
     assert target_divergence(cfg, key) is None
 
 
+def test_a_row_mysql_refuses_is_a_dead_letter_and_the_others_apply(cut_over: dict[str, Any]) -> None:
+    from cutover.mysql_to_postgres import reverse
+    from cutover.mysql_to_postgres.divergence import target_divergence
+
+    ctx = cut_over
+    tbl = f"{quote_mysql(ctx['db'])}.{quote_mysql(TABLE)}".replace("%", "%%")
+    with mysql_connect(MYSQL_SOURCE, database="") as m:  # a rule only MySQL has (CHECK constraints are not copied)
+        m.cursor().execute(f"ALTER TABLE {tbl} ADD CONSTRAINT small_price CHECK (price IS NULL OR price < 100000)", ())
+    with pg_connect() as conn:
+        conn.execute(f"UPDATE {_target(ctx)} SET price = 1000000 WHERE id = 7")
+        conn.execute(f"INSERT INTO {_target(ctx)} (id, name, price) VALUES (300, 'fine', 1), (301, 'fine too', 2)")
+    out = reverse.run(ctx["cfg"])["tables"][TABLE]
+    assert (out["applied"], out["upserted"], out["dead_letters"]) == (3, 2, 1)
+    rows = _mysql_rows(ctx["db"])
+    assert rows[7][6] == Decimal("7.25") and rows[300][0] == "fine" and rows[301][0] == "fine too"
+    with pg_connect() as conn:
+        dead = control.list_dead_letters(conn, "mysql_to_postgres", str(ctx["key"]))
+    assert len(dead) == 1 and dead[0]["record_key"] == '[["i", 7]]' and "small_price" in dead[0]["reason"]
+    assert dead[0]["payload"]["row"]["price"] == "1000000.00"
+    assert target_divergence(ctx["cfg"], ctx["key"])["sample_keys"]["updated"] == [7]  # a rollback would say so
+
+
 def _child(params: dict[str, Any], stage: str) -> None:
     """The process the kill test kills: 40-change batches, stalled at ``stage`` of the second batch."""
     from cutover.mysql_to_postgres import reverse
