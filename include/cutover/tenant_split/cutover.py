@@ -128,7 +128,8 @@ def _parents_first(schema: Any, rules: dict[str, Any]) -> list[Any]:
 
 
 #: InnoDB refreshes its ``information_schema.INNODB_TRX`` cache only when it has not been read for 0.1 s:
-#: polled faster, it shows the same (ended) transactions for ever
+#: polled faster, it shows the same (ended) transactions for ever, and a read right after another
+#: session's may miss a transaction that just began (hence the freshness token in :func:`drain_transactions`)
 TRX_CACHE_S = 0.1
 
 
@@ -138,7 +139,8 @@ def drain_transactions(cfg: TenantSplitConfig, wait_s: float) -> dict[str, Any]:
     A cooperative writer that read the route before it was paused may have a transaction in flight; once
     that one ends, every write of the tenant is either committed (so before the fence the pause takes
     next) or waits on the route. Read-only transactions are not waited for. Returns ``{"waited_for":
-    transactions open at the start, "left": still open at the end, "s": seconds, "exceeded": bool}``;
+    transactions open at the start, "left": still open at the end, "s": seconds, "fresh": whether
+    InnoDB's transaction list was seen refreshed after the pause began, "exceeded": bool}``;
     a transaction still open is warned about: what it writes later lands after the fence and is applied
     by the binlog fence after the switch (:func:`tenant_switch`); ``open`` then describes up to 5 of
     them (thread, start, rows modified, user, database, statement). Transactions that have neither
@@ -147,11 +149,23 @@ def drain_transactions(cfg: TenantSplitConfig, wait_s: float) -> dict[str, Any]:
     t0 = time.monotonic()
     with mysql_connect(cfg.source_conn_id, database="") as c:
         cur = c.cursor()
-        # read-write transactions that wrote or locked something (a cooperative writer re-reads the
-        # route after its first write: one that has not written yet will see the pause)
-        cur.execute("SELECT trx_id FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id <> CONNECTION_ID() "
-                    "AND trx_is_read_only = 0 AND (trx_rows_modified > 0 OR trx_lock_structs > 0)")
-        open_ = {r[0] for r in cur.fetchall()}
+        cur.execute("SELECT CONNECTION_ID()")
+        me = int(cur.fetchone()[0])
+        # a freshness token: InnoDB serves INNODB_TRX from a cache; once this session's own transaction
+        # shows in it, the cache was filled after every transaction that began before this one
+        cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        fresh = False
+        while True:
+            # read-write transactions that wrote or locked something (a cooperative writer re-reads the
+            # route after its first write: one that has not written yet will see the pause)
+            cur.execute("SELECT trx_id, trx_mysql_thread_id, trx_is_read_only = 0 AND (trx_rows_modified > 0 OR "
+                        "trx_lock_structs > 0) FROM information_schema.INNODB_TRX")
+            rows = cur.fetchall()
+            fresh = any(int(r[1]) == me for r in rows)
+            if fresh or time.monotonic() - t0 >= wait_s:
+                break
+            time.sleep(TRX_CACHE_S + 0.001)
+        open_ = {r[0] for r in rows if int(r[1]) != me and r[2]}
         initial = len(open_)
         while open_ and time.monotonic() - t0 < wait_s:
             time.sleep(min(TRX_CACHE_S, max(0.0, wait_s - (time.monotonic() - t0))) + 0.001)
@@ -159,7 +173,11 @@ def drain_transactions(cfg: TenantSplitConfig, wait_s: float) -> dict[str, Any]:
                         + ", ".join(["%s"] * len(open_)) + ")", tuple(open_))
             open_ = {r[0] for r in cur.fetchall()}
         c.rollback()
-    out: dict[str, Any] = {"waited_for": initial, "left": len(open_), "s": round(time.monotonic() - t0, 4), "exceeded": bool(open_)}
+    out: dict[str, Any] = {"waited_for": initial, "left": len(open_), "s": round(time.monotonic() - t0, 4),
+                           "exceeded": bool(open_) or not fresh, "fresh": fresh}
+    if not fresh:
+        log.warning("write pause: INNODB_TRX was not refreshed within %.1f s (another session reads it all the time): "
+                    "transactions in flight may have been missed; the binlog fence after the switch applies them", wait_s)
     if open_:
         with mysql_connect(cfg.source_conn_id, database="") as c:
             cur = c.cursor()
