@@ -30,7 +30,7 @@ from cutover.connections import MYSQL_SOURCE, MYSQL_TARGET, mysql_connect, resol
 from cutover.identifiers import quote_mysql
 from cutover.lifecycle import stages
 from cutover.lifecycle.model import UnitKey
-from cutover.lifecycle.switch import rollback, split_ready, switch
+from cutover.lifecycle.switch import TargetWritesFound, rollback, split_ready, switch
 from cutover.samples.hostile import HOSTILE_NAMES
 from cutover.tenant_split import reverse, sync
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
@@ -363,3 +363,14 @@ def test_a_merged_table_cannot_be_reversed(cut_over: dict[str, Any], tmp_path: P
     merged.write_text(MAPPING.replace("  activity: {}", "  activity: {merge_into: tags}"), encoding="utf-8")
     with pytest.raises(reverse.ReverseUnsupported, match=r"target table 'labels' is merged from \['activity', 'tags'\]"):
         reverse.reverse_routes(replace(cut_over["cfg"], mapping=str(merged)))
+
+
+def test_a_stopped_stream_brings_nothing_back_and_the_rollback_refuses(cut_over: dict[str, Any], pg: Any) -> None:
+    cfg, db = cut_over["cfg"], cut_over["db"]
+    assert reverse.stop(cfg, CUT, reason="test") and not reverse.stop(cfg, CUT)
+    assert _stream(pg)["state"] == "stopped"
+    _new_side_writes(db, "z")
+    assert reverse.run(cfg)["tenants"] == {}
+    with pytest.raises(TargetWritesFound, match="rollback refused"):
+        rollback(SPEC, cfg, [CUT], "h3_rev_refused")
+    assert _backend(pg) == "tenant_db"

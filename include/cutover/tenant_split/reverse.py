@@ -323,6 +323,22 @@ def start(cfg: TenantSplitConfig, tenant: str, database: str, *, target_position
     return {**base, "started": True, "state": "running"}
 
 
+def stop(cfg: TenantSplitConfig, tenant: str, *, reason: str = "stopped by hand") -> bool:
+    """Stop the tenant's reverse stream (state ``stopped``: no run continues it; its position is kept, a
+    new switch starts a new one). Its database's later writes then stay there: a rollback's divergence
+    check finds them and refuses. Returns whether a live stream was stopped."""
+    live = streams(cfg, [tenant])
+    if tenant not in live:
+        return False
+    with reverse_lock(cfg, [tenant]):
+        with mysql_connect(cfg.source_conn_id, database="") as c:
+            c.cursor().execute(f"UPDATE {_state(cfg)}.reverse_streams SET state = 'stopped' WHERE scope = %s AND tenant = %s",
+                               (cfg.scope, tenant))
+    _report(cfg, live[tenant], "stopped", None, {"stopped": reason})
+    log.warning("tenant %s: reverse stream stopped (%s)", tenant, reason)
+    return True
+
+
 # ------------------------------------------------------------------------------------------------ lock
 
 @contextmanager
