@@ -398,3 +398,32 @@ def test_cutover_under_a_cooperative_writer_loses_nothing(env: Env, monkeypatch:
         build.route_unit(c, env.cfg, env.key, "mysql")
         route = control.get_route(c, PIPELINE, env.cfg.scope, TABLE)
     assert route is not None and route["location"]["backend"] == "mysql" and route["state"] == "active", route
+
+
+def test_a_table_that_differs_at_the_fence_is_not_switched(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table without a key is re-proved whole at the cutover's fence: a row changed behind the pipeline's
+    back on PostgreSQL fails the check (already before the pause: writers are never held for it), nothing is
+    switched, and the routing entry is not left paused (none was written, or it is on MySQL, active)."""
+    monkeypatch.setenv("CUTOVER_REQUIRE_APPROVAL_MYSQL_TO_POSTGRES", "off")
+    conn = _root(env.db)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE events (at DATETIME(6) NOT NULL, kind VARCHAR(20) NOT NULL, payload TEXT NULL)")
+    cur.execute(f"INSERT INTO events SELECT TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND, 'k', CONCAT('e ', seq) "
+                f"FROM {quote_mysql(env.db)}.seq_1_to_200")
+    conn.commit()
+    conn.close()
+    env.params["tables"] = [TABLE, "events"]
+    _build(env)
+    with pg_connect(POSTGRES_TARGET) as c:
+        c.execute(f"UPDATE {quote_pg(env.schema)}.events SET payload = 'tampered' WHERE payload = 'e 7'")
+    ready, blocked = split_ready(SPEC, env.cfg, ["events"])
+    assert ready and not blocked, blocked
+    from cutover.lifecycle.switch import SwitchFailed
+
+    with pytest.raises(SwitchFailed, match="differs from MySQL at the fence"):
+        switch(SPEC, env.cfg, ready, f"h4_cutfail_{uuid.uuid4().hex[:6]}", approval=None)
+    with pg_connect(CONTROL) as c:
+        route = control.get_route(c, PIPELINE, env.cfg.scope, "events")
+        sw = control.get_switch(c, PIPELINE, str(build.unit_key(env.cfg, "events")))
+    assert route is None or (route["location"]["backend"] == "mysql" and route["state"] == "active"), route
+    assert sw is None or sw.backend == "mysql", sw
