@@ -175,3 +175,38 @@ def test_cutover_under_a_writer_every_10_ms_loses_nothing(params: dict[str, Any]
                 assert key in tgt, f"{table} {key}: written by the writer, missing in the tenant database"
                 row = dict(zip(cols, tgt[key], strict=True))
                 assert all(row[c] == v for c, v in state.items()), (table, key, state, row)
+
+
+def test_reproving_changed_rows_finds_a_difference_by_key(params: dict[str, Any], pg: Any) -> None:
+    """What the pause re-proves: the named rows, each compared on both sides at the fence (a row
+    changed behind Cutover's back is named); unnamed rows (None) get the whole table checksummed."""
+    from cutover.binlog import consistent_snapshot
+    from cutover.tenant_split.cutover import _plan_details
+    from cutover.tenant_split.verify import reprove_rows
+
+    assert stages.run_build(SPEC, {**params, "tenants": [str(WHALE)]}, "h1_fence_reprove").green
+    cfg = TenantSplitConfig.from_params(params)
+    units = {u["key"]: u for u in _units(pg, "h1_fence_reprove")}
+    key = next(k for k in units if k.endswith("/orders"))
+    from cutover.lifecycle.model import UnitKey
+
+    detail = _plan_details([UnitKey.parse(key, 2)], cfg)[key]
+    db = detail["database"]
+    with mysql_connect(MYSQL_TARGET, database="") as conn:
+        cur = conn.cursor()
+        cur.execute(f"SELECT id FROM {quote_mysql(db)}.orders ORDER BY id LIMIT 3")
+        ids = [int(r[0]) for r in cur.fetchall()]
+        cur.execute(f"UPDATE {quote_mysql(db)}.orders SET note = 'changed behind our back' WHERE id = %s", (ids[1],))
+        cur.execute("SET SESSION foreign_key_checks = 0")
+        cur.execute(f"DELETE FROM {quote_mysql(db)}.orders WHERE id = %s", (ids[2],))
+    with mysql_connect(database="") as s:
+        scur = s.cursor()
+        consistent_snapshot(scur)
+        same = reprove_rows(cfg, detail, key, [(ids[0],)], scur)
+        differ = reprove_rows(cfg, detail, key, [(i,) for i in ids], scur)
+        whole = reprove_rows(cfg, detail, key, None, scur)
+        s.rollback()
+    assert same == {"mode": "keys", "rows": 1, "failures": []}
+    assert differ["mode"] == "keys" and differ["rows"] == 3 and differ["differing"] == [[ids[1]], [ids[2]]]
+    assert len(differ["failures"]) == 1 and "2 of the 3 changed row(s) differ" in differ["failures"][0]
+    assert whole["mode"] == "full" and whole["failures"] and "cannot be named by key" in whole["note"]
