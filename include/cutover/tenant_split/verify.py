@@ -11,6 +11,12 @@
   null and unique, on the target table.
 
 Rows that went to dead letters are expected to be missing: the check subtracts them, and names them.
+
+**At a fence** (:func:`verify_at_fence`, what the build and the cutover use with a binary log): the
+source is read inside a consistent snapshot at binlog position P and the target is caught up to exactly
+P under the tenant's catch-up lock, so both sides show one moment however fast the source is written.
+:func:`reprove_rows` re-proves only named rows at a later fence (the cutover's pause: what changed since
+the full proof), by each row's canonical hash on both sides.
 """
 
 from __future__ import annotations
