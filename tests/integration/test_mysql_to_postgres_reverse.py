@@ -358,7 +358,8 @@ def test_a_row_mysql_refuses_is_a_dead_letter_and_the_others_apply(cut_over: dic
         dead = control.list_dead_letters(conn, "mysql_to_postgres", str(ctx["key"]))
     assert len(dead) == 1 and dead[0]["record_key"] == '[["i", 7]]' and "small_price" in dead[0]["reason"]
     assert dead[0]["payload"]["row"]["price"] == "1000000.00"
-    assert target_divergence(ctx["cfg"], ctx["key"])["sample_keys"]["updated"] == [7]  # a rollback would say so
+    left = target_divergence(ctx["cfg"], ctx["key"])
+    assert left is not None and left["sample_keys"]["updated"] == [7]  # a rollback would say so
 
 
 def _child(params: dict[str, Any], stage: str) -> None:
