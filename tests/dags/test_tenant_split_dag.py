@@ -99,19 +99,27 @@ def test_dry_run_then_build_sync_cutover_rollback(airflow_db: None, shop: None, 
     assert ev["groups"]["1"]["paused_s"] < 5
     pg.commit()
 
-    # a write in the tenant's database after the cutover: the rollback refuses, nothing moves
-    cur.execute(f"UPDATE {PREFIX}1.orders SET status = 'shipped' WHERE status <> 'shipped' ORDER BY id LIMIT 1")
+    # writes in the tenant's database after the cutover flow back: the sync DAG's reverse stream brings
+    # the first to the shared tables, the rollback drains the second before readers move back
+    cur.execute(f"SELECT id FROM {PREFIX}1.orders WHERE status <> 'shipped' ORDER BY id LIMIT 2")
+    first, second = (r[0] for r in cur.fetchall())
+    cur.execute(f"UPDATE {PREFIX}1.orders SET status = 'shipped' WHERE id = %s", (first,))
     mysql.commit()
-    refused = _dag("tenant_split_rollback").test(run_conf={**CONF, "units": ["1"], "drop": True})
-    assert str(refused.state) == "failed" and _states(refused)["roll_back[-1]"] == "failed"
-    assert control.get_route(pg, "tenant_split", SRC, "1")["location"]["backend"] == "tenant_db"
-    found = control.get_run(pg, refused.run_id)["evidence"]["target_writes"]["found"]
-    assert [(d["table"], d["updated"]) for d in found.values()] == [(f"{PREFIX}1.orders", 1)]
+    back = _dag("tenant_split_sync").test(run_conf={**CONF, "tenants": []})
+    assert str(back.state) == "success", _states(back)
+    cur.execute(f"SELECT status FROM {SRC}.orders WHERE id = %s", (first,))
+    assert cur.fetchone()[0] == "shipped"
+    cur.execute(f"UPDATE {PREFIX}1.orders SET status = 'shipped' WHERE id = %s", (second,))
+    mysql.commit()
     pg.commit()
 
-    rb = _dag("tenant_split_rollback").test(run_conf={**CONF, "units": ["1"], "drop": True, "discard_target_writes": True})
+    rb = _dag("tenant_split_rollback").test(run_conf={**CONF, "units": ["1"], "drop": True})
     assert str(rb.state) == "success", _states(rb)
-    assert control.get_run(pg, rb.run_id)["evidence"]["target_writes"]["discarded"] is True
+    writes = control.get_run(pg, rb.run_id)["evidence"]["target_writes"]
+    assert writes["found"] == {} and writes["discarded"] is False and writes["reverse_drained"]
     assert control.get_route(pg, "tenant_split", SRC, "1")["location"]["backend"] == "shared"
+    cur.execute(f"SELECT status FROM {SRC}.orders WHERE id = %s", (second,))
+    assert cur.fetchone()[0] == "shipped"
+    mysql.commit()
     cur.execute("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (f"{PREFIX}1",))
     assert cur.fetchone()[0] == 0

@@ -1,9 +1,11 @@
-"""Rollback never loses the target's writes silently (issue #19), on the real MariaDB and PostgreSQL.
+"""Rollback never loses the target's writes silently (issues #19, #20), on the real MariaDB and PostgreSQL.
 
-After a cutover, rows written to the target (a tenant's database; the PostgreSQL copy) are not on the
-source: nothing flows back yet. A rollback must find them row by row, refuse naming table, counts and
-keys (nothing rolled back, the refusal in the run's evidence), and go on only with
-``discard_target_writes``, recorded in ``switch_history`` and the evidence.
+After a cutover, rows written to the target (a tenant's database; the PostgreSQL copy) flow back to the
+source through the reverse stream, which the rollback drains first (tests/integration/
+test_tenant_split_reverse.py, test_mysql_to_postgres_reverse.py). Where that stream is not running
+(stopped by hand: ``reverse.stop``), the target's writes are not on the source: a rollback must find
+them row by row, refuse naming table, counts and keys (nothing rolled back, the refusal in the run's
+evidence), and go on only with ``discard_target_writes``, recorded in ``switch_history`` and the evidence.
 """
 
 from __future__ import annotations
@@ -110,8 +112,11 @@ def tenant_cut_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 
 def test_tenant_split_rollback_refuses_to_lose_post_cutover_writes(tenant_cut_over: dict[str, Any]) -> None:
+    from cutover.tenant_split import reverse
+
     cfg, spec, db, pipeline = (tenant_cut_over[k] for k in ("cfg", "spec", "db", "pipeline"))
-    # the tenant's application writes to its own database after the cutover
+    assert reverse.stop(cfg, TENANT, reason="test: no reverse stream")  # the cutover started one
+    # the tenant's application writes to its own database after the cutover; nothing brings them back
     with mysql_connect(MYSQL_TARGET, database="") as conn:
         cur = conn.cursor()
         cur.execute(f"INSERT INTO {quote_mysql(db)}.orders VALUES (%s, 99, 1.25, 'written after the cutover')", (TENANT,))
@@ -211,9 +216,12 @@ def table_cut_over(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
 
 
 def test_mysql_to_postgres_rollback_refuses_to_lose_postgres_writes(table_cut_over: dict[str, Any]) -> None:
+    from cutover.mysql_to_postgres import reverse
+
     cfg, spec, pipeline = table_cut_over["cfg"], table_cut_over["spec"], table_cut_over["pipeline"]
     target = f"{quote_pg(M2P_SCHEMA)}.{quote_pg(M2P_TABLE)}"
-    with pg_connect() as conn:  # writes that reached PostgreSQL after the switch
+    reverse.stop(cfg, spec.unit_key(cfg, M2P_TABLE))  # the cutover started a reverse stream: none now
+    with pg_connect() as conn:  # writes that reached PostgreSQL after the switch; nothing brings them back
         conn.execute(f"INSERT INTO {target} (id, name, qty) VALUES (42, 'only in postgres', 1)")
         conn.execute(f"UPDATE {target} SET qty = 100 WHERE id = 3")
 
