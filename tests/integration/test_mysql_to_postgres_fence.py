@@ -427,3 +427,33 @@ def test_a_table_that_differs_at_the_fence_is_not_switched(env: Env, monkeypatch
         sw = control.get_switch(c, PIPELINE, str(build.unit_key(env.cfg, "events")))
     assert route is None or (route["location"]["backend"] == "mysql" and route["state"] == "active"), route
     assert sw is None or sw.backend == "mysql", sw
+
+
+def test_watermark_mode_cutover_compares_whole_under_the_pause(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a binlog position to prove at (``sync_mode: watermark``) the cutover catches the table up by
+    watermark and compares it whole under the pause: an update made after the build reaches PostgreSQL
+    before the switch, the evidence says which mode and has no fence, and the entry ends on PostgreSQL."""
+    monkeypatch.setenv("CUTOVER_REQUIRE_APPROVAL_MYSQL_TO_POSTGRES", "off")
+    conn = _root(env.db)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE stamped (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL, "
+                "updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))")
+    cur.execute(f"INSERT INTO stamped (id, v) SELECT seq, 'v' FROM {quote_mysql(env.db)}.seq_1_to_100")
+    conn.commit()
+    env.params.update({"tables": ["stamped"], "sync_mode": "watermark"})
+    _build(env)
+    time.sleep(0.01)
+    cur.execute("UPDATE stamped SET v = 'after the build' WHERE id = 5")
+    conn.commit()
+    conn.close()
+    ready, blocked = split_ready(SPEC, env.cfg, ["stamped"])
+    assert ready and not blocked, blocked
+    out = switch(SPEC, env.cfg, ready, f"h4_cutwm_{uuid.uuid4().hex[:6]}", approval=None)
+    ev = out["groups"][str(build.unit_key(env.cfg, "stamped"))]
+    assert ev["fence"] is None and ev["mode"].startswith("watermark"), ev
+    assert ev["tables"]["stamped"]["reproved"] == {"compared": "whole table", "rows": 100}, ev
+    with pg_connect(POSTGRES_TARGET) as c:
+        assert c.execute(f"SELECT v FROM {quote_pg(env.schema)}.stamped WHERE id = 5").fetchone()[0] == "after the build"
+    with pg_connect(CONTROL) as c:
+        route = control.get_route(c, PIPELINE, env.cfg.scope, "stamped")
+    assert route is not None and route["location"]["backend"] == "postgres" and route["state"] == "active", route

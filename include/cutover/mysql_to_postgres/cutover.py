@@ -32,6 +32,11 @@ rows to the table in between. The evidence (what the context yields, recorded wi
 P0, P_pre, P1, PostgreSQL's WAL position at the switch (``pg_lsn``), the rows re-proved before and under
 the pause, the drain, and ``paused_s`` (from the entry set paused to the entry active again).
 
+**Watermark mode** (no binary log: no position to stand on) has no proof before the pause: under it each
+table is caught up by watermark and compared whole with MySQL read then (the writes are held, so that
+is one moment) — the pause then grows with the table, and a table with deletes (which a watermark does
+not see) refuses; ``info["mode"]`` says so and ``fence`` is None.
+
 Rollback routes the entry back to MySQL (``route_unit(…, "mysql")``, active), after the life cycle has
 drained the reverse stream.
 """
@@ -222,7 +227,7 @@ def drain_in_flight(cfg: MysqlToPostgresConfig, tables: list[str], bound_s: floa
     return {"skipped": "; ".join(errors)}
 
 
-def _start_reverse(cfg: MysqlToPostgresConfig, key: UnitKey, run_id: str, position: binlog.BinlogPosition) -> dict[str, Any]:
+def _start_reverse(cfg: MysqlToPostgresConfig, key: UnitKey, run_id: str, position: binlog.BinlogPosition | None) -> dict[str, Any]:
     """Start the table's reverse stream when :mod:`cutover.mysql_to_postgres.reverse` provides one."""
     try:
         from cutover.mysql_to_postgres import reverse
@@ -238,6 +243,15 @@ def _start_reverse(cfg: MysqlToPostgresConfig, key: UnitKey, run_id: str, positi
     except Exception as exc:  # noqa: BLE001 - the switch stands; rollback's divergence check guards what is lost
         log.exception("table %s: the reverse stream did not start", key.label)
         return {"started": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _modes(cfg: MysqlToPostgresConfig, keys: list[str]) -> dict[str, str]:
+    """unit key → its sync mode (``binlog`` / ``watermark``; ``none`` when it has no sync position)."""
+    with pg_connect(cfg.target_conn_id) as conn:
+        load.ensure_state(conn)
+        rows = dict(conn.execute(f"SELECT unit_key, CASE WHEN mode = 'binlog' AND position IS NULL THEN 'none' ELSE mode END "
+                                 f"FROM {load.STATE_SCHEMA}.m2p_positions WHERE unit_key = ANY(%s)", (keys,)).fetchall())
+    return {k: str(rows.get(k) or "none") for k in keys}
 
 
 @contextmanager
@@ -256,17 +270,25 @@ def table_switch(cfg: MysqlToPostgresConfig, keys: list[UnitKey], run_id: str) -
     by_key = {str(k): k for k in keys}
     info: dict[str, Any] = {"tables": {n: {} for n in names.values()}}
     t_start = time.monotonic()
-    # 1. before the pause: what changed since the verification's fence, proven at a fence of its own
-    p0 = {str(k): verified_fence(cfg, str(k)) for k in keys}
-    with pg_connect(cfg.target_conn_id, autocommit=True) as lock:
-        sync.lock_units(lock, list(maps), session=True)
-        try:
-            pre, proved = prove_since(cfg, maps, p0, run_id, lock)
-        finally:
-            sync.unlock_units(lock, list(maps))
-    info["pre_fence"] = str(pre)
-    for k, name in names.items():
-        info["tables"][name].update({"verify_fence": str(p0[k]) if p0[k] else None, "pre_proof": proved[k]})
+    fenced = all(m == "binlog" for m in _modes(cfg, list(maps)).values())
+    pre: binlog.BinlogPosition | None = None
+    p1: binlog.BinlogPosition | None = None
+    if fenced:
+        # 1. before the pause: what changed since the verification's fence, proven at a fence of its own
+        p0 = {str(k): verified_fence(cfg, str(k)) for k in keys}
+        with pg_connect(cfg.target_conn_id, autocommit=True) as lock:
+            sync.lock_units(lock, list(maps), session=True)
+            try:
+                pre, proved = prove_since(cfg, maps, p0, run_id, lock)
+            finally:
+                sync.unlock_units(lock, list(maps))
+        info["pre_fence"] = str(pre)
+        for k, name in names.items():
+            info["tables"][name].update({"verify_fence": str(p0[k]) if p0[k] else None, "pre_proof": proved[k]})
+    else:
+        info["pre_fence"] = None
+        info["mode"] = ("watermark: no binlog position to prove at; each table caught up and compared whole under "
+                        "the pause (deletes are not seen by a watermark: a table with deletes refuses)")
     info["pre_s"] = round(time.monotonic() - t_start, 3)
     # 2. the pause
     with pg_connect(cfg.control_conn_id) as conn:
@@ -280,11 +302,18 @@ def table_switch(cfg: MysqlToPostgresConfig, keys: list[UnitKey], run_id: str) -
             sync.lock_units(lock, list(maps), session=True)
             try:
                 info["drain"] = drain_in_flight(cfg, [tm.source for tm in maps.values()])
-                with _fence(cfg, maps, lock) as (src, p1):
+                if fenced and pre is not None:
+                    with _fence(cfg, maps, lock) as (src, p1):
+                        for k, tm in maps.items():
+                            keys_b = changed_keys(cfg, tm, pre, p1) if tm.key else None
+                            info["tables"][names[k]]["reproved"] = _prove(cfg, tm, k, src, keys_b, run_id)
+                else:  # the writes are held: the source read now is the moment to compare with
+                    sync.unlock_units(lock, list(maps))  # the watermark sync takes the units' locks itself
+                    sync.sync_units(cfg, list(maps), maps)
+                    sync.lock_units(lock, list(maps), session=True)
                     for k, tm in maps.items():
-                        keys_b = changed_keys(cfg, tm, pre, p1) if tm.key else None
-                        info["tables"][names[k]]["reproved"] = _prove(cfg, tm, k, src, keys_b, run_id)
-                info["fence"] = str(p1)
+                        info["tables"][names[k]]["reproved"] = _prove(cfg, tm, k, None, None, run_id)
+                info["fence"] = str(p1) if p1 else None
                 info["pg_lsn"] = str(lock.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
                 info["proof_s"] = round(time.monotonic() - t_pause, 3)
                 info["rows_reproved"] = sum(int(t.get("reproved", {}).get("rows") or 0) for t in info["tables"].values())
@@ -302,8 +331,9 @@ def table_switch(cfg: MysqlToPostgresConfig, keys: list[UnitKey], run_id: str) -
                         if loc.get("backend") == "postgres":
                             control.set_route(conn, PIPELINE, cfg.scope, name, loc, run_id=run_id,
                                               reason="cutover: switched, writes resume on PostgreSQL")
-                        control.report_stream(conn, PIPELINE, cfg.scope, name, "forward", position=str(p1), lag_s=None,
-                                              state="stopped", detail={"switched_at": str(p1), "run_id": run_id})
+                        control.report_stream(conn, PIPELINE, cfg.scope, name, "forward", position=info["fence"],
+                                              lag_s=None, state="stopped",
+                                              detail={"switched_at": info["fence"], "run_id": run_id})
             finally:
                 sync.unlock_units(lock, list(maps))
     finally:
