@@ -100,7 +100,15 @@ def test_dry_run_then_build_sync_cutover_rollback(airflow_db: None, sample: None
     assert control.get_route(pg, "mysql_to_postgres", scope, "orders")["location"]["backend"] == "postgres"
     pg.commit()
 
-    # a write that reached PostgreSQL after the switch: the rollback refuses, nothing moves
+    # with the reverse stream stopped (by hand), a write that reached PostgreSQL after the switch is not
+    # brought back: the rollback refuses, nothing moves (tests/integration/test_mysql_to_postgres_reverse.py
+    # has the stream bringing such writes back and the rollback draining it)
+    from cutover.mysql_to_postgres import reverse
+    from cutover.mysql_to_postgres.config import MysqlToPostgresConfig
+    from cutover.mysql_to_postgres.spec import SPEC
+
+    cfg = MysqlToPostgresConfig.from_params(CONF)
+    reverse.stop(cfg, SPEC.unit_key(cfg, "orders"))
     pg.execute(f"UPDATE {SCHEMA}.orders SET amount = amount + 1 WHERE ctid = (SELECT min(ctid) FROM {SCHEMA}.orders)")
     pg.commit()
     refused = _dag("mysql_to_postgres_rollback").test(run_conf={**CONF, "units": ["orders"], "drop": True})
