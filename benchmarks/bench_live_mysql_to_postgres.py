@@ -35,6 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_live_tenant_split import (  # noqa: E402 - the shared helpers, beside this file
+    END_ROWS,
     SyncLoop,
     latency_figures,
     pct,
@@ -431,15 +432,7 @@ TABLE_ROWS = [
     ("other tables latency p99 (s)", "writer.by_role.other.p99_s", "", 4),
     ("other tables latency max (s)", "writer.by_role.other.max_s", "", 4),
     ("other tables commits during the pause", "writer.by_role.other.commits_during_pause", "", 0),
-    ("reverse lag p50 (s)", "reverse_lag.p50_s", "", 3),
-    ("reverse lag p95 (s)", "reverse_lag.p95_s", "", 3),
-    ("rollback, writes paused (s)", "rollback.paused_s", "", 3),
-    ("writer transactions aborted (1213/1205)", "writer.aborted", "", 0),
-    ("rows differ: missing on target", "rows_differ.missing_on_target", "", 0),
-    ("rows differ: extra on target", "rows_differ.extra_on_target", "", 0),
-    ("rows differ: different", "rows_differ.different", "", 0),
-    ("writes lost on the old side", "rows_differ.lost_on_source", "", 0),
-    ("stray writes seen", "stray_writes_seen", "", 0),
+    *END_ROWS,
 ]
 
 
