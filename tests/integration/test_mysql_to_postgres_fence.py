@@ -10,12 +10,10 @@ state rows, routes and streams.
 
 from __future__ import annotations
 
-import random
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -28,7 +26,6 @@ from cutover.connections import (
     POSTGRES_TARGET,
     mysql_connect,
     pg_connect,
-    pg_open,
     resolve,
 )
 from cutover.identifiers import quote_mysql, quote_pg
@@ -40,6 +37,7 @@ from cutover.mysql_to_postgres.config import PIPELINE, MysqlToPostgresConfig
 from cutover.mysql_to_postgres.readonly import ensure_read_only_user
 from cutover.mysql_to_postgres.spec import SPEC
 from cutover.samples.hostile import HOSTILE_NAMES
+from cutover.samples.live_writer import TableWriter, WriterStats, WriterThread
 
 pytestmark = pytest.mark.integration
 
@@ -124,139 +122,33 @@ def env() -> Iterator[Env]:
 
 # ------------------------------------------------------------------------------------------ the writer
 
-@dataclass(eq=False)
-class Writer(threading.Thread):
-    """The application: every ``interval_s`` one transaction (insert, update, delete, key change in turn)
-    on the table, where its routing entry says (none or ``mysql`` → MySQL, ``postgres`` → PostgreSQL),
-    waiting while it is ``paused``. Cooperative: after the transaction's first statement it reads the
-    entry again and starts over when it changed. ``expected``: key → (name, amount) or None (deleted)."""
+def _writer(env: Env) -> WriterThread:
+    """The application (:class:`cutover.samples.live_writer.TableWriter`): every 10 ms one changed row
+    (insert, update, delete, key change in turn) on the table, where its routing entry says (none or
+    ``mysql`` → MySQL, ``postgres`` → PostgreSQL), waiting while it is ``paused``; cooperative: after
+    the transaction's first statement it reads the entry again and starts over when it changed."""
+    return WriterThread(TableWriter(database=env.db, schema=env.schema, table=TABLE, scope=env.cfg.scope,
+                                    seed_rows=SEED_ROWS, key_base=KEY_BASE, seed=7, rows_per_tx=1), interval_s=0.01)
 
-    env: Env
-    interval_s: float = 0.01
-    expected: dict[int, tuple[str, Decimal] | None] = field(default_factory=dict)
-    sides: dict[str, int] = field(default_factory=lambda: {"mysql": 0, "postgres": 0})
-    errors: list[str] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)
-    first_pg_write: float | None = None
 
-    def __post_init__(self) -> None:
-        threading.Thread.__init__(self, daemon=True, name="h4-writer")
-        self.stop_flag = threading.Event()
-        self.rnd = random.Random(7)
-        self.next_key = KEY_BASE
-        self.mine: list[int] = []
-        self.seq = 0
+def _stop(w: WriterThread) -> WriterStats:
+    stats = w.stop(60)
+    assert not w.is_alive() and w.failure is None, repr(w.failure)
+    assert not stats.errors, stats.error_messages[:5]
+    return stats
 
-    def stop(self) -> None:
-        self.stop_flag.set()
-        self.join(60)
-        assert not self.is_alive()
 
-    def _route(self, pg: Any) -> tuple[str, str]:
-        r = control.get_route(pg, PIPELINE, self.env.cfg.scope, TABLE)
-        pg.commit()
-        if r is None:
-            return "mysql", "active"
-        return str(r["location"].get("backend")), str(r["state"])
+def _sides(stats: WriterStats) -> dict[str, int]:
+    out = {"mysql": 0, "postgres": 0}
+    for _, _, side in stats.commits:
+        out[side] += 1
+    return out
 
-    def _ops(self) -> list[tuple[str, int, int | None, tuple[str, Decimal] | None]]:
-        """The next transaction's changes: (op, key, new key, new row)."""
-        self.seq += 1
-        op = ("insert", "update", "insert", "key_change", "update", "delete")[self.seq % 6]
-        live = [k for k, v in self.expected.items() if v is not None]
-        row = (f"w{self.seq} ✓", Decimal(self.seq % 100000) / 100)
-        if op == "insert" or (op in ("delete", "key_change") and not [k for k in self.mine if self.expected.get(k)]):
-            self.next_key += 1
-            return [("insert", self.next_key, None, row)]
-        if op == "update":
-            k = self.rnd.choice(live) if live and self.rnd.random() < 0.5 else self.rnd.randint(1, SEED_ROWS)
-            return [("update", k, None, row)]
-        k = self.rnd.choice([k for k in self.mine if self.expected.get(k)])
-        if op == "delete":
-            return [("delete", k, None, None)]
-        self.next_key += 1
-        return [("key_change", k, self.next_key, None)]
 
-    def _sql(self, side: str) -> dict[str, str]:
-        if side == "mysql":
-            t = f"{quote_mysql(self.env.db)}.{quote_mysql(TABLE)}"
-        else:
-            t = f"{quote_pg(self.env.schema)}.{quote_pg(TABLE)}".replace("%", "%%")
-        return {"insert": f"INSERT INTO {t} (id, name, amount, note) VALUES (%s, %s, %s, 'w')",
-                "update": f"UPDATE {t} SET name = %s, amount = %s WHERE id = %s",
-                "delete": f"DELETE FROM {t} WHERE id = %s",
-                "key_change": f"UPDATE {t} SET id = %s WHERE id = %s",
-                "select": f"SELECT name, amount FROM {t} WHERE id = %s"}
-
-    def run(self) -> None:  # noqa: D102
-        pg = pg_open(CONTROL)
-        my = _root(self.env.db)
-        tgt = pg_open(POSTGRES_TARGET)
-        try:
-            while not self.stop_flag.is_set():
-                t0 = time.monotonic()
-                ops = self._ops()
-                try:
-                    self._one(pg, my, tgt, ops)
-                except Exception as exc:  # noqa: BLE001 - recorded, the test asserts there are none
-                    self.errors.append(f"{type(exc).__name__}: {exc}")
-                    for c in (my, tgt):
-                        try:
-                            c.rollback()
-                        except Exception:  # noqa: BLE001
-                            pass
-                self.latencies.append(time.monotonic() - t0)
-                time.sleep(max(0.0, self.interval_s - (time.monotonic() - t0)))
-        finally:
-            for c in (pg, my, tgt):
-                c.close()
-
-    def _one(self, pg: Any, my: Any, tgt: Any, ops: list[Any]) -> None:
-        while True:
-            side, state = self._route(pg)
-            if state == "paused":
-                time.sleep(0.002)
-                continue
-            conn = my if side == "mysql" else tgt
-            sql = self._sql(side)
-            cur = conn.cursor()
-            for i, (op, k, nk, row) in enumerate(ops):
-                if op == "insert":
-                    cur.execute(sql["insert"], (k, row[0], row[1]))
-                elif op == "update":
-                    cur.execute(sql["update"], (row[0], row[1], k))
-                elif op == "delete":
-                    cur.execute(sql["delete"], (k,))
-                else:
-                    cur.execute(sql["key_change"], (nk, k))
-                if i == 0 and self._route(pg) != (side, state):  # the route moved under us: start over
-                    conn.rollback()
-                    break
-            else:
-                # the row as the transaction leaves it (an update of a key the writer never saw)
-                after: dict[int, tuple[str, Decimal] | None] = {}
-                for op, k, nk, _row in ops:
-                    if op == "key_change":
-                        cur.execute(sql["select"], (nk,))
-                        r = cur.fetchone()
-                        after[k], after[nk] = None, (str(r[0]), Decimal(r[1]))
-                    elif op != "delete":
-                        cur.execute(sql["select"], (k,))
-                        r = cur.fetchone()
-                        after[k] = (str(r[0]), Decimal(r[1])) if r else None
-                    else:
-                        after[k] = None
-                conn.commit()
-                self.expected.update(after)
-                for op, k, nk, _row in ops:
-                    if op == "insert":
-                        self.mine.append(k)
-                    elif op == "key_change":
-                        self.mine.append(nk)
-                self.sides[side] += 1
-                if side == "postgres" and self.first_pg_write is None:
-                    self.first_pg_write = time.time()
-                return
+def _expected(stats: WriterStats) -> dict[int, tuple[str, Decimal] | None]:
+    """key → (name, amount) as the writer left the row, None when it deleted it."""
+    return {k: (None if v is None else (str(v["name"]), Decimal(v["amount"])))
+            for k, v in stats.expected.get(TABLE, {}).items()}
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -298,7 +190,7 @@ def test_verify_passes_at_a_fence_while_a_writer_writes_every_10_ms(env: Env) ->
     """Copy, finalize and verify while the writer runs (inserts, updates, deletes, key changes every
     10 ms): the build is green in one round, the unit ``verified`` with the fence position in its
     evidence; verifying again twice under the writer passes each time at a later fence."""
-    w = Writer(env)
+    w = _writer(env)
     w.start()
     try:
         time.sleep(0.3)
@@ -318,9 +210,8 @@ def test_verify_passes_at_a_fence_while_a_writer_writes_every_10_ms(env: Env) ->
             assert v.detail["caught_up"]["binlog"]["changes"] > 0, v.detail["caught_up"]  # it really was written
         assert positions == sorted(positions) and positions[0] < positions[-1], positions
     finally:
-        w.stop()
-    assert not w.errors, w.errors[:5]
-    assert w.sides["mysql"] > 50, w.sides
+        stats = _stop(w)
+    assert _sides(stats)["mysql"] > 50, _sides(stats)
 
 
 def test_forward_stream_reports_position_and_lag_per_table(env: Env) -> None:
@@ -353,7 +244,7 @@ def test_cutover_under_a_cooperative_writer_loses_nothing(env: Env, monkeypatch:
     re-proved and the paused seconds (under a second); the routing entry ends on PostgreSQL, active;
     the forward sync leaves the switched table alone; a rollback routes it back to MySQL."""
     monkeypatch.setenv("CUTOVER_REQUIRE_APPROVAL_MYSQL_TO_POSTGRES", "off")  # the approval is not under test
-    w = Writer(env)
+    w = _writer(env)
     w.start()
     try:
         time.sleep(0.2)
@@ -365,9 +256,9 @@ def test_cutover_under_a_cooperative_writer_loses_nothing(env: Env, monkeypatch:
         t_switch = time.time()
         time.sleep(1.0)  # a second of writes on PostgreSQL
     finally:
-        w.stop()
-    assert not w.errors, w.errors[:5]
-    assert w.sides["mysql"] > 20 and w.sides["postgres"] > 20, w.sides
+        stats = _stop(w)
+    sides = _sides(stats)
+    assert sides["mysql"] > 20 and sides["postgres"] > 20, sides
     ev = out["groups"][str(env.key)]
     for k in ("pre_fence", "fence", "pg_lsn", "paused_s", "rows_reproved"):
         assert k in ev, ev
@@ -377,15 +268,17 @@ def test_cutover_under_a_cooperative_writer_loses_nothing(env: Env, monkeypatch:
     assert ev["drain"].get("how") == "table locks", ev["drain"]
     assert table_ev["pre_proof"]["compared"] == "keys" and table_ev["pre_proof"]["rows"] > 0, ev
     assert ev["paused_s"] < 1.0, ev
-    assert w.first_pg_write is not None and w.first_pg_write <= t_switch + 1.0
+    first_pg_write = stats.first_commit("postgres")
+    assert first_pg_write is not None and first_pg_write <= t_switch + 1.0
     # nothing lost: PostgreSQL holds every row as the writer left it (its MySQL writes up to the fence
     # and its PostgreSQL writes after the switch), and the seed rows it never touched
     pg_rows = _pg_rows(env)
-    for key, want in w.expected.items():
+    expected = _expected(stats)
+    for key, want in expected.items():
         assert pg_rows.get(key) == want, (key, want, pg_rows.get(key))
-    assert all(i in pg_rows for i in range(1, SEED_ROWS + 1) if i not in w.expected)
-    assert not [i for i in pg_rows if i > SEED_ROWS and i not in w.expected], "rows nobody wrote"
-    print("cutover evidence:", ev, "writer:", w.sides, "latency max", round(max(w.latencies), 3))
+    assert all(i in pg_rows for i in range(1, SEED_ROWS + 1) if i not in expected)
+    assert not [i for i in pg_rows if i > SEED_ROWS and i not in expected], "rows nobody wrote"
+    print("cutover evidence:", ev, "writer:", sides, "latency max", round(max(stats.latencies), 3))
     with pg_connect(CONTROL) as c:
         route = control.get_route(c, PIPELINE, env.cfg.scope, TABLE)
         fwd = control.get_stream(c, PIPELINE, env.cfg.scope, TABLE, "forward")
