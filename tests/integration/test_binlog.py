@@ -419,6 +419,35 @@ def test_transactions_are_batches(db: Any) -> None:
     assert all(c.after is None or c.after["v"] != "gone" for c in changes(batches))
 
 
+def test_table_maps_decoded_once_follow_a_changed_definition(db: Any) -> None:
+    """The table-map cache (one decode per distinct table definition per process) never serves an old
+    definition: after ``ALTER TABLE`` (a column renamed, one added, a type changed) the rows carry the new
+    names, in this stream and in a second one started later; a stream filtered to another table reads
+    none of them although the cached map is the same bytes."""
+    cur = db.cursor()
+    t = qualified_mysql(DB, "tm")
+    cur.execute(f"CREATE TABLE {t} (id INT PRIMARY KEY, v VARCHAR(10))")
+    db.commit()
+    start = position(db)
+    for i in range(1, 4):
+        cur.execute(f"INSERT INTO {t} VALUES (%s, %s)", (i, f"a{i}"))
+        db.commit()
+    cur.execute(f"ALTER TABLE {t} CHANGE v w VARCHAR(20), ADD COLUMN n BIGINT NULL")
+    db.commit()
+    for i in range(4, 7):
+        cur.execute(f"INSERT INTO {t} VALUES (%s, %s, %s)", (i, f"b{i}", i * 10))
+        db.commit()
+    cur.execute(f"UPDATE {t} SET w = 'c1' WHERE id = 1")
+    db.commit()
+    for _ in range(2):  # the second read meets every table map in the cache
+        got = [(c.kind, c.before, c.after) for c in changes(read_all(start, tables={"tm"}))]
+        assert got[:3] == [("insert", None, {"id": i, "v": f"a{i}"}) for i in range(1, 4)]
+        assert got[3:6] == [("insert", None, {"id": i, "w": f"b{i}", "n": i * 10}) for i in range(4, 7)]
+        assert got[6] == ("update", {"id": 1, "w": "a1", "n": None}, {"id": 1, "w": "c1", "n": None})
+    assert changes(read_all(start, tables={"not_tm"})) == []
+    assert binlog._TABLE_MAPS, "the table maps were cached"
+
+
 def _write_transactions(db: Any, table: str, n: int, first_id: int = 1) -> None:
     cur = db.cursor()
     for i in range(first_id, first_id + n):

@@ -194,11 +194,22 @@ def routes_for(cfg: TenantSplitConfig, tenants: dict[str, str],
     return out
 
 
+_MISSING = object()
+
+
 def _belongs(route: TableRoute, image: dict[str, Any] | None, tenant: str) -> bool:
+    """Whether a row image is this tenant's (its tenant column holds ``tenant``; a table without one: yes).
+
+    Called for every change × tenant of a catch-up: the column is looked up by its exact name first
+    (the log names columns as the catalog does), by a case-blind scan only when that misses."""
     if image is None:
         return False
-    if route.tenant_column is None:
+    column = route.tenant_column
+    if column is None:
         return True
+    v = image.get(column, _MISSING)
+    if v is not _MISSING:
+        return v == tenant if type(v) is str else (v is not None and text_of(v) == tenant)
     for k, v in image.items():
         if k.lower() == route.tenant_column.lower():
             return v is not None and text_of(v) == tenant
