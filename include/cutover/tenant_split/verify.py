@@ -178,7 +178,8 @@ def _gate(cfg: TenantSplitConfig, db: str, table: str, sources: list[SourceTable
     return {"success": res.success, "evaluated": res.evaluated, "failed": res.failed, "docs": res.docs_index}
 
 
-def verify_at_fence(cfg: TenantSplitConfig, detail: dict[str, Any], unit_key: str, *, run_id: str) -> Verification:
+def verify_at_fence(cfg: TenantSplitConfig, detail: dict[str, Any], unit_key: str, *, run_id: str,
+                    advance_others: bool = True) -> Verification:
     """:func:`verify_unit` with both sides at one binlog position: a proof that converges under writes.
 
     Holds :func:`cutover.tenant_split.sync.catch_up_lock` on the tenant's database (no other catch-up
@@ -187,13 +188,26 @@ def verify_at_fence(cfg: TenantSplitConfig, detail: dict[str, Any], unit_key: st
     (:func:`~cutover.tenant_split.sync.catch_up_held`), checksums the source inside that snapshot and
     the target, and lets go. A writer that keeps writing moves neither side during the proof, so one
     round is the answer (the old catch-up-then-compare chased a moving source and, under a steady
-    writer, never met it). Only this tenant's database is caught up: other tenants' positions may be
-    anywhere, before or past P.
+    writer, never met it).
+
+    **One pass over the log for every tenant** (``advance_others``, the default): the catch-up to P
+    decodes the whole log from the lowest stored position anyway (every tenant's rows of the shared
+    tables), so it also advances every other built tenant whose catch-up lock is free right now
+    (:func:`~cutover.tenant_split.sync.free_catch_up_locks`: taken without waiting; a tenant held by
+    another verify, the sync DAG or a cutover is skipped, and so is one routed to its database). Their
+    locks are let go as soon as the catch-up has committed, before the checksums: only this tenant's
+    tables must stay at P while they are checksummed. The next unit's fence, of any tenant, then
+    finds only the log written since this one: a build's verify costs one decode of the log since the
+    copy, not one per tenant (which, under a steady writer of a few thousand rows/s, fell further
+    behind with each tenant and never finished). Other tenants' positions end at P or wherever they
+    were (past P: never moved back).
 
     The Verification's ``detail["fence"]`` is ``{"position": "file:pos", "reached", "applied",
-    "lock_wait_s", "catch_up_s", "check_s"}`` (seconds). Raises
-    :class:`cutover.binlog.BinlogUnavailable` when the source has no binary log (the caller falls back
-    to :func:`verify_unit`), ``TimeoutError`` when another catch-up holds the tenant too long.
+    "lock_wait_s", "catch_up_s", "check_s", "others": {"advanced": [tenants], "applied", "busy":
+    [tenants]}}`` (seconds; ``applied``: this tenant's rows, ``others.applied``: the other tenants'
+    rows applied in the same pass). Raises :class:`cutover.binlog.BinlogUnavailable` when the source
+    has no binary log (the caller falls back to :func:`verify_unit`), ``TimeoutError`` when another
+    catch-up holds the tenant too long.
     """
     from cutover.binlog import consistent_snapshot
     from cutover.tenant_split import sync
@@ -202,19 +216,27 @@ def verify_at_fence(cfg: TenantSplitConfig, detail: dict[str, Any], unit_key: st
     t0 = time.monotonic()
     with sync.catch_up_lock(cfg, [db]):
         t1 = time.monotonic()
-        with mysql_connect(cfg.source_conn_id, database="") as sconn:
+        with contextlib.ExitStack() as stack:
+            others = (stack.enter_context(sync.free_catch_up_locks(cfg, exclude={db})) if advance_others
+                      else sync.FreeLocks(None, {}, []))
+            sconn = stack.enter_context(mysql_connect(cfg.source_conn_id, database=""))
             scur = sconn.cursor()
             try:
                 fence = consistent_snapshot(scur)
-                caught = sync.catch_up_held(cfg, {tenant: db}, stop_at=fence)
+                caught = sync.catch_up_held(cfg, {**others.tenants, tenant: db}, stop_at=fence)
+                others.release()  # committed: the other tenants may move on; this one stays at P
                 t2 = time.monotonic()
                 v = verify_unit(cfg, detail, unit_key, run_id=run_id, source_cursor=scur)
             finally:
                 sconn.rollback()
     t3 = time.monotonic()
-    mine = (caught.get("tenants") or {}).get(tenant) or {}
+    per = caught.get("tenants") or {}
+    mine = per.get(tenant) or {}
     v.detail["fence"] = {"position": str(fence), "reached": caught.get("reached"), "applied": int(mine.get("applied") or 0),
-                         "lock_wait_s": round(t1 - t0, 4), "catch_up_s": round(t2 - t1, 4), "check_s": round(t3 - t2, 4)}
+                         "lock_wait_s": round(t1 - t0, 4), "catch_up_s": round(t2 - t1, 4), "check_s": round(t3 - t2, 4),
+                         "others": {"advanced": sorted(others.tenants),
+                                    "applied": sum(int((per.get(t) or {}).get("applied") or 0) for t in others.tenants),
+                                    "busy": sorted(others.busy)}}
     return v
 
 
