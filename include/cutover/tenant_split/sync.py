@@ -456,6 +456,16 @@ def _cascades(change: Any, kids: Any, position: Any) -> bool:
     return False
 
 
+def _routed(cfg: TenantSplitConfig) -> set[str]:
+    """The tenants whose readers are on their own database (route backend ``tenant_db``)."""
+    from cutover import control
+
+    with pg_connect(cfg.control_conn_id) as conn:
+        return {str(r[0]) for r in conn.execute(
+            f"SELECT name FROM {control.SCHEMA}.routes WHERE pipeline = %s AND scope = %s AND location ->> 'backend' = 'tenant_db'",
+            (PIPELINE, cfg.scope)).fetchall()}
+
+
 def built_tenants(cfg: TenantSplitConfig) -> dict[str, str]:
     """tenant → database of every tenant with a catch-up position and readers not yet on its database."""
     from cutover import control
@@ -568,9 +578,9 @@ def free_catch_up_locks(cfg: TenantSplitConfig, exclude: set[str] | frozenset[st
             else:
                 locks.busy.append(tenant)
         if got:
-            still = built_tenants(cfg)  # under the locks: a tenant cut over since the first read is out
+            routed = _routed(cfg)  # under the locks: a tenant cut over since the first read is out
             for tenant, db in got.items():
-                if still.get(tenant) == db:
+                if tenant not in routed:
                     locks.tenants[tenant] = db
                 else:
                     cur.execute("SELECT RELEASE_LOCK(%s)", (_lock_name(cfg, db),))
@@ -620,6 +630,7 @@ def catch_up_held(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at: A
         # after committing what came before with its positions), and restored at the end
         aside: dict[str, dict[str, dict[str, tuple[str, str]]]] = {s.tenant: {} for s in syncs.values()}
         checked: set[tuple[str, str]] = set()
+        trigger_backups: dict[tuple[str, str], dict[str, tuple[str, str]]] | None = None
         previous = start
         complete = True
         try:
@@ -633,7 +644,9 @@ def catch_up_held(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at: A
                         if (s.tenant, t) in checked:
                             continue
                         checked.add((s.tenant, t))
-                        backups = target.backed_up_triggers(cfg, str(UnitKey(cfg.scope, (s.tenant, t))))
+                        if trigger_backups is None:  # one query for every unit of the catch-up, on first need
+                            trigger_backups = _trigger_backups(pg, cfg, syncs.values())
+                        backups = trigger_backups.get((s.tenant, t), {})
                         if backups:
                             target.drop_triggers(tcur, s.database, t, list(backups))
                             aside[s.tenant][t] = backups
@@ -729,6 +742,27 @@ def _commit(tconn: Any, tcur: Any, cfg: TenantSplitConfig, pending: dict[tuple[s
     lag = max(0.0, time.time() - group.timestamp) if group.timestamp else None
     group.timestamp = None
     _report(pg, cfg, tenants, position, lag)
+
+
+def _trigger_backups(pg: Any, cfg: TenantSplitConfig, syncs: Any) -> dict[tuple[str, str], dict[str, tuple[str, str]]]:
+    """(tenant, target table) → its backed-up triggers, name → (sql_mode, statement), as
+    :func:`cutover.tenant_split.target.backed_up_triggers` reads them, for every table of ``syncs``
+    (:class:`TenantSync`) in one query (a catch-up over many tenants would otherwise open a control
+    connection per table it reaches). The read is committed at once (no snapshot left open)."""
+    from cutover.control import SCHEMA
+
+    keys = {str(UnitKey(cfg.scope, (s.tenant, r.target))): (s.tenant, r.target) for s in syncs for r in s.routes.values()}
+    out: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
+    if not keys:
+        return out
+    rows = pg.execute(f"SELECT unit_key, name, definition FROM {SCHEMA}.object_backups WHERE pipeline = %s "
+                      "AND unit_key = ANY(%s) AND kind = 'trigger' ORDER BY unit_key, name",
+                      (PIPELINE, list(keys))).fetchall()
+    pg.commit()
+    for unit_key, name, text in rows:
+        mode, _, definition = str(text).partition("\n")
+        out.setdefault(keys[str(unit_key)], {})[str(name)] = (mode, definition)
+    return out
 
 
 def _report(pg: Any, cfg: TenantSplitConfig, tenants: list[TenantSync], position: Any, lag_s: float | None) -> None:

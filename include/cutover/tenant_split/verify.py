@@ -203,9 +203,10 @@ def verify_at_fence(cfg: TenantSplitConfig, detail: dict[str, Any], unit_key: st
     were (past P: never moved back).
 
     The Verification's ``detail["fence"]`` is ``{"position": "file:pos", "reached", "applied",
-    "lock_wait_s", "catch_up_s", "check_s", "others": {"advanced": [tenants], "applied", "busy":
-    [tenants]}}`` (seconds; ``applied``: this tenant's rows, ``others.applied``: the other tenants'
-    rows applied in the same pass). Raises :class:`cutover.binlog.BinlogUnavailable` when the source
+    "tenant_applied", "lock_wait_s", "catch_up_s", "check_s", "others": {"advanced": [tenants],
+    "applied", "busy": [tenants]}}`` (seconds; ``applied``: the rows the catch-up to the fence applied
+    in all, ``tenant_applied`` of them to this tenant, ``others.applied`` to the other tenants it
+    advanced; ``busy``: the built tenants it skipped). Raises :class:`cutover.binlog.BinlogUnavailable` when the source
     has no binary log (the caller falls back to :func:`verify_unit`), ``TimeoutError`` when another
     catch-up holds the tenant too long.
     """
@@ -232,7 +233,8 @@ def verify_at_fence(cfg: TenantSplitConfig, detail: dict[str, Any], unit_key: st
     t3 = time.monotonic()
     per = caught.get("tenants") or {}
     mine = per.get(tenant) or {}
-    v.detail["fence"] = {"position": str(fence), "reached": caught.get("reached"), "applied": int(mine.get("applied") or 0),
+    v.detail["fence"] = {"position": str(fence), "reached": caught.get("reached"), "applied": int(caught.get("applied") or 0),
+                         "tenant_applied": int(mine.get("applied") or 0),
                          "lock_wait_s": round(t1 - t0, 4), "catch_up_s": round(t2 - t1, 4), "check_s": round(t3 - t2, 4),
                          "others": {"advanced": sorted(others.tenants),
                                     "applied": sum(int((per.get(t) or {}).get("applied") or 0) for t in others.tenants),
