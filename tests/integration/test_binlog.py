@@ -448,6 +448,60 @@ def test_table_maps_decoded_once_follow_a_changed_definition(db: Any) -> None:
     assert binlog._TABLE_MAPS, "the table maps were cached"
 
 
+def test_fast_row_images_equal_the_librarys_decoding(db: Any) -> None:
+    """The fast row-image path (integers, floats, YEAR, text, bytes, decimals read from the event's bytes)
+    gives exactly what mysql-replication's own decoders give, for random values at the types' edges:
+    the same log read once with the fast path and once with the library's ``_read_column_data``."""
+    import random
+    from decimal import Decimal
+
+    from pymysqlreplication.row_event import RowsEvent
+
+    rng = random.Random(20)
+    cur = db.cursor()
+    t = qualified_mysql(DB, "fast")
+    decimals = [(1, 0), (5, 2), (9, 0), (10, 9), (18, 4), (19, 0), (20, 10), (30, 30), (65, 30), (65, 0)]
+    cols = ", ".join(f"d{i} DECIMAL({p},{sc}) NULL" for i, (p, sc) in enumerate(decimals))
+    cur.execute(f"CREATE TABLE {t} (id INT PRIMARY KEY, ti TINYINT, tu TINYINT UNSIGNED, sm SMALLINT, su SMALLINT UNSIGNED, "
+                "me MEDIUMINT, mu MEDIUMINT UNSIGNED, bi BIGINT, bu BIGINT UNSIGNED, f FLOAT, dbl DOUBLE, y YEAR, "
+                "vc VARCHAR(300) CHARACTER SET utf8mb4, c CHAR(3) CHARACTER SET latin1, vb VARBINARY(20), tx TEXT, bl BLOB, "
+                f"{cols})")
+    db.commit()
+    start = position(db)
+
+    def dec(p: int, sc: int) -> Decimal | None:
+        if rng.random() < 0.1:
+            return None
+        digits = "".join(rng.choice("0123456789") for _ in range(p)) if rng.random() < 0.5 else "9" * p
+        text = (digits[:p - sc] or "0") + ("." + digits[p - sc:] if sc else "")
+        return Decimal(("-" if rng.random() < 0.5 else "") + text)
+
+    for i in range(60):
+        row = [i, rng.choice([-128, 127, 0]), rng.choice([0, 255]), rng.choice([-32768, 32767]), 65535,
+               rng.choice([-8388608, 8388607, -1]), 16777215, rng.choice([-2**63, 2**63 - 1]), 2**64 - 1,
+               rng.uniform(-1e6, 1e6), rng.uniform(-1e300, 1e300), rng.choice([1901, 2155, 0]),
+               "é€😀" * rng.randint(0, 60), rng.choice(["", "ab", "ÿ"]), bytes(rng.randrange(256) for _ in range(5)),
+               "x" * rng.randint(0, 400), bytes(rng.randrange(256) for _ in range(rng.randint(0, 300))),
+               *[dec(p, sc) for p, sc in decimals]]
+        if rng.random() < 0.2:
+            row[rng.randrange(1, 17)] = None
+        cur.execute(f"INSERT INTO {t} VALUES ({', '.join(['%s'] * len(row))})", row)
+        cur.execute(f"UPDATE {t} SET bi = bi DIV 2, d3 = -d3 WHERE id = %s", (i,))
+        db.commit()
+    fast = [(c.kind, c.before, c.after) for c in changes(read_all(start, tables={"fast"}))]
+    assert getattr(RowsEvent, "_cutover_fast", False)
+    plan = RowsEvent._read_column_data
+    library = getattr(plan, "__wrapped__", None)
+    assert library is not None, "the fast path keeps the library's decoder at hand"
+    RowsEvent._read_column_data = library  # type: ignore[method-assign]
+    try:
+        slow = [(c.kind, c.before, c.after) for c in changes(read_all(start, tables={"fast"}))]
+    finally:
+        RowsEvent._read_column_data = plan  # type: ignore[method-assign]
+    assert len(fast) == 120 and fast == slow
+    assert any(a and a["d8"] is not None and a["d8"] < 0 for _, _, a in fast)  # negatives were seen
+
+
 def _write_transactions(db: Any, table: str, n: int, first_id: int = 1) -> None:
     cur = db.cursor()
     for i in range(first_id, first_id + n):
