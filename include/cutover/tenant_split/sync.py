@@ -211,7 +211,7 @@ def _belongs(route: TableRoute, image: dict[str, Any] | None, tenant: str) -> bo
     if v is not _MISSING:
         return v == tenant if type(v) is str else (v is not None and text_of(v) == tenant)
     for k, v in image.items():
-        if k.lower() == route.tenant_column.lower():
+        if k.lower() == column.lower():
             return v is not None and text_of(v) == tenant
     return False
 
@@ -592,25 +592,45 @@ def free_catch_up_locks(cfg: TenantSplitConfig, exclude: set[str] | frozenset[st
 
 
 def catch_up_held(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at: Any = None, tables: set[str] | None = None,
-                  max_seconds: float | None = None) -> dict[str, Any]:
+                  max_seconds: float | None = None, companions: dict[str, str] | None = None) -> dict[str, Any]:
     """:func:`catch_up` for a caller that already holds :func:`catch_up_lock` on these tenants' databases
     (a proof at a fence: nothing may move the target past the fence while it is checksummed).
 
     Besides :func:`catch_up`'s figures, each tenant's entry has ``touched``: target table → the sorted
     keys of the rows changed (lists, in copy-key order), or None for a table whose changed rows cannot be
     named by key (no key, a cascade).
+
+    ``companions``: more tenants (tenant → database, their locks held too, e.g. by
+    :func:`free_catch_up_locks`) advanced **in the same pass** when that costs no extra reading: one
+    whose tables all stand at or after the point where ``tenants``' own pass starts (the lowest
+    position of their tables) rides along; one with a table behind it is left where it is (it would
+    make the pass decode log that ``tenants`` do not need: a tenant whose stream was stopped for a
+    day must not make a fence read a day of log). The result's ``companions`` is ``{"advanced":
+    [tenants], "behind": [tenants]}``; the advanced ones have their entry in ``tenants`` like the others.
     """
     from cutover.binlog import read_changes
 
     t0 = time.monotonic()
     syncs: dict[str, TenantSync] = {}
+    extra = {t: d for t, d in (companions or {}).items() if t not in tenants}
     # positions read under the lock: another catch-up may have moved them
-    for tenant, all_routes in routes_for(cfg, tenants).items():
+    for tenant, all_routes in routes_for(cfg, {**tenants, **extra}).items():
         routes = {k: r for k, r in all_routes.items() if tables is None or r.target in tables}
         if routes:
-            syncs[tenant] = TenantSync(tenant, tenants[tenant], routes)
+            syncs[tenant] = TenantSync(tenant, tenants.get(tenant) or extra[tenant], routes)
+    riding: dict[str, list[str]] = {"advanced": [], "behind": []}
+    if any(t in tenants for t in syncs):
+        own_start = min(r.position for t, s in syncs.items() if t in tenants for r in s.routes.values())
+        for t in sorted(extra):
+            if t in syncs:
+                ahead = all(r.position >= own_start for r in syncs[t].routes.values())
+                riding["advanced" if ahead else "behind"].append(t)
+                if not ahead:
+                    del syncs[t]
+    else:
+        syncs = {}
     if not syncs:
-        return {"tenants": {}, "applied": 0, "seconds": 0.0, "reached": None}
+        return {"tenants": {}, "applied": 0, "seconds": 0.0, "reached": None, "companions": riding}
     start = min(r.position for s in syncs.values() for r in s.routes.values())
     names = {t for s in syncs.values() for t in s.routes} | {
         p for s in syncs.values() for r in s.routes.values() for p, _, _ in r.parents}
@@ -634,9 +654,12 @@ def catch_up_held(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at: A
         previous = start
         complete = True
         try:
+            owners = _tenant_columns(syncs)
             for batch in read_changes(cfg.source_conn_id, start, schemas={cfg.source_database}, tables=names, stop_at=stop_at):
                 reached = batch.position
-                todo = [(s, t) for s in syncs.values() for t in _reached_tables(s, batch) if (s.tenant, t) not in checked]
+                mine = _by_tenant(batch, syncs, owners)  # each tenant's share of the transaction, in log order
+                todo = [(s, t) for s in syncs.values() for t in _reached_tables(s, mine[s.tenant], batch.position)
+                        if (s.tenant, t) not in checked]
                 if todo:
                     if pending:
                         _commit(tconn, tcur, cfg, pending, previous, nets, pg, group)
@@ -652,7 +675,7 @@ def catch_up_held(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at: A
                             aside[s.tenant][t] = backups
                 for s in syncs.values():
                     n = 0
-                    for ch in batch:
+                    for ch in mine[s.tenant]:
                         route = s.routes.get(ch.table)
                         kids = s.children.get(ch.table, ())
                         if kids and _cascades(ch, kids, batch.position):
@@ -709,7 +732,7 @@ def catch_up_held(cfg: TenantSplitConfig, tenants: dict[str, str], *, stop_at: A
                                   "touched": {t: None if k is None else sorted(k, key=repr) for t, k in s.touched.items()}}
                        for s in syncs.values()},
            "applied": total, "seconds": round(seconds, 3), "rows_per_s": round(total / seconds, 1) if seconds else None,
-           "reached": str(reached)}
+           "reached": str(reached), "companions": riding}
     log.info("tenant_split catch-up: %d row change(s) applied to %d tenant(s) in %.1f s, up to %s", total, len(syncs),
              seconds, reached)
     return out
@@ -790,16 +813,69 @@ def _save_position(cur: Any, cfg: TenantSplitConfig, database: str, table: str, 
                 (pos.file, pos.pos, n, database, table))
 
 
-def _reached_tables(s: TenantSync, batch: Any) -> list[str]:
-    """The tenant's target tables a transaction's changes may write (directly or by a cascade)."""
-    out: list[str] = []
+#: a source table whose changes go to every tenant of a catch-up (see :func:`_tenant_columns`)
+_EVERY_TENANT = ""
+
+
+def _tenant_columns(syncs: dict[str, TenantSync]) -> dict[str, str]:
+    """Source table → its tenant column, for the tables a catch-up routes; :data:`_EVERY_TENANT` for a
+    table without one (a shared table, copied to every tenant), a parent whose deletes cascade into
+    tenants' tables, or one whose routes disagree on the column. Tables absent: no tenant reads them."""
+    out: dict[str, str] = {}
+    for s in syncs.values():
+        for table, route in s.routes.items():
+            column = route.tenant_column or _EVERY_TENANT
+            out[table] = column if out.get(table, column) == column else _EVERY_TENANT
+        for parent in s.children:
+            out[parent] = _EVERY_TENANT
+    return out
+
+
+def _owner(image: dict[str, Any] | None, column: str) -> str | None:
+    """The tenant a row image names in ``column`` (as :func:`_belongs` compares it), or None."""
+    if image is None:
+        return None
+    v = image.get(column, _MISSING)
+    if v is _MISSING:  # the log's column names differ in case from the catalog's
+        v = next((x for k, x in image.items() if k.lower() == column.lower()), None)
+    return None if v is None else (v if type(v) is str else text_of(v))
+
+
+def _by_tenant(batch: Any, syncs: dict[str, TenantSync], owners: dict[str, str]) -> dict[str, list[Any]]:
+    """Split one transaction's changes by tenant, in log order: a change goes to the tenants its before
+    and after images name (a change that moves a row between tenants goes to both), a change of a table
+    in ``owners`` as :data:`_EVERY_TENANT` to all of them, one of a table no tenant reads to none.
+
+    The catch-up then looks at each change once per tenant it concerns, not once per tenant of the
+    catch-up (with a hundred tenants riding one pass, most changes concern one of them)."""
+    out: dict[str, list[Any]] = {t: [] for t in syncs}
     for ch in batch:
+        column = owners.get(ch.table)
+        if column is None:
+            continue
+        if column == _EVERY_TENANT:
+            for changes in out.values():
+                changes.append(ch)
+            continue
+        a, b = _owner(ch.before, column), _owner(ch.after, column)
+        if a is not None and a in out:
+            out[a].append(ch)
+        if b is not None and b != a and b in out:
+            out[b].append(ch)
+    return out
+
+
+def _reached_tables(s: TenantSync, changes: list[Any], position: Any) -> list[str]:
+    """The tenant's target tables a transaction's changes (the tenant's share of them, see
+    :func:`_by_tenant`) may write, directly or by a cascade; ``position``: the transaction's."""
+    out: list[str] = []
+    for ch in changes:
         route = s.routes.get(ch.table)
-        if route is not None and route.position < batch.position and (
+        if route is not None and route.position < position and (
                 _belongs(route, ch.before, s.tenant) or _belongs(route, ch.after, s.tenant)):
             out.append(route.target)
         if ch.kind != "insert":  # a parent's delete (or key change) may cascade into the tenant's children
-            out += [c.target for c, _, _ in s.children.get(ch.table, ()) if c.position < batch.position]
+            out += [c.target for c, _, _ in s.children.get(ch.table, ()) if c.position < position]
     return out
 
 
