@@ -172,7 +172,9 @@ class PipelineSpec:
     * ``permanent_errors`` — exceptions that fail the same on every try: no retries;
     * ``close`` / ``switch_group`` / ``around_switch`` — optional: run-level checks before the verdict,
       and units switched together inside one context (see the fields);
-    * ``target_divergence`` — optional: the writes a rollback would lose (see the field).
+    * ``target_divergence`` — optional: the writes a rollback would lose (see the field);
+    * ``drain_reverse`` / ``around_rollback`` — optional: the reverse stream's last step before a rollback,
+      and the rollback's own write pause around routing a group back (see the fields).
     """
 
     name: str
@@ -225,6 +227,18 @@ class PipelineSpec:
     #: …}}``); rollback calls it before ``target_divergence``, which then finds the sides equal. None: the
     #: pipeline has no reverse stream (the divergence check alone guards the rollback)
     drain_reverse: Callable[[Any, list[UnitKey]], dict[str, Any]] | None = None
+    #: a context manager entered around routing one group of units back to the source
+    #: (``around_rollback(cfg, keys, run_id)``; ``keys``: the group's units whose readers are on the target),
+    #: the mirror of ``around_switch``: before it yields, the writers on the *target* are paused (routing
+    #: entry ``paused``), its writing transactions in flight drained, the reverse stream drained to the
+    #: target's position at that moment (a fence) and only the rows it touched since the last proof re-proved;
+    #: the life cycle then routes the units back (writers resume on the source) unless what it yields says
+    #: the target holds writes the source lacks, and the context resumes the writers where the route points
+    #: when it ends. It yields a dict (recorded as the group's evidence in the rollback run) with at least
+    #: ``target_writes`` (unit label → a ``target_divergence``-shaped report of what differs; empty: nothing),
+    #: ``drained`` (unit label → what the reverse stream applied) and ``paused_s`` (filled when it ends). When
+    #: set, rollback uses it instead of ``drain_reverse`` + ``target_divergence`` for units on the target
+    around_rollback: Callable[[Any, list[UnitKey], str], Any] | None = None
 
 
 def load_spec(ref: str) -> PipelineSpec:

@@ -16,10 +16,12 @@ knows no user) and who approved (the answer's ``responded_by_user``) are recorde
 (``switch_history``) and in the run's evidence.
 
 **Rollback** points readers back at the source per unit (or all), optionally drops what was built,
-and records a run (kind ``rollback``) with its units (``rolled_back``). Changes do not flow back from
-the target yet, so before anything moves it asks the pipeline (``target_divergence``) whether the
-target holds writes the source lacks; if any, it refuses (:class:`TargetWritesFound`, the report in
-the run's evidence) unless ``discard_target_writes`` says to lose them, which is recorded.
+and records a run (kind ``rollback``) with its units (``rolled_back``). Before anything moves it makes
+sure the target holds no writes the source lacks: with the pipeline's ``around_rollback`` (a write
+pause on the target around routing each group back: drain, fence, reverse stream drained, re-proof of
+what it touched), else by its ``drain_reverse`` and ``target_divergence``; if any, it refuses
+(:class:`TargetWritesFound`, the report in the run's evidence) unless ``discard_target_writes`` says to
+lose them, which is recorded.
 """
 
 from __future__ import annotations
@@ -383,6 +385,47 @@ def target_writes(spec: PipelineSpec, cfg: Any, keys: list[UnitKey]) -> tuple[di
     return found, {"units_on_target": [k.label for k in on_target], "checked": True}
 
 
+def _refusal_lines(found: dict[str, Any]) -> dict[str, str]:
+    """Unit label → one line saying what the target holds that the source lacks (or why nothing is proven)."""
+    return {label: ("the check failed, nothing is proven: " + d["error"]) if "error" in d else
+            (f"{d.get('table')}: {d.get('inserted', 0)} inserted, {d.get('updated', 0)} updated, "
+             f"{d.get('deleted', 0)} deleted on the target; keys {d.get('sample_keys')}")
+            for label, d in found.items()}
+
+
+def _refusal_message(lines: dict[str, str], why: str, rolled_back: list[str]) -> str:
+    return ("rollback refused, " + (f"only {rolled_back} rolled back" if rolled_back else "nothing rolled back")
+            + ": the target holds writes the source lacks, which a rollback would lose (the reverse stream did not "
+            f"bring them back: {why}): " + "; ".join(f"{k}: {v}" for k, v in list(lines.items())[:10])
+            + ". Copy them to the source first, or trigger again with discard_target_writes to lose them")
+
+
+def _route_back(spec: PipelineSpec, cfg: Any, conn_id: str, key: UnitKey, run_id: str, *, drop: bool,
+                discard_target_writes: bool, trigger: dict[str, Any], lost: dict[str, Any] | None,
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Point one unit's readers back at the source (recorded as a switch), optionally drop what was built,
+    and mark the unit ``rolled_back`` in the run; returns what was done (raises what the hooks raise)."""
+    source = spec.backends[0]
+    with pg_connect(conn_id) as conn:
+        before = control.get_switch(conn, spec.name, str(key))
+        out: dict[str, Any] = {"unit": key.label, "from": before.backend if before else None, "to": source}
+        out.update(spec.route(conn, cfg, key, source))
+        if lost:
+            out["discarded_target_writes"] = lost
+        if before is not None or out.get("routed"):
+            control.switch_backend(
+                conn, spec.name, str(key), source, run_id=run_id, actor=trigger.get("user"),
+                reason="rollback" + (f", discarding {_lost_rows(lost)} target row(s)" if lost else ""),
+                triggered_by=trigger.get("user"),
+                detail={"triggered_by": trigger, "discard_target_writes": discard_target_writes,
+                        **({"discarded_target_writes": lost} if lost else {}), **(extra or {})})
+        if drop:
+            out.update(spec.drop(conn, cfg, key))
+            out["dropped"] = True
+        state.advance(conn, run_id, str(key), UnitState.ROLLED_BACK, pipeline=spec.name, detail={"rollback": out})
+    return out
+
+
 def rollback(
     spec: PipelineSpec, cfg: Any, wanted: list[str] | None, run_id: str, *, drop: bool = False,
     discard_target_writes: bool = False, triggered_by: dict[str, Any] | None = None,
@@ -392,7 +435,12 @@ def rollback(
     also remove what was built. Records a ``rollback`` run with its units; a unit that fails is
     recorded failed and the others go on; raises ``RuntimeError`` at the end if any failed.
 
-    First, for the units whose readers are on the target, the pipeline's ``drain_reverse`` (when it has
+    With the pipeline's ``around_rollback`` (see :func:`_rollback_paused`), each group of units whose
+    readers are on the target is routed back inside that context: writers paused on the target, the
+    reverse stream drained to a fence, what it touched re-proved, then the route; the group's evidence
+    (``paused_s``, drained, re-proved rows) is in the run's ``groups``.
+
+    Without it: first, for the units whose readers are on the target, the pipeline's ``drain_reverse`` (when it has
     reverse replication) applies the target's writes to the source up to the target's position now;
     then its ``target_divergence`` says whether the target still holds writes the source lacks. If any unit has
     some (or cannot be checked), nothing is rolled back: the run is recorded failed with the report
@@ -404,11 +452,13 @@ def rollback(
         wanted = spec.expand_units(cfg, wanted)
     keys = spec.known_units(cfg) if wanted is None else [spec.unit_key(cfg, w) for w in wanted]
     conn_id = spec.control_conn_id(cfg)
-    source = spec.backends[0]
     trigger = triggered_by or trigger_record(None, via="unknown caller")
     with pg_connect(conn_id) as conn:
         state.start(conn, run_id, spec.name, kind="rollback", params=params, dag_id=dag_id)
         state.record_plan(conn, run_id, spec.name, [])
+    if spec.around_rollback is not None:
+        return _rollback_paused(spec, cfg, keys, run_id, drop=drop, discard_target_writes=discard_target_writes,
+                                trigger=trigger)
     drained: dict[str, Any] = {}
     if spec.drain_reverse is not None:
         target = spec.backends[1]
@@ -425,15 +475,8 @@ def rollback(
     writes = {"checked": checked, "found": found, "discarded": bool(found) and discard_target_writes,
               "rows": sum(_lost_rows(d) for d in found.values()), "reverse_drained": drained}
     if found and not discard_target_writes:
-        lines = {label: ("the check failed, nothing is proven: " + d["error"]) if "error" in d else
-                 (f"{d.get('table')}: {d.get('inserted', 0)} inserted, {d.get('updated', 0)} updated, "
-                  f"{d.get('deleted', 0)} deleted on the target; keys {d.get('sample_keys')}")
-                 for label, d in found.items()}
-        message = ("rollback refused, nothing rolled back: the target holds writes the source lacks, which a rollback "
-                   "would lose (the reverse stream did not bring them back: "
-                   + (str(drained.get("error")) if drained.get("error") else "no reverse stream") + "): "
-                   + "; ".join(f"{k}: {v}" for k, v in list(lines.items())[:10])
-                   + ". Copy them to the source first, or trigger again with discard_target_writes to lose them")
+        lines = _refusal_lines(found)
+        message = _refusal_message(lines, str(drained.get("error")) if drained.get("error") else "no reverse stream", [])
         with pg_connect(conn_id) as conn:
             for key in keys:
                 if key.label in lines:
@@ -451,25 +494,8 @@ def rollback(
     failed: dict[str, str] = {}
     for key in keys:
         try:
-            with pg_connect(conn_id) as conn:
-                before = control.get_switch(conn, spec.name, str(key))
-                out: dict[str, Any] = {"unit": key.label, "from": before.backend if before else None, "to": source}
-                out.update(spec.route(conn, cfg, key, source))
-                lost = found.get(key.label)
-                if lost:
-                    out["discarded_target_writes"] = lost
-                if before is not None or out.get("routed"):
-                    control.switch_backend(
-                        conn, spec.name, str(key), source, run_id=run_id, actor=trigger.get("user"),
-                        reason="rollback" + (f", discarding {_lost_rows(lost)} target row(s)" if lost else ""),
-                        triggered_by=trigger.get("user"),
-                        detail={"triggered_by": trigger, "discard_target_writes": discard_target_writes,
-                                **({"discarded_target_writes": lost} if lost else {})})
-                if drop:
-                    out.update(spec.drop(conn, cfg, key))
-                    out["dropped"] = True
-                state.advance(conn, run_id, str(key), UnitState.ROLLED_BACK, pipeline=spec.name, detail={"rollback": out})
-            results.append(out)
+            results.append(_route_back(spec, cfg, conn_id, key, run_id, drop=drop, discard_target_writes=discard_target_writes,
+                                       trigger=trigger, lost=found.get(key.label)))
         except Exception as exc:  # recorded, the other units go on
             failed[key.label] = state.format_error(exc)
             state.fail(run_id, str(key), "rollback", failed[key.label], conn_id=conn_id, pipeline=spec.name)
@@ -483,3 +509,92 @@ def rollback(
         raise RuntimeError(f"rollback failed for {len(failed)} unit(s): "
                            + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:10]))
     return {"rolled_back": results, "target_writes": writes}
+
+
+def _rollback_paused(spec: PipelineSpec, cfg: Any, keys: list[UnitKey], run_id: str, *, drop: bool,
+                     discard_target_writes: bool, trigger: dict[str, Any]) -> dict[str, Any]:
+    """:func:`rollback` through the pipeline's ``around_rollback``: the units whose readers are on the target
+    go back group by group (``switch_group``), each inside the context — writers paused on the target, the
+    reverse stream drained to a fence, the rows it touched re-proved — and are routed back there unless the
+    context reports target writes the source lacks (``target_writes``), which refuses that group (its writers
+    resume on the target) unless ``discard_target_writes``. Units not on the target are routed back plainly.
+
+    Returns ``{"rolled_back", "target_writes", "groups"}``: ``target_writes`` has the shape of the
+    divergence path (``checked``, ``found``, ``discarded``, ``rows``, ``reverse_drained``); ``groups`` maps a
+    group to its context's evidence (``paused_s``, ``drain``, ``drained``, ``reproved``, ``reproved_rows``,
+    …). Raises :class:`TargetWritesFound` when a group was refused (the others went on) and ``RuntimeError``
+    when a unit failed."""
+    assert spec.around_rollback is not None
+    conn_id = spec.control_conn_id(cfg)
+    target = spec.backends[1]
+    with pg_connect(conn_id) as conn:
+        on_target = [k for k in keys if (sw := control.get_switch(conn, spec.name, str(k))) is not None and sw.backend == target]
+    groups: dict[str, list[UnitKey]] = {}
+    for k in on_target:
+        groups.setdefault(spec.switch_group(k) if spec.switch_group else str(k), []).append(k)
+    results: list[dict[str, Any]] = []
+    failed: dict[str, str] = {}
+    found: dict[str, Any] = {}
+    refused: dict[str, str] = {}
+    drained: dict[str, Any] = {}
+    groups_out: dict[str, Any] = {}
+
+    def back(key: UnitKey, lost: dict[str, Any] | None, extra: dict[str, Any] | None = None) -> None:
+        try:
+            results.append(_route_back(spec, cfg, conn_id, key, run_id, drop=drop, discard_target_writes=discard_target_writes,
+                                       trigger=trigger, lost=lost, extra=extra))
+        except Exception as exc:  # recorded, the other units go on
+            failed[key.label] = state.format_error(exc)
+            state.fail(run_id, str(key), "rollback", failed[key.label], conn_id=conn_id, pipeline=spec.name)
+            log.exception("%s %s: rollback failed", spec.unit_noun, key.label)
+
+    for group, members in groups.items():
+        info: dict[str, Any] = {}
+        try:
+            with spec.around_rollback(cfg, members, run_id) as info:
+                mine = {k: v for k, v in (info.get("target_writes") or {}).items() if v}
+                drained.update(info.get("drained") or {})
+                found.update(mine)
+                if mine and not discard_target_writes:  # not routed: the context resumes the writers on the target
+                    refused.update(_refusal_lines(mine))
+                else:
+                    for key in members:
+                        back(key, mine.get(key.label), {"rollback_group": group})
+        except Exception as exc:  # this group stays on the target (its context resumed its writers there)
+            for key in members:
+                failed[key.label] = state.format_error(exc)
+                state.fail(run_id, str(key), "rollback", f"{group}: {failed[key.label]}", conn_id=conn_id, pipeline=spec.name)
+            log.exception("%s: rolling back %s failed; its units stay on %s", spec.name, group, target)
+        groups_out[group] = info
+        log.info("%s %s: rollback paused writers %.3f s", spec.name, group, float(info.get("paused_s") or 0.0))
+    for key in keys:
+        if key not in on_target:
+            back(key, None)
+    checked = {"units_on_target": [k.label for k in on_target], "checked": bool(on_target),
+               **({} if on_target else {"why": f"no unit's readers are on {target}"}),
+               "how": "around_rollback: the reverse stream drained to a fence under a write pause, what it touched re-proved"}
+    writes = {"checked": checked, "found": found, "discarded": bool(found) and discard_target_writes,
+              "rows": sum(_lost_rows(d) for d in found.values()), "reverse_drained": drained}
+    evidence = {"rolled_back": results, "failed": failed, "drop": drop, "target_writes": writes, "triggered_by": trigger,
+                "groups": groups_out}
+    with pg_connect(conn_id) as conn:
+        for key in keys:
+            if key.label in refused:
+                state.advance(conn, run_id, str(key), UnitState.FAILED, pipeline=spec.name,
+                              error=f"target writes would be lost: {refused[key.label]}", failed_stage="rollback")
+        conn.execute(f"UPDATE {control.SCHEMA}.runs SET planned_units = %s WHERE run_id = %s", (len(keys), run_id))
+        control.finish_run(conn, run_id, "failed" if (failed or refused) else "success",
+                           {**evidence, **({"refused": "target writes would be lost"} if refused else {})})
+    if refused:
+        errors = [str(d.get("error")) for d in found.values() if d.get("error")]
+        message = _refusal_message(refused, "; ".join(errors[:3]) or "they differ after the drain",
+                                   [r["unit"] for r in results])
+        log.error("%s: %s", spec.name, message)
+        raise TargetWritesFound(message, {k: v for k, v in found.items() if k in refused})
+    if found:
+        log.warning("%s: discarded the target's writes of %d unit(s) (%d rows) as asked (discard_target_writes)",
+                    spec.name, len(found), writes["rows"])
+    if failed:
+        raise RuntimeError(f"rollback failed for {len(failed)} unit(s): "
+                           + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:10]))
+    return {"rolled_back": results, "target_writes": writes, "groups": groups_out}

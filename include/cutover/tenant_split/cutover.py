@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -133,8 +133,9 @@ def _parents_first(schema: Any, rules: dict[str, Any]) -> list[Any]:
 TRX_CACHE_S = 0.1
 
 
-def drain_transactions(cfg: TenantSplitConfig, wait_s: float) -> dict[str, Any]:
-    """Wait (at most ``wait_s`` seconds) for the source's read-write transactions open now to end.
+def drain_transactions(cfg: TenantSplitConfig, wait_s: float, conn_id: str | None = None) -> dict[str, Any]:
+    """Wait (at most ``wait_s`` seconds) for the source's (``conn_id``'s: a rollback drains the tenant
+    database's server) read-write transactions open now to end.
 
     A cooperative writer that read the route before it was paused may have a transaction in flight; once
     that one ends, every write of the tenant is either committed (so before the fence the pause takes
@@ -147,7 +148,8 @@ def drain_transactions(cfg: TenantSplitConfig, wait_s: float) -> dict[str, Any]:
     written nor locked a row are not waited for either: the cooperative writer re-reads the route after
     its first write, so one that has not written yet sees the pause."""
     t0 = time.monotonic()
-    with mysql_connect(cfg.source_conn_id, database="") as c:
+    server = conn_id or cfg.source_conn_id
+    with mysql_connect(server, database="") as c:
         cur = c.cursor()
         cur.execute("SELECT CONNECTION_ID()")
         me = int(cur.fetchone()[0])
@@ -179,7 +181,7 @@ def drain_transactions(cfg: TenantSplitConfig, wait_s: float) -> dict[str, Any]:
         log.warning("write pause: INNODB_TRX was not refreshed within %.1f s (another session reads it all the time): "
                     "transactions in flight may have been missed; the binlog fence after the switch applies them", wait_s)
     if open_:
-        with mysql_connect(cfg.source_conn_id, database="") as c:
+        with mysql_connect(server, database="") as c:
             cur = c.cursor()
             cur.execute("SELECT t.trx_id, t.trx_mysql_thread_id, t.trx_started, t.trx_rows_modified, p.USER, p.DB, "
                         "LEFT(COALESCE(t.trx_query, p.INFO, ''), 120) FROM information_schema.INNODB_TRX t LEFT JOIN "
@@ -194,9 +196,16 @@ def drain_transactions(cfg: TenantSplitConfig, wait_s: float) -> dict[str, Any]:
 
 
 @contextmanager
-def write_pause(cfg: TenantSplitConfig, tenant: str, lock_wait_s: int = 10, locks: str | None = None) -> Iterator[dict[str, Any]]:
+def write_pause(cfg: TenantSplitConfig, tenant: str, lock_wait_s: int = 10, locks: str | None = None, *,
+                drain_conn_id: str | None = None, reason: str = "cutover",
+                drain: Callable[[], dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
     """Hold the tenant's writes on the source: routing entry ``paused``, a drain of the transactions in
     flight, and with ``locks="rows"`` record locks on every row of the tenant.
+
+    ``drain_conn_id``: the server whose transactions are drained (default the source; a rollback pauses
+    the writers of the tenant database: ``cfg.target_conn_id``); ``drain``: called instead of
+    :func:`drain_transactions` (e.g. :func:`cutover.write_drain.drain_table_writers` over the tenant's
+    tables), its result in ``drain``; ``reason``: what the route history says.
 
     ``locks``: ``none`` / ``rows`` (default: ``cfg.pause_locks``; see :class:`TenantSplitConfig`).
     ``none`` holds cooperative writers (they wait while the entry says ``paused``) at a cost that does
@@ -219,13 +228,13 @@ def write_pause(cfg: TenantSplitConfig, tenant: str, lock_wait_s: int = 10, lock
         db = _database(conn, cfg, tenant)
         before = control.get_route(conn, PIPELINE, cfg.scope, tenant)
         control.set_route(conn, PIPELINE, cfg.scope, tenant, (before or {}).get("location") or location(cfg, "shared", db),
-                          state="paused", reason="cutover: write pause")
+                          state="paused", reason=f"{reason}: write pause")
     info["database"] = db
     info["paused_at"] = time.time()
     t0 = time.monotonic()
     lock: Any = None
     try:
-        info["drain"] = drain_transactions(cfg, cfg.pause_drain_s)
+        info["drain"] = drain() if drain is not None else drain_transactions(cfg, cfg.pause_drain_s, drain_conn_id)
         if mode == "rows":
             import MySQLdb
 
@@ -248,8 +257,9 @@ def write_pause(cfg: TenantSplitConfig, tenant: str, lock_wait_s: int = 10, lock
                          "locks": locks_out["tables"], "pause_warnings": warnings})
             for w in warnings:
                 log.warning("tenant %s: write pause: %s", tenant, w)
-        log.info("tenant %s: writes paused (locks %s, %d rows locked, drained %d transaction(s) in %.3f s)", tenant, mode,
-                 info["locked_rows"], info["drain"]["waited_for"], info["drain"]["s"])
+        log.info("tenant %s: writes paused (locks %s, %d rows locked, drained %s transaction(s) in %.3f s)", tenant, mode,
+                 info["locked_rows"], info["drain"].get("waited_for", "the"),
+                 float(info["drain"].get("s", info["drain"].get("waited_s")) or 0.0))
         yield info
     finally:
         if lock is not None:
@@ -261,7 +271,7 @@ def write_pause(cfg: TenantSplitConfig, tenant: str, lock_wait_s: int = 10, lock
         with pg_connect(cfg.control_conn_id) as conn:
             now = control.get_route(conn, PIPELINE, cfg.scope, tenant)
             if now is not None and now["state"] == "paused":  # not routed: back to active where it was
-                control.set_route(conn, PIPELINE, cfg.scope, tenant, now["location"], reason="cutover: pause ended, not routed")
+                control.set_route(conn, PIPELINE, cfg.scope, tenant, now["location"], reason=f"{reason}: pause ended, not routed")
         log.info("tenant %s: writes resumed after %.2f s", tenant, info["paused_s"])
 
 
@@ -493,3 +503,198 @@ def _fence_held(cfg: TenantSplitConfig, tenant: str, database: str) -> dict[str,
         now = current_position(s.cursor())
     out = sync.catch_up_held(cfg, {tenant: database}, stop_at=now)
     return {"applied": int(out.get("applied") or 0), "position": str(now)}
+
+
+def _cascade_children(cfg: TenantSplitConfig) -> dict[str, set[str]]:
+    """Target table → the target tables whose rows a delete or key change of its rows cascades to on the
+    source (``ON DELETE`` / ``ON UPDATE`` ``CASCADE`` / ``SET NULL`` / ``SET DEFAULT``): a cascade is not in
+    the binary log, so those rows cannot be named by key."""
+    from cutover.tenant_split import reverse
+    from cutover.tenant_split.sync import source_rules
+
+    schema, rules = source_rules(cfg)
+    routes = reverse.reverse_routes(cfg, (schema, rules))
+    target_of = {r.source: t for t, r in routes.by_target.items()}
+    out: dict[str, set[str]] = {}
+    acting = {"CASCADE", "SET NULL", "SET DEFAULT"}
+    for name, table in schema.tables.items():
+        for fk in table.foreign_keys:
+            if {fk.on_delete.upper(), fk.on_update.upper()} & acting and fk.ref_table in target_of and name in target_of:
+                out.setdefault(target_of[fk.ref_table], set()).add(target_of[name])
+    return out
+
+
+#: a rollback's reverse rounds before its pause repeat until one applies at most ROLLBACK_NEAR_ROWS rows or takes
+#: at most NEAR_ROUND_S seconds (at most ROLLBACK_NEAR_ROUNDS rounds): what the pause then drains is what the
+#: writers wrote during the last round
+ROLLBACK_NEAR_ROWS = 100
+ROLLBACK_NEAR_ROUNDS = 12
+
+
+def _reverse_round(cfg: TenantSplitConfig, tenant: str, run_id: str) -> tuple[int, Any]:
+    """One run of the tenant's reverse stream up to the target's log end now (one reader for the stream
+    and the stray scan where both sides are one server), for a caller holding its reverse lock: (rows
+    applied, the :class:`cutover.tenant_split.reverse.Stream` run, None if none)."""
+    from cutover.tenant_split import reverse
+
+    ran: dict[str, Any] = {}
+    out = reverse.run(cfg, [tenant], run_id=run_id, held=True, streams_out=ran)
+    return int((out.get("tenants") or {}).get(tenant, {}).get("applied") or 0), ran.get(tenant)
+
+
+@contextmanager
+def tenant_rollback(cfg: TenantSplitConfig, keys: list[UnitKey], run_id: str) -> Iterator[dict[str, Any]]:
+    """The life cycle's ``around_rollback`` for one tenant: compare, pause its writers on its database, drain
+    the reverse stream to a fence, re-prove what it touched, (route back), resume.
+
+    With a live reverse stream (:mod:`cutover.tenant_split.reverse`), under the tenant's reverse lock (no
+    other reverse run moves the shared tables meanwhile):
+
+    1. **before the pause** (writes flowing on the tenant database): the stream run up to the target's
+       position now, then every unit compared whole with its shared table (the consistency engine,
+       :func:`cutover.tenant_split.divergence.keyed_pair`): the keys that differ are the writes still in
+       flight (and any real difference). This is the last proof; its cost grows with the tenant, paid
+       while the writers write;
+    2. **the pause** (:func:`write_pause` on the *tenant database's* server): route ``paused`` at its
+       database, the writing transactions in flight drained there, then the stream drained to the target's
+       binlog position at that moment (the fence, :func:`cutover.tenant_split.reverse.drain`), the tenant's
+       forward catch-up positions moved past it;
+    3. **re-proof of only what changed since the proof**: the keys the drain applied and the keys 1 found
+       differing, each row's canonical hash on both sides (:func:`cutover.tenant_split.verify.reprove_rows`);
+       a keyless or merged table, a table a cascade reached, or one with more differing keys than the
+       engine lists, is checksummed whole. Every row not re-proved was equal at 1 and unchanged since on
+       both sides (the target's changes after 1 are in the drain; the shared rows were written by nobody
+       but the stream, under its lock) — so the tenant's shared rows equal its database at the fence;
+    4. the life cycle routes the tenant back to the shared tables (its writers resume there) unless
+       ``target_writes`` names a unit that differs; when it does not route, the pause ends on the tenant
+       database, active.
+
+    Without a live stream (never started, stopped by hand) nothing names what changed: under the pause each
+    unit is compared whole (:func:`cutover.tenant_split.divergence.target_divergence`), so its writes are
+    found and the rollback refuses.
+
+    Yields (the group's evidence): ``paused_s`` (filled at the end), ``paused_at``, ``drain`` (transactions
+    in flight), ``fence`` (the target position drained to), ``drained`` (unit label → rows the stream
+    applied: ``applied`` in all, ``applied_under_pause``, ``position``), ``reproved`` (unit label → mode,
+    rows), ``reproved_rows``, ``pre_compare`` (unit label → keys differing before the pause, or
+    ``"whole"``), ``phases`` (seconds), ``target_writes`` (unit label → the divergence report of a unit
+    that differs; empty: none), ``mode``.
+    """
+    from cutover.consistency.diff import DiffOptions, diff_pair
+    from cutover.tenant_split import reverse
+    from cutover.tenant_split.divergence import keyed_pair, target_divergence
+    from cutover.tenant_split.verify import reprove_rows
+    from cutover.write_drain import drain_table_writers
+
+    tenant = keys[0].parts[0]
+    details = _plan_details(keys, cfg)
+    missing = [f"{k.label}: no plan detail found" for k in keys if str(k) not in details]
+    if missing:
+        raise RuntimeError(f"tenant {tenant!r}: cannot roll back without the units' plans: {missing}")
+
+    def divergence(k: UnitKey, why: str | None = None) -> dict[str, Any] | None:
+        try:
+            return target_divergence(cfg, k)
+        except Exception as exc:  # noqa: BLE001 - unproven: counts as diverged (refused, named)
+            log.exception("tenant %s: could not compare %s with the shared tables", tenant, k.label)
+            return {"error": f"{type(exc).__name__}: {exc}" + (f" ({why})" if why else "")}
+
+    stream = reverse.streams(cfg, [tenant]).get(tenant)
+    if stream is None:
+        with write_pause(cfg, tenant, locks="none", drain_conn_id=cfg.target_conn_id, reason="rollback") as info:
+            t = time.monotonic()
+            whole = {k.label: d for k in keys if (d := divergence(k))}
+            info.update({"mode": "no live reverse stream: each unit compared whole under the pause", "drained": {},
+                         "target_writes": whole, "phases": {"pause_compare_s": round(time.monotonic() - t, 4)}})
+            yield info
+        return
+
+    phases: dict[str, float] = {}
+    cascades = _cascade_children(cfg)
+    db = details[str(keys[0])]["database"]
+    tables = [(db, details[str(k)]["table"]) for k in keys]
+    with reverse.reverse_lock(cfg, [tenant]):
+        # 1. before the pause: the stream close to now, then the last proof (whole units, writes flowing)
+        t = time.monotonic()
+        near_applied = _reverse_round(cfg, tenant, run_id)[0]
+        phases["pre_reverse_s"] = round(time.monotonic() - t, 4)
+        t = time.monotonic()
+        opts = DiffOptions()
+        pre: dict[str, list[tuple[Any, ...]] | None] = {}
+        for k in keys:
+            pair = keyed_pair(cfg, details[str(k)])
+            if pair is None:
+                pre[str(k)] = None
+                continue
+            res = diff_pair(pair, options=opts)
+            lists = (res.missing, res.extra, res.changed)
+            pre[str(k)] = None if any(len(x) >= opts.max_reported for x in lists) else [tuple(x) for ks in lists for x in ks]
+        phases["pre_compare_s"] = round(time.monotonic() - t, 4)
+        # 1b. close to now again, rounds until one is short: what they apply changed after the proof
+        t = time.monotonic()
+        touched: dict[str, set[tuple[Any, ...]] | None] = {}
+        removed: set[str] = set()
+        rounds = 0
+        while True:
+            r0 = time.monotonic()
+            n, ran = _reverse_round(cfg, tenant, run_id)
+            near_applied += n
+            if ran is not None:
+                _merge_touched(touched, {"touched": ran.touched})
+                removed |= ran.removed
+            rounds += 1
+            if time.monotonic() - r0 <= NEAR_ROUND_S or n <= ROLLBACK_NEAR_ROWS or rounds >= ROLLBACK_NEAR_ROUNDS:
+                break
+        phases["near_reverse_s"] = round(time.monotonic() - t, 4)
+        phases["near_rounds"] = rounds
+        # 2. the pause, on the tenant database
+        with write_pause(cfg, tenant, locks="none", reason="rollback",
+                         drain=lambda: drain_table_writers([cfg.target_conn_id], tables, cfg.pause_drain_s)) as info:
+            t_pause = time.monotonic()
+            phases["pause_drain_s"] = float(info["drain"].get("waited_s") or 0.0)
+            t = time.monotonic()
+            last: dict[str, reverse.Stream] = {}
+            out = reverse.drain(cfg, keys, held=True, streams_out=last)
+            phases["pause_reverse_s"] = round(time.monotonic() - t, 4)
+            if (done := last.get(tenant)) is not None:
+                _merge_touched(touched, {"touched": done.touched})
+                removed |= done.removed
+            for parent in removed:
+                for child in cascades.get(parent, ()):
+                    touched[child] = None
+            # 3. re-proof of what changed since the proof: the drain's keys and the keys that differed at 1
+            t = time.monotonic()
+            reproved: dict[str, Any] = {}
+            failing: dict[str, list[str]] = {}
+            with mysql_connect(cfg.source_conn_id, database="") as s:
+                scur = s.cursor()
+                try:
+                    for k in keys:
+                        table = details[str(k)]["table"]
+                        got = touched.get(table, set())
+                        before = pre[str(k)]
+                        named = None if got is None or before is None else sorted({*got, *before}, key=repr)
+                        r = reprove_rows(replace(cfg, gx_gate=False), details[str(k)], str(k), named, scur)
+                        reproved[k.label] = {kk: vv for kk, vv in r.items() if kk != "failures"}
+                        if r["failures"]:
+                            failing[k.label] = r["failures"]
+                finally:
+                    s.rollback()
+            phases["pause_reprove_s"] = round(time.monotonic() - t, 4)
+            found: dict[str, Any] = {}
+            for k in keys:  # a difference: the exact report (rows in dead letters are not a loss)
+                if k.label in failing and (d := divergence(k, "; ".join(failing[k.label])[:500])):
+                    found[k.label] = d
+            info.update({
+                "mode": "reverse stream drained to a fence, touched rows re-proved",
+                "fence": next((str(v.get("position")) for v in out.values() if v.get("position")), None),
+                "drained": {label: {**v, "applied": int(v.get("applied") or 0) + near_applied,
+                                    "applied_under_pause": int(v.get("applied") or 0)} for label, v in out.items()},
+                "reproved": reproved, "reproved_rows": sum(int(r.get("rows") or 0) for r in reproved.values()),
+                "pre_compare": {k.label: "whole" if pre[str(k)] is None else len(pre[str(k)] or []) for k in keys},
+                "target_writes": found, "phases": phases})
+            info["pause_to_route_s"] = round(time.monotonic() - t_pause + phases["pause_drain_s"], 4)
+            if found:
+                log.error("tenant %s: the tenant database differs from the shared tables after the drain: %s", tenant,
+                          sorted(found))
+            yield info

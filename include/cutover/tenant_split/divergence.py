@@ -82,6 +82,30 @@ def _key_json(k: Any) -> str:
     return json.dumps([v if isinstance(v, (int, float, str)) or v is None else str(v) for v in k], ensure_ascii=False)
 
 
+def keyed_pair(cfg: TenantSplitConfig, plan: dict[str, Any]) -> Any:
+    """The consistency engine's pair for a unit's plan detail: the tenant's rows in its one keyed source
+    table against the target table (a :class:`cutover.consistency.spec.PairSpec`), or None for a unit
+    merged from several tables or without a key. Raises ``RuntimeError`` when the target table is gone."""
+    from cutover.consistency.normalize import infer_kind
+    from cutover.consistency.spec import Endpoint, PairSpec
+    from cutover.tenant_split.verify import column_types
+
+    db, table, tenant = plan["database"], plan["table"], plan["tenant"]
+    sources = [SourceTable.from_dict(s) for s in plan["sources"]]
+    with mysql_connect(cfg.target_conn_id, database="") as tconn:
+        types = column_types(tconn.cursor(), db, table)
+    if not types:
+        raise RuntimeError(f"target table {db}.{table} does not exist: cannot tell what it held")
+    if len(sources) != 1 or not sources[0].key:
+        return None
+    s = sources[0]
+    return PairSpec(name=f"{PIPELINE}:rollback:{db}.{table}",
+                    source=Endpoint(cfg.source_conn_id, query=_source_query(cfg, s, tenant)),
+                    target=Endpoint(cfg.target_conn_id, table=f"{db}.{table}"), key=s.key,
+                    columns=tuple(c for c in types if c not in s.key),
+                    kinds={c: str(infer_kind(None, t)) for c, t in types.items()})
+
+
 def target_divergence(cfg: TenantSplitConfig, key: UnitKey) -> dict[str, Any] | None:
     """What the unit's target table holds that the tenant's source rows lack (None: nothing).
 
@@ -91,27 +115,14 @@ def target_divergence(cfg: TenantSplitConfig, key: UnitKey) -> dict[str, Any] | 
     Raises ``LookupError`` for a unit never planned and ``RuntimeError`` when its table is gone.
     """
     from cutover.consistency.diff import diff_pair
-    from cutover.consistency.normalize import infer_kind
-    from cutover.consistency.spec import Endpoint, PairSpec
-    from cutover.tenant_split.verify import column_types
 
     plan = unit_plan(cfg, key)
     if plan is None:
         raise LookupError(f"tenant_split unit {key.label}: no plan recorded, cannot compare it with the source")
     db, table, tenant = plan["database"], plan["table"], plan["tenant"]
-    sources = [SourceTable.from_dict(s) for s in plan["sources"]]
-    with mysql_connect(cfg.target_conn_id, database="") as tconn:
-        types = column_types(tconn.cursor(), db, table)
-    if not types:
-        raise RuntimeError(f"target table {db}.{table} does not exist: cannot tell what it held")
     base = {"table": f"{db}.{table}", "tenant": tenant}
-    if len(sources) == 1 and sources[0].key:
-        s = sources[0]
-        spec = PairSpec(name=f"{PIPELINE}:rollback:{db}.{table}",
-                        source=Endpoint(cfg.source_conn_id, query=_source_query(cfg, s, tenant)),
-                        target=Endpoint(cfg.target_conn_id, table=f"{db}.{table}"), key=s.key,
-                        columns=tuple(c for c in types if c not in s.key),
-                        kinds={c: str(infer_kind(None, t)) for c, t in types.items()})
+    spec = keyed_pair(cfg, plan)
+    if spec is not None:
         res = diff_pair(spec)
         dead = _dead_letter_keys(cfg, key) if res.missing else set()
         deleted = [k for k in res.missing if _key_json(k) not in dead]

@@ -230,6 +230,11 @@ class Stream:
     strays_total: int = 0
     forwarded_total: int = 0
     not_reversed: dict[str, int] = field(default_factory=dict)
+    #: filled by a run: target table → the keys (source key columns' values, in copy-key order) of the rows
+    #: its changes reached, or None for a keyless table (what a rollback re-proves)
+    touched: dict[str, set[tuple[Any, ...]] | None] = field(default_factory=dict)
+    #: filled by a run: target tables where a row was deleted or its key changed (a cascade may follow)
+    removed: set[str] = field(default_factory=set)
 
 
 def streams(cfg: TenantSplitConfig, tenants: list[str] | None = None, states: tuple[str, ...] = LIVE_STATES) -> dict[str, Stream]:
@@ -483,6 +488,21 @@ def _in(key: tuple[str, ...], n: int) -> str:
     return f"({', '.join(_q(k) for k in key)}) IN ({', '.join([one] * n)})"
 
 
+def _touch(s: Stream, route: ReverseRoute, change: Any) -> None:
+    """Remember the keys of the source rows ``change`` reaches (see :attr:`Stream.touched`)."""
+    if change.before is not None and (change.after is None or not route.key or
+                                      _key(route, change.before) != _key(route, change.after)):
+        s.removed.add(route.target)
+    if not route.key:
+        s.touched[route.target] = None
+        return
+    keys = s.touched.setdefault(route.target, set())
+    if keys is not None:
+        for image in (change.before, change.after):
+            if image is not None:
+                keys.add(tuple(_key(route, _image(route, image, s.tenant))))
+
+
 def apply_reverse(cur: Any, cfg: TenantSplitConfig, route: ReverseRoute, tenant: str, change: Any) -> int:
     """Apply one target row change to the source table now (see :class:`Applier`); returns row changes made."""
     applier = Applier(cur, cfg)
@@ -545,6 +565,7 @@ class _ReverseSide:
                     s.not_reversed[ch.table] = s.not_reversed.get(ch.table, 0) + 1
                     continue
                 got = self.applier.add(route, s.tenant, ch)
+                _touch(s, route, ch)
                 s.applied_now += got
                 s.newest_ts = max(s.newest_ts, int(batch.timestamp))
                 self.pending[s.tenant] = self.pending.get(s.tenant, 0) + got
@@ -780,7 +801,8 @@ def _on_tenant_db(cfg: TenantSplitConfig, tenants: list[str]) -> set[str]:
 
 def run(cfg: TenantSplitConfig, tenants: list[str] | None = None, *, stop_at: BinlogPosition | None = None,
         forward_stray_writes: bool = False, max_seconds: float | None = None, run_id: str | None = None,
-        hook: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+        hook: Callable[[str, int], None] | None = None, held: bool = False,
+        streams_out: dict[str, Stream] | None = None) -> dict[str, Any]:
     """Run every live reverse stream (of ``tenants``; None: all) up to ``stop_at`` on the target (default:
     its log's end now), then scan the source for strays up to its end now (``forward_stray_writes``: apply
     them to the tenant database too). A ``drained`` stream runs only while its tenant's readers are still
@@ -791,17 +813,20 @@ def run(cfg: TenantSplitConfig, tenants: list[str] | None = None, *, stop_at: Bi
     {"database", "applied", "position", "lag_s", "strays", "forwarded", "not_reversed"}}, "applied",
     "seconds", "reached"}``; ``lag_s``: seconds from the start of the read (the stream is caught up to the
     log's end as of then) to now, or, when ``max_seconds`` cut the read short, from the newest change
-    applied to now. Raises :class:`ReverseConflict` (the stream is reported ``failed``) and the reader's
-    errors.
+    applied to now. ``held``: the caller holds :func:`reverse_lock` for ``tenants`` (not taken again);
+    ``streams_out`` receives each stream run (:attr:`Stream.touched`: what its changes reached). Raises
+    :class:`ReverseConflict` (the stream is reported ``failed``) and the reader's errors.
     """
-    with reverse_lock(cfg, tenants or list(streams(cfg))):
+    from contextlib import nullcontext
+
+    with nullcontext() if held else reverse_lock(cfg, tenants or list(streams(cfg))):
         return _run_held(cfg, tenants, stop_at=stop_at, forward_stray_writes=forward_stray_writes,
-                         max_seconds=max_seconds, run_id=run_id, hook=hook)
+                         max_seconds=max_seconds, run_id=run_id, hook=hook, streams_out=streams_out)
 
 
 def _run_held(cfg: TenantSplitConfig, tenants: list[str] | None, *, stop_at: BinlogPosition | None,
               forward_stray_writes: bool, max_seconds: float | None, run_id: str | None,
-              hook: Callable[[str, int], None] | None) -> dict[str, Any]:
+              hook: Callable[[str, int], None] | None, streams_out: dict[str, Stream] | None = None) -> dict[str, Any]:
     from cutover.tenant_split.sync import source_rules
 
     t0, wall0 = time.monotonic(), time.time()
@@ -809,6 +834,8 @@ def _run_held(cfg: TenantSplitConfig, tenants: list[str] | None, *, stop_at: Bin
     if todo:
         routed = _on_tenant_db(cfg, list(todo))
         todo = {t: s for t, s in todo.items() if s.state == "running" or t in routed}
+    if streams_out is not None:
+        streams_out.update(todo)  # the caller reads what each stream touched
     if not todo:
         return {"tenants": {}, "applied": 0, "seconds": 0.0, "reached": None}
     source = source_rules(cfg)
@@ -845,22 +872,30 @@ def _run_held(cfg: TenantSplitConfig, tenants: list[str] | None, *, stop_at: Bin
             "strays_reached": str(strays_reached) if strays_reached else None}
 
 
-def drain(cfg: TenantSplitConfig, keys: list[UnitKey]) -> dict[str, Any]:
+def drain(cfg: TenantSplitConfig, keys: list[UnitKey], *, held: bool = False,
+          streams_out: dict[str, Stream] | None = None) -> dict[str, Any]:
     """Drain the reverse streams of the tenants of ``keys`` before a rollback (their writers paused or
     stopped): run each up to the target's position now, scan strays up to the source's position now,
     move the tenant's forward catch-up positions there and mark the stream ``drained``.
 
+    ``held``: the caller holds :func:`reverse_lock` for these tenants (a rollback's write pause); it is not
+    taken again. ``streams_out`` receives each drained tenant's :class:`Stream` (what it touched).
     Returns ``{unit label: {"applied": rows applied by this drain, "position": "file:pos" (the target
     position drained to; None without a stream), "stream": "drained" | "none"}}``. Raises what
     :func:`run` raises (the life cycle then lets the divergence check decide).
     """
+    from contextlib import nullcontext
+
     from cutover.binlog import current_position
 
     by_tenant: dict[str, list[UnitKey]] = {}
     for k in keys:
         by_tenant.setdefault(k.parts[0], []).append(k)
+    from cutover.tenant_split.copy import same_server
+
     live = streams(cfg, list(by_tenant))
     routed = _on_tenant_db(cfg, list(live)) if live else set()
+    one_server = bool(live) and same_server(cfg)
     out: dict[str, Any] = {}
     for tenant, tkeys in by_tenant.items():
         s = live.get(tenant)
@@ -873,11 +908,13 @@ def drain(cfg: TenantSplitConfig, keys: list[UnitKey]) -> dict[str, Any]:
             for k in tkeys:
                 out[k.label] = {"applied": 0, "position": str(s.position), "stream": "drained"}
             continue
-        with reverse_lock(cfg, [tenant]):
+        with nullcontext() if held else reverse_lock(cfg, [tenant]):
             with mysql_connect(cfg.target_conn_id, database="") as t:
                 target_now = current_position(t.cursor())
-            res = _run_held(cfg, [tenant], stop_at=target_now, forward_stray_writes=False, max_seconds=None,
-                            run_id=None, hook=None)
+            # one server: one reader for the stream and the stray scan, to the log's end (past target_now only
+            # what other databases wrote: the tenant's writers are stopped or paused)
+            res = _run_held(cfg, [tenant], stop_at=None if one_server else target_now, forward_stray_writes=False,
+                            max_seconds=None, run_id=None, hook=None, streams_out=streams_out)
             got = res["tenants"].get(tenant, {"applied": 0, "position": str(s.position)})
             # the strays were scanned up to the source's end after the reverse stream's own writes: the forward
             # catch-up continues from there (nothing it skips is unseen, nothing the stream wrote comes back)

@@ -119,6 +119,12 @@ def _divergence(cfg: TenantSplitConfig, key: UnitKey) -> dict[str, Any] | None:
     return target_divergence(cfg, key)
 
 
+def _rollback(cfg: TenantSplitConfig, keys: list[UnitKey], run_id: str) -> Any:
+    from cutover.tenant_split.cutover import tenant_rollback
+
+    return tenant_rollback(cfg, keys, run_id)
+
+
 def _drain_reverse(cfg: TenantSplitConfig, keys: list[UnitKey]) -> dict[str, Any]:
     from cutover.tenant_split.reverse import drain
 
@@ -146,6 +152,7 @@ SPEC = PipelineSpec(
     close=_close,
     target_divergence=_divergence,
     drain_reverse=_drain_reverse,
+    around_rollback=_rollback,
     switch_group=lambda key: key.parts[0],
     around_switch=_switch,
     expand_units=_expand,
