@@ -43,6 +43,7 @@ from cutover.identifiers import quote_mysql
 from cutover.lifecycle import stages
 from cutover.lifecycle.model import UnitKey
 from cutover.samples.hostile import HOSTILE_NAMES
+from cutover.tenant_split import sync
 from cutover.tenant_split.config import PIPELINE, TenantSplitConfig
 from cutover.tenant_split.spec import SPEC
 
@@ -221,6 +222,7 @@ def test_build_verify_reads_the_log_once_for_every_tenant_under_a_steady_writer(
         return real(conn_id, start, **kw)
 
     monkeypatch.setattr(binlog, "read_changes", counted)
+    monkeypatch.setattr(sync, "RIDE_ALONG_MIN_BYTES", 0)  # every pass shared, however short (the mechanism)
     w = Writer(0.01)
     w.start()
     assert w.started_writing.wait(10)
@@ -255,8 +257,6 @@ def test_build_verify_reads_the_log_once_for_every_tenant_under_a_steady_writer(
     assert len(positions) == len(TENANTS) * len(TABLES)
     assert {str(p) for p in positions.values()} == {fences[-1]["reached"]}, positions
     # the end state: caught up once more, every tenant's rows equal the source's (keyed and keyless)
-    from cutover.tenant_split import sync
-
     cfg = TenantSplitConfig.from_params(params)
     sync.catch_up(cfg, {t: dbs[t] for t in TENANTS})
     with mysql_connect(MYSQL_TARGET, database="") as conn:
@@ -269,11 +269,12 @@ def test_build_verify_reads_the_log_once_for_every_tenant_under_a_steady_writer(
           f"rows applied {applied_all}; fence catch-up s: {[f['catch_up_s'] for f in fences]}")
 
 
-def test_a_busy_routed_or_lagging_tenant_is_left_alone_by_another_tenants_fence(params: dict[str, Any], pg: Any) -> None:
-    from cutover.tenant_split import sync
+def test_a_busy_routed_or_lagging_tenant_is_left_alone_by_another_tenants_fence(params: dict[str, Any], pg: Any,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from cutover.tenant_split.cutover import _plan_details
     from cutover.tenant_split.verify import verify_at_fence
 
+    monkeypatch.setattr(sync, "RIDE_ALONG_MIN_BYTES", 0)  # every pass shared, however short (the mechanism)
     rep = _build_stage_by_stage(params, "hrb_vload_busy")
     assert rep.green, rep.summary()
     cfg = TenantSplitConfig.from_params(params)
@@ -335,3 +336,10 @@ def test_a_busy_routed_or_lagging_tenant_is_left_alone_by_another_tenants_fence(
     assert v4.passed and f4["tenant_applied"] >= 1, (v4.failures, f4)
     assert "activity" in f4["others"]["error"] and f4["others"]["advanced"] == [], f4  # caught up alone
     assert str(_positions()[(dbs[mine], "orders")]) == f4["reached"]
+    # the default: a short pass (a few changes since the last fence) takes no one along
+    monkeypatch.setattr(sync, "RIDE_ALONG_MIN_BYTES", 16 << 20)
+    write()
+    fkey, fd = detail(free)
+    v5 = verify_at_fence(cfg, fd, fkey, run_id="hrb_vload_busy_verify")
+    f5 = v5.detail["fence"]
+    assert v5.passed and f5["others"]["advanced"] == [] and f5["others"]["short"] == sorted([mine, busy, broken]), f5

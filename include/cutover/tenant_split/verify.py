@@ -258,7 +258,8 @@ def verify_at_fence(cfg: TenantSplitConfig, detail: dict[str, Any], unit_key: st
                          "lock_wait_s": round(t1 - t0, 4), "catch_up_s": round(t2 - t1, 4), "check_s": round(t3 - t2, 4),
                          "others": {"advanced": sorted(advanced),
                                     "applied": sum(int((per.get(t) or {}).get("applied") or 0) for t in advanced),
-                                    "busy": sorted(others.busy), "behind": sorted(riding.get("behind") or [])}}
+                                    "busy": sorted(others.busy), "behind": sorted(riding.get("behind") or []),
+                                    "short": sorted(riding.get("short") or [])}}
     if failed_with_others:
         v.detail["fence"]["others"]["error"] = failed_with_others
     return v
