@@ -199,7 +199,9 @@ def verify_at_fence(cfg: TenantSplitConfig, detail: dict[str, Any], unit_key: st
     another verify, the sync DAG or a cutover is skipped, and so is one routed to its database) and
     whose tables are not behind this tenant's (``companions`` of
     :func:`~cutover.tenant_split.sync.catch_up_held`: one far behind would make the fence read log this
-    tenant does not need). Their locks are let go as soon as the catch-up has committed, before the
+    tenant does not need), on a pass of at least
+    :data:`~cutover.tenant_split.sync.RIDE_ALONG_MIN_BYTES` of log (a short delta between two fences is
+    cheaper read again than every companion's rows applied: measured). Their locks are let go as soon as the catch-up has committed, before the
     checksums: only this tenant's tables must stay at P while they are checksummed. The next unit's
     fence, of any tenant, then finds only the log written since this one: a build's verify costs one
     decode of the log since the copy, not one per tenant (which, under a steady writer of a few
