@@ -554,13 +554,16 @@ def tenant_rollback(cfg: TenantSplitConfig, keys: list[UnitKey], run_id: str) ->
        position now, then every unit compared whole with its shared table (the consistency engine,
        :func:`cutover.tenant_split.divergence.keyed_pair`): the keys that differ are the writes still in
        flight (and any real difference). This is the last proof; its cost grows with the tenant, paid
-       while the writers write;
-    2. **the pause** (:func:`write_pause` on the *tenant database's* server): route ``paused`` at its
-       database, the writing transactions in flight drained there, then the stream drained to the target's
-       binlog position at that moment (the fence, :func:`cutover.tenant_split.reverse.drain`), the tenant's
-       forward catch-up positions moved past it;
-    3. **re-proof of only what changed since the proof**: the keys the drain applied and the keys 1 found
-       differing, each row's canonical hash on both sides (:func:`cutover.tenant_split.verify.reprove_rows`);
+       while the writers write; then the stream run again, in rounds until one is short
+       (:data:`ROLLBACK_NEAR_ROWS`, :data:`NEAR_ROUND_S`, at most :data:`ROLLBACK_NEAR_ROUNDS`): the keys
+       these rounds apply changed after the proof and are re-proved in 3;
+    2. **the pause** (:func:`write_pause` on the *tenant database*): route ``paused`` at its database, the
+       transactions in flight that wrote its tables drained (:func:`cutover.write_drain.drain_table_writers`:
+       ``LOCK TABLES … READ`` taken and released, bounded by ``cfg.pause_drain_s``), then the stream drained
+       to the target's log end at that moment (the fence, :func:`cutover.tenant_split.reverse.drain`), the
+       tenant's forward catch-up positions moved past it;
+    3. **re-proof of only what changed since the proof**: the keys the later rounds and the drain applied
+       and the keys 1 found differing, each row's canonical hash on both sides (:func:`cutover.tenant_split.verify.reprove_rows`);
        a keyless or merged table, a table a cascade reached, or one with more differing keys than the
        engine lists, is checksummed whole. Every row not re-proved was equal at 1 and unchanged since on
        both sides (the target's changes after 1 are in the drain; the shared rows were written by nobody
@@ -573,8 +576,8 @@ def tenant_rollback(cfg: TenantSplitConfig, keys: list[UnitKey], run_id: str) ->
     unit is compared whole (:func:`cutover.tenant_split.divergence.target_divergence`), so its writes are
     found and the rollback refuses.
 
-    Yields (the group's evidence): ``paused_s`` (filled at the end), ``paused_at``, ``drain`` (transactions
-    in flight), ``fence`` (the target position drained to), ``drained`` (unit label → rows the stream
+    Yields (the group's evidence): ``paused_s`` (filled at the end), ``paused_at``, ``drain`` (the in-flight
+    drain: ``how``, ``waited_s``, ``timed_out``), ``fence`` (the target position drained to), ``drained`` (unit label → rows the stream
     applied: ``applied`` in all, ``applied_under_pause``, ``position``), ``reproved`` (unit label → mode,
     rows), ``reproved_rows``, ``pre_compare`` (unit label → keys differing before the pause, or
     ``"whole"``), ``phases`` (seconds), ``target_writes`` (unit label → the divergence report of a unit
