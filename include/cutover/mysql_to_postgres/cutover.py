@@ -44,15 +44,13 @@ drained the reverse stream.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from cutover import binlog, control
-from cutover.connections import mysql_connect, pg_connect
-from cutover.identifiers import quote_mysql
+from cutover.connections import pg_connect
 from cutover.lifecycle.model import UnitKey
 from cutover.mysql_to_postgres import load, sync
 from cutover.mysql_to_postgres.config import PIPELINE, MysqlToPostgresConfig
@@ -62,8 +60,6 @@ log = logging.getLogger(__name__)
 
 #: the longest the pause waits for read-write transactions in flight to end (seconds)
 DRAIN_S = 2.0
-#: how often the drain looks again (seconds)
-DRAIN_POLL_S = 0.005
 
 
 class CutoverCheckFailed(RuntimeError):
@@ -169,62 +165,14 @@ def prove_since(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], since: di
 
 
 def drain_in_flight(cfg: MysqlToPostgresConfig, tables: list[str], bound_s: float = DRAIN_S) -> dict[str, Any]:
-    """Wait (at most ``bound_s``) until the transactions that have written ``tables`` and are still open end.
+    """Wait (at most ``bound_s``) until the transactions that have written ``tables`` (of the source
+    database) and are still open end: :func:`cutover.write_drain.drain_table_writers` through the source
+    connection, then the reverse writer's (``reverse_conn_id``). Returns what it returns (``how``:
+    ``table locks`` or ``innodb_trx``, ``waited_s``, ``timed_out``; ``skipped`` when neither may)."""
+    from cutover.write_drain import drain_table_writers
 
-    ``LOCK TABLES … READ`` on a connection of its own, released at once: it waits exactly for the
-    transactions holding a write metadata lock on one of the tables (every transaction that changed a
-    row keeps it until it ends), and for no other — a long transaction elsewhere on the server does not
-    lengthen the pause. Needs LOCK TABLES: the source connection is tried first, then the reverse
-    writer's (``reverse_conn_id``). Without it, the server's read-write transactions open now
-    (``information_schema.INNODB_TRX``, needs PROCESS) are waited for instead.
-
-    Returns ``{"how": "table locks" | "innodb_trx", "waited_s", …}``, ``{"timed_out": …}`` when the bound
-    passed, or ``{"skipped": why}`` when no connection may do either."""
-    errors = []
-    targets = ", ".join(f"{quote_mysql(cfg.source_database)}.{quote_mysql(t)} READ" for t in tables)
-    conn_ids = [c for c in dict.fromkeys([cfg.source_conn_id, getattr(cfg, "reverse_conn_id", None)]) if c]
-    for conn_id in conn_ids:
-        try:
-            with mysql_connect(conn_id, database="") as conn:
-                cur = conn.cursor()
-                cur.execute(f"SET SESSION lock_wait_timeout = {max(1, math.ceil(bound_s))}")
-                t0 = time.monotonic()
-                try:
-                    cur.execute(f"LOCK TABLES {targets}".replace("%", "%%"), ())
-                except Exception as exc:
-                    if getattr(exc, "args", [None])[0] == 1205:  # lock wait timeout: still open after the bound
-                        log.warning("write pause: transactions on %s still open after %.1f s", tables, bound_s)
-                        return {"how": "table locks", "timed_out": True, "waited_s": round(time.monotonic() - t0, 3),
-                                "via": conn_id}
-                    raise
-                waited = time.monotonic() - t0
-                cur.execute("UNLOCK TABLES")
-                return {"how": "table locks", "waited_s": round(waited, 3), "via": conn_id}
-        except Exception as exc:  # noqa: BLE001 - no LOCK TABLES privilege there: try the next connection
-            errors.append(f"{conn_id}: {exc}")
-    sql = ("SELECT trx_id FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id <> CONNECTION_ID() "
-           "AND trx_is_read_only = 0 AND (trx_rows_modified > 0 OR trx_rows_locked > 0 OR trx_tables_locked > 0)")
-    for conn_id in conn_ids:
-        try:
-            with mysql_connect(conn_id, database="") as conn:
-                cur = conn.cursor()
-                t0 = time.monotonic()
-                cur.execute(sql)
-                first = {str(r[0]) for r in cur.fetchall()}
-                left = set(first)
-                while left and time.monotonic() - t0 < bound_s:
-                    time.sleep(DRAIN_POLL_S)
-                    cur.execute(sql)
-                    left &= {str(r[0]) for r in cur.fetchall()}
-                if left:
-                    log.warning("write pause: %d transaction(s) still open after %.1f s: %s", len(left), bound_s,
-                                sorted(left)[:10])
-                return {"how": "innodb_trx", "in_flight": len(first), "waited_s": round(time.monotonic() - t0, 3),
-                        "left": sorted(left), "timed_out": bool(left), "via": conn_id}
-        except Exception as exc:  # noqa: BLE001 - no PROCESS privilege there: try the next connection
-            errors.append(f"{conn_id}: {exc}")
-    log.warning("write pause: in-flight transactions not drained (%s)", "; ".join(errors))
-    return {"skipped": "; ".join(errors)}
+    return drain_table_writers([cfg.source_conn_id, getattr(cfg, "reverse_conn_id", None) or ""],
+                               [(cfg.source_database, t) for t in tables], bound_s)
 
 
 def _start_reverse(cfg: MysqlToPostgresConfig, key: UnitKey, run_id: str, position: binlog.BinlogPosition | None) -> dict[str, Any]:
@@ -345,3 +293,151 @@ def table_switch(cfg: MysqlToPostgresConfig, keys: list[UnitKey], run_id: str) -
                                       reason="cutover: not switched, writes resume on MySQL")
         log.info("cutover %s: writes paused %.3f s (%s)", sorted(names.values()), info["paused_s"],
                  "switched" if switched else "not switched")
+
+
+def drain_pg_writers(cfg: MysqlToPostgresConfig, maps: dict[str, TableMap], bound_s: float = DRAIN_S) -> dict[str, Any]:
+    """Wait (at most ``bound_s``) until the PostgreSQL transactions that have written the tables end: a
+    rollback's write pause, the mirror of :func:`drain_in_flight`.
+
+    ``LOCK TABLE … IN SHARE MODE`` in a transaction of its own, released at once: it conflicts with the
+    ROW EXCLUSIVE lock every writing transaction holds until it ends, and with no reader. Returns ``{"how":
+    "share lock", "waited_s", "timed_out"}``."""
+    import psycopg
+
+    targets = ", ".join(load.target_name(cfg.target_schema, tm) for tm in maps.values())
+    with pg_connect(cfg.target_conn_id) as conn:
+        conn.execute(f"SET LOCAL lock_timeout = '{max(1, int(bound_s * 1000))}ms'")
+        t0 = time.monotonic()
+        timed_out = False
+        try:
+            conn.execute(f"LOCK TABLE {targets} IN SHARE MODE".replace("%", "%%"))
+        except psycopg.errors.LockNotAvailable:
+            timed_out = True
+            log.warning("rollback pause: writers of %s still open after %.1f s", sorted(maps), bound_s)
+        waited = time.monotonic() - t0
+        conn.rollback()
+    return {"how": "share lock", "waited_s": round(waited, 4), "timed_out": timed_out}
+
+
+@contextmanager
+def table_rollback(cfg: MysqlToPostgresConfig, keys: list[UnitKey], run_id: str) -> Iterator[dict[str, Any]]:
+    """The life cycle's ``around_rollback``: compare, pause the table's writers on PostgreSQL, drain the
+    reverse stream to a fence, re-prove what it touched, (route back to MySQL), resume.
+
+    1. **Before the pause** (writes flowing on PostgreSQL): the reverse stream run
+       (:func:`cutover.mysql_to_postgres.reverse.run`), then each table compared whole with MySQL
+       (:func:`cutover.consistency.diff.diff_pair`, the pair verify uses): the keys that differ are the writes
+       still in flight (and any real difference). The last proof; its cost grows with the table, paid while
+       writers write.
+    2. **The pause**: the routing entry ``paused`` (location still PostgreSQL); the PostgreSQL transactions
+       that wrote the tables drained (:func:`drain_pg_writers`, bounded by :data:`DRAIN_S`); then the reverse
+       stream drained (:func:`cutover.mysql_to_postgres.reverse.drain`: everything captured applied, the
+       capture dropped — the fence: PostgreSQL's writes end there —, stray writes recorded and forwarded,
+       the forward sync position moved).
+    3. **Re-proof of what changed since the proof**: the keys the drain applied and the keys 1 found
+       differing, compared row by row (:func:`cutover.consistency.diff.diff_keys`). A row not re-proved was
+       equal at 1 and not written on PostgreSQL since (its change would have been captured and drained).
+    4. The life cycle routes the table back to MySQL (active: writers resume there) unless
+       ``target_writes`` names it; not routed, the entry goes back to PostgreSQL, active.
+
+    A table without a running reverse stream (stopped by hand, never started) is compared whole under the
+    pause (:func:`cutover.mysql_to_postgres.divergence.target_divergence`): its writes are found and the
+    rollback refuses. Yields (the group's evidence): ``paused_s`` (filled at the end), ``drain``,
+    ``drained`` (unit label → ``applied`` in all, ``applied_under_pause``, ``position``, …),
+    ``reproved`` (unit label → rows compared), ``reproved_rows``, ``pre_compare`` (differing keys
+    before the pause), ``phases`` (seconds), ``target_writes`` (unit label → the divergence report of a table
+    that differs; empty: none). A concurrent ``reverse.run`` (the sync DAG) between 1 and 2 applies keys the
+    re-proof does not name; those were written on PostgreSQL after 1 and applied by the same exactly-once
+    batches (not re-proved).
+    """
+    from cutover.consistency.diff import DiffOptions, diff_keys, diff_pair
+    from cutover.mysql_to_postgres import reverse
+    from cutover.mysql_to_postgres.build import latest_plans
+    from cutover.mysql_to_postgres.divergence import target_divergence
+    from cutover.mysql_to_postgres.verify import pair_spec
+
+    maps = latest_plans(cfg, [str(k) for k in keys])
+    missing = [k.label for k in keys if str(k) not in maps]
+    if missing:
+        raise LookupError(f"tables {missing} were never planned: nothing to roll back")
+    names = {str(k): k.parts[0] for k in keys}
+    with pg_connect(cfg.control_conn_id) as conn:
+        control.ensure_schema(conn)
+        live = [k for k in keys if (st := control.get_stream(conn, PIPELINE, cfg.scope, names[str(k)], reverse.DIRECTION))
+                and st["state"] == "running"]
+    phases: dict[str, float] = {}
+    info: dict[str, Any] = {"mode": "reverse stream drained to a fence, touched rows re-proved"}
+
+    def divergence(k: UnitKey) -> dict[str, Any] | None:
+        try:
+            return target_divergence(cfg, k)
+        except Exception as exc:  # noqa: BLE001 - unproven: counts as diverged (refused, named)
+            log.exception("table %s: could not compare PostgreSQL with MySQL", k.label)
+            return {"error": f"{type(exc).__name__}: {exc}"}
+
+    # 1. before the pause: the stream close to now, then the last proof (whole tables, writes flowing)
+    t = time.monotonic()
+    near = reverse.run(cfg, live) if live else {"tables": {}}
+    phases["pre_reverse_s"] = round(time.monotonic() - t, 4)
+    t = time.monotonic()
+    opts = DiffOptions()
+    pre: dict[str, list[tuple[Any, ...]] | None] = {}
+    for k in live:
+        res = diff_pair(pair_spec(cfg, maps[str(k)]), options=opts)
+        lists = (res.missing, res.extra, res.changed)
+        pre[str(k)] = None if any(len(x) >= opts.max_reported for x in lists) else [tuple(x) for ks in lists for x in ks]
+    phases["pre_compare_s"] = round(time.monotonic() - t, 4)
+    # 2. the pause
+    with pg_connect(cfg.control_conn_id) as conn:
+        for n in names.values():
+            loc: dict[str, Any] | None = (control.get_route(conn, PIPELINE, cfg.scope, n) or {}).get("location")
+            if loc:
+                control.set_route(conn, PIPELINE, cfg.scope, n, loc, state="paused", run_id=run_id,
+                                  reason="rollback: write pause")
+    t_pause = time.monotonic()
+    info["paused_at"] = time.time()
+    try:
+        info["drain"] = drain_pg_writers(cfg, maps)
+        phases["pause_drain_s"] = info["drain"]["waited_s"]
+        t = time.monotonic()
+        touched: dict[str, list[tuple[Any, ...]]] = {}
+        drained = reverse.drain(cfg, live, touched=touched) if live else {}
+        phases["pause_reverse_s"] = round(time.monotonic() - t, 4)
+        # 3. re-proof of what changed since the proof
+        t = time.monotonic()
+        found: dict[str, Any] = {}
+        reproved: dict[str, Any] = {}
+        for k in keys:
+            tm = maps[str(k)]
+            named = pre.get(str(k)) if k in live else None
+            if named is None:  # no stream, or more differences than listed: the whole table
+                d = divergence(k)
+                reproved[k.label] = {"compared": "whole table"}
+            else:
+                ks = list(dict.fromkeys([*touched.get(str(k), []), *named]))
+                kres = diff_keys(pair_spec(cfg, tm), ks) if ks else None
+                reproved[k.label] = {"compared": "keys", "rows": len(ks)}
+                d = divergence(k) if kres is not None and not kres.equal else None  # the exact report (dead letters)
+            if d:
+                found[k.label] = d
+        phases["pause_reprove_s"] = round(time.monotonic() - t, 4)
+        near_by = near.get("tables") or {}
+        info.update({
+            "drained": {label: {**v, "applied": int(v.get("applied") or 0) + int((near_by.get(label) or {}).get("applied") or 0),
+                                "applied_under_pause": int(v.get("applied") or 0)} for label, v in drained.items()},
+            "reproved": reproved, "reproved_rows": sum(int(r.get("rows") or 0) for r in reproved.values()),
+            "pre_compare": {k.label: "whole" if pre.get(str(k)) is None else len(pre[str(k)] or []) for k in keys},
+            "target_writes": found, "phases": phases,
+            "pause_to_route_s": round(time.monotonic() - t_pause, 4)})
+        if found:
+            log.error("rollback %s: PostgreSQL differs from MySQL after the drain: %s", sorted(names.values()), sorted(found))
+        yield info
+    finally:
+        info["paused_s"] = round(time.monotonic() - t_pause, 3)
+        with pg_connect(cfg.control_conn_id) as conn:  # not routed back: the writers resume where they were
+            for n in names.values():
+                now = control.get_route(conn, PIPELINE, cfg.scope, n)
+                if now is not None and now["state"] == "paused":
+                    control.set_route(conn, PIPELINE, cfg.scope, n, now["location"], run_id=run_id,
+                                      reason="rollback: pause ended, not routed back")
+        log.info("rollback %s: writes paused %.3f s", sorted(names.values()), info["paused_s"])

@@ -454,8 +454,10 @@ def _write(cur: Any, cfg: MysqlToPostgresConfig, tm: TableMap, cols: list[Column
 
 
 def _apply_unit(cfg: MysqlToPostgresConfig, key: UnitKey, tm: TableMap, *, final: bool = False,
-                max_seconds: float = 600.0, hook: Hook | None = None) -> dict[str, Any]:
-    """Apply the table's captured changes in batches until none is left (or ``max_seconds``)."""
+                max_seconds: float = 600.0, hook: Hook | None = None,
+                touched: list[tuple[Any, ...]] | None = None) -> dict[str, Any]:
+    """Apply the table's captured changes in batches until none is left (or ``max_seconds``); ``touched``
+    receives the key (MySQL values, in key order) of every row applied."""
     t0 = time.monotonic()
     out: dict[str, Any] = {"applied": 0, "upserted": 0, "deleted": 0, "dead_letters": 0, "batches": 0, "position": None}
     cols: list[ColumnMap] | None = None
@@ -489,6 +491,8 @@ def _apply_unit(cfg: MysqlToPostgresConfig, key: UnitKey, tm: TableMap, *, final
             keys = list({json.dumps(c[2]): c[2] for c in changes}.values())
             rows = _pg_rows(pg, cfg, tm, cols, keys)
             pg.commit()
+            if touched is not None:
+                touched.extend(tuple(k) for k, _ in rows)
             up, de, dead = _write(cur, cfg, tm, cols, rows)
             new_id = int(changes[-1][0])
             cur.execute(f"UPDATE {_state(cfg)} SET last_id = %s, last_xmin = %s, applied = applied + %s, "
@@ -647,14 +651,16 @@ def run(cfg: MysqlToPostgresConfig, keys: Sequence[UnitKey | str] | None = None,
     return {"tables": tables, "seconds": round(secs, 3), "changes_per_s": round(total / secs, 1) if secs > 0 else 0.0}
 
 
-def drain(cfg: MysqlToPostgresConfig, keys: Sequence[UnitKey | str]) -> dict[str, Any]:
+def drain(cfg: MysqlToPostgresConfig, keys: Sequence[UnitKey | str], *,
+          touched: dict[str, list[tuple[Any, ...]]] | None = None) -> dict[str, Any]:
     """Bring MySQL level with PostgreSQL for ``keys`` and stop their reverse streams (rollback's
     ``drain_reverse``): apply what is captured, drop the triggers (waiting for the table's writers), apply
     the rest, record the stray writes up to MySQL's position now **and apply them to PostgreSQL** (MySQL is
     the side readers go back to: the copy must mirror it), move the table's forward sync position
     (``m2p_positions``) to that position, mark the stream ``drained``. Returns ``{unit label: {"applied":
     n, "position": last change id, "stray_writes": n, "forward_position": "file:pos"}}`` (a unit with no
-    running stream: ``{"applied": 0, "position": None, "skipped": why}``)."""
+    running stream: ``{"applied": 0, "position": None, "skipped": why}``). ``touched`` receives, per unit
+    key, the keys of the rows the drain applied (MySQL values, in key order: what a rollback re-proves)."""
     out: dict[str, Any] = {}
     running = {str(k) for k in _running(cfg, keys)}
     for key in (_key(k) for k in keys):
@@ -662,9 +668,10 @@ def drain(cfg: MysqlToPostgresConfig, keys: Sequence[UnitKey | str]) -> dict[str
             out[key.label] = {"applied": 0, "position": None, "skipped": "no reverse stream running"}
             continue
         tm = _plan(cfg, key)
-        first = _apply_unit(cfg, key, tm)
+        mine = touched.setdefault(str(key), []) if touched is not None else None
+        first = _apply_unit(cfg, key, tm, touched=mine)
         _uninstall(cfg, key, tm)
-        rest = _apply_unit(cfg, key, tm, final=True)
+        rest = _apply_unit(cfg, key, tm, final=True, touched=mine)
         with mysql_connect(cfg.source_conn_id, database="") as m:
             here = binlog.current_position(m.cursor())
         with pg_connect(cfg.control_conn_id) as conn:  # strays recorded but not forwarded: read again from the switch

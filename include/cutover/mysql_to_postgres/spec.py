@@ -95,6 +95,12 @@ def _switch(cfg: MysqlToPostgresConfig, keys: list[UnitKey], run_id: str) -> Any
     return table_switch(cfg, keys, run_id)
 
 
+def _rollback(cfg: MysqlToPostgresConfig, keys: list[UnitKey], run_id: str) -> Any:
+    from cutover.mysql_to_postgres.cutover import table_rollback
+
+    return table_rollback(cfg, keys, run_id)
+
+
 def _drain_reverse(cfg: MysqlToPostgresConfig, keys: list[UnitKey]) -> dict[str, Any]:
     from cutover.mysql_to_postgres.reverse import drain
 
@@ -122,5 +128,6 @@ SPEC = PipelineSpec(
     close=_close,
     target_divergence=_divergence,
     drain_reverse=_drain_reverse,
+    around_rollback=_rollback,
     around_switch=_switch,
 )
