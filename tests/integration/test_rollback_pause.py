@@ -144,10 +144,10 @@ def test_tenant_split_rollback_under_a_writer_every_10_ms(ts_params: dict[str, A
     assert sum(v["applied"] for v in drained.values()) > 0 and all(v["stream"] == "drained" for v in drained.values())
     run = control.get_run(pg, "hra_ts_rollback")
     pg.commit()
-    assert run["state"] == "success" and run["evidence"]["groups"][str(WHALE)]["paused_s"] == info["paused_s"]
+    assert run is not None and run["state"] == "success" and run["evidence"]["groups"][str(WHALE)]["paused_s"] == info["paused_s"]
     route = control.get_route(pg, PIPELINE, SRC, str(WHALE))
     pg.commit()
-    assert route["location"]["backend"] == "shared" and route["state"] == "active"
+    assert route is not None and route["location"]["backend"] == "shared" and route["state"] == "active"
     # the writers: no error; the cut-over tenant's went shared → tenant_db → shared
     assert ws.errors == {} and os_.errors == {}, (ws.error_messages[:3], os_.error_messages[:3])
     sides = [side for _, _, side in ws.commits]
@@ -173,9 +173,9 @@ def test_tenant_split_rollback_under_a_writer_every_10_ms(ts_params: dict[str, A
         assert caught["applied"] > 0, caught  # the writes made on the shared tables after the rollback
         conn.rollback()  # a new snapshot: this session's last one began before the catch-up
         for table in ("orders", "customers"):
-            got, want = _rows(cur, db, table), _rows(cur, SRC, table, " WHERE tenant_id = %s", (WHALE,))
-            bad = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
-            assert not bad, (table, len(bad), [(k, got.get(k), want.get(k)) for k in bad[:5]])
+            in_db, in_src = _rows(cur, db, table), _rows(cur, SRC, table, " WHERE tenant_id = %s", (WHALE,))
+            bad = sorted(k for k in set(in_db) | set(in_src) if in_db.get(k) != in_src.get(k))
+            assert not bad, (table, len(bad), [(k, in_db.get(k), in_src.get(k)) for k in bad[:5]])
     assert info["paused_s"] < 1.0, info["phases"]
 
 
@@ -247,7 +247,7 @@ def test_mysql_to_postgres_rollback_under_a_writer_every_10_ms(env: Env, monkeyp
         run = control.get_run(c, run_id)
         route = control.get_route(c, PIPELINE, env.cfg.scope, TABLE)
         stream = control.get_stream(c, PIPELINE, env.cfg.scope, TABLE, "reverse")
-    assert run["state"] == "success" and run["evidence"]["groups"][str(env.key)]["paused_s"] == info["paused_s"]
+    assert run is not None and run["state"] == "success" and run["evidence"]["groups"][str(env.key)]["paused_s"] == info["paused_s"]
     assert route is not None and route["location"]["backend"] == "mysql" and route["state"] == "active", route
     assert stream is not None and stream["state"] == "drained"
     # every row the writer wrote (on MySQL, PostgreSQL, MySQL again) is on MySQL as it last left it
