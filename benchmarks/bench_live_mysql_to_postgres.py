@@ -13,7 +13,7 @@ switch, a reverse loop (``reverse.run``). Phases and figures as in ``bench_live_
 helpers this imports): the build timed per stage (*copy end → verified* = finalize + verify), steady
 forward lag, a backlog catch-up (*catch-up rows/s*), the cutover of the first table (write pause, writer
 latency of the paused table and the others), ``--seconds`` on PostgreSQL (reverse lag), ``--strays``
-writes to MySQL by a client that ignores the route, rollback under the table's write pause, and the end
+writes to MySQL by a client that ignores the route, rollback (the life cycle's write pause), and the end
 state: every table compared MySQL ↔ PostgreSQL (rows that differ, must be 0) and the writers' record of
 each row against MySQL (writes lost on the old side, must be 0). Results:
 ``benchmarks/results/live_mysql_to_postgres.json``. Names: database ``h6_live_m2p``.
@@ -365,21 +365,14 @@ def one_rate(rate: int, a: argparse.Namespace) -> dict[str, Any]:
         res["reverse_lag"] = {"p50_s": pct(lags, 0.5), "p95_s": pct(lags, 0.95)}
         rev.stop()
         t0 = time.monotonic()
-        try:
-            with pg_connect(CONTROL) as c:
-                now = control.get_route(c, PIPELINE, cfg.scope, first)
-                if now is not None:
-                    control.set_route(c, PIPELINE, cfg.scope, first, now["location"], state="paused", reason="bench: rollback pause")
-            time.sleep(0.1)  # a writer's transaction begun before the pause ends (ms)
+        try:  # the life cycle pauses the table's writers on PostgreSQL itself (around_rollback)
             rb = rollback(SPEC, cfg, [first], f"h6_live_m2p_rollback_{rate}")
-            res["rollback"] = {"paused_s": round(time.monotonic() - t0, 3), "drained": rb["target_writes"].get("reverse_drained")}
+            group = next(iter((rb.get("groups") or {}).values()), {})
+            res["rollback"] = {"seconds": round(time.monotonic() - t0, 3), "paused_s": group.get("paused_s"),
+                               "reproved_rows": group.get("reproved_rows"), "phases": group.get("phases"),
+                               "drained": rb["target_writes"].get("reverse_drained")}
         except Exception as exc:  # noqa: BLE001 - reported
             res["rollback"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
-        finally:
-            with pg_connect(CONTROL) as c:
-                now = control.get_route(c, PIPELINE, cfg.scope, first)
-                if now is not None and now["state"] == "paused":
-                    control.set_route(c, PIPELINE, cfg.scope, first, now["location"], reason="bench: pause ended")
         time.sleep(2)
     finally:
         for w in writers.values():

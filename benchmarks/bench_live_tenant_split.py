@@ -17,8 +17,9 @@ updates, deletes, key changes) sharing the rate; a forward sync loop (``sync.cat
    latency p50 / p99 / max, the paused tenant's and the others' (commits during the pause counted);
 4. ``--seconds`` of writes on the new side (reverse lag); ``--strays`` writes to the shared tables for the
    cut-over tenant by a client that ignores the route (reported as stray writes, forwarded);
-5. rollback (``lifecycle.switch.rollback`` under the tenant's write pause: the reverse stream drained,
-   the route back), a few seconds of writes on the old side, writers stopped, a last catch-up;
+5. rollback (``lifecycle.switch.rollback``, whose ``around_rollback`` pauses the tenant's writers on its
+   database, drains the reverse stream to a fence, re-proves what it touched and routes back: the pause
+   is the life cycle's), a few seconds of writes on the old side, writers stopped, a last catch-up;
 6. the end state: every row of ``orders`` / ``customers`` of every tenant compared source ↔ tenant
    database (*rows that differ*, must be 0), the writers' own record of each row they wrote compared
    with the source (*writes lost on the old side*, must be 0), transactions aborted (1213 / 1205).
@@ -185,7 +186,6 @@ def one_rate(rate: int, a: argparse.Namespace) -> dict[str, Any]:
     from cutover.samples.live_writer import LiveWriter, sample_tables
     from cutover.tenant_split import reverse, sync
     from cutover.tenant_split.config import TenantSplitConfig
-    from cutover.tenant_split.cutover import write_pause
     from cutover.tenant_split.spec import SPEC
 
     res: dict[str, Any] = {"rate": rate, "pipeline": PIPELINE}
@@ -279,13 +279,14 @@ def one_rate(rate: int, a: argparse.Namespace) -> dict[str, Any]:
         time.sleep(max(0.0, a.seconds - (time.time() - n0)))
         res["reverse_lag"] = {"p50_s": pct(rev.lags(n0 + 1, time.time() - 1), 0.5),
                               "p95_s": pct(rev.lags(n0 + 1, time.time() - 1), 0.95)}
-        # 5. rollback under the tenant's write pause
+        # 5. rollback: the life cycle pauses the tenant's writers itself (around_rollback)
         rev.stop()
         t0 = time.monotonic()
         try:
-            with write_pause(cfg, whale) as pause:
-                rb = rollback(SPEC, cfg, [whale], f"h6_live_ts_rollback_{rate}")
-            res["rollback"] = {"seconds": round(time.monotonic() - t0, 3), "paused_s": pause.get("paused_s"),
+            rb = rollback(SPEC, cfg, [whale], f"h6_live_ts_rollback_{rate}")
+            group = (rb.get("groups") or {}).get(whale) or {}
+            res["rollback"] = {"seconds": round(time.monotonic() - t0, 3), "paused_s": group.get("paused_s"),
+                               "reproved_rows": group.get("reproved_rows"), "phases": group.get("phases"),
                                "drained": rb["target_writes"].get("reverse_drained")}
         except Exception as exc:  # noqa: BLE001 - reported
             res["rollback"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
