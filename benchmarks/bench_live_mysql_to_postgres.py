@@ -5,10 +5,12 @@ PostgreSQL → rollback, on the real MariaDB and PostgreSQL.
     .venv/bin/python benchmarks/bench_live_mysql_to_postgres.py --rates 500,2000,5000 --seconds 20   # short mode
 
 Per rate, from fresh tables (``--tables`` tables of ``--rows`` rows: BIGINT key, Korean VARCHAR, DECIMAL,
-TEXT): one cooperative writer per table (the protocol of :mod:`cutover.mysql_to_postgres.cutover`: it
-reads the table's routing entry, writes MySQL or PostgreSQL as it says, waits while ``paused``, and reads
-it again after its transaction's first statement; inserts, updates, deletes, key changes), sharing the
-rate; a forward sync loop (``sync.sync_units``, as ``mysql_to_postgres_sync`` runs it) and, after the
+TEXT): one cooperative writer per table (:class:`cutover.samples.live_writer.TableWriter` in a
+:class:`~cutover.samples.live_writer.WriterPool`: one OS process per table, ``--writer-procs`` for more;
+the protocol of :mod:`cutover.mysql_to_postgres.cutover`: it reads the table's routing entry, writes MySQL
+or PostgreSQL as it says, waits while ``paused``, and reads it again after its transaction's first
+statement; inserts, updates, deletes, key changes, ``rows_per_tx`` changed rows per transaction), sharing
+the rate; a forward sync loop (``sync.sync_units``, as ``mysql_to_postgres_sync`` runs it) and, after the
 switch, a reverse loop (``reverse.run``). Phases and figures as in ``bench_live_tenant_split.py`` (whose
 helpers this imports): the build timed per stage (*copy end → verified* = finalize + verify), steady
 forward lag, a backlog catch-up (*catch-up rows/s*), the cutover of the first table (write pause, writer
@@ -24,9 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
-import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_live_tenant_split import (  # noqa: E402 - the shared helpers, beside this file
     END_ROWS,
+    WRITER_ROWS,
     SyncLoop,
     latency_figures,
     pct,
@@ -60,151 +61,6 @@ def _root(database: str = "") -> Any:
     cur.execute("SET SESSION time_zone = '+00:00', binlog_format = 'ROW'")
     cur.close()
     return conn
-
-
-class Writer(threading.Thread):
-    """One table's application: every ``interval_s`` a transaction of ``rows`` changes (insert, update,
-    insert, key change, update, delete in turn) wherever the table's routing entry says. ``expected``:
-    key → (name, amount) or None (deleted), for the rows it wrote; latencies (s) and commits per side."""
-
-    def __init__(self, cfg: Any, table: str, seed_rows: int, interval_s: float, rows: int, seed: int) -> None:
-        super().__init__(daemon=True, name=f"writer-{table}")
-        self.cfg, self.table, self.seed_rows, self.interval_s, self.rows = cfg, table, seed_rows, interval_s, rows
-        self.rnd = random.Random(seed)
-        self.next_key = KEY_BASE + seed * 10**7
-        self.mine: list[int] = []
-        self.expected: dict[int, tuple[str, Decimal] | None] = {}
-        self.latencies: list[float] = []
-        self.commits: list[tuple[float, float]] = []
-        self.sides = {"mysql": 0, "postgres": 0}
-        self.errors: dict[int, int] = {}
-        self.messages: list[str] = []
-        self.seq = 0
-        self.halt = threading.Event()
-
-    def stop(self) -> None:
-        self.halt.set()
-        if self.ident is not None:
-            self.join(60)
-
-    def _route(self, pg: Any) -> tuple[str, str]:
-        from cutover import control
-
-        r = control.get_route(pg, PIPELINE, self.cfg.scope, self.table)
-        pg.commit()
-        return ("mysql", "active") if r is None else (str(r["location"].get("backend")), str(r["state"]))
-
-    def _sql(self, side: str) -> dict[str, str]:
-        from cutover.identifiers import quote_mysql, quote_pg
-
-        t = (f"{quote_mysql(DB)}.{quote_mysql(self.table)}" if side == "mysql"
-             else f"{quote_pg(SCHEMA)}.{quote_pg(self.table)}")
-        return {"insert": f"INSERT INTO {t} (id, name, amount, note) VALUES (%s, %s, %s, 'w')",
-                "update": f"UPDATE {t} SET name = %s, amount = %s WHERE id = %s",
-                "delete": f"DELETE FROM {t} WHERE id = %s", "key_change": f"UPDATE {t} SET id = %s WHERE id = %s"}
-
-    def _ops(self) -> list[tuple[str, int, int | None, tuple[str, Decimal] | None]]:
-        ops: list[tuple[str, int, int | None, tuple[str, Decimal] | None]] = []
-        mine = [k for k in self.mine if self.expected.get(k) is not None]
-        used: set[int] = set()
-        for _ in range(self.rows):
-            self.seq += 1
-            op = ("insert", "update", "insert", "key_change", "update", "delete")[self.seq % 6]
-            row = (f"주문 w{self.seq} ✓", Decimal(self.seq % 100000) / 100)
-            free = [k for k in mine if k not in used]
-            if op in ("delete", "key_change") and not free:
-                op = "insert"
-            if op == "insert":
-                self.next_key += 1
-                ops.append(("insert", self.next_key, None, row))
-                used.add(self.next_key)
-            elif op == "update":
-                k = self.rnd.randint(1, self.seed_rows)
-                if k in used or (k in self.expected and self.expected[k] is None):
-                    self.next_key += 1
-                    ops.append(("insert", self.next_key, None, row))
-                    used.add(self.next_key)
-                    continue
-                ops.append(("update", k, None, row))
-                used.add(k)
-            else:
-                k = self.rnd.choice(free)
-                used.add(k)
-                if op == "delete":
-                    ops.append(("delete", k, None, None))
-                else:
-                    self.next_key += 1
-                    ops.append(("key_change", k, self.next_key, None))
-                    used.add(self.next_key)
-        return ops
-
-    def run(self) -> None:  # noqa: D102
-        import MySQLdb
-
-        from cutover.connections import CONTROL, POSTGRES_TARGET, pg_open
-
-        pg, my, tgt = pg_open(CONTROL), _root(DB), pg_open(POSTGRES_TARGET)
-        try:
-            while not self.halt.is_set():
-                t0 = time.monotonic()
-                ops = self._ops()
-                try:
-                    self._one(pg, my, tgt, ops, t0)
-                except Exception as exc:  # noqa: BLE001 - counted by MySQL error code (-1: another error)
-                    code = int(exc.args[0]) if isinstance(exc, MySQLdb.Error) and exc.args and isinstance(exc.args[0], int) else -1
-                    self.errors[code] = self.errors.get(code, 0) + 1
-                    self.messages.append(f"{type(exc).__name__}: {exc}"[:200])
-                    for c in (my, tgt):
-                        try:
-                            c.rollback()
-                        except Exception:  # noqa: BLE001
-                            pass
-                self.halt.wait(max(0.0, self.interval_s - (time.monotonic() - t0)))
-        finally:
-            for c in (pg, my, tgt):
-                c.close()
-
-    def _one(self, pg: Any, my: Any, tgt: Any, ops: list[Any], wanted: float) -> None:
-        while not self.halt.is_set():
-            side, state = self._route(pg)
-            if state == "paused":
-                time.sleep(0.002)
-                continue
-            conn, sql = (my if side == "mysql" else tgt), self._sql(side)
-            started = time.time()
-            cur = conn.cursor()
-            moved = False
-            for i, (op, k, nk, row) in enumerate(ops):
-                if op == "insert":
-                    cur.execute(sql["insert"], (k, row[0], row[1]))
-                elif op == "update":
-                    cur.execute(sql["update"], (row[0], row[1], k))
-                elif op == "delete":
-                    cur.execute(sql["delete"], (k,))
-                else:
-                    cur.execute(sql["key_change"], (nk, k))
-                if i == 0 and self._route(pg) != (side, state):
-                    conn.rollback()
-                    moved = True
-                    break
-            if moved:
-                continue
-            conn.commit()
-            for op, k, nk, row in ops:
-                if op in ("insert", "update"):
-                    self.expected[k] = row
-                    if op == "insert":
-                        self.mine.append(k)
-                elif op == "delete":
-                    self.expected[k] = None
-                else:
-                    self.expected[nk] = self.expected.get(k)
-                    self.expected[k] = None
-                    self.mine.append(nk)
-            self.sides[side] += 1
-            self.latencies.append(time.monotonic() - wanted)
-            self.commits.append((started, time.time()))
-            return
 
 
 def _drop(cfg: Any, tables: list[str]) -> None:
@@ -288,6 +144,7 @@ def one_rate(rate: int, a: argparse.Namespace) -> dict[str, Any]:
     from cutover.mysql_to_postgres import build, reverse, sync
     from cutover.mysql_to_postgres.config import MysqlToPostgresConfig
     from cutover.mysql_to_postgres.spec import SPEC
+    from cutover.samples.live_writer import WriterPool, WriterSpec
 
     tables = [f"orders_{i}" for i in range(1, a.tables + 1)]
     params = {"source_database": DB, "target_schema": SCHEMA, "tables": tables, "gx_gate": False, "chunk_rows": 5000}
@@ -295,15 +152,13 @@ def one_rate(rate: int, a: argparse.Namespace) -> dict[str, Any]:
     res: dict[str, Any] = {"rate": rate, "pipeline": PIPELINE}
     _drop(cfg, tables)
     _seed(tables, a.rows)
-    rows_per_tx = max(3, rate // 250)  # fewer, larger transactions at high rates: one Python writer per unit keeps up
-    interval = rows_per_tx * len(tables) / rate
-    writers = {t: Writer(cfg, t, a.rows, interval, rows_per_tx, i) for i, t in enumerate(tables, 1)}
+    pool = WriterPool([WriterSpec("table", {"database": DB, "schema": SCHEMA, "table": t, "scope": cfg.scope,
+                                            "seed_rows": a.rows, "key_base": KEY_BASE + i * 10**8, "seed": i})
+                       for i, t in enumerate(tables, 1)], rate, procs_per_unit=a.writer_procs, rows_per_tx=a.rows_per_tx)
     fwd = SyncLoop("forward", lambda: sync.sync_units(cfg))
     rev = SyncLoop("reverse", lambda: reverse.run(cfg))
     first = tables[0]
-    for w in writers.values():
-        w.start()
-    t_begin = time.time()
+    pool.start()
     try:
         run_id = f"h6_live_m2p_build_{rate}"
         timings: dict[str, float] = {}
@@ -375,31 +230,30 @@ def one_rate(rate: int, a: argparse.Namespace) -> dict[str, Any]:
             res["rollback"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         time.sleep(2)
     finally:
-        for w in writers.values():
-            w.stop()
+        stats = pool.stop()
         fwd.stop()
         rev.stop()
+    say("  " + pool.describe())
     sync.sync_units(cfg)
-    elapsed = time.time() - t_begin
-    changed = sum(len(w.latencies) for w in writers.values()) * rows_per_tx
-    res["writer"] = {"rows_per_tx": rows_per_tx, "achieved_rows_per_s": round(changed / elapsed, 1),
-                     "aborted": sum(w.errors.get(c, 0) for w in writers.values() for c in (1213, 1205)),
-                     "errors": {t: w.errors for t, w in writers.items() if w.errors},
-                     "messages": [m for w in writers.values() for m in w.messages[:2]],
-                     "per_table": {t: {"role": "paused" if t == first else "other", "sides": w.sides,
-                                       **latency_figures(w.latencies, w.commits, window)} for t, w in writers.items()},
-                     "by_role": {"paused": latency_figures(writers[first].latencies, writers[first].commits, window),
-                                 "other": latency_figures([x for t, w in writers.items() if t != first for x in w.latencies],
-                                                          [c for t, w in writers.items() if t != first for c in w.commits], window)}}
+    summ = pool.summary()
+    commits = {t: [(c[0], c[1]) for c in s.commits] for t, s in stats.items()}
+    res["writer"] = {**{k: v for k, v in summ.items() if k != "per_unit"},
+                     "messages": [m for s in stats.values() for m in s.error_messages[:2]],
+                     "per_table": {t: {"role": "paused" if t == first else "other", "sides": summ["per_unit"][t]["per_side"],
+                                       "rows": s.rows, "aborted": s.aborted, "behind": s.behind,
+                                       **latency_figures(s.latencies, commits[t], window)} for t, s in stats.items()},
+                     "by_role": {"paused": latency_figures(stats[first].latencies, commits[first], window),
+                                 "other": latency_figures([x for t, s in stats.items() if t != first for x in s.latencies],
+                                                          [c for t in stats if t != first for c in commits[t]], window)}}
     my, pgr = _table_rows(tables)
     diff = {"missing_on_target": 0, "extra_on_target": 0, "different": 0, "lost_on_source": 0}
     for t in tables:
         diff["missing_on_target"] += len(set(my[t]) - set(pgr[t]))
         diff["extra_on_target"] += len(set(pgr[t]) - set(my[t]))
         diff["different"] += sum(1 for k in set(my[t]) & set(pgr[t]) if my[t][k] != pgr[t][k])
-        for k, want in writers[t].expected.items():
+        for k, want in stats[t].expected.get(t, {}).items():
             got = my[t].get(k)
-            diff["lost_on_source"] += (got[:2] if got else None) != want
+            diff["lost_on_source"] += (got[:2] if got else None) != (None if want is None else (want["name"], want["amount"]))
     res["rows_differ"] = diff
     with pg_connect(CONTROL) as c:
         res["stray_writes_seen"] = len(control.list_stray_writes(c, PIPELINE, cfg.scope))
@@ -411,7 +265,7 @@ def one_rate(rate: int, a: argparse.Namespace) -> dict[str, Any]:
 
 
 TABLE_ROWS = [
-    ("writer rows/s achieved", "writer.achieved_rows_per_s", "", 0),
+    *WRITER_ROWS,
     ("build green", "build.green", "", 0),
     ("copy end → verified (s)", "copy_end_to_verified_s", "", 2),
     ("catch-up rows/s (backlog)", "catch_up.rows_per_s", "", 0),
@@ -439,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tables", type=int, default=3)
     p.add_argument("--rows", type=int, default=20000, help="rows per table")
     p.add_argument("--strays", type=int, default=3, help="writes to MySQL after the switch")
+    p.add_argument("--writer-procs", type=int, default=1, help="writer processes per table")
+    p.add_argument("--rows-per-tx", type=int, default=None, help="changed rows per writer transaction (default: "
+                   "enough for 50 transactions/s per process)")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     results = []

@@ -5,8 +5,9 @@ new side → rollback, on the real MariaDB and PostgreSQL.
     .venv/bin/python benchmarks/bench_live_tenant_split.py --rates 500,2000,5000 --seconds 20   # short mode
 
 Per rate, from a fresh shop sample (:mod:`cutover.samples.tenants`, ``--tenants`` tenants, ``--rows``
-orders): one route-aware writer per tenant (:class:`cutover.samples.live_writer.LiveWriter`: inserts,
-updates, deletes, key changes) sharing the rate; a forward sync loop (``sync.catch_up``, as
+orders): route-aware writers (:class:`cutover.samples.live_writer.WriterPool`: one OS process per tenant,
+``--writer-procs`` for more, each paced at its share of the rate; inserts, updates, deletes, key changes,
+``rows_per_tx`` changed rows per transaction, printed) sharing the rate; a forward sync loop (``sync.catch_up``, as
 ``tenant_split_sync`` runs it) and, after the switch, a reverse loop (``reverse.run``). Phases:
 
 1. build (``lifecycle.stages``: plan → prepare → copy → finalize → verify, each timed): *copy end →
@@ -46,7 +47,6 @@ PREFIX = "h6lt_"
 STATE = "h6lt_state"
 PIPELINE = "tenant_split"
 RESULTS = Path(__file__).resolve().parent / "results"
-ABORT_CODES = (1213, 1205)
 
 
 def say(msg: str) -> None:
@@ -183,7 +183,7 @@ def one_rate(rate: int, a: argparse.Namespace) -> dict[str, Any]:
     from cutover.lifecycle import stages
     from cutover.lifecycle.switch import rollback, split_ready, switch
     from cutover.samples import tenants as sample
-    from cutover.samples.live_writer import LiveWriter, sample_tables
+    from cutover.samples.live_writer import WriterPool, sample_tenant_spec
     from cutover.tenant_split import reverse, sync
     from cutover.tenant_split.config import TenantSplitConfig
     from cutover.tenant_split.spec import SPEC
@@ -197,21 +197,12 @@ def one_rate(rate: int, a: argparse.Namespace) -> dict[str, Any]:
               "database_prefix": PREFIX, "state_database": STATE, "chunk_rows": 5000, "parallelism": 2, "gx_gate": False}
     cfg = TenantSplitConfig.from_params(params)
     tenant_ids = list(range(1, a.tenants + 1))
-    rows_per_tx = max(3, rate // 250)  # fewer, larger transactions at high rates: one Python writer per unit keeps up
-    interval = rows_per_tx * len(tenant_ids) / rate
-    writers: dict[int, LiveWriter] = {}
-    with connections.mysql_connect(database=SRC) as conn:
-        for t in tenant_ids:
-            writers[t] = LiveWriter(tenant=str(t), tenant_value=t, tables=sample_tables(conn, SRC, t), scope=SRC,
-                                    source_database=SRC, interval_s=interval, rows_per_tx=rows_per_tx, seed=t)
+    pool = WriterPool([sample_tenant_spec(t, scope=SRC, source_database=SRC, seed=t) for t in tenant_ids], rate,
+                      procs_per_unit=a.writer_procs, rows_per_tx=a.rows_per_tx)
     fwd = SyncLoop("forward", lambda: sync.catch_up(cfg, sync.built_tenants(cfg)))
     rev = SyncLoop("reverse", lambda: reverse.run(cfg, forward_stray_writes=True))
     whale = str(tenant_ids[0])
-    for w in writers.values():
-        w.start()
-    for w in writers.values():
-        w.started_writing.wait(10)
-    t_begin = time.time()
+    pool.start()
     try:
         # 1. build, stage by stage
         run_id = f"h6_live_ts_build_{rate}"
@@ -268,7 +259,8 @@ def one_rate(rate: int, a: argparse.Namespace) -> dict[str, Any]:
         strays: list[int] = []
         with connections.mysql_connect(database=SRC) as conn:
             cur = conn.cursor()
-            cur.execute("SELECT id FROM customers WHERE tenant_id = %s ORDER BY id DESC LIMIT %s", (tenant_ids[0], a.strays))
+            cur.execute("SELECT id FROM customers WHERE tenant_id = %s AND id < %s ORDER BY id DESC LIMIT %s",
+                        (tenant_ids[0], 10**12, a.strays))  # a seed row: the writers' own keys start at 10**12
             strays = [int(r[0]) for r in cur.fetchall()]
         for i, key in enumerate(strays):
             time.sleep(a.seconds / max(1, len(strays) + 1))
@@ -292,18 +284,19 @@ def one_rate(rate: int, a: argparse.Namespace) -> dict[str, Any]:
             res["rollback"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         time.sleep(2)
     finally:
-        stats = {t: w.stop() for t, w in writers.items()}
+        by_unit = pool.stop()
         fwd.stop()
         rev.stop()
+    say("  " + pool.describe())
     sync.catch_up(cfg, sync.built_tenants(cfg))
-    elapsed = time.time() - t_begin
     # 6. the end state
-    changed = sum(sum(1 for _ in s.latencies) for s in stats.values()) * rows_per_tx
-    res["writer"] = {"rows_per_tx": rows_per_tx, "achieved_rows_per_s": round(changed / elapsed, 1),
-                     "aborted": sum(s.errors.get(c, 0) for s in stats.values() for c in ABORT_CODES),
-                     "errors": {t: s.errors for t, s in stats.items() if s.errors},
+    stats = {t: by_unit[str(t)] for t in tenant_ids}
+    summ = pool.summary()
+    res["writer"] = {**{k: v for k, v in summ.items() if k != "per_unit"},
+                     "error_messages": [m for s in stats.values() for m in s.error_messages[:2]],
                      "per_tenant": {str(t): {"role": "paused" if str(t) == whale else "other",
-                                             **latency_figures(s.latencies, [(c[0], c[1]) for c in s.commits], window)}
+                                             **latency_figures(s.latencies, [(c[0], c[1]) for c in s.commits], window),
+                                             "rows": s.rows, "aborted": s.aborted, "behind": s.behind}
                                     for t, s in stats.items()}}
     diff = {"missing_on_target": 0, "extra_on_target": 0, "different": 0, "lost_on_source": 0}
     with connections.pg_connect() as pg:
@@ -334,8 +327,15 @@ def one_rate(rate: int, a: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
-TABLE_ROWS = [
+#: the writer rows both live benchmarks print first
+WRITER_ROWS = [
+    ("writer rows/s asked", "writer.asked_rows_per_s", "", 0),
     ("writer rows/s achieved", "writer.achieved_rows_per_s", "", 0),
+    ("writer rows per transaction", "writer.rows_per_tx", "", 0),
+    ("writer processes", "writer.processes", "", 0),
+]
+TABLE_ROWS = [
+    *WRITER_ROWS,
     ("build green", "build.green", "", 0),
     ("copy end → verified (s)", "copy_end_to_verified_s", "", 2),
     ("catch-up rows/s (backlog)", "catch_up.rows_per_s", "", 0),
@@ -355,7 +355,8 @@ END_ROWS = [
     ("reverse lag p50 (s)", "reverse_lag.p50_s", "", 3),
     ("reverse lag p95 (s)", "reverse_lag.p95_s", "", 3),
     ("rollback, writes paused (s)", "rollback.paused_s", "", 3),
-    ("writer transactions aborted (1213/1205)", "writer.aborted", "", 0),
+    ("writer transactions aborted (any error)", "writer.aborted", "", 0),
+    ("  of which deadlock / lock wait (1213/1205)", "writer.aborted_1213_1205", "", 0),
     ("rows differ: missing on target", "rows_differ.missing_on_target", "", 0),
     ("rows differ: extra on target", "rows_differ.extra_on_target", "", 0),
     ("rows differ: different", "rows_differ.different", "", 0),
@@ -375,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tenants", type=int, default=4)
     p.add_argument("--rows", type=int, default=20000, help="orders in the sample")
     p.add_argument("--strays", type=int, default=3, help="writes to the old side after the switch")
+    p.add_argument("--writer-procs", type=int, default=1, help="writer processes per tenant")
+    p.add_argument("--rows-per-tx", type=int, default=None, help="changed rows per writer transaction (default: "
+                   "enough for 50 transactions/s per process)")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     import logging
