@@ -426,6 +426,21 @@ def _route_back(spec: PipelineSpec, cfg: Any, conn_id: str, key: UnitKey, run_id
     return out
 
 
+def _writes_record(found: dict[str, Any], checked: dict[str, Any], discard: bool, drained: dict[str, Any]) -> dict[str, Any]:
+    """The rollback evidence's ``target_writes``: what was checked and found, the rows, the reverse drain."""
+    return {"checked": checked, "found": found, "discarded": bool(found) and discard,
+            "rows": sum(_lost_rows(d) for d in found.values()), "reverse_drained": drained}
+
+
+def _mark_refused(conn: Any, spec: PipelineSpec, run_id: str, keys: list[UnitKey], refused: dict[str, str]) -> None:
+    """Record the refused units of a rollback run as failed (why: ``refused[label]``) and its planned units."""
+    for key in keys:
+        if key.label in refused:
+            state.advance(conn, run_id, str(key), UnitState.FAILED, pipeline=spec.name,
+                          error=f"target writes would be lost: {refused[key.label]}", failed_stage="rollback")
+    conn.execute(f"UPDATE {control.SCHEMA}.runs SET planned_units = %s WHERE run_id = %s", (len(keys), run_id))
+
+
 def rollback(
     spec: PipelineSpec, cfg: Any, wanted: list[str] | None, run_id: str, *, drop: bool = False,
     discard_target_writes: bool = False, triggered_by: dict[str, Any] | None = None,
@@ -472,17 +487,12 @@ def rollback(
                 drained = {"error": state.format_error(exc)}
                 log.exception("%s: could not drain the reverse stream before the rollback", spec.name)
     found, checked = target_writes(spec, cfg, keys)
-    writes = {"checked": checked, "found": found, "discarded": bool(found) and discard_target_writes,
-              "rows": sum(_lost_rows(d) for d in found.values()), "reverse_drained": drained}
+    writes = _writes_record(found, checked, discard_target_writes, drained)
     if found and not discard_target_writes:
         lines = _refusal_lines(found)
         message = _refusal_message(lines, str(drained.get("error")) if drained.get("error") else "no reverse stream", [])
         with pg_connect(conn_id) as conn:
-            for key in keys:
-                if key.label in lines:
-                    state.advance(conn, run_id, str(key), UnitState.FAILED, pipeline=spec.name,
-                                  error=f"target writes would be lost: {lines[key.label]}", failed_stage="rollback")
-            conn.execute(f"UPDATE {control.SCHEMA}.runs SET planned_units = %s WHERE run_id = %s", (len(keys), run_id))
+            _mark_refused(conn, spec, run_id, keys, lines)
             control.finish_run(conn, run_id, "failed", {"refused": "target writes would be lost", "target_writes": writes,
                                                         "rolled_back": [], "drop": drop, "triggered_by": trigger})
         log.error("%s: %s", spec.name, message)
@@ -573,16 +583,11 @@ def _rollback_paused(spec: PipelineSpec, cfg: Any, keys: list[UnitKey], run_id: 
     checked = {"units_on_target": [k.label for k in on_target], "checked": bool(on_target),
                **({} if on_target else {"why": f"no unit's readers are on {target}"}),
                "how": "around_rollback: the reverse stream drained to a fence under a write pause, what it touched re-proved"}
-    writes = {"checked": checked, "found": found, "discarded": bool(found) and discard_target_writes,
-              "rows": sum(_lost_rows(d) for d in found.values()), "reverse_drained": drained}
+    writes = _writes_record(found, checked, discard_target_writes, drained)
     evidence = {"rolled_back": results, "failed": failed, "drop": drop, "target_writes": writes, "triggered_by": trigger,
                 "groups": groups_out}
     with pg_connect(conn_id) as conn:
-        for key in keys:
-            if key.label in refused:
-                state.advance(conn, run_id, str(key), UnitState.FAILED, pipeline=spec.name,
-                              error=f"target writes would be lost: {refused[key.label]}", failed_stage="rollback")
-        conn.execute(f"UPDATE {control.SCHEMA}.runs SET planned_units = %s WHERE run_id = %s", (len(keys), run_id))
+        _mark_refused(conn, spec, run_id, keys, refused)
         control.finish_run(conn, run_id, "failed" if (failed or refused) else "success",
                            {**evidence, **({"refused": "target writes would be lost"} if refused else {})})
     if refused:
